@@ -1,0 +1,39 @@
+# incident-console: every target sets up what it needs by itself.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint fmt sysdeps venv snapshot check-config clean
+
+demo: $(STAMP) sysdeps
+	$(BIN)/incident-console snapshot --config config/console.yaml
+
+test: $(STAMP) sysdeps
+	$(BIN)/ruff check console panels tests
+	$(BIN)/pytest
+
+venv: $(STAMP)
+
+# Re-installs only when pyproject.toml changed; a second run costs a stat().
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+sysdeps:
+	@scripts/ensure-system-packages.sh prometheus prometheus-alertmanager postgresql
+
+check-config: $(STAMP)
+	$(BIN)/incident-console check-config config/console.yaml
+
+lint: $(STAMP)
+	$(BIN)/ruff check console panels tests
+	$(BIN)/ruff format --check console panels tests
+
+fmt: $(STAMP)
+	$(BIN)/ruff format console panels tests
+	$(BIN)/ruff check --fix console panels tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,463 @@
+"""The one configuration schema (pydantic) and the one loader.
+
+``check-config``, ``snapshot``, the TUI and the tests all call :func:`load_config`. Every
+problem comes back as ``file:line:col: message`` through :class:`console.yamlfile.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from console import redact
+from console.yamlfile import ConfigError, Document, Problem, problems_from_validation, read_document
+
+CONFIG_ENV = "INCIDENT_CONSOLE_CONFIG"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
+
+
+def parse_duration(value: Any) -> float:
+    """``5``, ``"5s"``, ``"250ms"``, ``"2m"``, ``"1h"`` -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 5s, 250ms or 2m, not a boolean")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        raise ValueError(f"expected a duration such as 5s, 250ms or 2m, got {value!r:.40}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("a duration must be a finite number of seconds >= 0")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(
+            f"'{value[:40]}' is not a valid name: use letters, digits, '_', '-', '.', ':' (max 63)"
+        )
+    return value
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
+
+
+def check_http_url(value: str) -> str:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or " " in value:
+        raise ValueError(f"bad URL '{redact.url(str(value))[:80]}': expected http(s)://host[:port]/path")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError(f"bad URL '{redact.url(value)[:80]}': invalid port") from None
+    return value
+
+
+HttpUrl = Annotated[str, BeforeValidator(lambda v: check_http_url(v) if isinstance(v, str) else v)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Threshold(Model):
+    """Levels on one measured value. ``direction: above`` breaches when value >= level."""
+
+    id: str | None = None
+    warning: float | None = None
+    critical: float | None = None
+    direction: Literal["above", "below"] = "above"
+    for_: Duration = Field(0.0, alias="for")
+    keep_firing_for: Duration = 0.0
+    recovery: float | None = None
+    runbooks: list[str] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str | None) -> str | None:
+        return None if value is None else _check_name(value)
+
+    @model_validator(mode="after")
+    def _levels(self) -> Threshold:
+        if self.warning is None and self.critical is None:
+            raise ValueError("a threshold needs a warning level, a critical level, or both")
+        for name in ("warning", "critical", "recovery"):
+            level = getattr(self, name)
+            if level is not None and not math.isfinite(level):
+                raise ValueError(f"{name} must be a finite number")
+        above = self.direction == "above"
+        both = self.warning is not None and self.critical is not None
+        if both and (self.warning > self.critical if above else self.warning < self.critical):
+            raise ValueError(
+                f"warning ({self.warning:g}) and critical ({self.critical:g}) are in the wrong order "
+                f"for direction '{self.direction}': warning must be reached first"
+            )
+        if self.recovery is not None:
+            first = self.first_level
+            if (above and self.recovery > first) or (not above and self.recovery < first):
+                raise ValueError(
+                    f"recovery ({self.recovery:g}) must be on the healthy side of the first level ({first:g})"
+                )
+        return self
+
+    @property
+    def first_level(self) -> float:
+        levels = [x for x in (self.warning, self.critical) if x is not None]
+        return min(levels) if self.direction == "above" else max(levels)
+
+    def breached(self, value: float, level: float) -> bool:
+        return value >= level if self.direction == "above" else value <= level
+
+    def recovered(self, value: float) -> bool:
+        """True when ``value`` is back on the healthy side of the recovery level."""
+        line = self.first_level if self.recovery is None else self.recovery
+        if self.recovery is None:
+            return not self.breached(value, line)
+        return value <= line if self.direction == "above" else value >= line
+
+
+def _threshold(**levels: Any) -> Threshold:
+    return Threshold.model_validate(levels)
+
+
+class Header(Model):
+    value: str
+    secret: bool = False
+
+
+def _header(value: Any) -> Any:
+    return {"value": value} if isinstance(value, str) else value
+
+
+class Environment(Model):
+    name: str = "default"
+    production: bool = False
+
+
+class Refresh(Model):
+    health: Duration = 10.0
+    prometheus: Duration = 10.0
+    postgres: Duration = 2.0
+
+    @model_validator(mode="after")
+    def _positive(self) -> Refresh:
+        for name in ("health", "prometheus", "postgres"):
+            if getattr(self, name) < 0.05:
+                raise ValueError(f"refresh.{name} must be at least 50ms")
+        return self
+
+
+class HealthTarget(Model):
+    name: Name
+    url: HttpUrl
+    format: Literal["health+json", "spring", "k8s", "status"] = "health+json"
+    timeout: Duration = 3.0
+    verify_tls: bool | str = True
+    headers: dict[str, Annotated[Header, BeforeValidator(_header)]] = Field(default_factory=dict)
+    severity: Literal["warning", "critical"] = "critical"
+    for_: Duration = Field(0.0, alias="for")
+    latency: Threshold | None = None
+    runbooks: list[str] = Field(default_factory=list)
+
+
+class Query(Model):
+    id: Name
+    query: str = Field(min_length=1)
+    title: str = ""
+    unit: str = ""
+    threshold: Threshold | None = None
+
+
+class Prometheus(Model):
+    url: HttpUrl
+    alertmanager_url: HttpUrl | None = None
+    timeout: Duration = 5.0
+    verify_tls: bool | str = True
+    headers: dict[str, Annotated[Header, BeforeValidator(_header)]] = Field(default_factory=dict)
+    queries: list[Query] = Field(default_factory=list)
+
+
+class PostgresThresholds(Model):
+    """Defaults follow the source runbooks: long-running > 5 min, avg query > 100 ms
+    (alert > 500 ms), connections against max_connections. ``null`` turns one off."""
+
+    connections: Threshold | None = Field(default_factory=lambda: _threshold(warning=0.8, critical=0.95))
+    long_running: Threshold | None = Field(default_factory=lambda: _threshold(warning=300, critical=900))
+    idle_in_transaction: Threshold | None = Field(
+        default_factory=lambda: _threshold(warning=60, critical=300)
+    )
+    waiting: Threshold | None = Field(default_factory=lambda: _threshold(warning=1, critical=5))
+    mean_statement_time: Threshold | None = Field(
+        default_factory=lambda: _threshold(warning=100, critical=500)
+    )
+
+
+class PostgresCluster(Model):
+    name: Name
+    dsn: str
+    statement_timeout: Duration = 2.0
+    lock_timeout: Duration = 1.0
+    connect_timeout: Duration = 5.0
+    statements_top: int = Field(10, ge=0, le=200)
+    thresholds: PostgresThresholds = Field(default_factory=PostgresThresholds)
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme if "://" in value else ""
+        if scheme not in ("postgres", "postgresql"):
+            raise ValueError(f"bad DSN '{redact.dsn(value)[:80]}': expected postgresql://user@host:port/db")
+        return value
+
+
+class Config(Model):
+    environment: Environment = Field(default_factory=Environment)
+    read_only: bool = False
+    refresh: Refresh = Field(default_factory=Refresh)
+    runbooks_dir: str = "runbooks"
+    health: list[HealthTarget] = Field(default_factory=list)
+    prometheus: Prometheus | None = None
+    postgres: list[PostgresCluster] = Field(default_factory=list)
+
+    _path: Path | None = PrivateAttr(default=None)
+    _runbook_ids: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @property
+    def runbooks_path(self) -> Path:
+        base = self._path.parent if self._path else Path.cwd()
+        return (base / self.runbooks_dir).resolve()
+
+    @property
+    def runbook_ids(self) -> frozenset[str]:
+        return self._runbook_ids
+
+    def thresholds(self) -> list[BoundThreshold]:
+        return [bound for bound, _ in _bound_thresholds(self)]
+
+    def threshold(self, threshold_id: str) -> BoundThreshold | None:
+        return next((b for b in self.thresholds() if b.id == threshold_id), None)
+
+    def secrets(self) -> list[str]:
+        found: list[str] = []
+        for cluster in self.postgres:
+            found += redact.secrets_in_dsn(cluster.dsn)
+        for target in self.health:
+            found += redact.secrets_in_url(target.url)
+            found += [h.value for h in target.headers.values() if h.secret]
+        if self.prometheus:
+            found += redact.secrets_in_url(self.prometheus.url)
+            if self.prometheus.alertmanager_url:
+                found += redact.secrets_in_url(self.prometheus.alertmanager_url)
+            found += [h.value for h in self.prometheus.headers.values() if h.secret]
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class BoundThreshold:
+    """A threshold tied to the value it watches. ``id`` is explicit or derived:
+    ``health.<target>``, ``health.<target>.latency``, ``prometheus.<query>``,
+    ``postgres.<cluster>.<metric>``."""
+
+    id: str
+    source: str  # the snapshot source key: health:<name>, prometheus, postgres:<name>
+    metric: str  # status | latency | query:<id> | connections | long_running | ...
+    title: str
+    unit: str
+    threshold: Threshold
+    runbooks: tuple[str, ...]
+
+
+HEALTH_STATUS_VALUES = {"pass": 0.0, "warn": 1.0, "fail": 2.0}
+
+_PG_METRICS = {
+    "connections": ("connections used / max_connections", "ratio"),
+    "long_running": ("longest running query", "s"),
+    "idle_in_transaction": ("longest idle-in-transaction session", "s"),
+    "waiting": ("sessions waiting on a lock", "sessions"),
+    "mean_statement_time": ("slowest mean statement time", "ms"),
+}
+
+
+def _bound_thresholds(config: Config) -> list[tuple[BoundThreshold, tuple]]:
+    out: list[tuple[BoundThreshold, tuple]] = []
+    for i, target in enumerate(config.health):
+        levels = {"warning": 1.0, "critical": 2.0} if target.severity == "critical" else {"warning": 1.0}
+        status = _threshold(**levels, **{"for": target.for_})
+        out.append(
+            (
+                BoundThreshold(
+                    f"health.{target.name}",
+                    f"health:{target.name}",
+                    "status",
+                    f"{target.name} health",
+                    "",
+                    status,
+                    tuple(target.runbooks),
+                ),
+                ("health", i),
+            )
+        )
+        if target.latency:
+            out.append(
+                (
+                    BoundThreshold(
+                        target.latency.id or f"health.{target.name}.latency",
+                        f"health:{target.name}",
+                        "latency",
+                        f"{target.name} latency",
+                        "s",
+                        target.latency,
+                        tuple(target.runbooks) + tuple(target.latency.runbooks),
+                    ),
+                    ("health", i, "latency"),
+                )
+            )
+    if config.prometheus:
+        for i, query in enumerate(config.prometheus.queries):
+            if query.threshold:
+                out.append(
+                    (
+                        BoundThreshold(
+                            query.threshold.id or f"prometheus.{query.id}",
+                            "prometheus",
+                            f"query:{query.id}",
+                            query.title or query.id,
+                            query.unit,
+                            query.threshold,
+                            tuple(query.threshold.runbooks),
+                        ),
+                        ("prometheus", "queries", i, "threshold"),
+                    )
+                )
+    for i, cluster in enumerate(config.postgres):
+        for metric, (title, unit) in _PG_METRICS.items():
+            threshold = getattr(cluster.thresholds, metric)
+            if threshold is not None:
+                out.append(
+                    (
+                        BoundThreshold(
+                            threshold.id or f"postgres.{cluster.name}.{metric}",
+                            f"postgres:{cluster.name}",
+                            metric,
+                            f"{cluster.name}: {title}",
+                            unit,
+                            threshold,
+                            tuple(threshold.runbooks),
+                        ),
+                        ("postgres", i, "thresholds", metric),
+                    )
+                )
+    return out
+
+
+def _cross_check(config: Config, doc: Document, runbook_ids: frozenset[str] | None) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def unique(items: list[tuple[str, tuple]], what: str) -> None:
+        seen: dict[str, tuple] = {}
+        for value, loc in items:
+            if value in seen:
+                line, _ = doc.where(seen[value])
+                problems.append(
+                    doc.problem(loc, f"duplicate {what} '{value}' (first defined at line {line})")
+                )
+            else:
+                seen[value] = loc
+
+    unique([(t.name, ("health", i, "name")) for i, t in enumerate(config.health)], "health target name")
+    unique(
+        [(c.name, ("postgres", i, "name")) for i, c in enumerate(config.postgres)], "postgres cluster name"
+    )
+    if config.prometheus:
+        unique(
+            [(q.id, ("prometheus", "queries", i, "id")) for i, q in enumerate(config.prometheus.queries)],
+            "query id",
+        )
+    bound = _bound_thresholds(config)
+    unique([(b.id, loc) for b, loc in bound], "threshold id")
+    if runbook_ids is not None:
+        for b, loc in bound:
+            for runbook in b.runbooks:
+                if runbook not in runbook_ids:
+                    problems.append(
+                        doc.problem(loc, f"runbook '{runbook}' does not exist in {config.runbooks_dir}/")
+                    )
+    return problems
+
+
+def find_config_path(
+    explicit: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Path:
+    """``--config``, then $INCIDENT_CONSOLE_CONFIG, then $XDG_CONFIG_HOME, then ./config/."""
+    env = os.environ if env is None else env
+    cwd = cwd or Path.cwd()
+    if explicit:
+        return Path(explicit)
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    xdg = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    candidate = xdg / "incident-console" / "console.yaml"
+    if candidate.is_file():
+        return candidate
+    return cwd / "config" / "console.yaml"
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    check_runbooks: bool = True,
+) -> Config:
+    """Load, validate and cross-check a config file. Raises ConfigError with every problem."""
+    config_path = find_config_path(path, env)
+    if not config_path.exists():
+        raise ConfigError([Problem(str(config_path), 1, 1, "config file not found")])
+    doc = read_document(config_path, env)
+    try:
+        config = Config.model_validate(doc.data)
+    except ValidationError as exc:
+        raise ConfigError(doc.problems + problems_from_validation(exc, doc, Config)) from None
+    config._path = config_path.resolve()
+    problems: list[Problem] = list(doc.problems)
+    runbook_ids: frozenset[str] | None = None
+    if check_runbooks:
+        from console.runbooks import load_runbook_ids
+
+        runbook_ids, runbook_problems = load_runbook_ids(config.runbooks_path, env)
+        problems += runbook_problems
+    problems += _cross_check(config, doc, runbook_ids)
+    if problems:
+        raise ConfigError(problems)
+    config._runbook_ids = runbook_ids or frozenset()
+    redact.register(*config.secrets())
+    return config

@@ -1,0 +1,325 @@
+"""Immutable snapshots: what a source saw at one moment, and nothing that can change later.
+
+Every source returns one of these from ``poll()`` and never raises. A failed poll is a
+snapshot too: ``error`` says what kind of failure and why, in one line. All text fields hold
+sanitised (``console.sanitize.clean``) and redacted strings; widgets render them as Text.
+Times are UNIX epoch seconds (float), durations are seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+
+
+class ErrorKind(StrEnum):
+    UNREACHABLE = "unreachable"
+    AUTH_FAILED = "auth failed"
+    PERMISSION_DENIED = "permission denied"
+    TIMEOUT = "timeout"
+    BAD_RESPONSE = "bad response"
+    TLS = "tls error"
+    CONFIG = "config error"
+    INTERNAL = "internal error"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceError:
+    kind: ErrorKind
+    reason: str  # one line, sanitised and redacted
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.reason}"
+
+
+class Severity(IntEnum):
+    """Ordered so that ``max()`` gives the worst. UNKNOWN ranks between OK and WARNING."""
+
+    OK = 0
+    INFO = 1
+    UNKNOWN = 2
+    WARNING = 3
+    CRITICAL = 4
+
+    @property
+    def word(self) -> str:
+        return _SEVERITY_WORDS[self]
+
+    @classmethod
+    def from_label(cls, value: str | None) -> Severity:
+        """Map a Prometheus ``severity`` label; anything unrecognised counts as a warning."""
+        key = (value or "").strip().lower()
+        return _SEVERITY_LABELS.get(key, cls.WARNING)
+
+
+_SEVERITY_WORDS = {
+    Severity.OK: "OK",
+    Severity.INFO: "INFO",
+    Severity.UNKNOWN: "UNKNOWN",
+    Severity.WARNING: "WARN",
+    Severity.CRITICAL: "CRIT",
+}
+_SEVERITY_LABELS = {
+    "critical": Severity.CRITICAL,
+    "crit": Severity.CRITICAL,
+    "page": Severity.CRITICAL,
+    "sev0": Severity.CRITICAL,
+    "sev1": Severity.CRITICAL,
+    "high": Severity.CRITICAL,
+    "warning": Severity.WARNING,
+    "warn": Severity.WARNING,
+    "medium": Severity.WARNING,
+    "sev2": Severity.WARNING,
+    "info": Severity.INFO,
+    "low": Severity.INFO,
+    "none": Severity.INFO,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """Fields every snapshot has. ``source`` is a stable key such as ``postgres:main``."""
+
+    source: str
+    taken_at: float
+    latency: float | None = None
+    error: SourceError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+# --- health -------------------------------------------------------------------------------
+
+
+class HealthStatus(StrEnum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """One named check inside a health response (a health+json check, a Spring component,
+    a Kubernetes ``[+]name ok`` line)."""
+
+    name: str
+    status: HealthStatus
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthSnapshot(Snapshot):
+    target: str
+    url: str  # redacted for display
+    format: str
+    status: HealthStatus = HealthStatus.UNKNOWN
+    http_status: int | None = None
+    output: str = ""  # top-level message from the body, if any
+    checks: tuple[HealthCheck, ...] = ()
+
+
+# --- prometheus ---------------------------------------------------------------------------
+
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    labels: Labels
+    value: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueryResult:
+    id: str
+    query: str
+    unit: str = ""
+    value: float | None = None  # the one value thresholds look at (worst series)
+    samples: tuple[Sample, ...] = ()
+    error: SourceError | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PromAlert:
+    name: str
+    state: str  # pending | firing
+    severity: Severity
+    labels: Labels
+    annotations: Labels
+    active_at: float | None
+    value: str = ""
+
+    def annotation(self, key: str) -> str:
+        return dict(self.annotations).get(key, "")
+
+    def label(self, key: str) -> str:
+        return dict(self.labels).get(key, "")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PromRule:
+    name: str
+    type: str  # alerting | recording
+    state: str = ""  # inactive | pending | firing (alerting rules)
+    health: str = ""  # ok | err | unknown
+    last_error: str = ""
+    query: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuleGroup:
+    name: str
+    file: str
+    rules: tuple[PromRule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScrapeTarget:
+    job: str
+    instance: str
+    health: str  # up | down | unknown
+    last_error: str = ""
+    last_scrape: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Silence:
+    id: str
+    state: str  # active | pending | expired
+    matchers: tuple[str, ...]  # rendered as name=value / name=~value
+    starts_at: float | None
+    ends_at: float | None
+    created_by: str = ""
+    comment: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrometheusSnapshot(Snapshot):
+    url: str
+    queries: tuple[QueryResult, ...] = ()
+    alerts: tuple[PromAlert, ...] = ()
+    rule_groups: tuple[RuleGroup, ...] = ()
+    targets: tuple[ScrapeTarget, ...] = ()
+    warnings: tuple[str, ...] = ()  # the API's partial-data warnings, as Prometheus said them
+    alertmanager_url: str = ""
+    silences: tuple[Silence, ...] = ()
+    alertmanager_error: SourceError | None = None
+
+
+# --- postgres -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockWait:
+    """The lock a waiting session asked for and did not get."""
+
+    locktype: str
+    mode: str
+    relation: str = ""  # schema-qualified name, or an OID when in another database
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Session:
+    pid: int
+    backend_start: float | None
+    user: str
+    database: str
+    application: str
+    client: str
+    state: str  # active | idle | idle in transaction | idle in transaction (aborted) | ...
+    wait_event_type: str
+    wait_event: str
+    xact_start: float | None
+    query_start: float | None
+    state_change: float | None
+    backend_type: str
+    query: str
+    blocked_by: tuple[int, ...] = ()
+    lock: LockWait | None = None
+
+    @property
+    def waiting_on_lock(self) -> bool:
+        return self.wait_event_type == "Lock"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockNode:
+    """A node of the blocking tree: roots are blockers that wait on nobody."""
+
+    pid: int
+    user: str
+    state: str
+    query: str
+    lock: LockWait | None  # what this node waits for; None for a root
+    waiting_for: float | None  # seconds in the current wait (state_change to server now)
+    children: tuple[LockNode, ...] = ()
+
+    def walk(self, depth: int = 0):
+        yield depth, self
+        for child in self.children:
+            yield from child.walk(depth + 1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Statement:
+    queryid: int | None
+    query: str
+    calls: int
+    total_ms: float
+    mean_ms: float
+    rows: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Privileges:
+    user: str
+    superuser: bool = False
+    pg_monitor: bool = False
+    pg_signal_backend: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PostgresSnapshot(Snapshot):
+    cluster: str
+    dsn: str  # redacted
+    server_version: str = ""
+    server_version_num: int = 0
+    server_now: float | None = None
+    privileges: Privileges | None = None
+    max_connections: int = 0
+    reserved_connections: int = 0
+    sessions: tuple[Session, ...] = ()
+    connections_by_state: tuple[tuple[str, int], ...] = ()
+    xact_total: int | None = None  # commits + rollbacks, all databases: rate = transactions/s
+    lock_tree: tuple[LockNode, ...] = ()
+    statements: tuple[Statement, ...] = ()
+    statements_status: str = ""  # "ok", "not installed", "not loaded", "no permission"
+    notes: tuple[str, ...] = ()  # explanations such as a missing pg_monitor role
+
+    @property
+    def connections_used(self) -> int:
+        return sum(count for _, count in self.connections_by_state)
+
+    def age(self, moment: float | None) -> float | None:
+        """Seconds from ``moment`` (a server timestamp) to the server's clock at the snapshot."""
+        if moment is None or self.server_now is None:
+            return None
+        return max(self.server_now - moment, 0.0)
+
+
+AnySnapshot = HealthSnapshot | PrometheusSnapshot | PostgresSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One value for one threshold, produced from a snapshot (see console.measure)."""
+
+    threshold_id: str
+    value: float | None
+    error: SourceError | None = None
+    subject: str = ""  # what was measured, e.g. "pid 4242" or "storefront"
+    at: float = 0.0
+    details: tuple[str, ...] = field(default=())

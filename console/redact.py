@@ -1,0 +1,96 @@
+"""Secrets never reach the screen, a log, the journal or a report (DESIGN.md section 3).
+
+The config loader registers every secret it reads (DSN passwords, headers marked secret,
+credentials in URLs). :func:`scrub` replaces any registered secret in a piece of text, and
+:func:`url` / :func:`dsn` produce display forms with credentials masked. The registry is
+process-wide on purpose: an error message from any library may echo a secret back.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+MASK = "***"
+_SECRET_PARAM = re.compile(
+    r"(pass(word)?|pwd|secret|token|api[-_]?key|access[-_]?key|auth|signature|sig|credential)",
+    re.IGNORECASE,
+)
+_KV_PASSWORD = re.compile(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+
+
+def register(*values: str | None) -> None:
+    """Remember secret values so that :func:`scrub` masks them wherever they appear."""
+    global _pattern
+    with _lock:
+        for value in values:
+            # One- and two-character "secrets" would mask half the screen; they are not secret.
+            if value and len(value) >= 3:
+                _secrets.add(value)
+        ordered = sorted(_secrets, key=len, reverse=True)
+        _pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+
+def registered() -> frozenset[str]:
+    return frozenset(_secrets)
+
+
+def scrub(text: str) -> str:
+    """Mask every registered secret in ``text``, and any ``password=...`` pair."""
+    pattern = _pattern
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
+    return _KV_PASSWORD.sub(lambda m: m.group(1) + MASK, text)
+
+
+def secrets_in_url(value: str) -> list[str]:
+    """The password and secret-looking query values of a URL or DSN."""
+    try:
+        parts = urlsplit(value)
+        found = [parts.password] if parts.password else []
+        found += [v for k, v in parse_qsl(parts.query, keep_blank_values=False) if _SECRET_PARAM.search(k)]
+    except ValueError:
+        return []
+    return [v for v in found if v]
+
+
+def secrets_in_dsn(value: str) -> list[str]:
+    """Passwords in a libpq DSN, URL form (postgresql://u:p@h/db) or key=value form."""
+    if "://" in value:
+        return secrets_in_url(value)
+    found = []
+    for match in _KV_PASSWORD.finditer(value):
+        raw = match.group(2)
+        if raw.startswith("'"):
+            raw = raw[1:-1].replace("\\'", "'").replace("\\\\", "\\")
+        found.append(raw)
+    return found
+
+
+def url(value: str) -> str:
+    """A URL fit for display: password and secret-looking query parameters masked."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return scrub(value)
+    netloc = parts.netloc
+    if parts.password is not None:
+        host = netloc.rpartition("@")[2]
+        netloc = f"{parts.username or ''}:{MASK}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, MASK if _SECRET_PARAM.search(k) else v) for k, v in pairs], safe="*")
+    return scrub(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
+
+
+def dsn(value: str) -> str:
+    """A libpq DSN fit for display."""
+    if "://" in value:
+        return url(value)
+    return scrub(value)

@@ -1,0 +1,1 @@
+"""One module per backend. Each source's ``poll()`` returns an immutable snapshot and never raises."""

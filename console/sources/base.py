@@ -1,0 +1,107 @@
+"""What every source shares: the Source contract, error classification and capped HTTP reads."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from typing import Protocol
+
+import httpx
+
+from console import redact
+from console.model import ErrorKind, Snapshot, SourceError
+from console.sanitize import one_line
+
+REASON_LIMIT = 200
+
+
+class Source(Protocol):
+    """A backend the poller polls. ``poll`` never raises; a failure is a snapshot with ``error``."""
+
+    key: str  # stable snapshot source key: health:<name>, prometheus, postgres:<name>
+    kind: str  # health | prometheus | postgres
+    interval: float  # seconds between the end of one poll and the start of the next
+    timeout: float  # hard limit for one poll, enforced by the poller as well
+
+    async def poll(self) -> Snapshot: ...
+
+    def failed(self, error: SourceError, taken_at: float, latency: float | None) -> Snapshot:
+        """An error snapshot of this source's type (used by the poller on a hard timeout)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def reason(text: object, limit: int = REASON_LIMIT) -> str:
+    """A one-line, sanitised, secret-free reason for an error."""
+    return one_line(redact.scrub(str(text)), limit=limit)
+
+
+def source_error(kind: ErrorKind, text: object) -> SourceError:
+    return SourceError(kind, reason(text) or str(kind))
+
+
+class Stopwatch:
+    """taken_at (wall clock, when the poll started) and latency (monotonic)."""
+
+    __slots__ = ("_start", "taken_at")
+
+    def __init__(self) -> None:
+        self.taken_at = time.time()
+        self._start = time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self._start
+
+
+def http_error(exc: BaseException) -> SourceError:
+    """Classify an httpx / OS / asyncio exception into an ErrorKind with a one-line reason."""
+    if isinstance(exc, httpx.TimeoutException | asyncio.TimeoutError | TimeoutError):
+        return source_error(ErrorKind.TIMEOUT, f"no answer in time ({type(exc).__name__})")
+    if isinstance(exc, httpx.TooManyRedirects):
+        return source_error(ErrorKind.BAD_RESPONSE, f"too many redirects: {exc}")
+    if isinstance(exc, httpx.ConnectError | httpx.RemoteProtocolError | httpx.ReadError | OSError):
+        text = str(exc) or type(exc).__name__
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, ssl.SSLError) or "SSL" in text or "CERTIFICATE" in text.upper():
+            return source_error(ErrorKind.TLS, text)
+        return source_error(ErrorKind.UNREACHABLE, text)
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return source_error(ErrorKind.CONFIG, exc)
+    if isinstance(exc, httpx.HTTPError):
+        return source_error(ErrorKind.BAD_RESPONSE, f"{type(exc).__name__}: {exc}")
+    return source_error(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int):
+        super().__init__(f"response body larger than {limit // 1024} KiB")
+        self.limit = limit
+
+
+async def read_capped(response: httpx.Response, limit: int) -> bytes:
+    """Read a streamed response body, stopping with BodyTooLarge past ``limit`` bytes."""
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def http_status_error(status: int, body: bytes = b"") -> SourceError:
+    """An error for an HTTP status that means the backend refused us."""
+    snippet = reason(body.decode("utf-8", "replace"), 80) if body else ""
+    suffix = f": {snippet}" if snippet else ""
+    if status in (401, 407):
+        return source_error(ErrorKind.AUTH_FAILED, f"HTTP {status}{suffix}")
+    if status == 403:
+        return source_error(ErrorKind.PERMISSION_DENIED, f"HTTP {status}{suffix}")
+    return source_error(ErrorKind.BAD_RESPONSE, f"HTTP {status}{suffix}")
