@@ -1,0 +1,109 @@
+"""``incident-console`` command line: check-config, snapshot (and the console itself)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+
+from console import __version__
+from console.config import Config, load_config
+from console.yamlfile import ConfigError
+
+EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="incident-console",
+        description="A terminal console for on-call engineers: health, Prometheus and Postgres, live.",
+    )
+    parser.add_argument("--version", action="version", version=f"incident-console {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    check = sub.add_parser("check-config", help="validate console.yaml and the runbook pack")
+    check.add_argument("path", nargs="?", help="config file (default: the usual search order)")
+    check.add_argument("--config", dest="config_flag", help=argparse.SUPPRESS)
+
+    snap = sub.add_parser(
+        "snapshot",
+        help="poll every source once and print the state (exit 0 ok, 1 warning, 2 critical, 3 unknown)",
+    )
+    snap.add_argument("--config", help="config file")
+    snap.add_argument("--format", choices=("text", "json"), default="text")
+    return parser
+
+
+def _load(path: str | None, err) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=err)
+        return None
+
+
+def cmd_check_config(args: argparse.Namespace, out=None, err=None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    config = _load(args.path or args.config_flag, err)
+    if config is None:
+        return EXIT_USAGE
+    prom = config.prometheus
+    print(
+        f"{config.path}: OK — environment {config.environment.name}"
+        f"{' (production)' if config.environment.production else ''}, "
+        f"{len(config.health)} health targets, {len(prom.queries) if prom else 0} queries, "
+        f"{len(config.postgres)} postgres clusters, {len(config.thresholds())} thresholds, "
+        f"{len(config.runbook_ids)} runbooks",
+        file=out,
+    )
+    return EXIT_OK
+
+
+async def _snapshot(config: Config):
+    from console.poller import Poller
+
+    poller = Poller(config)
+    try:
+        return await poller.poll_all()
+    finally:
+        await poller.aclose()
+
+
+def cmd_snapshot(args: argparse.Namespace, out=None, err=None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    from console.report import render_text, to_json
+    from console.rules import exit_code
+
+    config = _load(args.config, err)
+    if config is None:
+        return EXIT_UNKNOWN
+    state = asyncio.run(_snapshot(config))
+    if args.format == "json":
+        json.dump(to_json(state), out, indent=2, ensure_ascii=False)
+        out.write("\n")
+    else:
+        out.write(render_text(state))
+    return exit_code(state.breaches)
+
+
+COMMANDS = {"check-config": cmd_check_config, "snapshot": cmd_snapshot}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Snapshot -> measurements: the one value each threshold watches, with what it was measured on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from console.config import HEALTH_STATUS_VALUES, BoundThreshold
+from console.model import (
+    HealthSnapshot,
+    Measurement,
+    PostgresSnapshot,
+    PrometheusSnapshot,
+    Session,
+    Snapshot,
+)
+from console.rules import format_duration
+from console.sanitize import first_line
+
+CLIENT_BACKEND = "client backend"
+
+
+def measure(snapshot: Snapshot, thresholds: Iterable[BoundThreshold]) -> list[Measurement]:
+    """One measurement per threshold bound to ``snapshot.source``.
+
+    A failed snapshot yields an error measurement for each of its thresholds."""
+    out = []
+    for bound in thresholds:
+        if bound.source != snapshot.source:
+            continue
+        if snapshot.error is not None:
+            out.append(Measurement(bound.id, None, snapshot.error, at=snapshot.taken_at))
+            continue
+        measured = _MEASURES[type(snapshot)](snapshot, bound)
+        if measured is not None:
+            out.append(measured)
+    return out
+
+
+def _health(snapshot: HealthSnapshot, bound: BoundThreshold) -> Measurement:
+    if bound.metric == "latency":
+        return Measurement(bound.id, snapshot.latency, subject=snapshot.target, at=snapshot.taken_at)
+    value = HEALTH_STATUS_VALUES.get(snapshot.status.value)
+    failing = tuple(f"{c.name}: {c.status.value}" for c in snapshot.checks if c.status.value != "pass")
+    details = (snapshot.output,) if snapshot.output else ()
+    return Measurement(
+        bound.id, value, subject=snapshot.target, at=snapshot.taken_at, details=details + failing[:5]
+    )
+
+
+def _prometheus(snapshot: PrometheusSnapshot, bound: BoundThreshold) -> Measurement | None:
+    query_id = bound.metric.removeprefix("query:")
+    result = next((q for q in snapshot.queries if q.id == query_id), None)
+    if result is None:
+        return None
+    subject = ""
+    if result.samples and result.value is not None:
+        worst = next((s for s in result.samples if s.value == result.value), result.samples[0])
+        subject = ", ".join(f"{k}={v}" for k, v in worst.labels if k != "__name__")
+    return Measurement(bound.id, result.value, result.error, subject=subject, at=snapshot.taken_at)
+
+
+def _longest(
+    snapshot: PostgresSnapshot, sessions: Iterable[Session], since: Callable[[Session], float | None]
+) -> tuple[float, str, tuple[str, ...]]:
+    best: tuple[float, Session] | None = None
+    for session in sessions:
+        age = snapshot.age(since(session))
+        if age is not None and (best is None or age > best[0]):
+            best = (age, session)
+    if best is None:
+        return 0.0, "", ()
+    age, session = best
+    detail = f"pid {session.pid} {session.user}@{session.database} {format_duration(age)}: {first_line(session.query, 80)}"
+    return age, f"pid {session.pid}", (detail,)
+
+
+def _postgres(snapshot: PostgresSnapshot, bound: BoundThreshold) -> Measurement | None:
+    clients = [s for s in snapshot.sessions if s.backend_type == CLIENT_BACKEND]
+    at = snapshot.taken_at
+    match bound.metric:
+        case "connections":
+            if not snapshot.max_connections:
+                return Measurement(bound.id, None, at=at)
+            used = snapshot.connections_used
+            return Measurement(
+                bound.id,
+                used / snapshot.max_connections,
+                subject=f"{used}/{snapshot.max_connections}",
+                at=at,
+            )
+        case "long_running":
+            value, subject, details = _longest(
+                snapshot, (s for s in clients if s.state == "active"), lambda s: s.query_start
+            )
+            return Measurement(bound.id, value, subject=subject, at=at, details=details)
+        case "idle_in_transaction":
+            value, subject, details = _longest(
+                snapshot,
+                (s for s in clients if s.state.startswith("idle in transaction")),
+                lambda s: s.state_change,
+            )
+            return Measurement(bound.id, value, subject=subject, at=at, details=details)
+        case "waiting":
+            waiting = [s for s in snapshot.sessions if s.waiting_on_lock]
+            roots = ", ".join(f"pid {node.pid}" for node in snapshot.lock_tree[:3])
+            details = (f"blocked by {roots}",) if roots else ()
+            return Measurement(bound.id, float(len(waiting)), subject=roots, at=at, details=details)
+        case "mean_statement_time":
+            # Not installed / not loaded is a known condition shown in the Postgres panel,
+            # not a failure of the cluster: no measurement rather than a permanent NODATA.
+            if snapshot.statements_status != "ok":
+                return None
+            if not snapshot.statements:
+                return Measurement(bound.id, 0.0, at=at)
+            slowest = max(snapshot.statements, key=lambda s: s.mean_ms)
+            detail = f"{slowest.mean_ms:.0f} ms x {slowest.calls}: {first_line(slowest.query, 80)}"
+            return Measurement(
+                bound.id, slowest.mean_ms, subject=f"queryid {slowest.queryid}", at=at, details=(detail,)
+            )
+    return None
+
+
+_MEASURES: dict[type, Callable[[Snapshot, BoundThreshold], Measurement | None]] = {
+    HealthSnapshot: _health,
+    PrometheusSnapshot: _prometheus,
+    PostgresSnapshot: _postgres,
+}

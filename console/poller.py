@@ -1,0 +1,157 @@
+"""Owns the sources, the clock and the threshold engine; publishes ConsoleState.
+
+The TUI drives polls from its own workers (one per source, chained timers) and hands each
+snapshot to :meth:`Poller.publish`; headless callers (``snapshot``, soak, benchmarks) use
+:meth:`Poller.poll_all` or :meth:`Poller.run`. Either way a poll has a hard timeout and a
+failed or timed-out poll is a snapshot with an error, never an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from console.config import Config, Environment
+from console.measure import measure
+from console.model import ErrorKind, PrometheusSnapshot, Severity, Snapshot, SourceError
+from console.rules import Breach, ThresholdEngine, alert_breaches, sort_breaches, worst
+from console.sources.base import Source, source_error
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleState:
+    """Everything the panels render, at one moment. Immutable."""
+
+    taken_at: float
+    environment: Environment
+    read_only: bool
+    snapshots: Mapping[str, Snapshot] = field(default_factory=lambda: MappingProxyType({}))
+    last_good: Mapping[str, Snapshot] = field(default_factory=lambda: MappingProxyType({}))
+    breaches: tuple[Breach, ...] = ()
+    intervals: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def worst(self) -> Severity:
+        return worst(self.breaches)
+
+    def age(self, source: str, now: float) -> float | None:
+        """Seconds since the source's last snapshot, or None before its first poll."""
+        snapshot = self.snapshots.get(source)
+        return None if snapshot is None else max(now - snapshot.taken_at, 0.0)
+
+    def is_stale(self, source: str, now: float, factor: float = 3.0) -> bool:
+        """True when the last good data is older than ``factor`` intervals (or there is none)."""
+        good = self.last_good.get(source)
+        interval = self.intervals.get(source, 10.0)
+        return good is None or now - good.taken_at > factor * interval
+
+
+def build_sources(config: Config) -> list[Source]:
+    from console.sources.health import HealthSource
+    from console.sources.postgres import PostgresSource
+    from console.sources.prometheus import PrometheusSource
+
+    sources: list[Source] = [HealthSource(target, config.refresh.health) for target in config.health]
+    if config.prometheus is not None:
+        sources.append(PrometheusSource(config.prometheus, config.refresh.prometheus))
+    sources += [PostgresSource(cluster, config.refresh.postgres) for cluster in config.postgres]
+    return sources
+
+
+class Poller:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        sources: list[Source] | None = None,
+        clock: Clock = time.time,
+        alert_runbooks: dict[str, tuple[str, ...]] | None = None,
+    ):
+        self.config = config
+        self.clock = clock
+        self.sources: dict[str, Source] = {
+            s.key: s for s in (sources if sources is not None else build_sources(config))
+        }
+        self.engine = ThresholdEngine(config.thresholds())
+        self.alert_runbooks = alert_runbooks or {}
+        self._snapshots: dict[str, Snapshot] = {}
+        self._last_good: dict[str, Snapshot] = {}
+        self._intervals = MappingProxyType({key: s.interval for key, s in self.sources.items()})
+        self.state = self._state()
+
+    async def poll_source(self, key: str) -> Snapshot:
+        """Poll one source under its hard timeout. Never raises (but for cancellation)."""
+        source = self.sources[key]
+        started, mono = self.clock(), time.monotonic()
+        try:
+            return await asyncio.wait_for(source.poll(), timeout=source.timeout)
+        except TimeoutError:
+            error = SourceError(ErrorKind.TIMEOUT, f"no answer within {source.timeout:g}s")
+        except Exception as exc:  # a source broke its contract; still never fatal
+            error = source_error(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
+        return source.failed(error, started, time.monotonic() - mono)
+
+    def publish(self, snapshot: Snapshot) -> ConsoleState:
+        """Record a snapshot, advance the thresholds bound to it, return the new state."""
+        self._snapshots[snapshot.source] = snapshot
+        if snapshot.error is None:
+            self._last_good[snapshot.source] = snapshot
+        self.engine.update(measure(snapshot, self.engine.thresholds.values()), self.clock())
+        self.state = self._state()
+        return self.state
+
+    def _state(self) -> ConsoleState:
+        breaches = self.engine.breaches()
+        for snapshot in self._snapshots.values():
+            if isinstance(snapshot, PrometheusSnapshot):
+                breaches += alert_breaches(snapshot, self.alert_runbooks)
+        return ConsoleState(
+            taken_at=self.clock(),
+            environment=self.config.environment,
+            read_only=self.config.read_only,
+            snapshots=MappingProxyType(dict(self._snapshots)),
+            last_good=MappingProxyType(dict(self._last_good)),
+            breaches=tuple(sort_breaches(breaches)),
+            intervals=self._intervals,
+        )
+
+    async def poll_all(self) -> ConsoleState:
+        """Poll every source once, concurrently, and publish the results."""
+        snapshots = await asyncio.gather(*(self.poll_source(key) for key in self.sources))
+        for snapshot in snapshots:
+            self.publish(snapshot)
+        return self.state
+
+    async def run(
+        self,
+        on_state: Callable[[ConsoleState], Awaitable[None] | None],
+        *,
+        interval_scale: float = 1.0,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        """Headless loop: one task per source, each scheduling its next poll after the last."""
+        stop = stop or asyncio.Event()
+
+        async def loop(key: str) -> None:
+            source = self.sources[key]
+            while not stop.is_set():
+                state = self.publish(await self.poll_source(key))
+                result = on_state(state)
+                if asyncio.iscoroutine(result):
+                    await result
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=source.interval * interval_scale)
+
+        await asyncio.gather(*(loop(key) for key in self.sources))
+
+    async def aclose(self) -> None:
+        for source in self.sources.values():
+            # Closing a broken connection must not stop closing the others.
+            with contextlib.suppress(Exception):
+                await source.aclose()

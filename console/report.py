@@ -1,0 +1,177 @@
+"""Headless renderings of a ConsoleState: plain text for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from console.model import HealthSnapshot, LockNode, PostgresSnapshot, PrometheusSnapshot, Snapshot
+from console.poller import ConsoleState
+from console.present import ERROR_BADGE, HEALTH_BADGE, breach_badge, severity_badge
+from console.rules import exit_code, format_duration
+from console.sanitize import first_line, one_line
+
+
+def _ms(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds * 1000:.0f}ms"
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+
+
+def render_text(state: ConsoleState, now: float | None = None) -> str:
+    now = state.taken_at if now is None else now
+    env = state.environment
+    lines = [
+        f"incident-console snapshot  environment: {env.name}{' [PRODUCTION]' if env.production else ''}"
+        f"  {_utc(now)}  worst: {severity_badge(state.worst)}",
+        "",
+        f"BREACHES ({len(state.breaches)})",
+    ]
+    for b in state.breaches:
+        value = f"{b.value_text} ({b.level_text})" if b.level_text and b.kind == "threshold" else b.value_text
+        parts = [f"  {breach_badge(b):<10}", f"{b.state.value:<10}", b.title, value]
+        if b.subject:
+            parts.append(f"[{b.subject}]")
+        parts.append(f"for {format_duration(b.age(now))}")
+        if b.runbooks:
+            parts.append(f"runbooks: {', '.join(b.runbooks)}")
+        lines.append("  ".join(p for p in parts if p))
+        if b.summary:
+            lines.append(f"{'':14}{one_line(b.summary, 140)}")
+    if not state.breaches:
+        lines.append("  none")
+    snapshots = sorted(state.snapshots.values(), key=lambda s: s.source)
+    health = [s for s in snapshots if isinstance(s, HealthSnapshot)]
+    if health:
+        lines += ["", "HEALTH"]
+        for s in health:
+            lines += _health_lines(s)
+    for s in snapshots:
+        if isinstance(s, PrometheusSnapshot):
+            lines += ["", *_prometheus_lines(s, now)]
+        elif isinstance(s, PostgresSnapshot):
+            lines += ["", *_postgres_lines(s)]
+    return "\n".join(lines) + "\n"
+
+
+def _error_line(s: Snapshot) -> str:
+    return f"  {ERROR_BADGE:<10}{s.error}"
+
+
+def _health_lines(s: HealthSnapshot) -> list[str]:
+    if s.error is not None:
+        return [f"  {ERROR_BADGE:<10}{s.target:<16}{s.error}  {s.url}"]
+    http = f"HTTP {s.http_status}" if s.http_status else ""
+    lines = [f"  {HEALTH_BADGE[s.status]:<10}{s.target:<16}{http:<9}{_ms(s.latency):>7}  {s.url}"]
+    if s.output:
+        lines.append(f"{'':12}{one_line(s.output, 120)}")
+    for check in s.checks:
+        if check.status.value != "pass":
+            lines.append(f"{'':12}{HEALTH_BADGE[check.status]} {check.name}: {one_line(check.detail, 100)}")
+    return lines
+
+
+def _prometheus_lines(s: PrometheusSnapshot, now: float) -> list[str]:
+    lines = [f"PROMETHEUS  {s.url}  {_ms(s.latency)}"]
+    if s.error is not None:
+        return [*lines, _error_line(s)]
+    for q in s.queries:
+        if q.error is not None:
+            lines.append(f"  {q.id:<24}{ERROR_BADGE} {q.error}")
+        else:
+            value = "no data" if q.value is None else f"{q.value:.6g} {q.unit}".strip()
+            lines.append(f"  {q.id:<24}{value}")
+    for warning in s.warnings:
+        lines.append(f"  warning: {one_line(warning, 140)}")
+    firing = [a for a in s.alerts if a.state == "firing"]
+    lines.append(f"  alerts: {len(firing)} firing, {len(s.alerts) - len(firing)} pending")
+    down = [t for t in s.targets if t.health != "up"]
+    lines.append(f"  targets: {len(s.targets) - len(down)} up, {len(down)} down")
+    for t in down:
+        lines.append(f"    {t.job} {t.instance}: {t.health} {one_line(t.last_error, 100)}")
+    if s.alertmanager_url:
+        if s.alertmanager_error is not None:
+            lines.append(f"  alertmanager: {ERROR_BADGE} {s.alertmanager_error}")
+        else:
+            active = [x for x in s.silences if x.state == "active"]
+            lines.append(f"  alertmanager: {len(active)} active silences")
+            for x in active:
+                until = f"until {_utc(x.ends_at)}" if x.ends_at else ""
+                lines.append(f"    {x.id[:8]} {' '.join(x.matchers)} {until} by {x.created_by}")
+    return lines
+
+
+def lock_tree_lines(roots: tuple[LockNode, ...], indent: str = "") -> list[str]:
+    """The blocking tree as text lines: root blocker, then its waiters, nested."""
+    lines = []
+    for root in roots:
+        for depth, node in root.walk():
+            prefix = indent + ("   " * (depth - 1) + "└─ " if depth else "")
+            if node.lock is None:
+                what = f"holds locks, {node.state}"
+            else:
+                on = f" on {node.lock.relation}" if node.lock.relation else f" ({node.lock.locktype})"
+                wait = f" for {format_duration(node.waiting_for)}" if node.waiting_for is not None else ""
+                what = f"waits {node.lock.mode}{on}{wait}"
+            lines.append(f"{prefix}pid {node.pid} {node.user}  {what}  {first_line(node.query, 70)}")
+    return lines
+
+
+def _postgres_lines(s: PostgresSnapshot) -> list[str]:
+    lines = [f"POSTGRES {s.cluster}  {s.dsn}  {s.server_version}  {_ms(s.latency)}".rstrip()]
+    if s.error is not None:
+        return [*lines, _error_line(s)]
+    states = ", ".join(f"{state or 'other'} {count}" for state, count in s.connections_by_state)
+    lines.append(f"  connections {s.connections_used}/{s.max_connections} ({states})")
+    for note in s.notes:
+        lines.append(f"  note: {one_line(note, 140)}")
+    if s.lock_tree:
+        lines.append("  blocking tree:")
+        lines += lock_tree_lines(s.lock_tree, indent="    ")
+    longest = [
+        (s.age(x.query_start), x)
+        for x in s.sessions
+        if x.state == "active" and x.backend_type == "client backend"
+    ]
+    longest = sorted((pair for pair in longest if pair[0] is not None), key=lambda p: -p[0])[:3]
+    for age, x in longest:
+        lines.append(f"  active pid {x.pid} {format_duration(age)}: {first_line(x.query, 80)}")
+    if s.statements_status and s.statements_status != "ok":
+        lines.append(f"  pg_stat_statements: {s.statements_status}")
+    for st in s.statements[:5]:
+        lines.append(f"  stmt {st.mean_ms:9.1f} ms x {st.calls:<7} {first_line(st.query, 70)}")
+    return lines
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.IntEnum):
+        return value.name.lower()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value
+
+
+def to_json(state: ConsoleState) -> dict[str, Any]:
+    return {
+        "taken_at": state.taken_at,
+        "environment": _jsonable(state.environment.model_dump()),
+        "worst": state.worst.name.lower(),
+        "exit_code": exit_code(state.breaches),
+        "breaches": _jsonable(state.breaches),
+        "sources": {
+            key: _jsonable(s) | {"kind": type(s).__name__} for key, s in sorted(state.snapshots.items())
+        },
+    }

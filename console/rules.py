@@ -1,0 +1,290 @@
+"""Thresholds -> states and severities; Prometheus alerts mapped into the same model.
+
+States follow Prometheus and Grafana: ok -> pending (``for``) -> firing, then recovering while
+``keep_firing_for`` runs, with a recovery level (hysteresis) so a value sitting on the line does
+not flap. ``nodata`` and ``error`` are states of their own: we never say ok when we do not know.
+A poll that fails does not reset ``for``: when values come back, the rule resumes where it was.
+
+The engine is pure: it is fed measurements and a time, and keeps only per-threshold state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from console.config import BoundThreshold
+from console.model import Labels, Measurement, PrometheusSnapshot, Severity
+
+
+class State(StrEnum):
+    OK = "ok"
+    PENDING = "pending"
+    FIRING = "firing"
+    RECOVERING = "recovering"
+    NODATA = "nodata"
+    ERROR = "error"
+
+
+#: Order among breaches of equal severity: what is happening now comes first.
+_STATE_RANK = {
+    State.FIRING: 0,
+    State.RECOVERING: 1,
+    State.PENDING: 2,
+    State.ERROR: 3,
+    State.NODATA: 4,
+    State.OK: 5,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Breach:
+    """One line of the breach list: a threshold not ok, or a Prometheus alert."""
+
+    id: str
+    kind: str  # "threshold" | "alert"
+    source: str
+    title: str
+    state: State
+    severity: Severity  # the level reached (for pending: the level it will fire at)
+    since: float  # start of this episode (pending start, or first error)
+    value: float | None = None
+    value_text: str = ""
+    level_text: str = ""  # e.g. ">= 0.05"
+    unit: str = ""
+    subject: str = ""
+    summary: str = ""
+    runbooks: tuple[str, ...] = ()
+    runbook_url: str = ""
+    labels: Labels = ()
+
+    @property
+    def counted_severity(self) -> Severity:
+        """The severity this breach contributes to the worst-of: unknown for nodata/error."""
+        if self.state in (State.NODATA, State.ERROR):
+            return Severity.UNKNOWN
+        return self.severity
+
+    def age(self, now: float) -> float:
+        return max(now - self.since, 0.0)
+
+
+def sort_breaches(breaches: Iterable[Breach]) -> list[Breach]:
+    """By severity (worst first), then state (firing before pending), then age (oldest first)."""
+    return sorted(breaches, key=lambda b: (-b.counted_severity, _STATE_RANK[b.state], b.since, b.id))
+
+
+def worst(breaches: Iterable[Breach]) -> Severity:
+    return max((b.counted_severity for b in breaches), default=Severity.OK)
+
+
+def exit_code(breaches: Iterable[Breach]) -> int:
+    """The monitoring-plugin convention: 0 ok, 1 warning, 2 critical, 3 unknown.
+
+    Critical and warning outrank unknown: a known critical is the more useful answer."""
+    severities = {b.counted_severity for b in breaches}
+    if Severity.CRITICAL in severities:
+        return 2
+    if Severity.WARNING in severities:
+        return 1
+    if Severity.UNKNOWN in severities:
+        return 3
+    return 0
+
+
+@dataclass(slots=True)
+class _Track:
+    state: State = State.OK
+    severity: Severity = Severity.OK
+    since: float = 0.0
+    value: float | None = None
+    subject: str = ""
+    reason: str = ""
+    details: tuple[str, ...] = ()
+    # The value-driven state to resume from after a nodata/error spell.
+    held_state: State = State.OK
+    held_since: float = 0.0
+    held_severity: Severity = Severity.OK
+    recovering_since: float = 0.0
+
+
+def _level_reached(bound: BoundThreshold, value: float) -> Severity:
+    t = bound.threshold
+    if t.critical is not None and t.breached(value, t.critical):
+        return Severity.CRITICAL
+    if t.warning is not None and t.breached(value, t.warning):
+        return Severity.WARNING
+    return Severity.OK
+
+
+class ThresholdEngine:
+    """Keeps one small state machine per threshold id."""
+
+    def __init__(self, thresholds: Iterable[BoundThreshold]):
+        self.thresholds = {b.id: b for b in thresholds}
+        self._tracks: dict[str, _Track] = {}
+
+    def update(self, measurements: Iterable[Measurement], now: float) -> None:
+        for m in measurements:
+            bound = self.thresholds.get(m.threshold_id)
+            if bound is not None:
+                self._step(bound, m, now)
+
+    def _step(self, bound: BoundThreshold, m: Measurement, now: float) -> None:
+        track = self._tracks.setdefault(bound.id, _Track(since=now, held_since=now))
+        track.subject, track.details = m.subject, m.details
+        if m.error is not None or m.value is None:
+            state = State.ERROR if m.error is not None else State.NODATA
+            if track.state not in (State.ERROR, State.NODATA):
+                track.held_state, track.held_since, track.held_severity = (
+                    track.state,
+                    track.since,
+                    track.severity,
+                )
+            if track.state != state:
+                track.since = now
+            track.state, track.severity, track.value = state, Severity.UNKNOWN, None
+            track.reason = str(m.error) if m.error is not None else "no data"
+            return
+        if track.state in (State.ERROR, State.NODATA):
+            track.state, track.since, track.severity = track.held_state, track.held_since, track.held_severity
+        track.value, track.reason = m.value, ""
+        threshold = bound.threshold
+        level = _level_reached(bound, m.value)
+        if track.state in (State.FIRING, State.RECOVERING):
+            if not threshold.recovered(m.value):
+                # Still on the bad side of the recovery line: firing, at the level now reached
+                # (inside the hysteresis band the earlier level holds).
+                track.state = State.FIRING
+                track.severity = level if level > Severity.OK else track.severity
+                return
+            if threshold.keep_firing_for <= 0:
+                self._reset(track, now)
+                return
+            if track.state == State.FIRING:
+                track.state, track.recovering_since = State.RECOVERING, now
+            elif now - track.recovering_since >= threshold.keep_firing_for:
+                self._reset(track, now)
+            return
+        if level == Severity.OK:
+            self._reset(track, now)
+            return
+        if track.state != State.PENDING:
+            track.state, track.since = State.PENDING, now
+        track.severity = level
+        if now - track.since >= threshold.for_:
+            track.state = State.FIRING
+
+    @staticmethod
+    def _reset(track: _Track, now: float) -> None:
+        track.state, track.severity, track.since = State.OK, Severity.OK, now
+        track.held_state, track.held_since, track.held_severity = State.OK, now, Severity.OK
+
+    def state_of(self, threshold_id: str) -> State | None:
+        track = self._tracks.get(threshold_id)
+        return track.state if track else None
+
+    def breaches(self) -> list[Breach]:
+        out = []
+        for threshold_id, track in self._tracks.items():
+            if track.state == State.OK:
+                continue
+            bound = self.thresholds[threshold_id]
+            out.append(
+                Breach(
+                    id=threshold_id,
+                    kind="threshold",
+                    source=bound.source,
+                    title=bound.title,
+                    state=track.state,
+                    severity=track.severity,
+                    since=track.since,
+                    value=track.value,
+                    value_text=track.reason or format_value(bound, track.value),
+                    level_text=level_text(bound, track.severity),
+                    unit=bound.unit,
+                    subject=track.subject,
+                    summary="; ".join(track.details),
+                    runbooks=bound.runbooks,
+                )
+            )
+        return out
+
+
+_STATUS_WORDS = {0.0: "PASS", 1.0: "WARN", 2.0: "FAIL"}
+
+
+def format_value(bound: BoundThreshold, value: float | None) -> str:
+    if value is None:
+        return "no data"
+    if bound.metric == "status":
+        return _STATUS_WORDS.get(value, f"{value:g}")
+    return format_number(value, bound.unit)
+
+
+def format_number(value: float, unit: str = "") -> str:
+    if unit == "s":
+        return format_duration(value)
+    if unit == "ratio":
+        return f"{value * 100:.1f}%"
+    if unit == "ms":
+        return f"{value:.1f} ms"
+    text = f"{value:.4g}" if abs(value) < 1e6 else f"{value:.3e}"
+    return f"{text} {unit}".strip()
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+    return f"{int(seconds // 86400)}d{int(seconds % 86400 // 3600):02d}h"
+
+
+def level_text(bound: BoundThreshold, severity: Severity) -> str:
+    t = bound.threshold
+    level = t.critical if severity == Severity.CRITICAL and t.critical is not None else t.first_level
+    sign = ">=" if t.direction == "above" else "<="
+    if bound.metric == "status":
+        return f"{sign} {_STATUS_WORDS.get(level, level)}"
+    return f"{sign} {format_number(level, bound.unit)}"
+
+
+def alert_breaches(
+    snapshot: PrometheusSnapshot, runbooks_for_alert: dict[str, tuple[str, ...]] | None = None
+) -> list[Breach]:
+    """Prometheus alerts (pending/firing) as breaches; Prometheus already applied ``for``."""
+    runbooks_for_alert = runbooks_for_alert or {}
+    out = []
+    for alert in snapshot.alerts:
+        state = State.FIRING if alert.state == "firing" else State.PENDING
+        fingerprint = hashlib.sha1(repr(alert.labels).encode(), usedforsecurity=False).hexdigest()[:10]
+        summary = alert.annotation("summary") or alert.annotation("description")
+        out.append(
+            Breach(
+                id=f"alert:{alert.name}:{fingerprint}",
+                kind="alert",
+                source=snapshot.source,
+                title=alert.name,
+                state=state,
+                severity=alert.severity,
+                since=alert.active_at or snapshot.taken_at,
+                value_text=alert.value,
+                summary=summary,
+                subject=", ".join(f"{k}={v}" for k, v in alert.labels if k not in ("alertname", "severity")),
+                runbooks=runbooks_for_alert.get(alert.name, ()),
+                runbook_url=alert.annotation("runbook_url"),
+                labels=alert.labels,
+            )
+        )
+    return out
+
+
+def with_runbooks(breach: Breach, runbooks: tuple[str, ...]) -> Breach:
+    return replace(breach, runbooks=tuple(dict.fromkeys(breach.runbooks + runbooks)))

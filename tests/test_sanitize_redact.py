@@ -1,0 +1,55 @@
+"""The untrusted-text boundary and secret masking (DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+import re
+
+from console import redact
+from console.sanitize import NEWLINE_MARK, clean, first_line, one_line
+
+CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+HOSTILE = (
+    "[/foo] [@click=app.quit] [$accent]x[/]"
+    "\x1b[2J\x1bc\x1b]0;pwned\x07\x1b]52;c;ZXZpbA==\x07\x1b]8;;javascript:alert(1)\x1b\\link\x1b]8;;\x1b\\"
+    "\x1bP+q\x1b\\\x00\x07\x08\x7f\x9b31m\u202eevil\u2066\ud800\tend"
+)
+
+
+def test_clean_removes_every_terminal_control_but_keeps_the_text():
+    out = clean(HOSTILE)
+    assert not CONTROL.search(out)
+    assert "[/foo] [@click=app.quit] [$accent]x[/]" in out  # markup stays literal text
+    assert "␛[2J" in out and "␛]52;c;ZXZpbA==␇" in out  # escapes made visible, not dropped
+    assert "\u202e" not in out and "evil" in out
+    assert out.endswith("    end")
+
+
+def test_clean_decodes_invalid_utf8_and_caps_length():
+    assert clean(b"caf\xe9 \xff") == "caf\ufffd \ufffd"
+    long = clean("x" * 100_000, limit=1000)
+    assert long.startswith("x" * 1000) and long.endswith("[99000 more characters]")
+
+
+def test_newlines_kept_in_clean_folded_in_one_line():
+    assert clean("a\r\nb\rc\nd") == "a\nb\nc\nd"
+    assert one_line("SELECT 1\nFROM t") == f"SELECT 1 {NEWLINE_MARK} FROM t"
+    assert first_line("\n\n  SELECT  *\n FROM t") == "SELECT *"
+    assert len(one_line("y" * 500, limit=40)) == 40
+    assert not CONTROL.search(one_line(HOSTILE))
+
+
+def test_redact_urls_and_dsns():
+    assert redact.url("https://u:pa55word@h/p?token=abc123&x=1") == "https://u:***@h/p?token=***&x=1"
+    assert redact.dsn("postgresql://app:hunter22@db:5432/shop") == "postgresql://app:***@db:5432/shop"
+    assert redact.secrets_in_dsn("postgresql://app:hunter22@db/shop?sslpassword=k3y99") == [
+        "hunter22",
+        "k3y99",
+    ]
+    assert redact.secrets_in_dsn("host=db password='it\\'s ok' user=x") == ["it's ok"]
+    assert redact.scrub("FATAL: password=hunter22 failed") == "FATAL: password=*** failed"
+
+
+def test_registered_secrets_are_scrubbed_anywhere():
+    redact.register("canary-9f8e7d", "ab")  # too short to be a secret worth masking
+    assert redact.scrub("auth failed for canary-9f8e7d at ab") == "auth failed for *** at ab"
