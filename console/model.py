@@ -219,6 +219,8 @@ class LockWait:
     locktype: str
     mode: str
     relation: str = ""  # schema-qualified name, or an OID when in another database
+    detail: str = ""  # what exactly: "tuple (0,1)", "transaction 731", "advisory key 1:2"
+    since: float | None = None  # when the wait began (pg_locks.waitstart, PG14+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

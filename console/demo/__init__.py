@@ -1,0 +1,1 @@
+"""The embedded demo stack: a private Postgres cluster, Prometheus and a demo service."""
