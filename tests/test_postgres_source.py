@@ -8,14 +8,17 @@ that stops answering) and observed through ``poll()``; waits are deadlines, not 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import secrets
+import signal
+import tempfile
 import time
 from collections.abc import Callable
 
 import pytest
 
-from console.demo.pgcluster import free_port
+from console.demo.pgcluster import PrivateCluster, free_port
 from console.model import ErrorKind, LockNode, LockWait, PostgresSnapshot, Session
 from console.sources.postgres import (
     APPLICATION_NAME,
@@ -369,6 +372,16 @@ async def test_unreachable_port_and_host(pg_server, pg_source):
     assert snap.source == "postgres:test" and snap.cluster == "test"
 
 
+async def test_tls_refused_and_bad_port_are_classified(pg_server, pg_source):
+    if (await pg_server.fetch("SHOW ssl"))[0]["ssl"] == "on":
+        pytest.skip("this server speaks TLS")
+    snap = await pg_source(pg_server, dsn_params={"sslmode": "require"}).poll()
+    assert snap.error.kind is ErrorKind.TLS and "SSL" in snap.error.reason
+    bad = pg_source(pg_server).cluster.model_copy(update={"dsn": "postgresql://u:pw-x1@127.0.0.1:99999/db"})
+    snap = await PostgresSource(bad, 1.0).poll()
+    assert snap.error.kind is ErrorKind.CONFIG and "pw-x1" not in repr(snap)
+
+
 async def test_too_many_connections_permission_and_missing_database(
     pg_server, private_pg, pg_roles, pg_source
 ):
@@ -431,7 +444,7 @@ async def test_hung_server_hits_the_hard_timeout_and_reconnects(pg_server, pg_pr
         started = time.monotonic()
         snap = await source.poll()
         assert time.monotonic() - started < 2.5
-        assert snap.error.kind is ErrorKind.TIMEOUT and "no answer in 1s" in snap.error.reason
+        assert snap.error.kind is ErrorKind.TIMEOUT and "no answer in 0.9s" in snap.error.reason
         assert source.backend_pid is None
 
         async def gone() -> bool:
@@ -501,3 +514,29 @@ def test_tree_breaks_cycles_and_keeps_every_blocker():
     assert [c.pid for c in four.children[0].children] == [6]  # the edge back to 4 is dropped
     assert build_lock_tree([_s(1), _s(9)]) == ()
     assert build_lock_tree(sessions) == build_lock_tree(list(reversed(sessions)))
+
+
+# --- the private cluster itself --------------------------------------------------------------
+
+
+def test_private_cluster_survives_a_stale_pid_file():
+    directory = tempfile.mkdtemp(prefix="ic-pg-", dir="/tmp")
+    cluster = PrivateCluster(directory, preload=(), max_connections=10, settings={"work_mem": "8MB"})
+    try:
+        cluster.start()
+        assert cluster.is_running()
+        assert cluster.psql("SHOW work_mem").strip() == "8MB"
+        assert cluster.psql("SHOW unix_socket_directories").strip() == str(cluster.socket_dir)
+        pid = cluster.postmaster_pid()
+        os.kill(pid, signal.SIGKILL)  # a crash: postmaster.pid stays behind
+        deadline = time.monotonic() + 10
+        while cluster.is_running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not cluster.is_running() and cluster.postmaster_pid() == pid
+        cluster.start()
+        assert cluster.is_running() and cluster.postmaster_pid() != pid
+        assert cluster.psql("SELECT 1").strip() == "1"
+        cluster.stop()
+        assert not cluster.is_running() and cluster.postmaster_pid() is None
+    finally:
+        cluster.destroy()

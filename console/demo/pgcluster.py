@@ -162,7 +162,10 @@ class PrivateCluster:
         return int(first) if first.isdigit() else None
 
     def _is_our_postmaster(self, pid: int) -> bool:
-        """True when ``pid`` is alive and is a postgres process (not a reused pid)."""
+        """True when ``pid`` is alive and is a postmaster of this data directory.
+
+        A pid from a stale postmaster.pid may have been reused by any process, including
+        another cluster's postgres, so the command line must name our data directory."""
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
@@ -173,8 +176,11 @@ class PrivateCluster:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return True  # no /proc: trust the signal probe
-        exe = Path(cmdline[0].decode(errors="replace")).name if cmdline and cmdline[0] else ""
-        return exe in ("postgres", "postmaster") or exe.startswith("postgres:")
+        if not cmdline or not cmdline[0]:
+            return False  # a zombie: it has exited
+        exe = Path(cmdline[0].decode(errors="replace")).name
+        args = [arg.decode(errors="replace") for arg in cmdline[1:]]
+        return exe in ("postgres", "postmaster") and str(self.data_dir) in args
 
     def is_running(self) -> bool:
         pid = self.postmaster_pid()
@@ -335,9 +341,11 @@ class PrivateCluster:
         """initdb if needed, then start and wait until the server accepts connections."""
         self.initdb()
         self.cleanup_stale()
-        if self.is_running():
+        if self.is_running():  # left running by an earlier process: adopt it
             self._read_running_port()
             self._remember_for_exit()
+            if self.scram_roles:
+                self._create_scram_roles()
             return self
         attempts = 1 if self._fixed_port else 3
         for attempt in range(attempts):

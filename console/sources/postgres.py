@@ -197,7 +197,7 @@ def classify_error(exc: BaseException, cluster: PostgresCluster | None = None) -
     if isinstance(exc, pgexc.PostgresError):
         state = getattr(exc, "sqlstate", "") or "?"
         return source_error(ErrorKind.BAD_RESPONSE, f"server error {state}: {text}")
-    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError) or (isinstance(exc, OSError) and "SSL" in text):
         return source_error(ErrorKind.TLS, text)
     if isinstance(exc, socket.gaierror):
         return source_error(ErrorKind.UNREACHABLE, f"cannot resolve host: {text}")
@@ -205,7 +205,7 @@ def classify_error(exc: BaseException, cluster: PostgresCluster | None = None) -
         return source_error(ErrorKind.UNREACHABLE, f"connection refused: {text}")
     if isinstance(exc, OSError):
         return source_error(ErrorKind.UNREACHABLE, text)
-    if isinstance(exc, pgexc.ClientConfigurationError | ValueError):
+    if isinstance(exc, pgexc.ClientConfigurationError | ValueError | OverflowError):
         return source_error(ErrorKind.CONFIG, f"bad connection settings: {text}")
     if isinstance(exc, pgexc.InterfaceError) and "closed" in text:
         return source_error(ErrorKind.UNREACHABLE, f"connection lost: {text}")
@@ -647,14 +647,16 @@ class PostgresSource:
         watch = Stopwatch()
         async with self._lock:
             try:
+                # A little under the poller's limit (same value), so that this explanation wins.
+                limit = self.timeout - min(0.25, self.timeout * 0.1)
                 try:
-                    async with asyncio.timeout(self.timeout):
+                    async with asyncio.timeout(limit):
                         return await self._poll()
                 except TimeoutError:
                     # Only the hard limit gets here (a connect timeout is _ConnectTimeout).
                     self._drop()
                     raise _HardTimeout(
-                        f"no answer in {self.timeout:g}s; the connection was closed and is reopened next poll"
+                        f"no answer in {limit:.3g}s; the connection was closed and is reopened next poll"
                     ) from None
             except asyncio.CancelledError:
                 self._drop()  # a query may be in flight: this connection is unusable
