@@ -26,6 +26,7 @@ from console.sources.postgres import (
     build_lock_tree,
     connect,
     console_pids,
+    console_sessions,
 )
 from tests.fixtures.postgres import quote_ident
 
@@ -202,6 +203,8 @@ async def test_console_sessions_hidden_by_pid_not_by_application_name(pg_server,
         assert source.backend_pid is not None and source.backend_pid not in pids
         assert executor.get_server_pid() not in pids
         assert {source.backend_pid, executor.get_server_pid()} <= console_pids(source.cluster)
+        owned = console_sessions(source.cluster)
+        assert (owned[source.backend_pid], owned[executor.get_server_pid()]) == ("monitor", "action")
         assert session(snap, impostor.get_server_pid()).application == APPLICATION_NAME
         # Console sessions carry the name and the configured timeouts.
         row = await executor.fetchrow(

@@ -56,6 +56,7 @@ __all__ = [
     "classify_error",
     "connect",
     "console_pids",
+    "console_sessions",
 ]
 
 APPLICATION_NAME = "incident-console"
@@ -69,11 +70,10 @@ TREE_MAX_DEPTH = 64
 
 # --- the console's own sessions ------------------------------------------------------------
 
-# server key -> backend pid -> the connection; process-wide so that the source can hide the
-# sessions of the action executor as well as its own. Keyed by server, because pids are only
-# unique within one server.
-_registry: dict[str, dict[int, weakref.ref[asyncpg.Connection]]] = defaultdict(dict)
-_purposes: dict[tuple[str, int], str] = {}
+# server key -> backend pid -> (the connection, its purpose); process-wide so that the source
+# can hide the sessions of the action executor as well as its own. Keyed by server, because
+# pids are only unique within one server.
+_registry: dict[str, dict[int, tuple[weakref.ref[asyncpg.Connection], str]]] = defaultdict(dict)
 
 
 def _server_key(dsn: str) -> str:
@@ -89,29 +89,32 @@ def _server_key(dsn: str) -> str:
 
 def _register(key: str, conn: asyncpg.Connection, purpose: str) -> None:
     pid = conn.get_server_pid()
-    _registry[key][pid] = weakref.ref(conn)
-    _purposes[(key, pid)] = purpose
+    _registry[key][pid] = (weakref.ref(conn), purpose)
 
     def forget(_conn: object) -> None:
-        ref = _registry.get(key, {}).get(pid)
-        if ref is not None and ref() in (None, conn):
+        entry = _registry.get(key, {}).get(pid)
+        if entry is not None and entry[0]() in (None, conn):
             _registry[key].pop(pid, None)
-            _purposes.pop((key, pid), None)
 
     conn.add_termination_listener(forget)
 
 
-def console_pids(cluster: PostgresCluster) -> frozenset[int]:
-    """Backend pids of this process's open connections to ``cluster``'s server."""
-    pids = _registry.get(_server_key(cluster.dsn), {})
-    alive = []
-    for pid, ref in list(pids.items()):
+def console_sessions(cluster: PostgresCluster) -> dict[int, str]:
+    """Backend pid -> purpose of this process's open connections to ``cluster``'s server."""
+    entries = _registry.get(_server_key(cluster.dsn), {})
+    alive: dict[int, str] = {}
+    for pid, (ref, purpose) in list(entries.items()):
         conn = ref()
         if conn is None or conn.is_closed():
-            pids.pop(pid, None)
+            entries.pop(pid, None)
         else:
-            alive.append(pid)
-    return frozenset(alive)
+            alive[pid] = purpose
+    return alive
+
+
+def console_pids(cluster: PostgresCluster) -> frozenset[int]:
+    """Backend pids of this process's open connections to ``cluster``'s server."""
+    return frozenset(console_sessions(cluster))
 
 
 def _setting_ms(seconds: float) -> str:
