@@ -26,6 +26,7 @@ import weakref
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -447,6 +448,19 @@ async def _detect(conn: asyncpg.Connection) -> _Capabilities:
 
 # --- parsing -------------------------------------------------------------------------------
 
+# The same user, database, application and (idle) query texts come back every refresh:
+# sanitising them once is a measurable part of a refresh with hundreds of sessions.
+_one_line = lru_cache(maxsize=4096)(one_line)
+_clean = lru_cache(maxsize=1024)(clean)
+
+
+def _text(value: Any, limit: int = 120) -> str:
+    return _one_line(value, limit) if isinstance(value, str) else one_line(value, limit)
+
+
+def _query(value: Any) -> str:
+    return _clean(value) if isinstance(value, str) else clean(value)
+
 
 def _num(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
@@ -471,9 +485,9 @@ def _lock_detail(lock: dict[str, Any]) -> str:
     if kind == "page" and lock.get("page") is not None:
         return f"page {lock.get('page')}"
     if kind == "transactionid" and lock.get("xid"):
-        return f"transaction {one_line(lock.get('xid'), 24)}"
+        return f"transaction {_text(lock.get('xid'), 24)}"
     if kind == "virtualxid" and lock.get("virtualxid"):
-        return f"virtual transaction {one_line(lock.get('virtualxid'), 24)}"
+        return f"virtual transaction {_text(lock.get('virtualxid'), 24)}"
     if kind == "advisory":
         return f"advisory key {lock.get('classid')}:{lock.get('objid')}"
     if kind == "object" and lock.get("objid") is not None:
@@ -486,13 +500,13 @@ def _lock(raw: Any) -> LockWait | None:
         return None
     relation = ""
     if raw.get("relname"):
-        relation = one_line(raw["relname"], 200)
+        relation = _text(raw["relname"], 200)
     elif raw.get("relation") is not None:
-        where = f" in database {one_line(raw['database'], 63)}" if raw.get("database") else ""
+        where = f" in database {_text(raw['database'], 63)}" if raw.get("database") else ""
         relation = f"oid {_int(raw['relation'])}{where}"
     return LockWait(
-        locktype=one_line(raw.get("locktype"), 40),
-        mode=one_line(raw.get("mode"), 40),
+        locktype=_text(raw.get("locktype"), 40),
+        mode=_text(raw.get("mode"), 40),
         relation=relation,
         detail=_lock_detail(raw),
         since=_num(raw.get("since")),
@@ -504,18 +518,18 @@ def _session(raw: dict[str, Any]) -> Session:
     return Session(
         pid=_int(raw.get("pid")),
         backend_start=_num(raw.get("backend_start")),
-        user=one_line(raw.get("user"), 63),
-        database=one_line(raw.get("database"), 63),
-        application=one_line(raw.get("application")),
-        client=one_line(raw.get("client")),
-        state=one_line(raw.get("state"), 40),
-        wait_event_type=one_line(raw.get("wait_event_type"), 40),
-        wait_event=one_line(raw.get("wait_event"), 60),
+        user=_text(raw.get("user"), 63),
+        database=_text(raw.get("database"), 63),
+        application=_text(raw.get("application")),
+        client=_text(raw.get("client")),
+        state=_text(raw.get("state"), 40),
+        wait_event_type=_text(raw.get("wait_event_type"), 40),
+        wait_event=_text(raw.get("wait_event"), 60),
         xact_start=_num(raw.get("xact_start")),
         query_start=_num(raw.get("query_start")),
         state_change=_num(raw.get("state_change")),
-        backend_type=one_line(raw.get("backend_type"), 60),
-        query=clean(raw.get("query")),
+        backend_type=_text(raw.get("backend_type"), 60),
+        query=_query(raw.get("query")),
         blocked_by=tuple(sorted({_int(p) for p in blocked if isinstance(p, int)})),
         lock=_lock(raw.get("lock")),
     )
@@ -525,7 +539,7 @@ def _statement(raw: dict[str, Any]) -> Statement:
     queryid = raw.get("queryid")
     return Statement(
         queryid=queryid if isinstance(queryid, int) else None,
-        query=clean(raw.get("query")),
+        query=_query(raw.get("query")),
         calls=_int(raw.get("calls")),
         total_ms=_num(raw.get("total_ms")) or 0.0,
         mean_ms=_num(raw.get("mean_ms")) or 0.0,
