@@ -1,0 +1,343 @@
+"""Health endpoint probes: one HealthSource per configured target (DESIGN.md section 5).
+
+Four formats, chosen by config: ``health+json`` (pass/warn/fail with checks), Spring actuator
+(UP/DOWN/OUT_OF_SERVICE with components), Kubernetes ``/livez`` ``/readyz`` (status code and
+``[+]name ok`` lines) and plain ``status`` (2xx or not). Real endpoints disagree with the specs,
+so the parsers are tolerant; whatever the body says, it is sanitised and capped here, at the
+boundary, and a body we cannot read is an error snapshot, never an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import ssl
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from typing import Any, NamedTuple
+
+import httpx
+
+from console import redact
+from console.config import HealthTarget
+from console.model import ErrorKind, HealthCheck, HealthSnapshot, HealthStatus, SourceError
+from console.sanitize import clean, one_line
+from console.sources.base import (
+    BodyTooLarge,
+    Stopwatch,
+    http_error,
+    http_status_error,
+    read_capped,
+    source_error,
+)
+
+BODY_LIMIT = 1024 * 1024
+MAX_CHECKS = 200
+MAX_DEPTH = 8  # Spring components nest; anything deeper is shown as one check
+NAME_LIMIT = 120
+DETAIL_LIMIT = 1000
+OUTPUT_LIMIT = 4000
+TIMEOUT_MARGIN = 0.5  # the poller's hard limit sits just above our own deadline
+AUTH_CODES = frozenset({401, 403, 407})
+
+PASS, WARN, FAIL, UNKNOWN = HealthStatus.PASS, HealthStatus.WARN, HealthStatus.FAIL, HealthStatus.UNKNOWN
+
+_ALIASES: dict[str, HealthStatus] = {
+    **dict.fromkeys(("pass", "ok", "up", "healthy", "green", "true"), PASS),
+    **dict.fromkeys(("warn", "warning", "degraded", "yellow"), WARN),
+    **dict.fromkeys(
+        ("fail", "error", "down", "out_of_service", "unhealthy", "critical", "red", "false"), FAIL
+    ),
+    "unknown": UNKNOWN,
+}
+
+
+class Verdict(NamedTuple):
+    status: HealthStatus
+    output: str = ""
+    checks: Iterable[HealthCheck] = ()  # may be lazy: the caller takes at most MAX_CHECKS + 1
+
+
+class NotHealth(Exception):
+    """The body is not a health answer in the configured format."""
+
+
+class HealthSource:
+    kind = "health"
+
+    def __init__(self, target: HealthTarget, interval: float):
+        self.target = target
+        self.key = f"health:{target.name}"
+        self.interval = interval
+        self.timeout = target.timeout + TIMEOUT_MARGIN
+        self._url = redact.url(target.url)
+        self._client: httpx.AsyncClient | None = None
+        # The config loader registers these too; a source built without it must not leak them.
+        redact.register(
+            *(h.value for h in target.headers.values() if h.secret), *redact.secrets_in_url(target.url)
+        )
+
+    async def poll(self) -> HealthSnapshot:
+        watch = Stopwatch()
+        try:
+            return await self._poll(watch)
+        except Exception as exc:
+            return self._snapshot(
+                watch, error=source_error(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
+            )
+
+    def failed(self, error: SourceError, taken_at: float, latency: float | None) -> HealthSnapshot:
+        return HealthSnapshot(
+            source=self.key,
+            taken_at=taken_at,
+            latency=latency,
+            error=error,
+            target=self.target.name,
+            url=self._url,
+            format=self.target.format,
+        )
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def _poll(self, watch: Stopwatch) -> HealthSnapshot:
+        try:
+            client = self._ensure_client()
+        except OSError as exc:  # unreadable or invalid CA file
+            reason = f"cannot use CA file {self.target.verify_tls}: {exc}"
+            return self._snapshot(watch, error=source_error(ErrorKind.CONFIG, reason))
+        try:
+            # httpx's timeout is per operation (and per redirect hop); this is the whole probe.
+            async with asyncio.timeout(self.target.timeout):
+                return await self._probe(client, watch)
+        except TimeoutError:
+            reason = f"no answer within {self.target.timeout:g}s"
+            return self._snapshot(watch, error=source_error(ErrorKind.TIMEOUT, reason))
+        except (httpx.HTTPError, OSError) as exc:
+            return self._snapshot(watch, error=http_error(exc))
+
+    def _ensure_client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            verify = self.target.verify_tls
+            self._client = httpx.AsyncClient(
+                headers={"User-Agent": "incident-console"}
+                | {name: h.value for name, h in self.target.headers.items()},
+                verify=verify if isinstance(verify, bool) else ssl.create_default_context(cafile=verify),
+                timeout=self.target.timeout,
+                follow_redirects=True,
+                max_redirects=5,
+            )
+        return self._client
+
+    async def _probe(self, client: httpx.AsyncClient, watch: Stopwatch) -> HealthSnapshot:
+        async with client.stream("GET", self.target.url) as response:
+            code = response.status_code
+            content_type = one_line(response.headers.get("content-type", "").split(";")[0], 60)
+            try:
+                # For "status" the code is the whole answer: the body is never read.
+                body = b"" if self.target.format == "status" else await read_capped(response, BODY_LIMIT)
+            except BodyTooLarge as exc:
+                return self._snapshot(
+                    watch, http_status=code, error=source_error(ErrorKind.BAD_RESPONSE, exc)
+                )
+        try:
+            verdict = _PARSERS[self.target.format](code, content_type, body)
+        except NotHealth as exc:
+            error = (
+                http_status_error(code, body)
+                if code in AUTH_CODES
+                else source_error(ErrorKind.BAD_RESPONSE, exc)
+            )
+            return self._snapshot(watch, http_status=code, error=error)
+        checks = tuple(islice(verdict.checks, MAX_CHECKS + 1))
+        output = verdict.output
+        if len(checks) > MAX_CHECKS:
+            checks = checks[:MAX_CHECKS]
+            output = _join(output, f"(only the first {MAX_CHECKS} checks are kept)")
+        return self._snapshot(watch, http_status=code, status=verdict.status, output=output, checks=checks)
+
+    def _snapshot(self, watch: Stopwatch, **fields: Any) -> HealthSnapshot:
+        return HealthSnapshot(
+            source=self.key,
+            taken_at=watch.taken_at,
+            latency=watch.elapsed,
+            target=self.target.name,
+            url=self._url,
+            format=self.target.format,
+            **fields,
+        )
+
+
+# --- untrusted text -----------------------------------------------------------------------
+
+
+def _text(value: object, limit: int = DETAIL_LIMIT) -> str:
+    """Body text made safe: secrets masked, controls made visible, length capped."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        value = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return clean(redact.scrub(value), limit=limit).strip()
+
+
+def _name(value: object) -> str:
+    return one_line(redact.scrub(str(value)), NAME_LIMIT)
+
+
+def _join(*parts: str) -> str:
+    return "\n".join(part for part in parts if part)
+
+
+def _status(value: object) -> HealthStatus | None:
+    """A status word (or JSON boolean) from the alias table; None when unrecognised."""
+    if not isinstance(value, str | bool):
+        return None
+    return _ALIASES.get(str(value).strip().lower().replace("-", "_").replace(" ", "_"))
+
+
+def _first(data: dict[str, Any], *keys: str) -> Any:
+    return next((data[key] for key in keys if data.get(key)), None)
+
+
+def _ok(code: int) -> bool:
+    return 200 <= code < 300
+
+
+# --- formats ------------------------------------------------------------------------------
+
+
+def _json_object(code: int, content_type: str, body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        raise NotHealth(f"HTTP {code}, empty body where JSON was expected")
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        word = body.decode("utf-8", "replace").strip()
+        if len(word) <= 32 and _status(word) is not None:  # a bare "OK" from a simple endpoint
+            return {"status": word}
+        raise NotHealth(f"HTTP {code}, body is not JSON ({content_type or 'no content type'})") from None
+    if isinstance(data, str | bool):
+        return {"status": data}
+    if not isinstance(data, dict):
+        raise NotHealth(f"HTTP {code}, JSON body is not an object ({type(data).__name__})")
+    return data
+
+
+def _top_status(code: int, data: dict[str, Any]) -> tuple[HealthStatus, str]:
+    """The body's status wins over the HTTP code; without one, fall back to the code."""
+    raw = data.get("status")
+    status = _status(raw)
+    if status is not None:
+        return status, ""
+    if code in AUTH_CODES:
+        raise NotHealth(f"HTTP {code}")  # e.g. a proxy's or Spring Security's error body
+    note = "no status in body" if raw is None else f"unrecognised status '{_name(raw)}'"
+    return (UNKNOWN if _ok(code) else FAIL), note
+
+
+def _check(name: object, entry: object) -> HealthCheck:
+    if not isinstance(entry, dict):  # a bare "UP" or true instead of an object
+        status = _status(entry)
+        return HealthCheck(_name(name), status or UNKNOWN, "" if status else _text(entry))
+    return HealthCheck(_name(name), _status(entry.get("status")) or UNKNOWN, _text(_detail(entry)))
+
+
+def _detail(entry: dict[str, Any]) -> Any:
+    text = _first(entry, "output", "error", "message", "description")
+    if text:
+        return text
+    details = entry.get("details", entry.get("data"))  # Spring / MicroProfile
+    if isinstance(details, dict) and details.get("error"):
+        return details["error"]
+    if details:
+        return details
+    if "observedValue" in entry:
+        return f"{entry['observedValue']} {entry.get('observedUnit') or ''}".strip()
+    return ""
+
+
+def _parse_health_json(code: int, content_type: str, body: bytes) -> Verdict:
+    data = _json_object(code, content_type, body)
+    status, note = _top_status(code, data)
+    output = _text(_first(data, "output", "description", "message"), OUTPUT_LIMIT)
+    return Verdict(status, _join(note, output), _health_checks(data.get("checks")))
+
+
+def _health_checks(checks: object) -> Iterator[HealthCheck]:
+    """``checks`` as {name: [entries]} (draft), {name: entry} (older) or [entry with a name]."""
+    if isinstance(checks, list):
+        for i, entry in enumerate(checks):
+            name = entry.get("name") if isinstance(entry, dict) else None
+            yield _check(name or f"check {i + 1}", entry)
+        return
+    if not isinstance(checks, dict):
+        return
+    for key, value in checks.items():
+        entries = value if isinstance(value, list) else [value]
+        for i, entry in enumerate(entries):
+            component = entry.get("componentId") if isinstance(entry, dict) else None
+            name = key if len(entries) == 1 else f"{_name(key)}/{component or i + 1}"
+            yield _check(name, entry)
+
+
+def _parse_spring(code: int, content_type: str, body: bytes) -> Verdict:
+    data = _json_object(code, content_type, body)
+    status, note = _top_status(code, data)
+    output = _text(_first(data, "description", "message"), OUTPUT_LIMIT)
+    return Verdict(status, _join(note, output), _spring_checks(data, "", 0))
+
+
+def _spring_children(node: dict[str, Any]) -> dict[str, Any]:
+    components = node.get("components")
+    if isinstance(components, dict):
+        return components
+    # Spring Boot 2.0/2.1 nested components under "details"; 1.x put them beside "status".
+    details = node.get("details")
+    pool = details if isinstance(details, dict) else node
+    return {key: value for key, value in pool.items() if isinstance(value, dict) and "status" in value}
+
+
+def _spring_checks(node: dict[str, Any], prefix: str, depth: int) -> Iterator[HealthCheck]:
+    """Leaf components, flattened to ``db/primary`` names."""
+    for key, child in _spring_children(node).items():
+        name = f"{prefix}/{_name(key)}" if prefix else _name(key)
+        if depth < MAX_DEPTH and isinstance(child, dict) and _spring_children(child):
+            yield from _spring_checks(child, name, depth + 1)
+        else:
+            yield _check(name, child)
+
+
+_K8S_LINE = re.compile(r"\[([+-])\](\S+)\s*(.*)")
+
+
+def _parse_k8s(code: int, content_type: str, body: bytes) -> Verdict:
+    """The status code decides; ``?verbose`` lines become checks, other lines the output."""
+    if code in AUTH_CODES:
+        raise NotHealth(f"HTTP {code}")
+    lines = [line.strip() for line in body.decode("utf-8", "replace").splitlines()]
+    matches = (_K8S_LINE.fullmatch(line) for line in lines)
+    checks = (_k8s_check(*match.groups()) for match in matches if match)
+    notes = "\n".join(line for line in lines if line and not _K8S_LINE.fullmatch(line))
+    return Verdict(PASS if _ok(code) else FAIL, _text(notes, OUTPUT_LIMIT), checks)
+
+
+def _k8s_check(sign: str, name: str, rest: str) -> HealthCheck:
+    detail = "" if rest == "ok" else rest.removeprefix("failed:").strip()
+    return HealthCheck(_name(name), PASS if sign == "+" else FAIL, _text(detail))
+
+
+def _parse_status(code: int, content_type: str, body: bytes) -> Verdict:
+    if code in AUTH_CODES:
+        raise NotHealth(f"HTTP {code}")
+    return Verdict(PASS if _ok(code) else FAIL)
+
+
+_PARSERS: dict[str, Callable[[int, str, bytes], Verdict]] = {
+    "health+json": _parse_health_json,
+    "spring": _parse_spring,
+    "k8s": _parse_k8s,
+    "status": _parse_status,
+}
