@@ -153,6 +153,10 @@ def _header(value: Any) -> Any:
     return {"value": value} if isinstance(value, str) else value
 
 
+def _header_secrets(headers: dict[str, Header]) -> list[str]:
+    return [v for h in headers.values() if h.secret for v in redact.secrets_in_header(h.value)]
+
+
 class Environment(Model):
     name: str = "default"
     production: bool = False
@@ -183,6 +187,9 @@ class HealthTarget(Model):
     latency: Threshold | None = None
     runbooks: list[str] = Field(default_factory=list)
 
+    def secrets(self) -> list[str]:
+        return _header_secrets(self.headers) + redact.secrets_in_url(self.url)
+
 
 class Query(Model):
     id: Name
@@ -199,6 +206,10 @@ class Prometheus(Model):
     verify_tls: bool | str = True
     headers: dict[str, Annotated[Header, BeforeValidator(_header)]] = Field(default_factory=dict)
     queries: list[Query] = Field(default_factory=list)
+
+    def secrets(self) -> list[str]:
+        urls = [self.url] + ([self.alertmanager_url] if self.alertmanager_url else [])
+        return _header_secrets(self.headers) + [v for url in urls for v in redact.secrets_in_url(url)]
 
 
 class PostgresThresholds(Model):
@@ -224,6 +235,9 @@ class PostgresCluster(Model):
     connect_timeout: Duration = 5.0
     statements_top: int = Field(10, ge=0, le=200)
     thresholds: PostgresThresholds = Field(default_factory=PostgresThresholds)
+
+    def secrets(self) -> list[str]:
+        return redact.secrets_in_dsn(self.dsn)
 
     @field_validator("dsn")
     @classmethod
@@ -266,18 +280,11 @@ class Config(Model):
         return next((b for b in self.thresholds() if b.id == threshold_id), None)
 
     def secrets(self) -> list[str]:
-        found: list[str] = []
-        for cluster in self.postgres:
-            found += redact.secrets_in_dsn(cluster.dsn)
-        for target in self.health:
-            found += redact.secrets_in_url(target.url)
-            found += [h.value for h in target.headers.values() if h.secret]
+        """Every secret value in the config, for :func:`console.redact.register`."""
+        owners: list[HealthTarget | Prometheus | PostgresCluster] = [*self.health, *self.postgres]
         if self.prometheus:
-            found += redact.secrets_in_url(self.prometheus.url)
-            if self.prometheus.alertmanager_url:
-                found += redact.secrets_in_url(self.prometheus.alertmanager_url)
-            found += [h.value for h in self.prometheus.headers.values() if h.secret]
-        return found
+            owners.append(self.prometheus)
+        return [secret for owner in owners for secret in owner.secrets()]
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ _SECRET_PARAM = re.compile(
     r"(pass(word)?|pwd|secret|token|api[-_]?key|access[-_]?key|auth|signature|sig|credential)",
     re.IGNORECASE,
 )
+_AUTH_SCHEME = re.compile(r"(?i)bearer|basic|token|digest|apikey|negotiate")
 _KV_PASSWORD = re.compile(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
 
 _lock = threading.Lock()
@@ -57,6 +58,16 @@ def secrets_in_url(value: str) -> list[str]:
     except ValueError:
         return []
     return [v for v in found if v]
+
+
+def secrets_in_header(value: str) -> list[str]:
+    """A secret header value and, for ``Scheme credentials`` forms (Bearer, Basic, Token...),
+    the credentials alone: a server may echo just the token back. A bare scheme is no secret."""
+    value = value.strip()
+    _, _, credentials = value.partition(" ")
+    if not credentials.strip():
+        return [value] if value and " " not in value and not _AUTH_SCHEME.fullmatch(value) else []
+    return [value, credentials.strip()]
 
 
 def secrets_in_dsn(value: str) -> list[str]:

@@ -53,3 +53,10 @@ def test_redact_urls_and_dsns():
 def test_registered_secrets_are_scrubbed_anywhere():
     redact.register("canary-9f8e7d", "ab")  # too short to be a secret worth masking
     assert redact.scrub("auth failed for canary-9f8e7d at ab") == "auth failed for *** at ab"
+
+
+def test_secret_headers_register_the_credentials_not_the_scheme():
+    assert redact.secrets_in_header("Bearer tok-123456") == ["Bearer tok-123456", "tok-123456"]
+    assert redact.secrets_in_header("Bearer ") == []
+    assert redact.secrets_in_header("Bearer") == []
+    assert redact.secrets_in_header("raw-api-key-99") == ["raw-api-key-99"]

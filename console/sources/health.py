@@ -74,9 +74,7 @@ class HealthSource:
         self._url = redact.url(target.url)
         self._client: httpx.AsyncClient | None = None
         # The config loader registers these too; a source built without it must not leak them.
-        redact.register(
-            *(h.value for h in target.headers.values() if h.secret), *redact.secrets_in_url(target.url)
-        )
+        redact.register(*target.secrets())
 
     async def poll(self) -> HealthSnapshot:
         watch = Stopwatch()

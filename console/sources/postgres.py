@@ -133,7 +133,7 @@ async def connect(cluster: PostgresCluster, *, purpose: str = "monitor") -> asyn
     view leaves the console's own sessions out by pid. Raises what asyncpg raises; use
     :func:`classify_error` for a one-line, password-free explanation.
     """
-    redact.register(*redact.secrets_in_dsn(cluster.dsn))
+    redact.register(*cluster.secrets())
     conn = await asyncpg.connect(
         cluster.dsn,
         timeout=cluster.connect_timeout or None,
@@ -635,7 +635,7 @@ class PostgresSource:
         # Worst legitimate poll: connect, detect (2 statements) and the activity statement.
         statement = cluster.statement_timeout or 10.0
         self.timeout = (cluster.connect_timeout or 10.0) + 3 * statement + 1.0
-        redact.register(*redact.secrets_in_dsn(cluster.dsn))
+        redact.register(*cluster.secrets())
         self.dsn = redact.dsn(cluster.dsn)
         self._conn: asyncpg.Connection | None = None
         self._caps: _Capabilities | None = None

@@ -420,7 +420,7 @@ class PrometheusSource:
         self._am_base = (config.alertmanager_url or "").rstrip("/")
         self._headers = {"User-Agent": USER_AGENT} | {k: h.value for k, h in config.headers.items()}
         # load_config registers these too; a source built from a bare config must not leak them.
-        redact.register(*(h.value for h in config.headers.values() if h.secret))
+        redact.register(*config.secrets())
         self._seen = threading.local()  # the envelope the response hook saw, per thread
         self._session = requests.Session()
         self._session.verify = config.verify_tls
