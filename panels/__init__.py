@@ -1,0 +1,1 @@
+"""Textual widgets and screens: they render ConsoleState and post intents, never talk to a backend."""
