@@ -141,8 +141,6 @@ def _postgres_lines(s: PostgresSnapshot) -> list[str]:
     longest = sorted((pair for pair in longest if pair[0] is not None), key=lambda p: -p[0])[:3]
     for age, x in longest:
         lines.append(f"  active pid {x.pid} {format_duration(age)}: {first_line(x.query, 80)}")
-    if s.statements_status and s.statements_status != "ok":
-        lines.append(f"  pg_stat_statements: {s.statements_status}")
     for st in s.statements[:5]:
         lines.append(f"  stmt {st.mean_ms:9.1f} ms x {st.calls:<7} {first_line(st.query, 70)}")
     return lines
