@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -14,6 +15,11 @@ from console.yamlfile import ConfigError
 
 EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
 EXIT_USAGE = 2
+
+
+#: Modules that add their own subcommands: each has ``register(subparsers)``, which adds a parser
+#: and sets ``func`` (a callable taking the parsed args and returning an exit code).
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate console.yaml and the runbook pack")
     check.add_argument("path", nargs="?", help="config file (default: the usual search order)")
     check.add_argument("--config", dest="config_flag", help=argparse.SUPPRESS)
+    check.set_defaults(func=cmd_check_config)
 
     snap = sub.add_parser(
         "snapshot",
@@ -34,10 +41,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     snap.add_argument("--config", help="config file")
     snap.add_argument("--format", choices=("text", "json"), default="text")
+    snap.set_defaults(func=cmd_snapshot)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
-def _load(path: str | None, err) -> Config | None:
+def load_or_report(path: str | None, err) -> Config | None:
+    """Load the config, or print one line per problem to ``err`` and return None."""
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -48,7 +60,7 @@ def _load(path: str | None, err) -> Config | None:
 
 def cmd_check_config(args: argparse.Namespace, out=None, err=None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
-    config = _load(args.path or args.config_flag, err)
+    config = load_or_report(args.path or args.config_flag, err)
     if config is None:
         return EXIT_USAGE
     prom = config.prometheus
@@ -78,7 +90,7 @@ def cmd_snapshot(args: argparse.Namespace, out=None, err=None) -> int:
     from console.report import render_text, to_json
     from console.rules import exit_code
 
-    config = _load(args.config, err)
+    config = load_or_report(args.config, err)
     if config is None:
         return EXIT_UNKNOWN
     state = asyncio.run(_snapshot(config))
@@ -90,9 +102,6 @@ def cmd_snapshot(args: argparse.Namespace, out=None, err=None) -> int:
     return exit_code(state.breaches)
 
 
-COMMANDS = {"check-config": cmd_check_config, "snapshot": cmd_snapshot}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -100,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return COMMANDS[args.command](args)
+        return args.func(args)
     except KeyboardInterrupt:
         return 130
 

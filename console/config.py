@@ -157,6 +157,21 @@ def _header_secrets(headers: dict[str, Header]) -> list[str]:
     return [v for h in headers.values() if h.secret for v in redact.secrets_in_header(h.value)]
 
 
+class Variable(Model):
+    """A value runbooks refer to as ``{{name}}``: a URL, an app name, a token (``secret: true``)."""
+
+    value: str
+    secret: bool = False
+
+
+def _variable(value: Any) -> Any:
+    return (
+        {"value": str(value)}
+        if isinstance(value, str | int | float) and not isinstance(value, bool)
+        else value
+    )
+
+
 class Environment(Model):
     name: str = "default"
     production: bool = False
@@ -253,6 +268,7 @@ class Config(Model):
     read_only: bool = False
     refresh: Refresh = Field(default_factory=Refresh)
     runbooks_dir: str = "runbooks"
+    variables: dict[str, Annotated[Variable, BeforeValidator(_variable)]] = Field(default_factory=dict)
     health: list[HealthTarget] = Field(default_factory=list)
     prometheus: Prometheus | None = None
     postgres: list[PostgresCluster] = Field(default_factory=list)
@@ -284,7 +300,10 @@ class Config(Model):
         owners: list[HealthTarget | Prometheus | PostgresCluster] = [*self.health, *self.postgres]
         if self.prometheus:
             owners.append(self.prometheus)
-        return [secret for owner in owners for secret in owner.secrets()]
+        found = [secret for owner in owners for secret in owner.secrets()]
+        return found + [
+            s for v in self.variables.values() if v.secret for s in redact.secrets_in_header(v.value)
+        ]
 
 
 @dataclass(frozen=True, slots=True)
