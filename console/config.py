@@ -172,6 +172,17 @@ def _variable(value: Any) -> Any:
     )
 
 
+class Wall(Model):
+    rotate: Duration = 15.0  # seconds per page
+    tiles: int = Field(6, ge=1, le=24)  # worst breaches shown as tiles on the first page
+
+
+class UI(Model):
+    bell: bool = True  # ring the terminal bell once for each new critical breach
+    keymap: dict[str, str] = Field(default_factory=dict)  # binding id -> keys, e.g. {quit: "ctrl+q"}
+    wall: Wall = Field(default_factory=Wall)
+
+
 class Environment(Model):
     name: str = "default"
     production: bool = False
@@ -267,6 +278,7 @@ class Config(Model):
     environment: Environment = Field(default_factory=Environment)
     read_only: bool = False
     refresh: Refresh = Field(default_factory=Refresh)
+    ui: UI = Field(default_factory=UI)
     runbooks_dir: str = "runbooks"
     variables: dict[str, Annotated[Variable, BeforeValidator(_variable)]] = Field(default_factory=dict)
     health: list[HealthTarget] = Field(default_factory=list)
