@@ -280,6 +280,9 @@ class Config(Model):
     refresh: Refresh = Field(default_factory=Refresh)
     ui: UI = Field(default_factory=UI)
     runbooks_dir: str = "runbooks"
+    #: The action journal (JSONL). Default: $XDG_STATE_HOME/incident-console/journal.jsonl
+    #: (~/.local/state when XDG_STATE_HOME is unset); a relative path is relative to this file.
+    journal: str | None = None
     variables: dict[str, Annotated[Variable, BeforeValidator(_variable)]] = Field(default_factory=dict)
     health: list[HealthTarget] = Field(default_factory=list)
     prometheus: Prometheus | None = None
@@ -300,6 +303,15 @@ class Config(Model):
     @property
     def runbook_ids(self) -> frozenset[str]:
         return self._runbook_ids
+
+    def journal_path(self, env: Mapping[str, str] | None = None) -> Path:
+        env = os.environ if env is None else env
+        if self.journal:
+            path = Path(os.path.expanduser(self.journal))
+            base = self._path.parent if self._path else Path.cwd()
+            return path if path.is_absolute() else (base / path)
+        state = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+        return Path(state) / "incident-console" / "journal.jsonl"
 
     def thresholds(self) -> list[BoundThreshold]:
         return [bound for bound, _ in _bound_thresholds(self)]
