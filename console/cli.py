@@ -43,9 +43,32 @@ def _parser() -> argparse.ArgumentParser:
     snap.add_argument("--format", choices=("text", "json"), default="text")
     snap.set_defaults(func=cmd_snapshot)
 
+    run = sub.add_parser("run", help="open the live console (the default command)")
+    _console_arguments(run)
+    run.set_defaults(func=cmd_run)
+    _console_arguments(parser)
+
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
+
+
+def _console_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="config file")
+    parser.add_argument(
+        "--wall", action="store_true", help="wall display: large tiles, rotating pages, read-only"
+    )
+    parser.add_argument("--read-only", action="store_true", help="no action can run")
+
+
+def cmd_run(args: argparse.Namespace, out=None, err=None) -> int:
+    err = err or sys.stderr
+    config = load_or_report(args.config, err)
+    if config is None:
+        return EXIT_USAGE
+    from console.app import run_console
+
+    return run_console(config=config, wall=args.wall, read_only=args.read_only)
 
 
 def load_or_report(path: str | None, err) -> Config | None:
@@ -106,8 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return EXIT_USAGE
+        args.func = cmd_run
     try:
         return args.func(args)
     except KeyboardInterrupt:

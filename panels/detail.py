@@ -1,0 +1,101 @@
+"""Full text of a session or a breach: read-only, selectable, copyable."""
+
+from __future__ import annotations
+
+import time
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Static, TextArea
+
+from console.model import Session
+from console.rules import Breach, format_duration
+
+
+def _utc(epoch: float | None) -> str:
+    return "—" if epoch is None else time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(epoch))
+
+
+def session_detail(cluster: str, session: Session, server_now: float | None) -> str:
+    def age(moment: float | None) -> str:
+        return (
+            "" if moment is None or server_now is None else f" ({format_duration(server_now - moment)} ago)"
+        )
+
+    lock = ""
+    if session.lock is not None:
+        lock = f"{session.lock.mode} on {session.lock.relation or session.lock.locktype}"
+    lines = [
+        f"cluster      {cluster}",
+        f"pid          {session.pid}",
+        f"backend      started {_utc(session.backend_start)}{age(session.backend_start)}",
+        f"user         {session.user}",
+        f"database     {session.database}",
+        f"application  {session.application}",
+        f"client       {session.client}",
+        f"state        {session.state}",
+        f"wait         {session.wait_event_type}:{session.wait_event}" if session.wait_event_type else "wait",
+        f"waits for    {lock}" if lock else "waits for    —",
+        f"blocked by   {', '.join(map(str, session.blocked_by)) or '—'}",
+        f"transaction  {_utc(session.xact_start)}{age(session.xact_start)}",
+        f"query start  {_utc(session.query_start)}{age(session.query_start)}",
+        "",
+        session.query,
+    ]
+    return "\n".join(lines)
+
+
+def breach_detail(breach: Breach, now: float) -> str:
+    lines = [
+        f"{breach.title}",
+        f"id           {breach.id}",
+        f"state        {breach.state.value}, severity {breach.severity.word}",
+        f"since        {_utc(breach.since)} ({format_duration(breach.age(now))})",
+        f"value        {breach.value_text} {breach.level_text}".rstrip(),
+        f"subject      {breach.subject or '—'}",
+        f"runbooks     {', '.join(breach.runbooks) or '—'}",
+    ]
+    if breach.runbook_url:
+        lines.append(f"runbook url  {breach.runbook_url}")
+    if breach.summary:
+        lines += ["", breach.summary]
+    if breach.labels:
+        lines += ["", "labels:"] + [f"  {k}={v}" for k, v in breach.labels]
+    return "\n".join(lines)
+
+
+class DetailScreen(ModalScreen[None]):
+    """The text is untrusted but already sanitised; TextArea shows it literally."""
+
+    BINDINGS = [
+        Binding("escape,q", "dismiss", "Close", id="detail_close"),
+        Binding("y", "copy", "Copy all", id="detail_copy"),
+    ]
+    DEFAULT_CSS = """
+    DetailScreen { align: center middle; }
+    DetailScreen > Vertical { width: 90%; height: 85%; border: thick $accent; background: $surface; }
+    DetailScreen TextArea { height: 1fr; }
+    DetailScreen .title { height: 1; text-style: bold; }
+    """
+
+    def __init__(self, title: str, body: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.body = body
+
+    def compose(self) -> ComposeResult:
+        from rich.text import Text
+
+        with Vertical():
+            yield Static(Text(self.title_text), classes="title")
+            yield TextArea(
+                self.body, read_only=True, soft_wrap=True, show_line_numbers=False, id="detail-text"
+            )
+        yield Footer()
+
+    def action_copy(self) -> None:
+        area = self.query_one(TextArea)
+        self.app.copy_to_clipboard(area.selected_text or self.body)
+        self.notify("copied to the clipboard")

@@ -1,0 +1,35 @@
+"""Typed intents panels post to the app; panels never act on a backend themselves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from console.model import Session
+from console.rules import Breach
+
+
+@dataclass
+class ShowBreach(Message):
+    breach: Breach
+
+
+@dataclass
+class ShowSession(Message):
+    cluster: str
+    session: Session
+
+
+@dataclass
+class ShowRunbooks(Message):
+    breach: Breach
+
+
+@dataclass
+class SignalBackend(Message):
+    """Cancel or terminate a session, as the operator saw it (pid *and* backend_start)."""
+
+    kind: str  # "cancel" | "terminate"
+    cluster: str
+    session: Session

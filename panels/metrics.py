@@ -1,0 +1,101 @@
+"""Each configured PromQL query: value, unit, levels, state and a sparkline; alerts/targets/silences."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from rich.text import Text
+from textual.app import ComposeResult
+
+from console.config import BoundThreshold
+from console.model import PrometheusSnapshot, Severity
+from console.poller import ConsoleState
+from console.rules import format_number, level_text
+from panels.base import Panel, StatusLine
+from panels.tables import KeyedTable
+from panels.text import breach_text, cell, error_text, severity_text, sparkline
+
+COLUMNS = [
+    ("state", "State"),
+    ("query", "Query"),
+    ("value", "Value"),
+    ("levels", "Levels"),
+    ("trend", "Trend"),
+]
+HISTORY = 60  # points kept per query: memory stays flat however long the console runs
+
+
+class MetricsPanel(Panel):
+    title = "Metrics"
+
+    def __init__(self, queries: list[tuple[str, str, str]], thresholds: dict[str, BoundThreshold], **kwargs):
+        """``queries``: (id, title, unit); ``thresholds``: query id -> its bound threshold."""
+        super().__init__(**kwargs)
+        self.queries = queries
+        self.thresholds = thresholds
+        self.sources = ("prometheus",)
+        self.summary = StatusLine(classes="panel-body")
+        self.table = KeyedTable(columns=COLUMNS, id="metrics-table")
+        self._history: dict[str, deque[float | None]] = {q: deque(maxlen=HISTORY) for q, _, _ in queries}
+        self._seen_at: float | None = None
+
+    def compose(self) -> ComposeResult:
+        yield self.status
+        yield self.summary
+        yield self.table
+
+    def render_state(self, state: ConsoleState, now: float) -> None:
+        latest = state.snapshots.get("prometheus")
+        shown = state.last_good.get("prometheus")
+        if isinstance(latest, PrometheusSnapshot) and latest.taken_at != self._seen_at:
+            self._seen_at = latest.taken_at
+            values = {q.id: (None if q.error else q.value) for q in latest.queries}
+            for query_id, history in self._history.items():
+                history.append(values.get(query_id))
+        breaches = {b.id: b for b in state.breaches}
+        results = {q.id: q for q in shown.queries} if isinstance(shown, PrometheusSnapshot) else {}
+        rows = []
+        for query_id, title, unit in self.queries:
+            bound = self.thresholds.get(query_id)
+            result = results.get(query_id)
+            breach = breaches.get(bound.id) if bound else None
+            if result is not None and result.error is not None:
+                state_cell, value = error_text(result.error.kind), cell(result.error.reason, 40)
+            else:
+                state_cell = breach_text(breach) if breach else severity_text(Severity.OK)
+                number = None if result is None else result.value
+                value = Text("no data" if number is None else format_number(number, unit))
+            levels = ""
+            if bound is not None:
+                levels = " / ".join(
+                    level_text(bound, sev)
+                    for sev, level in ((Severity.WARNING, bound.threshold.warning), (Severity.CRITICAL, bound.threshold.critical))
+                    if level is not None
+                )  # fmt: skip
+            rows.append(
+                (query_id, [state_cell, cell(title or query_id, 40), value, cell(levels, 30),
+                            Text(sparkline(list(self._history[query_id])))])
+            )  # fmt: skip
+        self.table.sync(rows)
+        self.summary.update(self._summary(shown))
+
+    @staticmethod
+    def _summary(snapshot: object) -> Text:
+        if not isinstance(snapshot, PrometheusSnapshot):
+            return Text("")
+        firing = sum(1 for a in snapshot.alerts if a.state == "firing")
+        pending = len(snapshot.alerts) - firing
+        down = sum(1 for t in snapshot.targets if t.health != "up")
+        out = Text(f"alerts {firing} firing, {pending} pending · targets {len(snapshot.targets) - down} up")
+        if down:
+            out.append(f", {down} down", style="bold red")
+        if snapshot.alertmanager_url:
+            if snapshot.alertmanager_error is not None:
+                out.append(" · alertmanager ")
+                out.append_text(error_text(snapshot.alertmanager_error.kind))
+            else:
+                active = sum(1 for s in snapshot.silences if s.state == "active")
+                out.append(f" · {active} silences")
+        if snapshot.warnings:
+            out.append(f" · ▲ {len(snapshot.warnings)} warnings", style="yellow")
+        return out

@@ -1,0 +1,245 @@
+"""One Postgres cluster: connections, tx/s, sessions (filter, sort), the blocking tree, top statements."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Static
+
+from console.model import PostgresSnapshot, Session
+from console.poller import ConsoleState
+from console.report import lock_tree_lines
+from console.rules import format_duration
+from panels.base import Panel, StatusLine
+from panels.messages import ShowSession, SignalBackend
+from panels.tables import KeyedTable
+from panels.text import cell, query_cell
+
+SESSION_COLUMNS = [
+    ("pid", "PID"),
+    ("user", "User"),
+    ("db", "DB"),
+    ("state", "State"),
+    ("duration", "Duration"),
+    ("wait", "Wait"),
+    ("app", "Application"),
+    ("client", "Client"),
+    ("query", "Query"),
+]
+STATEMENT_COLUMNS = [("mean", "Mean"), ("calls", "Calls"), ("total", "Total"), ("query", "Statement")]
+
+FILTERS: dict[str, Callable[[Session], bool]] = {
+    "all": lambda s: True,
+    "active": lambda s: s.state == "active",
+    "idle in transaction": lambda s: s.state.startswith("idle in transaction"),
+    "waiting": lambda s: s.waiting_on_lock,
+}
+SORTS = ("duration ↓", "duration ↑", "pid", "user", "state")
+
+
+def session_key(session: Session) -> str:
+    return f"{session.pid}:{session.backend_start or 0:.6f}"
+
+
+def session_duration(snapshot: PostgresSnapshot, session: Session) -> float | None:
+    """Active: since the query started; idle in transaction: since the transaction went idle."""
+    moment = session.query_start if session.state == "active" else session.state_change
+    return snapshot.age(moment)
+
+
+class PostgresPanel(Panel):
+    BINDINGS = [
+        Binding("a", "filter('active')", "Active", id="pg_filter_active", show=False),
+        Binding("i", "filter('idle in transaction')", "Idle in tx", id="pg_filter_idle", show=False),
+        Binding("w", "filter('waiting')", "Waiting", id="pg_filter_waiting", show=False),
+        Binding("e", "filter('all')", "All", id="pg_filter_all", show=False),
+        Binding("s", "sort", "Sort", id="pg_sort"),
+        Binding("l", "toggle_side", "Locks/stmts", id="pg_side"),
+        Binding("c", "signal('cancel')", "Cancel query", id="pg_cancel"),
+        Binding("K", "signal('terminate')", "Terminate", id="pg_terminate"),
+    ]
+    DEFAULT_CSS = """
+    PostgresPanel #pg-body { height: 1fr; }
+    PostgresPanel #pg-side { width: 45%; margin-left: 1; }
+    PostgresPanel #pg-locks { height: auto; max-height: 50%; text-wrap: nowrap; text-overflow: ellipsis; }
+    PostgresPanel .side-title { text-style: bold; height: 1; }
+    PostgresPanel .pg-summary { height: auto; max-height: 3; }
+    """
+
+    def __init__(self, cluster: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.cluster = cluster
+        self.title = f"Postgres {cluster}"
+        self.sources = (f"postgres:{cluster}",)
+        self.summary = StatusLine(classes="panel-body pg-summary")
+        self.sessions = KeyedTable(columns=SESSION_COLUMNS, id="pg-sessions")
+        self.locks = Static(classes="panel-body", id="pg-locks")
+        self.statements = KeyedTable(columns=STATEMENT_COLUMNS, id="pg-statements", cursor_type="none")
+        self.filter_name = "all"
+        self.sort_index = 0
+        self.text_filter = ""
+        self._sessions: dict[str, Session] = {}
+        self._previous: PostgresSnapshot | None = None
+        self._tps: float | None = None
+
+    def compose(self) -> ComposeResult:
+        yield self.status
+        yield self.summary
+        with Horizontal(id="pg-body"):
+            yield self.sessions
+            with Vertical(id="pg-side"):
+                yield Static(Text("Blocking tree"), classes="side-title")
+                yield self.locks
+                yield Static(Text("Top statements (mean time)"), classes="side-title")
+                yield self.statements
+
+    @property
+    def snapshot(self) -> PostgresSnapshot | None:
+        good = self.good(self.sources[0])
+        return good if isinstance(good, PostgresSnapshot) else None
+
+    def render_state(self, state: ConsoleState, now: float) -> None:
+        snap = self.snapshot
+        if snap is None:
+            return
+        if snap is not self._previous:
+            self._tps = self._rate(self._previous, snap)
+            self._previous = snap
+        self._render_sessions(snap)
+        self._render_side(snap)
+        self.summary.update(self._summary(snap))
+
+    @staticmethod
+    def _rate(before: PostgresSnapshot | None, after: PostgresSnapshot) -> float | None:
+        if before is None or before.xact_total is None or after.xact_total is None:
+            return None
+        elapsed = (after.server_now or after.taken_at) - (before.server_now or before.taken_at)
+        return (after.xact_total - before.xact_total) / elapsed if elapsed > 0 else None
+
+    def _render_sessions(self, snap: PostgresSnapshot) -> None:
+        keep = FILTERS[self.filter_name]
+        needle = self.text_filter.lower()
+        rows = []
+        for session in snap.sessions:
+            if not keep(session):
+                continue
+            if (
+                needle
+                and needle
+                not in " ".join(
+                    (
+                        str(session.pid),
+                        session.user,
+                        session.database,
+                        session.application,
+                        session.state,
+                        session.query,
+                    )
+                ).lower()
+            ):
+                continue
+            rows.append((session_key(session), session, session_duration(snap, session)))
+        rows.sort(key=self._sort_key())
+        self._sessions = {key: session for key, session, _ in rows}
+        self.sessions.sync([(key, self._cells(session, duration)) for key, session, duration in rows])
+
+    def _sort_key(self) -> Callable[[tuple[str, Session, float | None]], object]:
+        mode = SORTS[self.sort_index]
+        if mode.startswith("duration"):
+            sign = -1 if mode == "duration ↓" else 1
+            return lambda row: (row[2] is None, sign * (row[2] or 0.0), row[1].pid)
+        field = {"pid": "pid", "user": "user", "state": "state"}[mode]
+        return lambda row: (getattr(row[1], field), row[1].pid)
+
+    @staticmethod
+    def _cells(session: Session, duration: float | None) -> list[Text]:
+        wait = f"{session.wait_event_type}:{session.wait_event}" if session.wait_event_type else ""
+        style = "bold red" if session.waiting_on_lock else ""
+        return [
+            Text(str(session.pid)),
+            cell(session.user, 14),
+            cell(session.database, 14),
+            cell(session.state, 19),
+            Text("" if duration is None else format_duration(duration)),
+            cell(wait, 20, style=style),
+            cell(session.application, 16),
+            cell(session.client, 16),
+            query_cell(session.query, 100),
+        ]
+
+    def _render_side(self, snap: PostgresSnapshot) -> None:
+        if snap.lock_tree:
+            tree = Text("\n".join(lock_tree_lines(snap.lock_tree)), no_wrap=True, overflow="ellipsis")
+            self.locks.update(tree)
+        else:
+            self.locks.update(Text("no session is waiting on a lock", style="italic"))
+        if snap.statements:
+            self.statements.sync(
+                [
+                    (str(st.queryid if st.queryid is not None else i),
+                     [Text(f"{st.mean_ms:.1f} ms"), Text(str(st.calls)), Text(f"{st.total_ms / 1000:.1f} s"),
+                      query_cell(st.query, 100)])
+                    for i, st in enumerate(snap.statements)
+                ]
+            )  # fmt: skip
+        else:
+            self.statements.sync([])
+            status = snap.statements_status or "not available"
+            self.statements.border_subtitle = Text(f"pg_stat_statements: {status}")
+
+    def _summary(self, snap: PostgresSnapshot) -> Text:
+        used, limit = snap.connections_used, snap.max_connections
+        share = f" ({used / limit:.0%})" if limit else ""
+        waiting = sum(1 for s in snap.sessions if s.waiting_on_lock)
+        idle_tx = sum(1 for s in snap.sessions if s.state.startswith("idle in transaction"))
+        active = sum(1 for s in snap.sessions if s.state == "active")
+        tps = "—" if self._tps is None else f"{self._tps:.1f}"
+        out = Text(f"PG {snap.server_version.split(' ')[0]} · conn {used}/{limit}{share} · {tps} tx/s · ")
+        out.append(f"active {active} · idle-in-tx {idle_tx} · ")
+        out.append(f"waiting {waiting}", style="bold red" if waiting else "")
+        out.append(f" · filter {self.filter_name} (a/i/w/e) · sort {SORTS[self.sort_index]}")
+        if self.text_filter:
+            out.append(" · /")
+            out.append_text(cell(self.text_filter, 20))
+        if snap.lock_tree:
+            out.append(f" · {len(snap.lock_tree)} blocker(s) (l)", style="bold red")
+        for note in snap.notes[:2]:
+            out.append("\n")
+            out.append_text(cell(f"note: {note}", 140))
+        return out
+
+    @property
+    def selected(self) -> Session | None:
+        key = self.sessions.selected_key
+        return None if key is None else self._sessions.get(key)
+
+    def refresh_view(self) -> None:
+        if self.state is not None and self.snapshot is not None:
+            self._render_sessions(self.snapshot)
+            self.summary.update(self._summary(self.snapshot))
+
+    def action_filter(self, name: str) -> None:
+        self.filter_name = name
+        self.refresh_view()
+
+    def action_sort(self) -> None:
+        self.sort_index = (self.sort_index + 1) % len(SORTS)
+        self.refresh_view()
+
+    def action_toggle_side(self) -> None:
+        # At narrow sizes the side column replaces the sessions table: keep focus in the panel.
+        self.toggle_class("-side")
+        (self.statements if self.has_class("-side") else self.sessions).focus()
+
+    def action_signal(self, kind: str) -> None:
+        if (session := self.selected) is not None:
+            self.post_message(SignalBackend(kind, self.cluster, session))
+
+    def on_data_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
+        event.stop()
+        if event.data_table is self.sessions and (session := self.selected) is not None:
+            self.post_message(ShowSession(self.cluster, session))

@@ -1,0 +1,84 @@
+"""Building Rich ``Text`` for widgets. Untrusted strings only ever enter a widget through here.
+
+Every function returns ``Text`` (never a markup string), so ``[/x]``, ``[@click=...]`` or
+``[$var]`` in a query or a label shows literally and cannot act. The strings have already been
+sanitised at the source boundary (console.sanitize); table cells are folded to one line and capped.
+Colour is decoration only: every state also reads as a glyph and a word.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from console.model import HealthStatus, Severity
+from console.present import HEALTH_BADGE, SEVERITY_BADGE, STATE_BADGE
+from console.rules import Breach, State, format_duration
+from console.sanitize import first_line, one_line
+
+SEVERITY_STYLE = {
+    Severity.CRITICAL: "bold red",
+    Severity.WARNING: "bold yellow",
+    Severity.UNKNOWN: "bold magenta",
+    Severity.INFO: "cyan",
+    Severity.OK: "green",
+}
+STATE_STYLE = {State.NODATA: "bold magenta", State.ERROR: "bold magenta"}
+HEALTH_STYLE = {
+    HealthStatus.PASS: "green",
+    HealthStatus.WARN: "bold yellow",
+    HealthStatus.FAIL: "bold red",
+    HealthStatus.UNKNOWN: "bold magenta",
+}
+CELL_LIMIT = 80
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def cell(value: object, limit: int = CELL_LIMIT, style: str = "") -> Text:
+    """A one-line table cell: newlines folded into a visible mark, length capped."""
+    return Text(one_line(value, limit), style=style, no_wrap=True, overflow="ellipsis")
+
+
+def query_cell(query: str, limit: int = CELL_LIMIT) -> Text:
+    return Text(first_line(query, limit), no_wrap=True, overflow="ellipsis")
+
+
+def plain(value: object) -> Text:
+    """Untrusted text kept whole (detail views): literal, newlines kept."""
+    return Text(str(value))
+
+
+def severity_text(severity: Severity) -> Text:
+    return Text(SEVERITY_BADGE[severity], style=SEVERITY_STYLE[severity])
+
+
+def breach_text(breach: Breach) -> Text:
+    if breach.state in STATE_BADGE:
+        return Text(STATE_BADGE[breach.state], style=STATE_STYLE[breach.state])
+    return severity_text(breach.severity)
+
+
+def health_text(status: HealthStatus) -> Text:
+    return Text(HEALTH_BADGE[status], style=HEALTH_STYLE[status])
+
+
+def error_text(reason: object) -> Text:
+    return Text("! ERROR ", style="bold magenta") + cell(reason, 160)
+
+
+def age_text(seconds: float | None) -> Text:
+    if seconds is None:
+        return Text("—")
+    return Text("now" if seconds < 1 else format_duration(seconds))
+
+
+def sparkline(values: list[float | None], width: int = 16) -> str:
+    """Unicode block sparkline of the last ``width`` values (gaps shown as spaces)."""
+    window = values[-width:]
+    numbers = [v for v in window if v is not None]
+    if not numbers:
+        return ""
+    low, high = min(numbers), max(numbers)
+    span = (high - low) or 1.0
+    return "".join(
+        " " if v is None else SPARK[min(int((v - low) / span * (len(SPARK) - 1)), 7)] for v in window
+    )
