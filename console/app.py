@@ -37,6 +37,7 @@ from panels.help import HelpScreen
 from panels.messages import ShowBreach, ShowRunbooks, ShowSession, SignalBackend
 from panels.metrics import MetricsPanel
 from panels.postgres import PostgresPanel
+from panels.text import use_monochrome
 
 NARROW_WIDTH, NARROW_HEIGHT = 120, 36
 FLASH_SECONDS = 1.5
@@ -97,8 +98,10 @@ class ConsoleApp(App[int]):
         self._poll_timers: dict[str, Timer] = {}
         self._inflight: set[str] = set()
         self._critical_seen: set[str] = set()
+        use_monochrome(self.no_color)
         self.header = ConsoleHeader(config.environment.name, config.environment.production, id="header")
         self.header.read_only = self.read_only
+        self.header.monochrome = self.no_color
         self.panels = self._make_panels()
 
     # --- layout -----------------------------------------------------------------------------

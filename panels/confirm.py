@@ -19,13 +19,13 @@ class ConfirmScreen(ModalScreen[bool]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="confirm_cancel")]
     DEFAULT_CSS = """
     ConfirmScreen { align: center middle; }
-    ConfirmScreen > Vertical { width: 90%; max-width: 120; height: auto; max-height: 90%;
-                               border: thick $error; background: $surface; padding: 0 1; }
-    ConfirmScreen .title { text-style: bold; height: auto; }
-    ConfirmScreen VerticalScroll { height: auto; max-height: 18; }
-    ConfirmScreen Horizontal { height: auto; align-horizontal: right; }
-    ConfirmScreen Button { margin-left: 2; }
-    ConfirmScreen Input { margin: 1 0 0 0; }
+    #confirm-box { width: 90%; max-width: 120; height: auto; max-height: 95%;
+                   border: thick $error; background: $surface; padding: 0 1; }
+    #confirm-box .title { text-style: bold; height: auto; }
+    #confirm-scroll { height: auto; max-height: 16; }
+    #confirm-input { width: 1fr; }
+    #confirm-buttons { height: auto; width: 1fr; align-horizontal: right; }
+    #confirm-buttons Button { margin-left: 2; min-width: 10; }
     """
 
     def __init__(
@@ -39,14 +39,14 @@ class ConfirmScreen(ModalScreen[bool]):
         self.value = ""  # what the operator typed (the executor checks it too)
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with Vertical(id="confirm-box"):
             yield Static(Text(self.title_text), classes="title")
-            with VerticalScroll():
+            with VerticalScroll(id="confirm-scroll"):
                 yield Static(self.plan, id="confirm-plan")
             if self.typed is not None:
                 yield Static(Text.assemble("Type ", (self.typed, "bold"), " to confirm:"))
                 yield Input(placeholder=self.typed, id="confirm-input")
-            with Horizontal():
+            with Horizontal(id="confirm-buttons"):
                 yield Button("Cancel", id="cancel", variant="primary")
                 yield Button(self.confirm_label, id="confirm", variant="error")
 

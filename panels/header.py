@@ -39,6 +39,7 @@ class ConsoleHeader(Static):
         self.paused = False
         self.read_only = False
         self.mode = ""  # e.g. "WALL", "DEMO"
+        self.monochrome = False
 
     def show(self, state: ConsoleState | None, now: float) -> None:
         self.state = state
@@ -47,7 +48,9 @@ class ConsoleHeader(Static):
     def compose_line(self, now: float) -> Text:
         out = Text()
         if self.production:
-            out.append(f" PROD {self.environment} ", style="reverse bold red")
+            out.append(
+                f" PROD {self.environment} ", style="reverse bold" if self.monochrome else "reverse bold red"
+            )
         else:
             out.append(f" {self.environment} ", style="reverse")
         state = self.state

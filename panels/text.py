@@ -15,20 +15,54 @@ from console.present import HEALTH_BADGE, SEVERITY_BADGE, STATE_BADGE
 from console.rules import Breach, State, format_duration
 from console.sanitize import first_line, one_line
 
-SEVERITY_STYLE = {
+COLOR_SEVERITY = {
     Severity.CRITICAL: "bold red",
     Severity.WARNING: "bold yellow",
     Severity.UNKNOWN: "bold magenta",
     Severity.INFO: "cyan",
     Severity.OK: "green",
 }
-STATE_STYLE = {State.NODATA: "bold magenta", State.ERROR: "bold magenta"}
-HEALTH_STYLE = {
+COLOR_STATE = {State.NODATA: "bold magenta", State.ERROR: "bold magenta"}
+COLOR_HEALTH = {
     HealthStatus.PASS: "green",
     HealthStatus.WARN: "bold yellow",
     HealthStatus.FAIL: "bold red",
     HealthStatus.UNKNOWN: "bold magenta",
 }
+#: NO_COLOR / monochrome: Textual greys colours by luminance, which leaves red nearly invisible;
+#: these styles keep the order of loudness without colour.
+MONOCHROME_SEVERITY = {
+    Severity.CRITICAL: "bold reverse",
+    Severity.WARNING: "bold underline",
+    Severity.UNKNOWN: "bold italic",
+    Severity.INFO: "",
+    Severity.OK: "",
+}
+MONOCHROME_HEALTH = {
+    HealthStatus.PASS: "",
+    HealthStatus.WARN: "bold underline",
+    HealthStatus.FAIL: "bold reverse",
+    HealthStatus.UNKNOWN: "bold italic",
+}
+
+
+MONOCHROME_STATE = {State.NODATA: "bold italic", State.ERROR: "bold italic"}
+SEVERITY_STYLE = dict(COLOR_SEVERITY)
+STATE_STYLE = dict(COLOR_STATE)
+HEALTH_STYLE = dict(COLOR_HEALTH)
+
+
+def use_monochrome(enabled: bool) -> None:
+    """Badge styles for NO_COLOR (enabled) or colour; glyphs and words are the same either way."""
+    for table, color, mono in (
+        (SEVERITY_STYLE, COLOR_SEVERITY, MONOCHROME_SEVERITY),
+        (STATE_STYLE, COLOR_STATE, MONOCHROME_STATE),
+        (HEALTH_STYLE, COLOR_HEALTH, MONOCHROME_HEALTH),
+    ):
+        table.clear()
+        table.update(mono if enabled else color)
+
+
 CELL_LIMIT = 80
 SPARK = "▁▂▃▄▅▆▇█"
 

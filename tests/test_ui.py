@@ -1,0 +1,311 @@
+"""The live console driven by Pilot: every key, every state, truthfulness, hostile text."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from textual.command import CommandPalette
+
+from console.app import ConsoleApp
+from console.model import ErrorKind, SourceError
+from panels.breaches import BreachesPanel
+from panels.confirm import ConfirmScreen
+from panels.detail import DetailScreen
+from panels.health import HealthPanel
+from panels.help import HelpScreen
+from panels.postgres import PostgresPanel
+from tests import ui_data
+from tests.ui_data import NOW
+
+
+class Clock:
+    def __init__(self, now: float = NOW):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class BellCountingApp(ConsoleApp):
+    bells = 0
+
+    def bell(self) -> None:
+        self.bells += 1
+
+
+def make_app(*, config=None, clock=None, autopoll=False, hang=False, cls=ConsoleApp, **kwargs) -> ConsoleApp:
+    config = config or ui_data.config()
+    clock = clock or Clock()
+    poller = ui_data.poller(config, clock=clock, hang=hang)
+    return cls(config, poller=poller, clock=clock, autopoll=autopoll, **kwargs)
+
+
+def panel(app: ConsoleApp, kind: type):
+    return next(p for p in app.panels if isinstance(p, kind))
+
+
+def row_keys(table) -> list[str]:
+    return [table.coordinate_to_cell_key((i, 0)).row_key.value for i in range(table.row_count)]
+
+
+def pids(app: ConsoleApp) -> list[int]:
+    return [int(key.split(":")[0]) for key in row_keys(panel(app, PostgresPanel).sessions)]
+
+
+async def goto(pilot, app: ConsoleApp, kind: type) -> None:
+    for _ in range(len(app.panels)):
+        if panel(app, kind).has_class("-active"):
+            return
+        await pilot.press("tab")
+    raise AssertionError(f"could not reach {kind.__name__}")
+
+
+async def test_80x24_collapses_to_tabs_and_tab_moves_between_panels():
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.narrow
+        visible = [p for p in app.panels if p.display and p.styles.display != "none" and p.region.height]
+        assert [type(p) for p in visible] == [BreachesPanel]
+        await pilot.press("tab")
+        assert panel(app, HealthPanel).has_class("-active") and panel(app, HealthPanel).region.height
+        assert not panel(app, BreachesPanel).region.height
+        await pilot.press("shift+tab")
+        assert panel(app, BreachesPanel).has_class("-active")
+        await pilot.press("shift+tab")  # wraps around to the last panel
+        assert panel(app, PostgresPanel).has_class("-active")
+
+
+async def test_wall_size_shows_every_panel_at_once():
+    app = make_app()
+    async with app.run_test(size=(200, 60)) as pilot:
+        await pilot.pause()
+        assert not app.narrow
+        assert all(p.region.height > 3 for p in app.panels)
+
+
+async def test_breaches_sorted_by_severity_then_age_with_details():
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = panel(app, BreachesPanel).table
+        keys = row_keys(table)
+        severities = [b.counted_severity for b in app.state.breaches]
+        assert severities == sorted(severities, reverse=True)
+        assert keys[0].startswith("alert:HighErrorRate")  # critical and the oldest
+        assert "postgres.main.waiting" in keys
+        await pilot.press("enter")
+        assert isinstance(app.screen, DetailScreen)
+        text = app.screen.query_one("TextArea").text
+        assert "HighErrorRate" in text and "5xx above 5% for 5 minutes" in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, DetailScreen)
+
+
+async def test_quick_filters_text_filter_and_sort_keep_selection():
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await goto(pilot, app, PostgresPanel)
+        assert pids(app)[0] == 4300  # longest duration first
+        await pilot.press("w")
+        assert sorted(pids(app)) == [4250, 4251]
+        await pilot.press("i")
+        assert pids(app) == [4242]
+        await pilot.press("a")
+        assert sorted(pids(app)) == [4250, 4251, 4300, 4310]
+        await pilot.press("e")
+        assert len(pids(app)) == 7
+        await pilot.press("s")  # duration ascending
+        assert pids(app)[0] == 4401
+        await pilot.press("s")  # pid order
+        assert pids(app) == sorted(pids(app))
+        await pilot.press("s", "s", "s")  # user, state, then back to duration descending
+        assert pids(app)[0] == 4300
+        await pilot.press("slash")
+        await pilot.press(*"4250")
+        await pilot.press("enter")
+        assert pids(app) == [4250]
+        assert "4250" in str(panel(app, PostgresPanel).summary.render())
+        await pilot.press("slash", "ctrl+u", "enter")  # clear the text filter
+        assert len(pids(app)) == 7
+
+
+async def test_selection_and_filters_survive_new_data_and_reordering():
+    clock = Clock()
+    app = make_app(clock=clock)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await goto(pilot, app, PostgresPanel)
+        pg = panel(app, PostgresPanel)
+        await pilot.press("a")
+        pg.sessions.move_cursor(row=pids(app).index(4250))
+        assert pg.selected.pid == 4250
+        clock.now += 30
+        later = ui_data.postgres_snapshot(taken_at=clock.now, xact_total=123_000)
+        app.render_state(app.poller.publish(later))
+        await pilot.pause()
+        assert pg.filter_name == "active"
+        assert pg.selected.pid == 4250
+        assert "100.0 tx/s" in str(pg.summary.render())  # 3000 transactions in 30 s
+
+
+async def test_enter_on_a_session_shows_the_full_hostile_text_literally():
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await goto(pilot, app, PostgresPanel)
+        pg = panel(app, PostgresPanel)
+        pg.sessions.move_cursor(row=pids(app).index(4310))
+        await pilot.press("enter")
+        assert isinstance(app.screen, DetailScreen)
+        text = app.screen.query_one("TextArea").text
+        assert "[/foo] [@click=app.quit] [$accent]x[/]" in text
+        assert "␛[2J" in text and "\x1b" not in text
+        await pilot.press("escape")
+        assert app.is_running
+
+
+async def test_cancel_and_terminate_ask_first_and_default_to_cancel():
+    app = make_app(config=ui_data.config(environment={"name": "staging", "production": False}))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await goto(pilot, app, PostgresPanel)
+        await pilot.press("c")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.typed is None
+        assert app.screen.focused.id == "cancel"
+        await pilot.press("enter")  # Enter on a fresh dialog = Cancel
+        assert not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("K")
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmScreen) and dialog.typed == "4300"
+        await pilot.press("enter")  # nothing typed: refused, dialog stays
+        assert app.screen is dialog
+        await pilot.press(*"4301", "enter")  # a wrong pid: refused
+        assert app.screen is dialog
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ConfirmScreen)
+
+
+async def test_production_makes_even_cancel_typed():
+    app = make_app()  # ui_data's environment is production
+    async with app.run_test(size=(160, 48)) as pilot:
+        await goto(pilot, app, PostgresPanel)
+        await pilot.press("c")
+        assert isinstance(app.screen, ConfirmScreen) and app.screen.typed == "4300"
+
+
+async def test_read_only_and_wall_modes_offer_no_actions():
+    app = make_app(read_only=True)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await goto(pilot, app, PostgresPanel)
+        await pilot.press("K")
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert "READ-ONLY" in str(app.header.render())
+    app = make_app(wall=True)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("p", "r")
+        assert not app.paused
+        assert app.check_action("pause", ()) is False
+
+
+async def test_pause_stops_polling_and_refresh_polls_now():
+    app = make_app(autopoll=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        source = app.poller.sources["postgres:main"]
+        await pilot.pause(0.1)
+        assert source.polls >= 1
+        await pilot.press("p")
+        assert "PAUSED" in str(app.header.render())
+        before = source.polls
+        await pilot.press("r")
+        await pilot.pause(0.2)
+        assert source.polls == before  # paused: nothing polls, not even refresh
+        await pilot.press("p")
+        await pilot.pause(0.1)
+        assert source.polls == before + 1  # resuming polls at once
+        await pilot.press("r")
+        await pilot.pause(0.1)
+        assert source.polls == before + 2
+
+
+async def test_keys_answer_while_every_backend_hangs():
+    app = make_app(autopoll=True, hang=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.1)
+        assert app._inflight == set(app.poller.sources)  # every poll is stuck
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape", "tab", "p")
+        assert app.paused
+
+
+async def test_stale_data_greys_out_and_errors_keep_the_last_good_data():
+    clock = Clock()
+    app = make_app(clock=clock)
+    async with app.run_test(size=(160, 48)) as pilot:
+        pg = panel(app, PostgresPanel)
+        assert not pg.has_class("-stale")
+        error = SourceError(ErrorKind.UNREACHABLE, "connection refused (port 4)")
+        clock.now += 7
+        failed = dataclasses.replace(
+            ui_data.postgres_snapshot(), error=error, taken_at=clock.now, sessions=()
+        )
+        app.render_state(app.poller.publish(failed))
+        app._tick()
+        await pilot.pause()
+        status = str(pg.status.render())
+        assert "stale 7.0s" in status and "unreachable: connection refused (port 4)" in status
+        assert pg.has_class("-stale")
+        assert len(pids(app)) == 7  # the last good sessions stay on screen
+        assert app.is_running
+
+
+async def test_a_new_critical_rings_the_bell_once():
+    app = make_app(cls=BellCountingApp)
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert app.bells == 1 and app.header.has_class("-flash")
+        app.render_state(app.state)
+        assert app.bells == 1
+        await pilot.pause(1.8)
+        assert not app.header.has_class("-flash")
+    quiet = ui_data.config(ui={"bell": False})
+    app = make_app(config=quiet, cls=BellCountingApp)
+    async with app.run_test(size=(120, 40)):
+        assert app.bells == 0
+
+
+async def test_user_keymap_remaps_bindings_and_help_lists_them():
+    app = make_app(config=ui_data.config(ui={"keymap": {"pause": "x"}}))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("p")
+        assert not app.paused
+        await pilot.press("x")
+        assert app.paused
+        await pilot.press("question_mark")
+        rows = {(k, d) for k, d, _ in app.screen.rows}
+        assert ("x", "Pause") in rows and ("K", "Terminate") in rows and ("c", "Cancel query") in rows
+
+
+async def test_command_palette_and_quit():
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("ctrl+p")
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press("escape")
+        app.action_running = True
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("enter")  # default: do not quit
+        assert app.is_running
+        app.action_running = False
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+async def test_no_color_still_reads_severity(monkeypatch, size):
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app()
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        assert app.no_color
+        screen_text = app.export_screenshot()
+        for word in ("✖ CRIT", "▲ WARN", "PROD eu-prod"):
+            assert word.replace(" ", "&#160;") in screen_text or word in screen_text
