@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -41,6 +43,7 @@ from panels.text import use_monochrome
 
 NARROW_WIDTH, NARROW_HEIGHT = 120, 36
 FLASH_SECONDS = 1.5
+EXIT_GRACE_SECONDS = 3.0
 
 
 class ConsoleApp(App[int]):
@@ -152,8 +155,23 @@ class ConsoleApp(App[int]):
                 self._start_poll(key)
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        # A lost terminal (SIGHUP) or a stop request ends the app cleanly, never a spin.
-        self.exit(128 + int(sig))
+        """A lost terminal (SIGHUP) or a stop request (SIGTERM) ends the process cleanly.
+
+        After SIGHUP the tty is gone: Textual's writer thread dies on EIO and its shutdown then
+        blocks forever putting the terminal-restore sequences on that thread's queue. So the
+        backends are closed first, and a watchdog ends the process if the restore never returns
+        (journal lines are fsynced as they are written; nothing is left to flush)."""
+        code = 128 + int(sig)
+        watchdog = threading.Timer(EXIT_GRACE_SECONDS, os._exit, (code,))
+        watchdog.daemon = True
+        watchdog.start()
+
+        async def close_then_exit() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.poller.aclose(), EXIT_GRACE_SECONDS / 2)
+            self.exit(code)
+
+        asyncio.get_running_loop().create_task(close_then_exit())
 
     def on_resize(self, event) -> None:
         self._apply_size(event.size.width, event.size.height)

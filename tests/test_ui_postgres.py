@@ -1,0 +1,94 @@
+"""The real app against a real Postgres: the lock tree on screen, hostile session text inert."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from console.app import ConsoleApp
+from console.config import Config
+from panels.postgres import PostgresPanel
+
+HOSTILE = "[/foo] [@click=app.quit] [$accent]x[/] \x1b[31mred\x1b]0;title\x07 \u202eevil"
+
+
+def config_for(server, **thresholds) -> Config:
+    quiet = {
+        "connections": None,
+        "long_running": None,
+        "idle_in_transaction": None,
+        "mean_statement_time": None,
+    }
+    return Config.model_validate(
+        {
+            "environment": {"name": "ui-test"},
+            "refresh": {"postgres": "0.3s"},
+            "ui": {"bell": False},
+            "postgres": [{"name": "main", "dsn": server.dsn(), "thresholds": {**quiet, **thresholds}}],
+        }
+    )
+
+
+async def wait_for(pilot, condition, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met on screen in time")
+        await pilot.pause(0.1)
+
+
+async def test_real_lock_chain_shows_as_a_tree_on_screen(pg_server, pg_lock_chain):
+    chain = await pg_lock_chain()
+    app = ConsoleApp(config_for(pg_server, waiting={"critical": 1}))
+    async with app.run_test(size=(200, 60)) as pilot:
+        pg = next(p for p in app.panels if isinstance(p, PostgresPanel))
+
+        def tree_text() -> str:
+            return str(pg.locks.render())
+
+        await wait_for(pilot, lambda: f"pid {chain.third}" in tree_text())
+        lines = tree_text().splitlines()
+        root = next(i for i, line in enumerate(lines) if line.startswith(f"pid {chain.holder} "))
+        assert "holds locks" in lines[root]
+        assert lines[root + 1].startswith(f"└─ pid {chain.second} ") and "waits ShareLock" in lines[root + 1]
+        assert lines[root + 2].startswith(f"   └─ pid {chain.third} ") and "ExclusiveLock" in lines[root + 2]
+        assert chain.table in lines[root + 1]
+        screen = app.export_screenshot()
+        assert f"pid&#160;{chain.second}" in screen or f"pid {chain.second}" in screen
+        assert any(b.id == "postgres.main.waiting" for b in app.state.breaches)
+        await chain.release()
+        await wait_for(pilot, lambda: "no session is waiting on a lock" in tree_text())
+
+
+async def test_hostile_query_and_application_name_render_literally_and_act_on_nothing(pg_server, pg_sessions):
+    hostile = await pg_sessions.open(application_name=HOSTILE)
+    pid = hostile.get_server_pid()
+    running = asyncio.create_task(
+        hostile.execute(f"SELECT '{HOSTILE.replace(chr(39), chr(39) * 2)}', pg_sleep(30)")
+    )
+    try:
+        app = ConsoleApp(config_for(pg_server))
+        async with app.run_test(size=(200, 60)) as pilot:
+            pg = next(p for p in app.panels if isinstance(p, PostgresPanel))
+            await wait_for(
+                pilot, lambda: any(s.pid == pid and "pg_sleep" in s.query for s in pg._sessions.values())
+            )
+            await pilot.press("tab", "tab")  # focus the sessions table
+            row = pg.sessions.get_row_index(next(k for k, s in pg._sessions.items() if s.pid == pid))
+            pg.sessions.move_cursor(row=row)
+            await pilot.pause()
+            cells = [str(c) for c in pg.sessions.get_row_at(row)]
+            assert any("[@click=app.quit]" in c for c in cells), cells
+            assert not any("\x1b" in c or "\u202e" in c for c in cells)
+            # Click every cell of the hostile row: as markup, [@click=app.quit] would quit the app.
+            region = pg.sessions.region
+            y = region.y + 1 + row - int(pg.sessions.scroll_y)
+            for x in range(region.x, region.x + region.width, 3):
+                await pilot.click(offset=(x, y))
+            await pilot.press("enter")
+            text = app.screen.query_one("TextArea").text
+            assert "[/foo] [@click=app.quit] [$accent]x[/]" in text and "␛[31mred" in text
+            await pilot.press("escape")
+            assert app.is_running
+    finally:
+        running.cancel()
