@@ -40,6 +40,7 @@ from panels.messages import ShowBreach, ShowRunbooks, ShowSession, SignalBackend
 from panels.metrics import MetricsPanel
 from panels.postgres import PostgresPanel
 from panels.text import use_monochrome
+from panels.wall import WallScreen
 
 NARROW_WIDTH, NARROW_HEIGHT = 120, 36
 FLASH_SECONDS = 1.5
@@ -105,7 +106,11 @@ class ConsoleApp(App[int]):
         self.header = ConsoleHeader(config.environment.name, config.environment.production, id="header")
         self.header.read_only = self.read_only
         self.header.monochrome = self.no_color
-        self.panels = self._make_panels()
+        self.panels = [] if wall else self._make_panels()
+        self.wall_screen: WallScreen | None = None
+        if wall:
+            self.header.mode = "WALL"
+            self.wall_screen = WallScreen(self.header, config.ui.wall.rotate, config.ui.wall.tiles)
 
     # --- layout -----------------------------------------------------------------------------
 
@@ -126,6 +131,8 @@ class ConsoleApp(App[int]):
         return panels
 
     def compose(self) -> ComposeResult:
+        if self.wall:
+            return
         yield self.header
         yield Tabs(*(Tab(Text(p.title), id=f"tab-{p.id}") for p in self.panels), id="panel-tabs")
         with Container(id="panels"):
@@ -136,6 +143,25 @@ class ConsoleApp(App[int]):
     def on_mount(self) -> None:
         if self.config.ui.keymap:
             self.set_keymap(self.config.ui.keymap)
+        self.set_interval(1.0, self._tick)
+        self._install_signal_handlers()
+        if self.wall_screen is not None:
+            self.push_screen(self.wall_screen)
+        else:
+            self._layout_panels()
+        self.render_state(self.state)
+        if self.autopoll:
+            for key in self.poller.sources:
+                self._start_poll(key)
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            # Not possible off the main thread (tests) or on platforms without signals.
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _layout_panels(self) -> None:
         middle = [p for p in self.panels if isinstance(p, HealthPanel | MetricsPanel)]
         grid = self.query_one("#panels")
         grid.set_class(len(middle) == 1, "-single")
@@ -143,16 +169,6 @@ class ConsoleApp(App[int]):
         grid.styles.grid_rows = " ".join(["1fr"] + (["1fr"] if middle else []) + ["2fr"] * clusters)
         self._apply_size(self.size.width, self.size.height)
         self._activate(self.panels[0])
-        self.set_interval(1.0, self._tick)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGHUP, signal.SIGTERM):
-            # Not possible off the main thread (tests) or on platforms without signals.
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, self._on_signal, sig)
-        self.render_state(self.state)
-        if self.autopoll:
-            for key in self.poller.sources:
-                self._start_poll(key)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         """A lost terminal (SIGHUP) or a stop request (SIGTERM) ends the process cleanly.
@@ -174,7 +190,8 @@ class ConsoleApp(App[int]):
         asyncio.get_running_loop().create_task(close_then_exit())
 
     def on_resize(self, event) -> None:
-        self._apply_size(event.size.width, event.size.height)
+        if not self.wall:
+            self._apply_size(event.size.width, event.size.height)
 
     def _apply_size(self, width: int, height: int) -> None:
         self.screen.set_class(width < NARROW_WIDTH or height < NARROW_HEIGHT, "-narrow")
@@ -212,6 +229,8 @@ class ConsoleApp(App[int]):
         with self.batch_update():
             for panel in self.panels:
                 panel.update_state(state, now)
+            if self.wall_screen is not None and self.wall_screen.is_mounted:
+                self.wall_screen.show(state, now)
             self.header.show(state, now)
         self._ring_for_new_criticals(state)
 
@@ -273,6 +292,8 @@ class ConsoleApp(App[int]):
         self._activate(self.panels[(index + step) % len(self.panels)])
 
     def on_descendant_focus(self, event) -> None:
+        if not self.panels:
+            return
         panel = self.focused_panel()
         if not panel.has_class("-active"):
             for other in self.panels:

@@ -99,10 +99,14 @@ def error_text(reason: object) -> Text:
     return Text("! ERROR ", style="bold magenta") + cell(reason, 160)
 
 
-def age_text(seconds: float | None) -> Text:
+def age_words(seconds: float | None) -> str:
     if seconds is None:
-        return Text("—")
-    return Text("now" if seconds < 1 else format_duration(seconds))
+        return "—"
+    return "now" if seconds < 1 else format_duration(seconds)
+
+
+def age_text(seconds: float | None) -> Text:
+    return Text(age_words(seconds))
 
 
 def sparkline(values: list[float | None], width: int = 16) -> str:

@@ -309,3 +309,29 @@ async def test_no_color_still_reads_severity(monkeypatch, size):
         screen_text = app.export_screenshot()
         for word in ("✖ CRIT", "▲ WARN", "PROD eu-prod"):
             assert word.replace(" ", "&#160;") in screen_text or word in screen_text
+
+
+async def test_wall_mode_tiles_rotate_and_offer_no_actions():
+    from panels.wall import PAGES, Tile, WallScreen
+
+    app = make_app(wall=True)
+    async with app.run_test(size=(200, 60)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, WallScreen) and app.read_only
+        shown = [t for t in app.screen.query(Tile) if t.display]
+        titles = [str(t.query(".title").first().render()) for t in shown]
+        assert titles[0] == "HighErrorRate" and len(shown) == 6  # ui.wall.tiles
+        assert shown[0].has_class("-crit") and shown[-1].has_class("-warn")
+        for name in PAGES[1:]:
+            app.screen.next_page()
+            await pilot.pause()
+            assert name in str(app.screen.query_one("#wall-page").render())
+        last_page = [str(t.query(".title").first().render()) for t in app.screen.query(Tile) if t.display]
+        assert last_page == ["Postgres main"]
+        for key in ("K", "c", "p", "r", "slash", "tab"):
+            await pilot.press(key)
+        assert isinstance(app.screen, WallScreen) and not app.paused
+        for _ in range(500):  # a long-running wall keeps bounded history
+            app.wall_screen._seen_at = None
+            app.wall_screen.show(app.state, NOW)
+        assert all(len(series) <= 60 for series in app.wall_screen.history.values())

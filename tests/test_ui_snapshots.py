@@ -45,3 +45,11 @@ def test_layout_no_color(snap_compare, monkeypatch, size):
 
 def test_terminate_dialog(snap_compare):
     assert snap_compare(app(), terminal_size=(80, 24), press=["shift+tab", "K"], run_before=settle)
+
+
+def test_wall(snap_compare):
+    config = ui_data.config(ui={"bell": False})
+    wall = ConsoleApp(
+        config, poller=ui_data.poller(config), clock=lambda: ui_data.NOW, autopoll=False, wall=True
+    )
+    assert snap_compare(wall, terminal_size=(200, 60), run_before=settle)

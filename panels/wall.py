@@ -1,0 +1,215 @@
+"""Wall display: large high-contrast tiles for the worst states, pages rotating every N seconds.
+
+No action keys exist here and the app is read-only. A fixed pool of tiles is updated in place,
+so memory stays flat however long the wall runs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Grid, Vertical
+from textual.screen import Screen
+from textual.widgets import Digits, Static
+
+from console.model import HealthSnapshot, PostgresSnapshot, PrometheusSnapshot, Severity
+from console.poller import ConsoleState
+from console.present import HEALTH_BADGE, breach_badge
+from console.rules import Breach, State, format_number
+from panels.header import ConsoleHeader
+from panels.text import age_words, cell, sparkline
+
+POOL = 12
+#: Values drawn with 3x3 digits: numbers with a short unit (7.2%, 613.3 ms, 1m35s).
+BIG_DIGITS = re.compile(r"^[0-9][0-9.,:]*\s?[a-z%]{0,3}(?:[0-9.]+[a-z]{1,2})?$")
+SEVERITY_CLASS = {
+    Severity.CRITICAL: "-crit",
+    Severity.WARNING: "-warn",
+    Severity.UNKNOWN: "-unknown",
+    Severity.INFO: "-ok",
+    Severity.OK: "-ok",
+}
+HEALTH_SEVERITY = {
+    "pass": Severity.OK,
+    "warn": Severity.WARNING,
+    "fail": Severity.CRITICAL,
+    "unknown": Severity.UNKNOWN,
+}
+
+
+@dataclass(frozen=True)
+class TileData:
+    severity: Severity
+    badge: str
+    title: str
+    big: str
+    detail: str = ""
+
+
+class Tile(Vertical):
+    DEFAULT_CSS = """
+    Tile { border: thick $panel-lighten-2; padding: 0 1; height: 1fr; }
+    Tile .badge { text-style: bold; height: 1; }
+    Tile .title { text-style: bold; height: 2; }
+    Tile .big { text-style: bold; height: 1fr; content-align: center middle; }
+    Tile Digits { width: 1fr; height: 1fr; text-align: center; content-align: center middle; }
+    Tile .detail { height: 2; }
+    Tile.-crit { border: thick $error; background: $error 35%; }
+    Tile.-warn { border: thick $warning; background: $warning 25%; }
+    Tile.-unknown { border: thick $secondary; background: $secondary 25%; }
+    Tile.-ok { border: thick $success 60%; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static(classes="badge")
+        yield Static(classes="title")
+        yield Static(classes="big")
+        yield Digits(id="tile-digits")
+        yield Static(classes="detail")
+
+    def show(self, data: TileData | None) -> None:
+        self.display = data is not None
+        if data is None:
+            return
+        for name in set(SEVERITY_CLASS.values()):
+            self.set_class(name == SEVERITY_CLASS[data.severity], name)
+        badge, title, big, detail = self.query(Static)
+        digits = self.query_one(Digits)
+        badge.update(Text(data.badge))
+        title.update(cell(data.title, 60))
+        large = bool(BIG_DIGITS.match(data.big)) and len(data.big) <= 12
+        big.display, digits.display = not large, large
+        if large:
+            digits.update(data.big)
+        else:
+            big.update(Text(data.big, justify="center"))
+        detail.update(cell(data.detail, 120))
+
+
+def breach_tiles(state: ConsoleState, now: float, limit: int) -> list[TileData]:
+    shown = [b for b in state.breaches if b.state != State.PENDING][:limit]
+    if not shown:
+        return [TileData(Severity.OK, "● OK", "no breach, no alert firing", "ALL CLEAR")]
+
+    def tile(b: Breach) -> TileData:
+        detail = f"{b.state.value} for {age_words(b.age(now))}"
+        if b.subject:
+            detail += f" · {b.subject}"
+        big = b.value_text if b.kind == "threshold" else (b.summary or b.value_text)
+        return TileData(b.counted_severity, breach_badge(b), b.title, big, detail)
+
+    return [tile(b) for b in shown]
+
+
+def health_tiles(state: ConsoleState, now: float, limit: int) -> list[TileData]:
+    out = []
+    for snap in state.snapshots.values():
+        if not isinstance(snap, HealthSnapshot):
+            continue
+        if snap.error is not None:
+            out.append(
+                TileData(
+                    Severity.UNKNOWN, "! ERROR", snap.target, str(snap.error.kind).upper(), snap.error.reason
+                )
+            )
+            continue
+        latency = f"{snap.latency * 1000:.0f} ms" if snap.latency is not None else ""
+        failing = ", ".join(c.name for c in snap.checks if c.status.value != "pass")
+        out.append(TileData(HEALTH_SEVERITY[snap.status.value], HEALTH_BADGE[snap.status], snap.target,
+                            snap.status.value.upper(), " · ".join(x for x in (latency, failing) if x)))  # fmt: skip
+    return sorted(out, key=lambda t: -t.severity)[:limit]
+
+
+def metric_tiles(state: ConsoleState, history: dict[str, list[float | None]], limit: int) -> list[TileData]:
+    snap = state.last_good.get("prometheus")
+    if not isinstance(snap, PrometheusSnapshot):
+        return []
+    breaches = {b.id: b for b in state.breaches}
+    out = []
+    for q in snap.queries:
+        breach = breaches.get(f"prometheus.{q.id}")
+        severity = breach.counted_severity if breach else Severity.OK
+        value = "no data" if q.value is None else format_number(q.value, q.unit)
+        badge = breach_badge(breach) if breach else "● OK"
+        out.append(TileData(severity, badge, q.id, value, sparkline(history.get(q.id, []), 40)))
+    return sorted(out, key=lambda t: -t.severity)[:limit]
+
+
+def postgres_tiles(state: ConsoleState, now: float, limit: int) -> list[TileData]:
+    out = []
+    breaches = [b for b in state.breaches if b.source.startswith("postgres:")]
+    for key, snap in state.last_good.items():
+        if not isinstance(snap, PostgresSnapshot):
+            continue
+        mine = [b for b in breaches if b.source == key]
+        severity = max((b.counted_severity for b in mine), default=Severity.OK)
+        waiting = sum(1 for s in snap.sessions if s.waiting_on_lock)
+        blockers = ", ".join(f"pid {n.pid}" for n in snap.lock_tree[:3])
+        big = f"{snap.connections_used}/{snap.max_connections} conn · {waiting} waiting"
+        detail = f"blocked by {blockers}" if blockers else "no lock waits"
+        out.append(TileData(severity, "✖ CRIT" if severity == Severity.CRITICAL else "● OK" if severity == Severity.OK
+                            else "▲ WARN", f"Postgres {snap.cluster}", big, detail))  # fmt: skip
+    return out[:limit]
+
+
+PAGES = ("Breaches", "Health", "Metrics", "Postgres")
+
+
+class WallScreen(Screen):
+    DEFAULT_CSS = """
+    WallScreen #wall-page { height: 1; text-style: bold; padding: 0 1; }
+    WallScreen Grid { grid-size: 3; grid-gutter: 1 2; padding: 0 1; height: 1fr; }
+    """
+
+    def __init__(self, header: ConsoleHeader, rotate: float, tiles: int) -> None:
+        super().__init__()
+        self.header = header
+        self.rotate = rotate
+        self.max_tiles = min(tiles, POOL)
+        self.page = 0
+        self.state: ConsoleState | None = None
+        self.history: dict[str, list[float | None]] = {}
+        self._seen_at: float | None = None
+        self.tiles = [Tile() for _ in range(POOL)]
+
+    def compose(self) -> ComposeResult:
+        yield self.header
+        yield Static(id="wall-page")
+        with Grid():
+            yield from self.tiles
+
+    def on_mount(self) -> None:
+        self.set_interval(self.rotate, self.next_page)
+        self.show(self.app.state, self.app.clock())
+
+    def next_page(self) -> None:
+        self.page = (self.page + 1) % len(PAGES)
+        if self.state is not None:
+            self.show(self.state, self.app.clock())
+
+    def show(self, state: ConsoleState, now: float) -> None:
+        self.state = state
+        snap = state.snapshots.get("prometheus")
+        if isinstance(snap, PrometheusSnapshot) and snap.error is None and snap.taken_at != self._seen_at:
+            self._seen_at = snap.taken_at
+            for q in snap.queries:
+                series = self.history.setdefault(q.id, [])
+                series.append(q.value)
+                del series[:-60]  # bounded: flat memory over days
+        name = PAGES[self.page]
+        data = {
+            "Breaches": lambda: breach_tiles(state, now, self.max_tiles),
+            "Health": lambda: health_tiles(state, now, self.max_tiles),
+            "Metrics": lambda: metric_tiles(state, self.history, self.max_tiles),
+            "Postgres": lambda: postgres_tiles(state, now, self.max_tiles),
+        }[name]()
+        self.query_one("#wall-page", Static).update(
+            Text(f"{name}  ·  page {self.page + 1}/{len(PAGES)}  ·  next in {self.rotate:g}s")
+        )
+        grid = self.query_one(Grid)
+        grid.styles.grid_size_columns = 1 if len(data) == 1 else 2 if len(data) <= 4 else 3
+        for index, tile in enumerate(self.tiles):
+            tile.show(data[index] if index < len(data) else None)
