@@ -36,7 +36,7 @@ from panels.detail import DetailScreen, breach_detail, session_detail
 from panels.header import ConsoleHeader
 from panels.health import HealthPanel
 from panels.help import HelpScreen
-from panels.messages import ShowBreach, ShowRunbooks, ShowSession, SignalBackend
+from panels.messages import ShowBreach, ShowRunbooks, ShowSession, ShowText, SignalBackend
 from panels.metrics import MetricsPanel
 from panels.postgres import PostgresPanel
 from panels.text import use_monochrome
@@ -390,6 +390,9 @@ class ConsoleApp(App[int]):
 
     def on_show_breach(self, message: ShowBreach) -> None:
         self.push_screen(DetailScreen(message.breach.title, breach_detail(message.breach, self.clock())))
+
+    def on_show_text(self, message: ShowText) -> None:
+        self.push_screen(DetailScreen(message.title, message.body))
 
     def on_show_session(self, message: ShowSession) -> None:
         snapshot = self.state.last_good.get(f"postgres:{message.cluster}")

@@ -10,7 +10,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static, TextArea
 
-from console.model import Session
+from console.model import HealthSnapshot, Session
 from console.rules import Breach, format_duration
 
 
@@ -44,6 +44,29 @@ def session_detail(cluster: str, session: Session, server_now: float | None) -> 
         "",
         session.query,
     ]
+    return "\n".join(lines)
+
+
+def health_detail(snapshot: HealthSnapshot, last_good: HealthSnapshot | None) -> str:
+    lines = [
+        f"target       {snapshot.target}",
+        f"url          {snapshot.url}",
+        f"format       {snapshot.format}",
+        f"polled       {_utc(snapshot.taken_at)}",
+        f"latency      {'' if snapshot.latency is None else f'{snapshot.latency * 1000:.0f} ms'}",
+        f"http         {snapshot.http_status or '—'}",
+        f"status       {snapshot.status.value}",
+    ]
+    if snapshot.error is not None:
+        lines.append(f"error        {snapshot.error}")
+        if last_good is not None:
+            lines.append(f"last good    {last_good.status.value} at {_utc(last_good.taken_at)}")
+    if snapshot.output:
+        lines += ["", snapshot.output]
+    if snapshot.checks:
+        lines += ["", "checks:"] + [
+            f"  {c.status.value:<8}{c.name}  {c.detail}".rstrip() for c in snapshot.checks
+        ]
     return "\n".join(lines)
 
 

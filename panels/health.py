@@ -8,6 +8,8 @@ from textual.app import ComposeResult
 from console.model import HealthSnapshot
 from console.poller import ConsoleState
 from panels.base import Panel
+from panels.detail import health_detail
+from panels.messages import ShowText
 from panels.tables import KeyedTable
 from panels.text import age_text, cell, error_text, health_text
 
@@ -71,6 +73,17 @@ class HealthPanel(Panel):
             latency = Text(f"{latest.latency * 1000:.0f}ms" if latest.latency is not None else "")
             rows.append((name, [status, cell(name, 24), http, latency, age_text(now - since), detail]))
         self.table.sync(rows)
+
+    def on_data_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
+        event.stop()
+        name = self.table.selected_key
+        if self.state is None or name is None:
+            return
+        latest = self.state.snapshots.get(f"health:{name}")
+        good = self.state.last_good.get(f"health:{name}")
+        if isinstance(latest, HealthSnapshot):
+            body = health_detail(latest, good if isinstance(good, HealthSnapshot) else None)
+            self.post_message(ShowText(f"health: {name}", body))
 
     def tick(self, now: float) -> None:
         super().tick(now)

@@ -22,6 +22,14 @@ class ShowSession(Message):
 
 
 @dataclass
+class ShowText(Message):
+    """Open the detail view on a text (already sanitised)."""
+
+    title: str
+    body: str
+
+
+@dataclass
 class ShowRunbooks(Message):
     breach: Breach
 

@@ -335,3 +335,13 @@ async def test_wall_mode_tiles_rotate_and_offer_no_actions():
             app.wall_screen._seen_at = None
             app.wall_screen.show(app.state, NOW)
         assert all(len(series) <= 60 for series in app.wall_screen.history.values())
+
+
+async def test_enter_on_a_health_target_shows_every_check():
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await goto(pilot, app, HealthPanel)
+        await pilot.press("enter")
+        assert isinstance(app.screen, DetailScreen)
+        text = app.screen.query_one("TextArea").text
+        assert "storefront" in text and "HTTP 503 from hotdash-chatwoot" in text and "database" in text
