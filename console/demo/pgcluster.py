@@ -5,6 +5,8 @@
     dsn = cluster.dsn("app", "s3cret", "postgres")
     cluster.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     cluster.stop()                       # fast, then immediate, then SIGKILL of our postmaster
+    process = cluster.spawn()            # or: the postmaster as a foreground child (dies with us)
+    cluster.wait_ready(process)
 
 Layout inside ``directory``: ``data/`` (PGDATA), ``sock/`` (the unix socket directory, so that
 nothing is shared with the machine's server in /var/run/postgresql) and ``server.log``.
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import pwd
 import re
@@ -46,7 +49,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["ClusterError", "PrivateCluster", "find_bin_dir", "free_port"]
+__all__ = ["ClusterError", "PrivateCluster", "find_bin_dir", "free_port", "set_parent_death_signal"]
 
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 _HBA_ROLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")
@@ -63,6 +66,13 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def set_parent_death_signal(sig: int = signal.SIGTERM) -> None:
+    """Ask the kernel to send ``sig`` to this process when its parent (thread) dies (Linux
+    PR_SET_PDEATHSIG; a no-op elsewhere). Meant for ``preexec_fn`` of a child process."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
 
 
 def find_bin_dir() -> Path:
@@ -381,6 +391,80 @@ class PrivateCluster:
                     f"pg_ctl start failed: {(done.stderr or done.stdout).strip()}{self._log_tail()}"
                 )
         raise AssertionError("unreachable")
+
+    def spawn(self, *, pdeathsig: int = signal.SIGINT) -> subprocess.Popen[bytes]:
+        """initdb if needed, then run the postmaster in the foreground as a child of this process.
+
+        Unlike :meth:`start` (``pg_ctl start``, which daemonizes), the postmaster stays our child:
+        it runs in a process group of its own, and the kernel sends it ``pdeathsig`` (SIGINT: a
+        fast shutdown) when this process dies, even by SIGKILL. As root the server runs as
+        :attr:`os_user` through ``setpriv`` (which sets the parent-death signal after changing
+        user: a credential change clears it). Output goes to :attr:`log_file`. Call
+        :meth:`wait_ready` next; :meth:`stop` stops it like a ``pg_ctl``-started server.
+        """
+        self.initdb()
+        self.cleanup_stale()
+        if self.is_running():
+            raise ClusterError(f"a postmaster (pid {self.postmaster_pid()}) already runs in {self.data_dir}")
+        if not self._fixed_port:
+            self.port = free_port(self.host)
+        self._write_config()
+        argv = [str(self.bin_dir / "postgres"), "-D", str(self.data_dir)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["LC_ALL"] = env["LANG"] = "C.UTF-8"
+        preexec = None
+        if self.os_user is not None and pwd.getpwuid(os.geteuid()).pw_name != self.os_user:
+            argv = [
+                "setpriv",
+                f"--reuid={self.os_user}",
+                f"--regid={pwd.getpwnam(self.os_user).pw_gid}",
+                "--init-groups",
+                f"--pdeathsig={signal.Signals(pdeathsig).name.removeprefix('SIG')}",
+                "--",
+                *argv,
+            ]
+        else:
+
+            def preexec() -> None:  # pragma: no cover - runs in the child
+                set_parent_death_signal(pdeathsig)
+
+        self.log_file.touch()
+        self._give(self.log_file, 0o600)
+        with self.log_file.open("ab") as log:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+                env=env,
+                process_group=0,
+                preexec_fn=preexec,
+            )
+        self._remember_for_exit()
+        return process
+
+    def wait_ready(
+        self, process: subprocess.Popen[bytes] | None = None, timeout: float = 60
+    ) -> PrivateCluster:
+        """Wait until the postmaster says ``ready`` in postmaster.pid (then create the scram roles).
+
+        With ``process`` (from :meth:`spawn`), fail as soon as it exits."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if process is not None and process.poll() is not None:
+                raise ClusterError(f"postgres exited with status {process.returncode}{self._log_tail()}")
+            with contextlib.suppress(OSError):
+                lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+                if len(lines) > 7 and lines[7].strip() == "ready" and self.is_running():
+                    self._read_running_port()
+                    break
+            if time.monotonic() > deadline:
+                raise ClusterError(f"postgres not ready after {timeout:g}s{self._log_tail()}")
+            time.sleep(0.02)
+        if self.scram_roles:
+            self._create_scram_roles()
+        return self
 
     def _read_running_port(self) -> None:
         with contextlib.suppress(OSError, IndexError, ValueError):
