@@ -501,9 +501,9 @@ def load_config(
     problems: list[Problem] = list(doc.problems)
     runbook_ids: frozenset[str] | None = None
     if check_runbooks:
-        from console.runbooks import load_runbook_ids
+        from console.runbooks import validate_pack
 
-        runbook_ids, runbook_problems = load_runbook_ids(config.runbooks_path, env)
+        runbook_ids, runbook_problems = validate_pack(config, env)
         problems += runbook_problems
     problems += _cross_check(config, doc, runbook_ids)
     if problems:

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.http_servers",
     "tests.fixtures.prometheus",
     "tests.fixtures.postgres",
+    "tests.fixtures.demo",
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import inspect
 import os
 import signal
 import subprocess
@@ -242,7 +243,9 @@ def _console(demo: DemoControl) -> int:
         run_console = app.run_console
     except (ImportError, AttributeError):
         return _snapshot_loop(demo)
-    return run_console(demo.config_path, demo=demo)
+    if "demo" in inspect.signature(run_console).parameters:
+        return run_console(demo.config_path, demo=demo)
+    return run_console(demo.config_path)  # a console without the demo menu yet
 
 
 def _snapshot_loop(demo: DemoControl) -> int:

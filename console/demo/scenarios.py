@@ -132,12 +132,12 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "oauth-expired",
-        "Shopee OAuth token expired (401)",
-        "Shopee rejects the access token with 401; the integration needs re-authorisation.",
+        "HubSpot OAuth token expired (401)",
+        "HubSpot rejects the access token with 401 (invalid_grant); the integration needs re-authorisation.",
         "sync-worker",
-        "shopee",
+        "hubspot",
         (Expected("alert:UpstreamAuthFailing", CRIT),),
-        "force a token refresh: POST /api/v1/integrations/shopee/refresh",
+        "force a token refresh: POST /api/v1/integrations/hubspot/refresh",
         "002 (OAuth token expiry), 001 (authentication errors)",
     ),
     Scenario(

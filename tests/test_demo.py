@@ -1,0 +1,362 @@
+"""The embedded demo stack (issue 4): real Postgres, Prometheus, Alertmanager and services.
+
+The scenario test shares one stack: it injects every scenario in turn, waits (through
+``incident-console snapshot --format json``) for the expected breaches at the expected
+severity, applies the runbook's fix and checks that the stack says the fault is gone, then
+resets and waits for the breaches to clear. Lifecycle tests start stacks of their own and list
+processes to prove that nothing outlives a stop, whatever stopped it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import yaml
+
+from console.config import load_config
+from console.demo import configwriter, rules, shopdb
+from console.demo.control import DemoControl, DemoError
+from console.demo.dbfaults import DB_FAULTS
+from console.demo.faults import FAULTS
+from console.demo.scenarios import SCENARIOS, Expected, Scenario
+from console.demo.state import load_state_file, proc_start
+from console.model import Severity
+from tests.fixtures.demo import CLI, DemoStack, new_state_dir, stack_processes, start_demo
+from tests.fixtures.prometheus import PROMTOOL_BIN, require_binary
+
+SEVERITY = {"critical": Severity.CRITICAL, "warning": Severity.WARNING, "info": Severity.INFO}
+
+
+# --- without a stack ------------------------------------------------------------------------
+
+
+def test_rules_and_their_demo_copy_pass_promtool(tmp_path: Path) -> None:
+    promtool = require_binary(PROMTOOL_BIN, "prometheus")
+    demo_copy = rules.write_demo_rules(tmp_path / "rules.yml")
+    done = subprocess.run(
+        [promtool, "check", "rules", str(rules.RULES_FILE), str(demo_copy)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    names = {r["alert"] for g in yaml.safe_load(demo_copy.read_text())["groups"] for r in g["rules"]}
+    # The three rules of seed 001 and every alert a scenario expects.
+    assert {"HighErrorRate", "DatabaseConnectionFailure", "SyncJobFailure"} <= names
+    expected = {e.id.split(":")[1] for s in SCENARIOS for e in s.expected if e.id.startswith("alert:")}
+    assert expected <= names
+
+
+def test_demo_rules_scale_windows_and_for() -> None:
+    assert rules.scale_expr('rate(x{a="[5m]"}[5m]) > 0', 1 / 30).endswith("[10s]) > 0")
+    assert rules.scale_expr("increase(x[10m])", 1 / 30) == "increase(x[20s])"
+    assert (
+        rules.scale_expr("max_over_time(x[1h:1m]) offset 30m", 1 / 30)
+        == "max_over_time(x[120s:2s]) offset 60s"
+    )
+    assert rules.scale_expr("rate(x[1m])", 1 / 30) == "rate(x[5s])"  # never under MIN_WINDOW
+    doc = rules.scale_rules(
+        {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "up == 0", "for": "5m"}]}]}, 1 / 30
+    )
+    assert doc["groups"][0]["rules"][0]["for"] == "10s"
+    with pytest.raises(ValueError):
+        rules.parse("5 minutes")
+
+
+def test_every_scenario_has_a_fault_and_known_breach_ids(tmp_path: Path) -> None:
+    assert len(SCENARIOS) >= 13
+    for scenario in SCENARIOS:
+        assert scenario.name in (DB_FAULTS if scenario.where == "db" else FAULTS), scenario.name
+    ends = configwriter.Endpoints("http://a:1", "http://b:2", "http://c:3", "http://d:4", "http://e:5", 4, 5)
+    config_file = configwriter.write_console_config(
+        tmp_path / "console.yaml",
+        configwriter.console_config(
+            tmp_path, ends, "t0ken", "postgresql://u:p@127.0.0.1:1/shop", tmp_path / "flyctl"
+        ),
+    )
+    config = load_config(config_file)
+    ids = {t.id for t in config.thresholds()}
+    for scenario in SCENARIOS:
+        for expected in scenario.expected:
+            if not expected.id.startswith("alert:"):
+                assert expected.id in ids, expected
+    # docs/demo-api.md: the variables the runbook pack uses.
+    assert {
+        "storefront_url",
+        "sync_worker_url",
+        "admin_token",
+        "storefront_app",
+        "sync_worker_app",
+        "flyctl",
+        "pg_cluster",
+    } <= set(config.variables)
+    assert config.variables["admin_token"].secret
+    assert os.stat(config_file).st_mode & 0o077 == 0
+
+
+# --- one shared stack -------------------------------------------------------------------------
+
+
+def _matching(doc: dict[str, Any], expected: Expected) -> list[dict[str, Any]]:
+    return [b for b in doc["breaches"] if expected.matches(b["id"])]
+
+
+def _poll(
+    stack: DemoStack, done: Callable[[dict[str, Any]], bool], timeout: float, what: str
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    doc: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        doc = stack.snapshot()
+        if done(doc):
+            return doc
+        time.sleep(0.3)
+    seen = [(b["id"], b["severity"], b["state"]) for b in doc.get("breaches", [])]
+    pytest.fail(f"timed out after {timeout:g}s waiting for {what}; breaches: {seen}")
+
+
+class Fixer:
+    """The runbook actions, done the way the runbook pack does them: through the generated
+    config's variables (HTTP with the admin token, argv of the flyctl shim) and SQL with the
+    console's own role."""
+
+    def __init__(self, stack: DemoStack):
+        self.config = load_config(stack.config_path)
+        v = {name: var.value for name, var in self.config.variables.items()}
+        self.v = v
+        self.http = httpx.Client(timeout=10, headers={"Authorization": f"Bearer {v['admin_token']}"})
+        self.dsn = self.config.postgres[0].dsn
+
+    def sql(self, statement: str) -> Any:
+        async def run() -> Any:
+            conn = await asyncpg.connect(self.dsn, server_settings={"application_name": "incident-console"})
+            try:
+                return await conn.fetch(statement)
+            finally:
+                await conn.close()
+
+        return asyncio.run(run())
+
+    def send(self, method: str, url: str, body: dict[str, Any] | None = None) -> None:
+        response = self.http.request(method, url, json=body)
+        assert response.status_code < 300, (url, response.status_code, response.text)
+
+    def fix(self, name: str) -> None:
+        sf, sw = self.v["storefront_url"], self.v["sync_worker_url"]
+        others = "pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        actions: dict[str, Callable[[], Any]] = {
+            "lock-contention": lambda: self.sql(
+                "SELECT pg_terminate_backend(b.pid) FROM pg_stat_activity b WHERE b.pid IN "
+                "(SELECT unnest(pg_blocking_pids(w.pid)) FROM pg_stat_activity w WHERE w.wait_event_type = 'Lock')"
+                " AND b.wait_event_type IS DISTINCT FROM 'Lock'"
+            ),
+            "long-running-query": lambda: self.sql(
+                f"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE {others} AND state = 'active' "
+                "AND now() - query_start > interval '3 seconds'"
+            ),
+            "idle-in-transaction": lambda: self.sql(
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {others} "
+                "AND state LIKE 'idle in transaction%' AND now() - state_change > interval '3 seconds'"
+            ),
+            "connection-exhaustion": lambda: self.sql(
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {others} AND state = 'idle' "
+                "AND application_name = 'storefront-pool'"
+            ),
+            "slow-queries": lambda: self.sql(shopdb.CREATE_INDEX_SQL),
+            "error-spike": lambda: subprocess.run(
+                [self.v["flyctl"], "restart", self.v["storefront_app"]],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            ),
+            "upstream-rate-limit": lambda: self.send("POST", f"{sw}/admin/mode", {"mode": "route-only"}),
+            "provider-down": lambda: self.send(
+                "PATCH", f"{sw}/api/v1/admin/integrations/hubspot", {"enabled": False}
+            ),
+            "oauth-expired": lambda: self.send("POST", f"{sw}/api/v1/integrations/hubspot/refresh"),
+            "partial-sync-failures": lambda: self.send(
+                "POST", f"{sw}/api/v1/integrations/hubspot/retry-failed"
+            ),
+            "duplicate-events": lambda: self.send("POST", f"{sw}/admin/kill-switch", {"enabled": True}),
+            "webhook-signature-failures": lambda: self.send("POST", f"{sf}/admin/webhooks/rotate-secret"),
+            "quota-exhausted": lambda: self.send(
+                "POST", f"{sf}/admin/integrations/google-analytics/polling", {"interval_seconds": 300}
+            ),
+        }
+        actions[name]()
+
+
+def _fault_active(control: DemoControl, name: str) -> bool | None:
+    return next((f.active for f in control.status().faults if f.name == name), None)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_every_scenario_shows_is_fixed_by_its_runbook_action_and_clears(demo_stack: DemoStack) -> None:
+    fixer = Fixer(demo_stack)
+    control = demo_stack.control
+    report = []
+    # DB scenarios first: they clear fastest, and the HTTP ones leave rate windows behind.
+    for scenario in sorted(SCENARIOS, key=lambda s: s.where != "db"):
+        expected = scenario.expected
+        _poll(
+            demo_stack,
+            lambda doc, e=expected: not any(_matching(doc, x) for x in e),
+            45,
+            f"a clean slate before {scenario.name}",
+        )
+        started = time.monotonic()
+        control.inject(scenario.name)
+
+        def shown(doc: dict[str, Any], s: Scenario = scenario) -> bool:
+            return all(
+                any(SEVERITY.get(b["severity"]) == e.severity for b in _matching(doc, e)) for e in s.expected
+            )
+
+        _poll(demo_stack, shown, 30, f"{scenario.name}: {', '.join(map(str, expected))}")
+        seen = time.monotonic() - started
+        assert _fault_active(control, scenario.name) is True
+
+        fixer.fix(scenario.name)
+        deadline = time.monotonic() + 10
+        while _fault_active(control, scenario.name) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _fault_active(control, scenario.name) is False, (
+            f"{scenario.name}: the runbook fix did not take"
+        )
+
+        control.reset()
+        cleared_at = time.monotonic()
+        _poll(
+            demo_stack,
+            lambda doc, e=expected: not any(_matching(doc, x) for x in e),
+            45,
+            f"{scenario.name} to clear after reset",
+        )
+        report.append(f"{scenario.name}: shown {seen:.1f}s, cleared {time.monotonic() - cleared_at:.1f}s")
+    print("\n".join(report))
+
+
+def test_control_lists_scenarios_and_refuses_unknown_ones(demo_stack: DemoStack) -> None:
+    control = DemoControl.attach(demo_stack.state_dir)
+    listed = control.scenarios()
+    assert [s.name for s in listed] == [s.name for s in SCENARIOS]
+    name, title, description, expected = listed[0]
+    assert name and title and description and expected and listed[0].fix
+    with pytest.raises(DemoError, match="unknown scenario"):
+        control.inject("no-such-thing")
+    assert control.config_path == demo_stack.config_path
+    status = control.status()
+    assert set(status.processes) == {
+        "postgres",
+        "prometheus",
+        "alertmanager",
+        "storefront",
+        "sync-worker",
+        "agent",
+    }
+    assert all(status.processes.values()), status.processes
+
+
+def test_generated_config_passes_check_config(demo_stack: DemoStack) -> None:
+    done = subprocess.run([*CLI, "check-config", str(demo_stack.config_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_admin_endpoints_need_the_token_and_flyctl_shim_answers(demo_stack: DemoStack) -> None:
+    urls = demo_stack.control.urls
+    assert httpx.post(f"{urls['storefront']}/admin/restart").status_code == 401
+    assert httpx.post(f"{urls['agent']}/demo/faults/slow-queries").status_code == 401
+    health = httpx.get(f"{urls['storefront']}/health")
+    assert health.headers["content-type"].startswith("application/health+json")
+    assert httpx.get(f"{urls['sync-worker']}/actuator/health").json()["status"] == "UP"
+    metrics = httpx.get(f"{urls['sync-worker']}/metrics").text
+    for name in ("http_requests_total", "http_request_duration_seconds_bucket", "sync_jobs_failed_total",
+                 "sync_success_ratio", "queue_depth", "upstream_requests_total", "integration_up",
+                 "db_connection_up", "idempotency_duplicates_detected_total", "auto_reply_sent_total"):  # fmt: skip
+        assert name in metrics, name
+    flyctl = load_config(demo_stack.config_path).variables["flyctl"].value
+    for argv in (["status", "-a", "storefront"], ["releases", "-a", "sync-worker"]):
+        done = subprocess.run([flyctl, *argv], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+    assert subprocess.run([flyctl, "restart", "nope"], capture_output=True, timeout=30).returncode != 0
+
+
+def test_a_second_demo_says_one_runs_and_how_to_attach(demo_stack: DemoStack) -> None:
+    for extra in (["--no-ui"], []):
+        done = subprocess.run(
+            [*CLI, "demo", *extra, "--state-dir", str(demo_stack.state_dir)],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=30,
+        )
+        assert done.returncode == 4, done.stdout + done.stderr
+        assert "already running" in done.stderr and str(demo_stack.config_path) in done.stderr
+    assert "--attach" in done.stderr
+    assert demo_stack.demo.process.poll() is None  # the first one is untouched
+
+
+# --- life cycle: stacks of their own ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lifecycle_dir() -> Path:
+    """One state dir for the lifecycle tests: initdb happens once, the rest reuse the cluster."""
+    return new_state_dir("ic-demo-life-")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_stop_signal_leaves_no_process(lifecycle_dir: Path, sig: signal.Signals) -> None:
+    demo = start_demo(lifecycle_dir)
+    assert len(demo.groups) == 6 and stack_processes(demo.markers, demo.groups)
+    code = demo.stop(sig)
+    assert code == 0, demo.output()
+    left = demo.leftovers()
+    assert not left, f"left after {sig.name}:\n" + "\n".join(left)
+    assert load_state_file(lifecycle_dir) is None
+
+
+@pytest.mark.slow
+def test_a_killed_supervisor_takes_its_children_and_the_next_start_cleans_up(lifecycle_dir: Path) -> None:
+    demo = start_demo(lifecycle_dir)
+    demo.stop(signal.SIGKILL)
+    left = demo.leftovers(timeout=20)  # PR_SET_PDEATHSIG: every child stops on its own
+    assert not left, "left after SIGKILL of the supervisor:\n" + "\n".join(left)
+    state = load_state_file(lifecycle_dir)
+    assert state is not None, "a killed supervisor cannot remove its state file"
+
+    # A leftover that survived (pdeathsig is Linux-only): recorded in the stale state file.
+    straggler = subprocess.Popen(["sleep", "300"], process_group=0)
+    try:
+        state["children"]["straggler"] = {
+            "pid": straggler.pid,
+            "pgid": straggler.pid,
+            "start": proc_start(straggler.pid),
+        }
+        (lifecycle_dir / "state.json").write_text(__import__("json").dumps(state))
+        again = start_demo(lifecycle_dir)
+        assert "cleaned up after an earlier run" in again.output()
+        assert straggler.wait(timeout=10) == -signal.SIGKILL
+        assert again.stop() == 0
+        assert not again.leftovers()
+    finally:
+        if straggler.poll() is None:
+            straggler.kill()
+
+
+def test_commands_need_a_running_stack(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*CLI, "demo", "--state-dir", str(tmp_path), "status"], capture_output=True, text=True
+    )
+    assert done.returncode == 1 and "no demo stack runs" in done.stderr
+    with pytest.raises(Exception, match="no demo stack runs"):
+        DemoControl.attach(tmp_path)
