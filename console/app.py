@@ -14,8 +14,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
@@ -25,26 +26,39 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Tab, Tabs
 
+from console.actions import Executor, Plan, RenderError, Result
+from console.audit import Journal, JournalError, record_breaches, timeline
 from console.config import Config, load_config
 from console.model import Severity
 from console.poller import ConsoleState, Poller
-from console.rules import State
+from console.rules import Breach, State
+from console.runbooks import Pack, RunbookSession, pack_for
+from console.sanitize import one_line
+from console.yamlfile import ConfigError
 from panels.base import Panel
 from panels.breaches import BreachesPanel
 from panels.confirm import ConfirmScreen
+from panels.demo_menu import DemoMenu, DemoRequest
 from panels.detail import DetailScreen, breach_detail, session_detail
 from panels.header import ConsoleHeader
 from panels.health import HealthPanel
 from panels.help import HelpScreen
-from panels.messages import ShowBreach, ShowRunbooks, ShowSession, ShowText, SignalBackend
+from panels.messages import AckBreach, ShowBreach, ShowRunbooks, ShowSession, ShowText, SignalBackend
 from panels.metrics import MetricsPanel
+from panels.plan import answer, confirm_for, result_line, result_severity
 from panels.postgres import PostgresPanel
+from panels.runbook import NoteScreen, RunbookPicker, RunbookScreen, StepRequest
 from panels.text import use_monochrome
+from panels.timeline import TimelineScreen
 from panels.wall import WallScreen
+
+if TYPE_CHECKING:
+    from console.demo.control import DemoControl
 
 NARROW_WIDTH, NARROW_HEIGHT = 120, 36
 FLASH_SECONDS = 1.5
 EXIT_GRACE_SECONDS = 3.0
+TIMELINE_WINDOW = 24 * 3600
 
 
 class ConsoleApp(App[int]):
@@ -72,6 +86,9 @@ class ConsoleApp(App[int]):
         Binding("p", "pause", "Pause", id="pause"),
         Binding("r", "refresh", "Refresh", id="refresh"),
         Binding("slash", "filter", "Filter", id="filter"),
+        Binding("R", "runbooks", "Runbooks", id="runbooks"),
+        Binding("t", "timeline", "Timeline", id="timeline"),
+        Binding("D", "demo_menu", "Demo", id="demo_menu"),
         # Priority: the Screen binds tab to focus_next. In dialogs the default behaviour returns.
         Binding("tab", "next_panel", "Next panel", id="next_panel", show=False, priority=True),
         Binding(
@@ -88,17 +105,29 @@ class ConsoleApp(App[int]):
         autopoll: bool = True,
         wall: bool = False,
         read_only: bool = False,
+        web: bool = False,
+        journal: Journal | None = None,
+        pack: Pack | None = None,
+        demo: DemoControl | None = None,
     ) -> None:
         super().__init__()
         self.config = config
         self.clock = clock
         self.poller = poller or Poller(config, clock=clock)
         self.autopoll = autopoll
-        self.wall = wall
-        self.read_only = read_only or wall or config.read_only
+        self.wall = wall or web
+        self.web = web
+        self.read_only = read_only or self.wall or config.read_only
+        self.journal = journal or Journal(config.journal_path(), environment=config.environment.name)
+        mode = "web" if web else ("wall" if wall else "console")
+        self.executor = Executor(config, self.journal, read_only=self.read_only, mode=mode, clock=clock)
+        self._pack = pack
+        self.demo = demo
+        self.acks: dict[str, str] = {}  # breach id -> silence id, for un-ack
+        self.journal_problem = ""
+        self._journaled: tuple[Breach, ...] = ()  # the breach list the journal has seen
         self.paused = False
         self.state: ConsoleState = self.poller.state
-        self.action_running = False
         self._poll_timers: dict[str, Timer] = {}
         self._inflight: set[str] = set()
         self._critical_seen: set[str] = set()
@@ -150,6 +179,7 @@ class ConsoleApp(App[int]):
         else:
             self._layout_panels()
         self.render_state(self.state)
+        self.run_worker(self._journal_breaches(), group="journal", exit_on_error=False)
         if self.autopoll:
             for key in self.poller.sources:
                 self._start_poll(key)
@@ -212,6 +242,7 @@ class ConsoleApp(App[int]):
         try:
             snapshot = await self.poller.poll_source(key)
             self.render_state(self.poller.publish(snapshot))
+            await self._journal_breaches()
         finally:
             self._inflight.discard(key)
             self._schedule(key, self.poller.sources[key].interval)
@@ -233,6 +264,21 @@ class ConsoleApp(App[int]):
                 self.wall_screen.show(state, now)
             self.header.show(state, now)
         self._ring_for_new_criticals(state)
+
+    async def _journal_breaches(self) -> None:
+        """Breach start/change/end into the journal; a wall or web viewer only watches."""
+        before, after = self._journaled, self.state.breaches
+        if self.wall or before == after:
+            return
+        self._journaled = after
+        try:
+            await asyncio.to_thread(record_breaches, self.journal, before, after)
+        except JournalError as exc:
+            if not self.journal_problem:
+                self.notify(f"journal: {exc}", severity="error", timeout=10)
+            self.journal_problem = str(exc)
+        else:
+            self.journal_problem = ""
 
     def _ring_for_new_criticals(self, state: ConsoleState) -> None:
         critical = {
@@ -373,6 +419,10 @@ class ConsoleApp(App[int]):
         yield ("ctrl+p", "Command palette", "everywhere")
         yield ("enter", "Details of the selected row", "tables")
 
+    @property
+    def action_running(self) -> bool:
+        return self.executor.running is not None
+
     async def action_quit_console(self) -> None:
         if self.action_running:
             self.push_screen(
@@ -400,24 +450,218 @@ class ConsoleApp(App[int]):
         title = f"{message.cluster}: pid {message.session.pid}"
         self.push_screen(DetailScreen(title, session_detail(message.cluster, message.session, server_now)))
 
-    def on_show_runbooks(self, message: ShowRunbooks) -> None:
-        self.notify(
-            f"runbooks for {message.breach.title}: {', '.join(message.breach.runbooks) or 'none linked'}"
-        )
+    # --- actions: everything runs through the one executor -----------------------------------
+
+    def _run_action(self, work: Awaitable[None], name: str) -> None:
+        self.run_worker(work, group="action", name=name, exit_on_error=False)
+
+    async def confirm_and_execute(
+        self,
+        plan: Plan,
+        execute: Callable[..., Awaitable[Result]] | None = None,
+        decline: Callable[[Plan], Awaitable[None]] | None = None,
+    ) -> Result | None:
+        """Show the plan, ask (default No / the typed word), run it, say what happened.
+
+        Must run in a worker (it waits for the dialog). In read-only mode nothing is asked: the
+        executor refuses and the refusal is shown and journaled."""
+        execute = execute or self.executor.execute
+        if self.executor.read_only:
+            result = await execute(plan)
+        else:
+            dialog = confirm_for(plan)
+            confirmed = await self.push_screen_wait(dialog)
+            if not confirmed:
+                await (decline or self.executor.decline)(plan)
+                self.notify(f"not run: {plan.summary}", timeout=4)
+                return None
+            self.notify(f"running: {plan.summary}", timeout=3)
+            result = await execute(plan, answer(dialog, True))
+        self.notify(result_line(result), severity=result_severity(result), timeout=8)
+        return result
 
     def on_signal_backend(self, message: SignalBackend) -> None:
-        if self.read_only:
-            self.notify("read-only: actions are disabled", severity="warning")
-            return
         session = message.session
-        verb = "Cancel the query of" if message.kind == "cancel" else "Terminate"
-        plan = Text(f"{verb} pid {session.pid} on {message.cluster}\n\n")
-        plan.append(f"user {session.user}, database {session.database}, state {session.state}\n")
-        plan.append(session.query[:2000])
-        typed = (
-            str(session.pid) if message.kind == "terminate" or self.config.environment.production else None
+        try:
+            plan = self.executor.signal_plan(
+                message.cluster, session.pid, session.backend_start, message.kind, seen=session.query
+            )
+        except RenderError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if self.executor.read_only:
+            self.notify(self.executor.read_only_reason, severity="warning")
+            return
+
+        async def run() -> None:
+            await self.confirm_and_execute(await self.executor.preview(plan))
+            self.action_refresh()
+
+        self._run_action(run(), f"signal {session.pid}")
+
+    def on_ack_breach(self, message: AckBreach) -> None:
+        breach = message.breach
+        if message.ack:
+            try:
+                plan = self.executor.silence_plan(
+                    breach, comment=f"ack from incident-console: {breach.title}"
+                )
+            except RenderError as exc:
+                self.notify(str(exc), severity="warning")
+                return
+        else:
+            silence_id = self.acks.get(breach.id)
+            if silence_id is None:
+                self.notify("this alert has no silence from this console", severity="warning")
+                return
+            plan = self.executor.expire_silence_plan(silence_id)
+
+        async def run() -> None:
+            result = await self.confirm_and_execute(await self.executor.preview(plan))
+            if result is not None and result.ok:
+                if message.ack and (silence_id := result.data.get("silence_id")):
+                    self.acks[breach.id] = str(silence_id)
+                    ends = result.data.get("ends_at")
+                    until = time.strftime("%H:%MZ", time.gmtime(ends)) if isinstance(ends, float) else "?"
+                    self._show_acks(breach.id, f"acked until {until}")
+                elif not message.ack:
+                    self.acks.pop(breach.id, None)
+                    self._show_acks(breach.id, "")
+
+        self._run_action(run(), f"ack {breach.id}")
+
+    def _show_acks(self, breach_id: str, text: str) -> None:
+        for panel in self.panels:
+            if isinstance(panel, BreachesPanel):
+                panel.set_ack(breach_id, text)
+
+    # --- runbooks -------------------------------------------------------------------------------
+
+    def pack(self) -> Pack | None:
+        if self._pack is None:
+            try:
+                self._pack = pack_for(self.config)
+            except ConfigError as exc:
+                self.notify(f"runbooks: {exc.problems[0]}", severity="error", timeout=10)
+                return None
+        return self._pack
+
+    def on_show_runbooks(self, message: ShowRunbooks) -> None:
+        self._pick_runbook(message.breach)
+
+    def action_runbooks(self) -> None:
+        panel = self.focused_panel() if self.panels else None
+        breach = panel.selected if isinstance(panel, BreachesPanel) else None
+        self._pick_runbook(breach)
+
+    def _pick_runbook(self, breach: Breach | None) -> None:
+        pack = self.pack()
+        if pack is None:
+            return
+        matches = pack.rank(breach, self.config) if breach is not None else []
+        title = f"Runbooks for {breach.title}" if breach is not None else "Runbooks"
+        picker = RunbookPicker(title, matches, pack.runbooks)
+
+        def opened(runbook_id: str | None) -> None:
+            runbook = pack.get(runbook_id) if runbook_id else None
+            if runbook is not None:
+                self._run_action(self._open_runbook(runbook, breach), f"open {runbook.id}")
+
+        self.push_screen(picker, opened)
+
+    async def _open_runbook(self, runbook, breach: Breach | None) -> None:
+        session = await RunbookSession.open(runbook, self.executor, breach=breach)
+        if session.last_error:
+            self.notify(f"journal: {session.last_error}", severity="error", timeout=10)
+        await self.push_screen(RunbookScreen(session))
+
+    def on_step_request(self, message: StepRequest) -> None:
+        self._run_action(self._step(message), f"step {message.step_id}")
+
+    async def _step(self, message: StepRequest) -> None:
+        screen, session = message.screen, message.screen.session
+        step = session.runbook.step(message.step_id)
+        try:
+            if message.what == "execute":
+                await self._execute_step(session, step)
+            elif message.what == "dry_run":
+                result = await session.dry_run(step)
+                self.notify(result_line(result), severity=result_severity(result), timeout=6)
+            elif message.what == "done":
+                await session.mark_done(step)
+            elif message.what == "skip":
+                await session.skip(step)
+            elif message.what == "reopen":
+                await session.reopen(step)
+            elif message.what == "note":
+                text = await self.push_screen_wait(NoteScreen(f"Note on: {session.title(step)}"))
+                if text:
+                    await session.note(text, step)
+        except RenderError as exc:
+            self.notify(f"cannot run this step: {exc}", severity="error", timeout=8)
+        if session.last_error:
+            self.notify(f"journal: {session.last_error}", severity="error", timeout=10)
+        if screen.is_mounted:
+            screen.refresh_steps()
+
+    async def _execute_step(self, session: RunbookSession, step) -> None:
+        if step.kind in ("manual", "escalate"):
+            await session.mark_done(step)
+            return
+        if step.kind in ("check", "wait"):
+            result = await session.execute(step)
+            self.notify(result_line(result), severity=result_severity(result), timeout=6)
+            return
+        plan = await session.prepare(step)
+        await self.confirm_and_execute(
+            plan,
+            execute=lambda p, c=None: session.execute(step, c, p),
+            decline=session.decline,
         )
-        self.push_screen(ConfirmScreen(f"{verb} pid {session.pid}?", plan, typed=typed))
+
+    # --- timeline and demo --------------------------------------------------------------------
+
+    def action_timeline(self) -> None:
+        async def show() -> None:
+            read = await asyncio.to_thread(self.journal.read, self.clock() - TIMELINE_WINDOW)
+            problem = read.error or (f"{read.skipped} unreadable line(s) skipped" if read.skipped else "")
+            title = f"Timeline (last {TIMELINE_WINDOW // 3600:.0f} h, {self.journal.path})"
+            await self.push_screen(TimelineScreen(timeline(read.events), title, problem))
+
+        self.run_worker(show(), group="timeline", exit_on_error=False)
+
+    def action_demo_menu(self) -> None:
+        if self.demo is None:
+            self.notify("the demo menu exists in `incident-console demo` only", severity="warning")
+            return
+        menu = DemoMenu(self.demo.scenarios())
+        self.push_screen(menu)
+        self.run_worker(self._demo_status(menu), group="demo", exit_on_error=False)
+
+    async def _demo_status(self, menu: DemoMenu, message: str = "") -> None:
+        try:
+            status = await self.demo.astatus()
+        except Exception as exc:  # the stack is gone: say so, keep the console
+            menu.show_status(None, f"demo stack: {one_line(exc, 200)}")
+            return
+        menu.show_status(status, message)
+
+    def on_demo_request(self, request: DemoRequest) -> None:
+        menu = self.screen if isinstance(self.screen, DemoMenu) else None
+
+        async def run() -> None:
+            try:
+                if request.on and request.name:
+                    said = await self.demo.ainject(request.name)
+                else:
+                    said = await self.demo.areset(request.name)
+            except Exception as exc:
+                said = f"demo: {one_line(exc, 200)}"
+            self.notify(said, timeout=8)
+            if menu is not None:
+                await self._demo_status(menu, said)
+
+        self.run_worker(run(), group="demo", exit_on_error=False)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -427,6 +671,8 @@ class ConsoleApp(App[int]):
             yield SystemCommand(f"Show {panel.title}", "Focus this panel", lambda p=panel: self._activate(p))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "demo_menu" and self.demo is None:
+            return False
         return not self.wall or action in ("quit_console", "help", "command_palette", "quit")
 
 
@@ -436,8 +682,10 @@ def run_console(
     config: Config | None = None,
     wall: bool = False,
     read_only: bool = False,
+    web: bool = False,
+    demo: DemoControl | None = None,
 ) -> int:
     config = config or load_config(config_path)
-    app = ConsoleApp(config, wall=wall, read_only=read_only)
+    app = ConsoleApp(config, wall=wall, read_only=read_only, web=web, demo=demo)
     result = app.run()
     return int(result or 0)

@@ -9,7 +9,7 @@ from textual.binding import Binding
 from console.poller import ConsoleState
 from console.rules import Breach
 from panels.base import Panel
-from panels.messages import ShowBreach, ShowRunbooks
+from panels.messages import AckBreach, ShowBreach, ShowRunbooks
 from panels.tables import KeyedTable
 from panels.text import age_text, breach_text, cell
 
@@ -24,14 +24,14 @@ COLUMNS = [
 ]
 
 
-def breach_cells(breach: Breach, now: float) -> list[Text]:
+def breach_cells(breach: Breach, now: float, ack: str = "") -> list[Text]:
     value = breach.value_text
     if breach.level_text and breach.kind == "threshold":
         value = f"{value} ({breach.level_text})"
     runbooks = ", ".join(breach.runbooks) or ("url" if breach.runbook_url else "")
     return [
         breach_text(breach),
-        Text(breach.state.value),
+        cell(f"{breach.state.value} · {ack}" if ack else breach.state.value, 40),
         age_text(breach.age(now)),
         cell(breach.title, 48),
         cell(value, 40),
@@ -45,6 +45,8 @@ class BreachesPanel(Panel):
     BINDINGS = [
         Binding("enter", "details", "Details", id="breach_details"),
         Binding("R", "runbooks", "Runbooks", id="breach_runbooks"),
+        Binding("a", "ack(True)", "Ack alert", id="breach_ack"),
+        Binding("A", "ack(False)", "Un-ack", id="breach_unack", show=False),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -52,6 +54,8 @@ class BreachesPanel(Panel):
         self.table = KeyedTable(columns=COLUMNS, id="breaches-table")
         self._breaches: dict[str, Breach] = {}
         self.text_filter = ""
+        self.acks: dict[str, str] = {}  # breach id -> "acked until ..."
+        self._now = 0.0
 
     def compose(self) -> ComposeResult:
         yield self.status
@@ -61,7 +65,8 @@ class BreachesPanel(Panel):
         self.sources = tuple(state.intervals)
         shown = [b for b in state.breaches if self._matches(b)]
         self._breaches = {b.id: b for b in shown}
-        self.table.sync([(b.id, breach_cells(b, now)) for b in shown])
+        self._now = now
+        self.table.sync([(b.id, breach_cells(b, now, self.acks.get(b.id, ""))) for b in shown])
         self.border_title = Text(f"{self.title} ({len(state.breaches)})")
 
     def tick(self, now: float) -> None:
@@ -86,8 +91,22 @@ class BreachesPanel(Panel):
             self.post_message(ShowBreach(breach))
 
     def action_runbooks(self) -> None:
+        self.post_message(ShowRunbooks(self.selected))
+
+    def action_ack(self, ack: bool) -> None:
         if (breach := self.selected) is not None:
-            self.post_message(ShowRunbooks(breach))
+            self.post_message(AckBreach(breach, ack))
+
+    def set_ack(self, breach_id: str, text: str) -> None:
+        if text:
+            self.acks[breach_id] = text
+        else:
+            self.acks.pop(breach_id, None)
+        if breach_id in self._breaches:
+            rows = [
+                (b.id, breach_cells(b, self._now, self.acks.get(b.id, ""))) for b in self._breaches.values()
+            ]
+            self.table.sync(rows)
 
     def on_data_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
         event.stop()

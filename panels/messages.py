@@ -31,7 +31,17 @@ class ShowText(Message):
 
 @dataclass
 class ShowRunbooks(Message):
+    """Runbooks for a breach, ranked (None: every runbook)."""
+
+    breach: Breach | None
+
+
+@dataclass
+class AckBreach(Message):
+    """Ack (an Alertmanager silence) or un-ack (expire it) a Prometheus alert."""
+
     breach: Breach
+    ack: bool
 
 
 @dataclass

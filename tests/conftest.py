@@ -6,3 +6,12 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.demo",
 ]
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _private_state_home(tmp_path_factory, monkeypatch):
+    """The console's default journal lives under XDG_STATE_HOME: never the real one in tests."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))

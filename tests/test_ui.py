@@ -289,12 +289,13 @@ async def test_command_palette_and_quit():
         await pilot.press("ctrl+p")
         assert isinstance(app.screen, CommandPalette)
         await pilot.press("escape")
-        app.action_running = True
+        # what the executor holds while an action runs (its single-flight slot)
+        app.executor.running = app.executor.signal_plan("main", 4300, NOW - 60, "cancel")
         await pilot.press("q")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("enter")  # default: do not quit
         assert app.is_running
-        app.action_running = False
+        app.executor.running = None
         await pilot.press("q")
     assert app.return_code == 0
 

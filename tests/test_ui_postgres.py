@@ -92,3 +92,41 @@ async def test_hostile_query_and_application_name_render_literally_and_act_on_no
             assert app.is_running
     finally:
         running.cancel()
+
+
+async def test_terminate_from_the_sessions_table_goes_through_the_executor(pg_server, pg_sessions, tmp_path):
+    from console.audit import Journal, read_journal
+    from panels.confirm import ConfirmScreen
+
+    victim = await pg_sessions.open(application_name="ic-ui-victim")
+    pid = victim.get_server_pid()
+    await victim.execute("BEGIN; SELECT 1")  # idle in transaction: something worth ending
+    journal_path = tmp_path / "journal.jsonl"
+    app = ConsoleApp(config_for(pg_server), journal=Journal(journal_path))
+    async with app.run_test(size=(200, 60)) as pilot:
+        pg = next(p for p in app.panels if isinstance(p, PostgresPanel))
+        await wait_for(pilot, lambda: any(s.pid == pid for s in pg._sessions.values()))
+        await pilot.press("tab", "tab")
+        pg.sessions.focus()
+        pg.sessions.move_cursor(
+            row=pg.sessions.get_row_index(next(k for k, s in pg._sessions.items() if s.pid == pid))
+        )
+        await pilot.pause()
+        await pilot.press("K")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert app.screen.typed == str(pid) and f"pid {pid}" in str(app.screen.plan)
+        await pilot.press(*str(pid), "enter")
+
+        def gone() -> bool:
+            return not any(s.pid == pid for s in pg._sessions.values())
+
+        await wait_for(pilot, gone)
+    probe = await pg_server.connect()
+    try:
+        assert await probe.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid) == 0
+    finally:
+        await probe.close()
+    kinds = [e.kind for e in read_journal(journal_path).events]
+    assert kinds.index("action.confirmed") < kinds.index("action.succeeded")
+    done = next(e for e in read_journal(journal_path).events if e.kind == "action.succeeded")
+    assert done.get("data")["signalled"] == [pid]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 
 from console.config import Config
 from console.model import (
@@ -34,6 +35,7 @@ from console.model import (
 from console.poller import Poller
 from console.sanitize import clean
 
+RUNBOOKS = Path(__file__).resolve().parents[1] / "config" / "runbooks"
 NOW = 1_795_000_000.0  # a fixed moment: every age on screen is computed from it
 HOSTILE = "[/foo] [@click=app.quit] [$accent]x[/] \x1b[2J\x1b]0;pwned\x07 \u202eevil\x00"
 
@@ -53,6 +55,15 @@ CONFIG = {
              "threshold": {"warning": 0.5, "critical": 1}},
             {"id": "queue_depth", "title": "queue depth", "query": "z", "unit": ""},
         ],
+    },
+    "runbooks_dir": str(RUNBOOKS),
+    "variables": {
+        "storefront_url": "http://127.0.0.1:5", "sync_worker_url": "http://127.0.0.1:6",
+        "admin_token": {"value": "admin-canary-5521", "secret": True},
+        "storefront_app": "storefront", "sync_worker_app": "sync-worker", "flyctl": "/bin/false",
+        "pg_cluster": "main",
+        **{f"status_page_{name}": "https://status.example"
+           for name in ("shopify", "flyio", "supabase", "hubspot", "openai", "google_analytics")},
     },
     "postgres": [
         {"name": "main", "dsn": "postgresql://console:canary-pw-7731@127.0.0.1:4/shop",

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
-import inspect
 import os
 import signal
 import subprocess
@@ -238,38 +236,6 @@ def _stop_supervisor(supervisor: subprocess.Popen[bytes]) -> None:
 
 
 def _console(demo: DemoControl) -> int:
-    try:
-        app = importlib.import_module("console.app")
-        run_console = app.run_console
-    except (ImportError, AttributeError):
-        return _snapshot_loop(demo)
-    if "demo" in inspect.signature(run_console).parameters:
-        return run_console(demo.config_path, demo=demo)
-    return run_console(demo.config_path)  # a console without the demo menu yet
+    from console.app import run_console  # Textual loads only when the console opens
 
-
-def _snapshot_loop(demo: DemoControl) -> int:
-    # TEMPORARY: goes away when console.app (issue 5) lands. A live text snapshot per refresh.
-    import asyncio
-
-    from console.config import load_config
-    from console.poller import Poller
-    from console.report import render_text
-
-    async def loop() -> None:
-        config = load_config(demo.config_path)
-        poller = Poller(config)
-        try:
-            while True:
-                state = await poller.poll_all()
-                print("\033[2J\033[H" if sys.stdout.isatty() else "", end="")
-                print(
-                    f"config: {demo.config_path}   (Ctrl+C stops the demo)\n{render_text(state)}", flush=True
-                )
-                await asyncio.sleep(config.refresh.postgres)
-        finally:
-            await poller.aclose()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(loop())
-    return EXIT_OK
+    return run_console(demo.config_path, demo=demo)

@@ -1,0 +1,60 @@
+"""An executor plan as the confirmation dialog shows it, and the operator's answer back.
+
+The plan's lines are already masked plain text from the executor; they are rendered as Text,
+never as markup, because they carry query text, labels and other backend data.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from console.actions import Confirmation, ConfirmMode, Plan, Result, Status
+from panels.confirm import ConfirmScreen
+
+RESULT_GLYPH = {
+    Status.SUCCEEDED: "✔ OK",
+    Status.PASSED: "✔ PASS",
+    Status.DRY_RUN: "◇ DRY-RUN",
+    Status.FAILED: "✖ FAILED",
+    Status.TIMEOUT: "✖ TIMEOUT",
+    Status.REFUSED: "⊘ REFUSED",
+    Status.BUSY: "… BUSY",
+}
+
+
+def plan_text(plan: Plan) -> Text:
+    text = Text()
+    text.append("What will run\n", style="bold")
+    for line in plan.lines:
+        text.append(f"  {line}\n")
+    text.append("What it touches\n", style="bold")
+    if plan.preview is not None:
+        for line in plan.preview.lines():
+            text.append(f"  {line}\n")
+    else:
+        text.append(f"  {plan.target}\n")
+    text.append(f"timeout {plan.timeout:g}s", style="dim")
+    return text
+
+
+def confirm_for(plan: Plan) -> ConfirmScreen:
+    """The dialog for an action plan: yes/no (default Cancel) or the typed word."""
+    typed = plan.confirm.expected if plan.confirm.mode == ConfirmMode.TYPED else None
+    title = ("DANGEROUS: " if plan.dangerous else "") + plan.summary
+    return ConfirmScreen(title, plan_text(plan), typed=typed)
+
+
+def answer(dialog: ConfirmScreen, confirmed: bool) -> Confirmation:
+    if not confirmed:
+        return Confirmation()
+    return Confirmation(yes=True, typed=dialog.value if dialog.typed is not None else None)
+
+
+def result_line(result: Result) -> str:
+    return f"{RESULT_GLYPH.get(result.status, str(result.status))}: {result.message}"
+
+
+def result_severity(result: Result) -> str:
+    if result.ok:
+        return "information"
+    return "warning" if result.status in (Status.REFUSED, Status.BUSY) else "error"

@@ -1,0 +1,286 @@
+"""Runbooks: the list ranked for a breach (``R``) and the step-through screen.
+
+The screen has no logic of its own: it renders ``RunbookSession.progress`` and posts what the
+operator asks to the app, which runs it through the one executor (with the confirmation dialog
+for actions). Progress lives in the journal, so leaving the screen loses nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, Input, Static
+
+from console.runbooks import Match, Runbook, RunbookSession, StepState, StepStatus
+from console.sanitize import one_line
+from panels.tables import KeyedTable
+from panels.text import cell
+
+STEP_BADGE = {
+    StepState.TODO: "○ TODO",
+    StepState.RUNNING: "◌ RUNNING",
+    StepState.DONE: "✔ DONE",
+    StepState.FAILED: "✖ FAILED",
+    StepState.SKIPPED: "– SKIPPED",
+}
+STEP_STYLE = {
+    StepState.TODO: "",
+    StepState.RUNNING: "bold",
+    StepState.DONE: "green",
+    StepState.FAILED: "bold red",
+    StepState.SKIPPED: "dim",
+}
+SEVERITY_WORD = {"critical": "✖ CRIT", "high": "▲ HIGH", "medium": "■ MED", "low": "· LOW"}
+
+
+class RunbookPicker(ModalScreen[str | None]):
+    """Runbooks for a breach, best match first; Enter opens one. ``a`` shows every runbook."""
+
+    BINDINGS = [
+        Binding("escape", "dismiss(None)", "Close", id="runbooks_close"),
+        Binding("enter", "open", "Open", id="runbooks_open"),
+        Binding("a", "all", "All runbooks", id="runbooks_all"),
+    ]
+    DEFAULT_CSS = """
+    RunbookPicker { align: center middle; }
+    #picker-box { width: 95%; max-width: 140; height: 90%; border: thick $primary;
+                  background: $surface; padding: 0 1; }
+    #picker-title { height: auto; text-style: bold; }
+    """
+
+    def __init__(self, title: str, matches: Sequence[Match], runbooks: Sequence[Runbook]) -> None:
+        super().__init__()
+        self.title_text = title
+        self.matches = list(matches)
+        self.runbooks = list(runbooks)
+        self.show_all = not self.matches
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="picker-box"):
+            yield Static(Text(self.title_text), id="picker-title")
+            yield KeyedTable(
+                columns=[("severity", "sev"), ("id", "runbook"), ("title", "title"), ("why", "why")],
+                id="picker-table",
+            )
+            yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self._fill()
+        self.query_one(KeyedTable).focus()
+
+    def _fill(self) -> None:
+        if self.show_all:
+            rows = [(rb, "") for rb in sorted(self.runbooks, key=lambda r: r.id)]
+        else:
+            rows = [(m.runbook, m.why) for m in self.matches]
+        self.query_one(KeyedTable).sync(
+            [
+                (
+                    rb.id,
+                    (
+                        cell(SEVERITY_WORD.get(rb.severity, rb.severity), 8),
+                        cell(rb.id, 32),
+                        cell(rb.title, 60),
+                        cell(why or "—", 60),
+                    ),
+                )
+                for rb, why in rows
+            ]
+        )
+        if not self.matches:
+            self.query_one("#picker-title", Static).update(
+                Text(f"{self.title_text} — no runbook matches: every runbook")
+            )
+
+    def action_all(self) -> None:
+        self.show_all = not self.show_all
+        self._fill()
+
+    def action_open(self) -> None:
+        self.dismiss(self.query_one(KeyedTable).selected_key)
+
+    def on_data_table_row_selected(self, event) -> None:
+        event.stop()
+        self.action_open()
+
+
+class NoteScreen(ModalScreen[str | None]):
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="note_cancel")]
+    DEFAULT_CSS = """
+    NoteScreen { align: center middle; }
+    #note-box { width: 90%; max-width: 100; height: auto; border: thick $primary;
+                background: $surface; padding: 0 1; }
+    """
+
+    def __init__(self, title: str) -> None:
+        super().__init__()
+        self.title_text = title
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="note-box"):
+            yield Static(Text(self.title_text))
+            yield Input(placeholder="note for the journal (Enter saves, Esc cancels)", id="note-input")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(event.value.strip() or None)
+
+
+@dataclass
+class StepRequest(Message):
+    """The operator asked for ``what`` (execute | dry_run | done | skip | reopen | note) on a step."""
+
+    screen: RunbookScreen
+    what: str
+    step_id: str
+
+
+class RunbookScreen(Screen):
+    """One run of a runbook: every step with its state; keys act on the selected step."""
+
+    BINDINGS = [
+        Binding("escape", "close", "Back", id="runbook_close"),
+        Binding("n", "move(1)", "Next", id="runbook_next"),
+        Binding("b", "move(-1)", "Previous", id="runbook_previous"),
+        Binding("x", "request('execute')", "Execute", id="runbook_execute"),
+        Binding("d", "request('dry_run')", "Dry-run", id="runbook_dry_run"),
+        Binding("m", "request('done')", "Mark done", id="runbook_done"),
+        Binding("k", "request('skip')", "Skip", id="runbook_skip"),
+        Binding("u", "request('reopen')", "Reopen", id="runbook_reopen"),
+        Binding("o", "request('note')", "Note", id="runbook_note"),
+    ]
+    DEFAULT_CSS = """
+    RunbookScreen { layout: vertical; }
+    #rb-title { height: auto; text-style: bold; padding: 0 1; }
+    #rb-escalation { height: auto; padding: 0 1; color: $text-muted; }
+    #rb-steps { height: 1fr; min-height: 5; }
+    #rb-detail { height: 1fr; border-top: solid $primary; padding: 0 1; }
+    """
+
+    def __init__(self, session: RunbookSession) -> None:
+        super().__init__()
+        self.session = session
+        self.sub_title = session.runbook.id
+
+    @property
+    def runbook(self) -> Runbook:
+        return self.session.runbook
+
+    def compose(self) -> ComposeResult:
+        yield Static(self._title(), id="rb-title")
+        yield Static(id="rb-escalation")
+        yield KeyedTable(
+            columns=[("n", "#"), ("state", "state"), ("kind", "kind"), ("title", "step")], id="rb-steps"
+        )
+        with VerticalScroll(id="rb-detail"):
+            yield Static(id="rb-detail-text")
+        yield Footer(compact=True)
+
+    def _title(self) -> Text:
+        rb = self.runbook
+        source = f" — {rb.source.file} § {rb.source.section}" if rb.source else ""
+        response = f", respond within {rb.response_time}" if rb.response_time else ""
+        for_breach = f"\nfor: {self.session.breach.title}" if self.session.breach else ""
+        return Text(
+            f"{SEVERITY_WORD.get(rb.severity, rb.severity)} {rb.title}{response}{source}{for_breach}",
+            overflow="fold",
+        )
+
+    def on_mount(self) -> None:
+        self.refresh_steps()
+        table = self.query_one("#rb-steps", KeyedTable)
+        table.move_cursor(row=self.session.progress.current, animate=False)
+        table.focus()
+        self.set_interval(1.0, self._tick)
+
+    def _tick(self) -> None:
+        self.query_one("#rb-escalation", Static).update(self._escalation())
+
+    def _escalation(self) -> Text:
+        progress = self.session.progress
+        done = f"{progress.done}/{len(progress.steps)} steps done"
+        lines = self.session.escalation().lines() if self.runbook.escalation else ()
+        return Text(" · ".join([done, *lines[:2]]), overflow="fold")
+
+    def refresh_steps(self) -> None:
+        rows = []
+        for status in self.session.steps:
+            title = self.session.title(status.step)
+            rows.append(
+                (
+                    status.step.id,
+                    (
+                        cell(status.index + 1, 3),
+                        cell(STEP_BADGE[status.state], 12, STEP_STYLE[status.state]),
+                        cell(status.step.kind, 8),
+                        cell(title, 100),
+                    ),
+                )
+            )
+        self.query_one("#rb-steps", KeyedTable).sync(rows)
+        self._tick()
+        self.show_detail()
+
+    @property
+    def selected(self) -> StepStatus | None:
+        key = self.query_one("#rb-steps", KeyedTable).selected_key
+        return next((s for s in self.session.steps if s.step.id == key), None)
+
+    def show_detail(self) -> None:
+        status = self.selected
+        self.query_one("#rb-detail-text", Static).update(self._detail(status) if status else Text(""))
+
+    def _detail(self, status: StepStatus) -> Text:
+        step = status.step
+        text = Text()
+        text.append(f"{status.index + 1}. {self.session.title(step)}", style="bold")
+        text.append(f"   {STEP_BADGE[status.state]}\n", style=STEP_STYLE[status.state])
+        for line in self.session.describe(step):
+            text.append(f"{line}\n")
+        if status.message:
+            text.append("\nlast: ", style="bold")
+            text.append(f"{one_line(status.message, 400)}\n")
+        for line in status.lines[:40]:
+            text.append(f"  {line}\n")
+        for note in status.notes:
+            text.append(f"note {note}\n", style="italic")
+        if status.index == len(self.session.steps) - 1 and self.runbook.post_incident:
+            text.append("\nafter the incident:\n", style="bold")
+            for i, item in enumerate(self.runbook.post_incident):
+                mark = "☑" if i in self.session.progress.ticked else "☐"
+                text.append(f"  {mark} {item}\n")
+        if self.session.last_error:
+            text.append(f"\n! journal: {self.session.last_error}\n", style="bold red")
+        return text
+
+    def on_data_table_row_highlighted(self, event) -> None:
+        status = self.selected
+        if status is not None:
+            self.session.progress.current = status.index
+        self.show_detail()
+
+    def on_data_table_row_selected(self, event) -> None:
+        event.stop()  # Enter selects; x executes (Enter never runs an action by accident)
+
+    def action_move(self, step: int) -> None:
+        progress = self.session.progress
+        index = progress.next() if step > 0 else progress.previous()
+        self.query_one("#rb-steps", KeyedTable).move_cursor(row=index, animate=False)
+
+    def action_request(self, what: str) -> None:
+        status = self.selected
+        if status is not None:
+            self.post_message(StepRequest(self, what, status.step.id))
+
+    def action_close(self) -> None:
+        self.app.pop_screen()

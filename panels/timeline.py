@@ -1,0 +1,68 @@
+"""``t``: the incident timeline, read back from the journal (what was seen, done and noted)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Static
+
+from console.audit import TimelineEntry
+from panels.tables import KeyedTable
+from panels.text import cell
+
+OUTCOME_BADGE = {"ok": "✔ ok", "failed": "✖ fail", "refused": "⊘ refused", "info": "· info"}
+OUTCOME_STYLE = {"ok": "green", "failed": "bold red", "refused": "yellow", "info": ""}
+
+
+class TimelineScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape", "dismiss", "Close", id="timeline_close")]
+    DEFAULT_CSS = """
+    TimelineScreen { align: center middle; }
+    #timeline-box { width: 98%; height: 95%; border: thick $primary; background: $surface; }
+    #timeline-title { height: auto; text-style: bold; padding: 0 1; }
+    """
+
+    def __init__(self, entries: Sequence[TimelineEntry], title: str, problem: str = "") -> None:
+        super().__init__()
+        self.entries = list(entries)
+        self.title_text = title
+        self.problem = problem
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="timeline-box"):
+            yield Static(Text(self._heading()), id="timeline-title")
+            yield KeyedTable(
+                columns=[("ts", "UTC"), ("outcome", "result"), ("who", "who"), ("text", "what")],
+                id="timeline-table",
+            )
+            yield Footer(compact=True)
+
+    def _heading(self) -> str:
+        heading = f"{self.title_text}: {len(self.entries)} events"
+        return heading + (f" — {self.problem}" if self.problem else "")
+
+    def on_mount(self) -> None:
+        table = self.query_one(KeyedTable)
+        table.sync(
+            [
+                (
+                    str(i),
+                    (
+                        cell(time.strftime("%m-%d %H:%M:%S", time.gmtime(e.ts)), 14),
+                        cell(OUTCOME_BADGE.get(e.outcome, e.outcome), 10, OUTCOME_STYLE.get(e.outcome, "")),
+                        cell(e.who, 24),
+                        cell(e.text, 200),
+                    ),
+                )
+                for i, e in enumerate(self.entries)
+            ]
+        )
+        if self.entries:
+            table.move_cursor(row=len(self.entries) - 1, animate=False)
+        table.focus()

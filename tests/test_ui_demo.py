@@ -1,0 +1,63 @@
+"""The real console on the real demo stack: the demo menu injects a fault, the breach shows, the
+runbook's action (typed confirmation) fixes it through the executor, and the breach clears."""
+
+from __future__ import annotations
+
+import pytest
+
+from console.app import ConsoleApp
+from console.audit import Journal, read_journal
+from console.config import load_config
+from panels.confirm import ConfirmScreen
+from panels.demo_menu import DemoMenu
+from panels.runbook import RunbookPicker, RunbookScreen
+from tests.test_ui_runbooks import goto_step, select_breach, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+async def test_demo_menu_fault_runbook_fix_and_clear(demo_stack, tmp_path):
+    journal_path = tmp_path / "journal.jsonl"
+    config = load_config(demo_stack.config_path)
+    app = ConsoleApp(config, journal=Journal(journal_path), demo=demo_stack.control)
+    try:
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("D")
+            menu = app.screen
+            assert isinstance(menu, DemoMenu)
+            table = menu.query_one("#demo-table")
+            await wait_for(pilot, lambda: table.row_count > 0, what="scenarios listed")
+            table.move_cursor(row=table.get_row_index("lock-contention"))
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: menu.active.get("lock-contention") is True, 30, "fault on")
+            await pilot.press("escape")
+
+            def waiting() -> bool:
+                return any(b.id == "postgres.demo.waiting" for b in app.state.breaches)
+
+            await wait_for(pilot, waiting, 30, "lock breach on screen")
+            await select_breach(pilot, app, "postgres.demo.waiting")
+            await pilot.press("R")
+            assert isinstance(app.screen, RunbookPicker)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunbookScreen), what="runbook screen")
+            screen = app.screen
+            assert screen.runbook.id == "lock-contention"
+            await goto_step(pilot, screen, "terminate-root-blocker")
+            await pilot.press("x")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 20, "confirmation")
+            dialog = app.screen
+            assert dialog.typed and dialog.typed.isdigit()  # one root blocker: type its pid
+            assert "(no rows)" not in str(dialog.plan)
+            await pilot.press(*dialog.typed, "enter")
+            status = screen.session.progress.status("terminate-root-blocker")
+            await wait_for(pilot, lambda: status.state.value == "done", 30, "action done")
+            await wait_for(pilot, lambda: not waiting(), 30, "lock breach cleared")
+            assert isinstance(app.screen, RunbookScreen)
+            await pilot.press("escape")
+            assert app.screen is app.screen_stack[0]
+    finally:
+        demo_stack.control.reset()
+    kinds = [e.kind for e in read_journal(journal_path).events]
+    for kind in ("breach.start", "runbook.opened", "action.confirmed", "action.succeeded", "breach.end"):
+        assert kind in kinds, kind

@@ -1,0 +1,197 @@
+"""Runbooks in the live console: R ranks them for a breach, the step-through screen runs each
+step through the one executor (confirmation, dry-run, read-only), progress survives a restart,
+t shows the timeline, and a Prometheus alert is acked as a real Alertmanager silence."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from console.app import ConsoleApp
+from console.audit import Journal, read_journal
+from console.runbooks import StepState
+from panels.breaches import BreachesPanel
+from panels.confirm import ConfirmScreen
+from panels.runbook import NoteScreen, RunbookPicker, RunbookScreen
+from panels.timeline import TimelineScreen
+from tests import ui_data
+from tests.test_ui import Clock, make_app, panel
+
+STAGING = {"name": "staging", "production": False}
+
+
+async def wait_for(pilot, condition, timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not met in time")
+        await pilot.pause(0.05)
+
+
+def events(path) -> list[str]:
+    return [e.kind for e in read_journal(path).events]
+
+
+async def select_breach(pilot, app: ConsoleApp, breach_id: str) -> None:
+    table = panel(app, BreachesPanel).table
+    await wait_for(pilot, lambda: table.row_count > 0, what="breaches on screen")
+    table.focus()
+    table.move_cursor(row=table.get_row_index(breach_id))
+    await pilot.pause()
+
+
+async def open_lock_runbook(pilot, app: ConsoleApp) -> RunbookScreen:
+    await select_breach(pilot, app, "postgres.main.waiting")
+    await pilot.press("R")
+    picker = app.screen
+    assert isinstance(picker, RunbookPicker)
+    assert picker.matches[0].runbook.id == "lock-contention"  # ranked first for a lock breach
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, RunbookScreen), what="runbook screen")
+    return app.screen
+
+
+def step_row(screen: RunbookScreen, step_id: str) -> int:
+    return screen.query_one("#rb-steps").get_row_index(step_id)
+
+
+async def goto_step(pilot, screen: RunbookScreen, step_id: str) -> None:
+    screen.query_one("#rb-steps").move_cursor(row=step_row(screen, step_id))
+    await pilot.pause()
+    assert screen.selected.step.id == step_id
+
+
+async def test_runbook_steps_manual_note_and_progress_survive_a_restart(tmp_path):
+    journal_path = tmp_path / "journal.jsonl"
+    config = ui_data.config(environment=STAGING)
+    app = make_app(config=config, journal=Journal(journal_path))
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_lock_runbook(pilot, app)
+        assert [s.step.id for s in screen.session.steps] == [
+            "blocked",
+            "terminate-root-blocker",
+            "recheck",
+            "owner",
+            "escalate",
+        ]
+        await pilot.press("n", "n", "n")  # next, next, next: the manual step
+        assert screen.selected.step.id == "owner"
+        await pilot.press("m")
+        owner = screen.session.progress.status("owner")
+        await wait_for(pilot, lambda: owner.state == StepState.DONE, what="owner marked done")
+        await pilot.press("o")
+        assert isinstance(app.screen, NoteScreen)
+        await pilot.press(*"called the app team", "enter")
+        await wait_for(pilot, lambda: "note" in events(journal_path), what="note journaled")
+        await pilot.press("escape")
+        assert not isinstance(app.screen, RunbookScreen)
+    assert {"runbook.opened", "step.state", "note"} <= set(events(journal_path))
+
+    # A new console on the same journal finds the same run where it was left.
+    app = make_app(config=config, journal=Journal(journal_path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_lock_runbook(pilot, app)
+        assert screen.session.progress.status("owner").state == StepState.DONE
+        assert screen.session.progress.status("terminate-root-blocker").state == StepState.TODO
+        await goto_step(pilot, screen, "owner")
+        detail = str(screen.query_one("#rb-detail-text").render())
+        assert "called the app team" in detail
+    assert events(journal_path).count("runbook.opened") == 1
+
+
+async def test_an_action_step_shows_its_plan_and_defaults_to_not_running(tmp_path):
+    journal_path = tmp_path / "journal.jsonl"
+    app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(journal_path))
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_lock_runbook(pilot, app)
+        await goto_step(pilot, screen, "terminate-root-blocker")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        dialog = app.screen
+        plan = str(dialog.plan)
+        assert "pg_blocking_pids" in plan and "What it touches" in plan
+        assert "canary-pw-7731" not in plan  # the DSN's password is masked
+        assert dialog.typed is not None  # terminate is dangerous: a typed word
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: "action.declined" in events(journal_path), what="decline journaled")
+        assert "action.confirmed" not in events(journal_path)
+        assert app.screen is screen
+
+        await pilot.press("d")  # dry-run: the preview, validated, no effect
+        await wait_for(pilot, lambda: "action.dry_run" in events(journal_path), what="dry-run journaled")
+        status = screen.session.progress.status("terminate-root-blocker")
+        await wait_for(pilot, lambda: bool(status.message), what="dry-run result on screen")
+        assert status.state == StepState.TODO
+
+        await goto_step(pilot, screen, "blocked")
+        await pilot.press("x")  # a check runs at once: this cluster is unreachable, so it fails
+        blocked = screen.session.progress.status("blocked")
+        await wait_for(pilot, lambda: blocked.state == StepState.FAILED, what="check failed")
+        assert not isinstance(app.screen, ConfirmScreen)
+
+
+async def test_read_only_refuses_in_the_executor_and_journals_the_refusal(tmp_path):
+    journal_path = tmp_path / "journal.jsonl"
+    app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(journal_path), read_only=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_lock_runbook(pilot, app)
+        await goto_step(pilot, screen, "terminate-root-blocker")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: "action.refused" in events(journal_path), what="refusal journaled")
+        assert not isinstance(app.screen, ConfirmScreen)
+        refused = next(e for e in read_journal(journal_path).events if e.kind == "action.refused")
+        assert "read-only" in refused.get("message")
+        assert "action.confirmed" not in events(journal_path)
+
+
+async def test_timeline_shows_the_journal(tmp_path):
+    journal_path = tmp_path / "journal.jsonl"
+    journal = Journal(journal_path)
+    journal.append("note", text="[@click=app.quit] first look")
+    app = make_app(config=ui_data.config(environment=STAGING), journal=journal, autopoll=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "breach.start" in events(journal_path), what="breaches journaled")
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, TimelineScreen), what="timeline")
+        table = app.screen.query_one("#timeline-table")
+        texts = [str(table.get_row_at(i)[3]) for i in range(table.row_count)]
+        assert any("[@click=app.quit] first look" in t for t in texts)  # literal, inert
+        assert any("sessions waiting on a lock" in t for t in texts)
+        await pilot.press("escape")
+        assert app.is_running
+
+
+async def test_ack_creates_a_real_silence_and_un_ack_expires_it(tmp_path, alertmanager_server):
+    journal_path = tmp_path / "journal.jsonl"
+    config = ui_data.config(
+        environment=STAGING,
+        prometheus={**ui_data.CONFIG["prometheus"], "alertmanager_url": alertmanager_server.url},
+    )
+    app = make_app(config=config, journal=Journal(journal_path), clock=Clock(time.time()))
+    async with app.run_test(size=(160, 48)) as pilot:
+        breaches = panel(app, BreachesPanel)
+        await wait_for(pilot, lambda: breaches.table.row_count > 0, what="breaches")
+        alert_id = next(b.id for b in app.state.breaches if b.title == "HighErrorRate")
+        await select_breach(pilot, app, alert_id)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="ack dialog")
+        assert "alertname=HighErrorRate" in str(app.screen.plan)
+        await pilot.click("#confirm")
+        await wait_for(pilot, lambda: alert_id in app.acks, what="silence made")
+        silence_id = app.acks[alert_id]
+        silence = httpx.get(f"{alertmanager_server.url}/api/v2/silence/{silence_id}").json()
+        assert silence["status"]["state"] == "active"
+        assert {"name": "alertname", "value": "HighErrorRate", "isRegex": False, "isEqual": True} in silence[
+            "matchers"
+        ]
+        assert "acked until" in str(breaches.table.get_row(alert_id)[1])
+
+        await pilot.press("A")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="un-ack dialog")
+        await pilot.click("#confirm")
+        await wait_for(pilot, lambda: alert_id not in app.acks, what="silence expired")
+        silence = httpx.get(f"{alertmanager_server.url}/api/v2/silence/{silence_id}").json()
+        assert silence["status"]["state"] == "expired"
+    kinds = events(journal_path)
+    assert kinds.count("action.succeeded") == 2
