@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test lint fmt sysdeps venv snapshot check-config clean
 
 demo: $(STAMP) sysdeps
-	$(BIN)/incident-console snapshot --config config/console.yaml
+	$(BIN)/incident-console demo
 
 test: $(STAMP) sysdeps
 	$(BIN)/ruff check console panels tests
