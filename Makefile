@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint fmt sysdeps venv snapshot check-config clean
+.PHONY: demo test lint fmt sysdeps venv snapshot check-config clean screenshots
 
 demo: $(STAMP) sysdeps
 	$(BIN)/incident-console demo
@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
+
+# screenshots/ from the real app on the demo stack: SVG (Textual) and PNG (Debian chromium, headless)
+screenshots: $(STAMP) sysdeps
+	@scripts/ensure-system-packages.sh chromium
+	$(BIN)/python scripts/screenshots.py
 
 sysdeps:
 	@scripts/ensure-system-packages.sh prometheus prometheus-alertmanager postgresql

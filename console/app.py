@@ -122,6 +122,7 @@ class ConsoleApp(App[int]):
         mode = "web" if web else ("wall" if wall else "console")
         self.executor = Executor(config, self.journal, read_only=self.read_only, mode=mode, clock=clock)
         self._pack = pack
+        self._hints: dict[str, str] = {}  # breach id -> best-ranked runbook id
         self.demo = demo
         self.acks: dict[str, str] = {}  # breach id -> silence id, for un-ack
         self.journal_problem = ""
@@ -145,7 +146,9 @@ class ConsoleApp(App[int]):
 
     def _make_panels(self) -> list[Panel]:
         config = self.config
-        panels: list[Panel] = [BreachesPanel(id="p-breaches")]
+        breaches = BreachesPanel(id="p-breaches")
+        breaches.hints = self._hints
+        panels: list[Panel] = [breaches]
         if config.health:
             panels.append(HealthPanel([t.name for t in config.health], id="p-health"))
         if config.prometheus and config.prometheus.queries:
@@ -180,6 +183,7 @@ class ConsoleApp(App[int]):
             self._layout_panels()
         self.render_state(self.state)
         self.run_worker(self._journal_breaches(), group="journal", exit_on_error=False)
+        self.run_worker(self._load_pack(), group="runbooks", exit_on_error=False)
         if self.autopoll:
             for key in self.poller.sources:
                 self._start_poll(key)
@@ -257,6 +261,7 @@ class ConsoleApp(App[int]):
         """Show a new ConsoleState on every panel (also the entry point for tests)."""
         self.state = state
         now = self.clock()
+        self._suggest_runbooks(state)
         with self.batch_update():
             for panel in self.panels:
                 panel.update_state(state, now)
@@ -279,6 +284,26 @@ class ConsoleApp(App[int]):
             self.journal_problem = str(exc)
         else:
             self.journal_problem = ""
+
+    async def _load_pack(self) -> None:
+        """The runbook pack, off the event loop, for the Runbooks column and ``R``."""
+        if self._pack is not None or self.wall:
+            return
+        try:
+            self._pack = await asyncio.to_thread(pack_for, self.config)
+        except ConfigError as exc:
+            self.notify(f"runbooks: {exc.problems[0]}", severity="error", timeout=10)
+            return
+        self.render_state(self.state)
+
+    def _suggest_runbooks(self, state: ConsoleState) -> None:
+        """The best-ranked runbook for each breach the config links none to (Runbooks column)."""
+        if self._pack is None:
+            return
+        new = [b for b in state.breaches if not b.runbooks and b.id not in self._hints]
+        for breach in new:
+            matches = self._pack.rank(breach, self.config)
+            self._hints[breach.id] = matches[0].runbook.id if matches else ""
 
     def _ring_for_new_criticals(self, state: ConsoleState) -> None:
         critical = {

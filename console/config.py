@@ -290,6 +290,7 @@ class Config(Model):
 
     _path: Path | None = PrivateAttr(default=None)
     _runbook_ids: frozenset[str] = PrivateAttr(default=frozenset())
+    _pack: Any = PrivateAttr(default=None)  # the runbook pack load_config validated (runbooks.Pack)
 
     @property
     def path(self) -> Path | None:

@@ -327,6 +327,8 @@ def validate_pack(
 ) -> tuple[frozenset[str], list[Problem]]:
     """What ``load_config`` calls: the ids of the valid runbooks and every problem of the pack."""
     pack, problems = load_pack(config.runbooks_path, config.variables.keys(), env)
+    if not problems:
+        config._pack = pack  # pack_for() reuses it: the console does not read the pack twice
     return pack.ids, problems
 
 
@@ -340,6 +342,8 @@ def load_runbook_ids(
 
 def pack_for(config: Config, env: Mapping[str, str] | None = None) -> Pack:
     """The pack of a loaded config; raises ConfigError when it has problems."""
+    if config._pack is not None and env is None:
+        return config._pack
     pack, problems = load_pack(config.runbooks_path, config.variables.keys(), env)
     if problems:
         raise ConfigError(problems)

@@ -24,11 +24,11 @@ COLUMNS = [
 ]
 
 
-def breach_cells(breach: Breach, now: float, ack: str = "") -> list[Text]:
+def breach_cells(breach: Breach, now: float, ack: str = "", hint: str = "") -> list[Text]:
     value = breach.value_text
     if breach.level_text and breach.kind == "threshold":
         value = f"{value} ({breach.level_text})"
-    runbooks = ", ".join(breach.runbooks) or ("url" if breach.runbook_url else "")
+    runbooks = ", ".join(breach.runbooks) or hint or ("url" if breach.runbook_url else "")
     return [
         breach_text(breach),
         cell(f"{breach.state.value} · {ack}" if ack else breach.state.value, 40),
@@ -55,6 +55,7 @@ class BreachesPanel(Panel):
         self._breaches: dict[str, Breach] = {}
         self.text_filter = ""
         self.acks: dict[str, str] = {}  # breach id -> "acked until ..."
+        self.hints: dict[str, str] = {}  # breach id -> the best-ranked runbook
         self._now = 0.0
 
     def compose(self) -> ComposeResult:
@@ -66,13 +67,16 @@ class BreachesPanel(Panel):
         shown = [b for b in state.breaches if self._matches(b)]
         self._breaches = {b.id: b for b in shown}
         self._now = now
-        self.table.sync([(b.id, breach_cells(b, now, self.acks.get(b.id, ""))) for b in shown])
+        self.table.sync([(b.id, self._cells(b, now)) for b in shown])
         self.border_title = Text(f"{self.title} ({len(state.breaches)})")
+
+    def _cells(self, breach: Breach, now: float) -> list[Text]:
+        return breach_cells(breach, now, self.acks.get(breach.id, ""), self.hints.get(breach.id, ""))
 
     def tick(self, now: float) -> None:
         super().tick(now)
         for breach_id, breach in self._breaches.items():
-            self.table.update_cell(breach_id, "age", age_text(breach.age(now)))
+            self.table.update_cell(breach_id, "age", age_text(breach.age(now)), update_width=True)
 
     def _matches(self, breach: Breach) -> bool:
         if not self.text_filter:
@@ -103,9 +107,7 @@ class BreachesPanel(Panel):
         else:
             self.acks.pop(breach_id, None)
         if breach_id in self._breaches:
-            rows = [
-                (b.id, breach_cells(b, self._now, self.acks.get(b.id, ""))) for b in self._breaches.values()
-            ]
+            rows = [(b.id, self._cells(b, self._now)) for b in self._breaches.values()]
             self.table.sync(rows)
 
     def on_data_table_row_selected(self, event: KeyedTable.RowSelected) -> None:

@@ -22,7 +22,7 @@ class ConfirmScreen(ModalScreen[bool]):
     #confirm-box { width: 90%; max-width: 120; height: auto; max-height: 95%;
                    border: thick $error; background: $surface; padding: 0 1; }
     #confirm-box .title { text-style: bold; height: auto; }
-    #confirm-scroll { height: auto; max-height: 16; }
+    #confirm-scroll { height: auto; max-height: 70vh; }
     #confirm-input { width: 1fr; }
     #confirm-buttons { height: auto; width: 1fr; align-horizontal: right; }
     #confirm-buttons Button { margin-left: 2; min-width: 10; }

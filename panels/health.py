@@ -88,4 +88,4 @@ class HealthPanel(Panel):
     def tick(self, now: float) -> None:
         super().tick(now)
         for name, (_, since) in self._changed.items():
-            self.table.update_cell(name, "changed", age_text(now - since))
+            self.table.update_cell(name, "changed", age_text(now - since), update_width=True)

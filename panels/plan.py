@@ -23,16 +23,17 @@ RESULT_GLYPH = {
 
 
 def plan_text(plan: Plan) -> Text:
+    """What it touches first (the sessions, the alerts), then exactly what will run."""
     text = Text()
-    text.append("What will run\n", style="bold")
-    for line in plan.lines:
-        text.append(f"  {line}\n")
     text.append("What it touches\n", style="bold")
     if plan.preview is not None:
         for line in plan.preview.lines():
             text.append(f"  {line}\n")
     else:
         text.append(f"  {plan.target}\n")
+    text.append("What will run\n", style="bold")
+    for line in plan.lines:
+        text.append(f"  {line}\n")
     text.append(f"timeout {plan.timeout:g}s", style="dim")
     return text
 

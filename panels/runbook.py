@@ -163,7 +163,7 @@ class RunbookScreen(Screen):
     RunbookScreen { layout: vertical; }
     #rb-title { height: auto; text-style: bold; padding: 0 1; }
     #rb-escalation { height: auto; padding: 0 1; color: $text-muted; }
-    #rb-steps { height: 1fr; min-height: 5; }
+    #rb-steps { height: auto; max-height: 45%; min-height: 4; }
     #rb-detail { height: 1fr; border-top: solid $primary; padding: 0 1; }
     """
 

@@ -62,7 +62,7 @@ class KeyedTable(DataTable):
                         self._column_spec, cells, previous, plain, strict=True
                     ):
                         if old != new:
-                            self.update_cell(key, column, cell)
+                            self.update_cell(key, column, cell, update_width=True)
                 self._plain[key] = plain
             order = [key for key, _ in rows]
             if order != self._order:

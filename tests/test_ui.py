@@ -346,3 +346,25 @@ async def test_enter_on_a_health_target_shows_every_check():
         assert isinstance(app.screen, DetailScreen)
         text = app.screen.query_one("TextArea").text
         assert "storefront" in text and "HTTP 503 from hotdash-chatwoot" in text and "database" in text
+
+
+async def test_a_cell_that_grows_is_shown_whole():
+    """Durations grow (2s -> 10m05s): an updated cell widens its column instead of being cut."""
+    from rich.text import Text
+    from textual.app import App
+
+    from panels.tables import KeyedTable
+
+    class One(App):
+        def compose(self):
+            yield KeyedTable(columns=[("age", "Age"), ("what", "What")])
+
+    app = One()
+    async with app.run_test(size=(80, 10)) as pilot:
+        table = app.query_one(KeyedTable)
+        table.sync([("a", (Text("2s"), Text("x")))])
+        await pilot.pause()
+        table.sync([("a", (Text("10m05s"), Text("x")))])
+        await pilot.pause()
+        assert table.columns["age"].get_render_width(table) >= len("10m05s")
+        assert "10m05s" in app.export_screenshot().replace("&#160;", " ")

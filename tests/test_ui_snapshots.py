@@ -13,7 +13,13 @@ from tests import ui_data
 
 def app() -> ConsoleApp:
     config = ui_data.config(ui={"bell": False})
-    return ConsoleApp(config, poller=ui_data.poller(config), clock=lambda: ui_data.NOW, autopoll=False)
+    return ConsoleApp(
+        config,
+        poller=ui_data.poller(config),
+        clock=lambda: ui_data.NOW,
+        autopoll=False,
+        pack=ui_data.pack(config),  # loaded up front: the Runbooks column is in every picture
+    )
 
 
 async def settle(pilot) -> None:

@@ -207,3 +207,15 @@ def poller(cfg: Config | None = None, clock=lambda: NOW, **kwargs) -> Poller:
     for source in replay:
         p.publish(source.snapshots[0])
     return p
+
+
+_PACKS: dict[str, object] = {}
+
+
+def pack(cfg: Config):
+    """The repository's runbook pack for ``cfg`` (read once per test session)."""
+    from console.runbooks import pack_for
+
+    if "pack" not in _PACKS:
+        _PACKS["pack"] = pack_for(cfg)
+    return _PACKS["pack"]

@@ -1,0 +1,150 @@
+"""Regenerate screenshots/ from the real console on the real demo stack (``make screenshots``).
+
+Starts ``incident-console demo --no-ui`` in a temporary state dir, turns a few faults on, drives
+the real app headless (Textual's test driver: same widgets, same data path) until the breaches
+are on screen, saves each view as SVG (Textual's export) and renders it to PNG with Debian's
+chromium in headless mode. Nothing here is drawn by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from console.app import ConsoleApp  # noqa: E402
+from console.audit import Journal  # noqa: E402
+from console.config import load_config  # noqa: E402
+from console.demo.control import DemoControl  # noqa: E402
+from panels.confirm import ConfirmScreen  # noqa: E402
+from panels.runbook import RunbookScreen  # noqa: E402
+
+OUT = ROOT / "screenshots"
+FAULTS = ("lock-contention", "error-spike", "provider-down", "idle-in-transaction")
+WANTED = {"postgres.demo.waiting", "prometheus.error_rate", "health.sync-worker"}
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def start_demo(state_dir: Path) -> tuple[subprocess.Popen[str], Path]:
+    cli = [sys.executable, "-m", "console.cli", "demo", "--no-ui", "--state-dir", str(state_dir)]
+    process = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    assert process.stdout is not None
+    for line in process.stdout:
+        print("  demo:", line.rstrip())
+        if line.startswith("config: "):
+            return process, Path(line.removeprefix("config: ").strip())
+    raise SystemExit(f"the demo stack did not start (exit {process.wait()})")
+
+
+async def until(pilot, condition: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"screenshots: timed out waiting for {what}")
+        await pilot.pause(0.2)
+
+
+def breach_ids(app: ConsoleApp) -> set[str]:
+    return {b.id for b in app.state.breaches}
+
+
+async def shoot(config_path: Path, control: DemoControl, journal: Path) -> list[Path]:
+    config = load_config(config_path)
+    saved: list[Path] = []
+
+    def save(app: ConsoleApp, name: str) -> None:
+        path = OUT / f"{name}.svg"
+        app.save_screenshot(filename=path.name, path=str(OUT))
+        saved.append(path)
+        print(f"  saved {path.relative_to(ROOT)}")
+
+    for size, name in (((200, 60), "console-200x60"), ((80, 24), "console-80x24")):
+        app = ConsoleApp(config, journal=Journal(journal), demo=control)
+        async with app.run_test(size=size) as pilot:
+            await until(pilot, lambda a=app: WANTED <= breach_ids(a), "the injected breaches")
+            await pilot.pause(1.0)
+            save(app, name)
+            if size == (200, 60):
+                table = app.panels[0].table
+                table.focus()
+                table.move_cursor(row=table.get_row_index("postgres.demo.waiting"))
+                await pilot.press("R", "enter")
+                await until(pilot, lambda a=app: isinstance(a.screen, RunbookScreen), "the runbook screen")
+                screen = app.screen
+                screen.query_one("#rb-steps").move_cursor(row=1)
+                await pilot.pause(0.5)
+                save(app, "runbook-lock-contention")
+                await pilot.press("x")
+                await until(pilot, lambda a=app: isinstance(a.screen, ConfirmScreen), "the confirmation")
+                await pilot.pause(0.5)
+                save(app, "confirm-terminate")
+                await pilot.press("escape", "escape")
+
+    app = ConsoleApp(config, journal=Journal(journal), wall=True)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await until(pilot, lambda: WANTED <= breach_ids(app), "the injected breaches (wall)")
+        await pilot.pause(1.0)
+        save(app, "wall-160x45")
+    return saved
+
+
+def to_png(svg: Path) -> Path:
+    match = re.search(r'viewBox="0 0 ([\d.]+) ([\d.]+)"', svg.read_text())
+    width, height = (int(float(v)) for v in match.groups()) if match else (1600, 1000)
+    png = svg.with_suffix(".png")
+    with tempfile.TemporaryDirectory(prefix="ic-chromium-") as profile:
+        subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--hide-scrollbars",
+                "--force-device-scale-factor=1",
+                f"--window-size={width},{height}",
+                f"--screenshot={png}",
+                svg.as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    print(f"  rendered {png.relative_to(ROOT)}")
+    return png
+
+
+def main() -> int:
+    OUT.mkdir(exist_ok=True)
+    state_dir = Path(tempfile.mkdtemp(prefix="ic-screenshots-"))
+    process, config_path = start_demo(state_dir)
+    try:
+        control = DemoControl.attach(state_dir)
+        for fault in FAULTS:
+            print(" ", control.inject(fault))
+        svgs = asyncio.run(shoot(config_path, control, state_dir / "journal.jsonl"))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        shutil.rmtree(state_dir, ignore_errors=True)
+    for svg in svgs:
+        to_png(svg)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
