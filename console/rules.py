@@ -216,6 +216,15 @@ class ThresholdEngine:
 _STATUS_WORDS = {0.0: "PASS", 1.0: "WARN", 2.0: "FAIL"}
 
 
+def alert_value(raw: str) -> str:
+    """An alert's value as Prometheus sends it ("1.0018e+00"), as a person reads it ("1.002")."""
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return raw
+    return format_number(value) if value == value else raw  # NaN stays as sent
+
+
 def format_value(bound: BoundThreshold, value: float | None) -> str:
     if value is None:
         return "no data"
@@ -275,7 +284,7 @@ def alert_breaches(
                 state=state,
                 severity=alert.severity,
                 since=alert.active_at or snapshot.taken_at,
-                value_text=alert.value,
+                value_text=alert_value(alert.value),
                 summary=summary,
                 subject=", ".join(f"{k}={v}" for k, v in alert.labels if k not in ("alertname", "severity")),
                 runbooks=runbooks_for_alert.get(alert.name, ()),

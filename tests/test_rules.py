@@ -182,3 +182,13 @@ def test_prometheus_alerts_map_into_breaches():
     assert first.age(1000.0) == pytest.approx(100.0)
     assert (second.state, second.severity) == (State.PENDING, Severity.WARNING)
     assert first.id != second.id
+
+
+def test_alert_values_read_as_numbers():
+    from console.rules import alert_value
+
+    assert alert_value("1.0018e+00") == "1.002"
+    assert alert_value("0e+00") == "0"
+    assert alert_value("3.2451612903225806e-01") == "0.3245"
+    assert alert_value("NaN") == "NaN"
+    assert alert_value("") == ""
