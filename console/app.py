@@ -692,6 +692,11 @@ class ConsoleApp(App[int]):
         yield from super().get_system_commands(screen)
         yield SystemCommand("Pause / resume polling", "Stop or restart every poll", self.action_pause)
         yield SystemCommand("Refresh now", "Poll every source now", self.action_refresh)
+        if not self.wall:
+            yield SystemCommand("Runbooks", "Every runbook of the pack", lambda: self._pick_runbook(None))
+            yield SystemCommand("Timeline", "The incident timeline from the journal", self.action_timeline)
+        if self.demo is not None:
+            yield SystemCommand("Demo scenarios", "Turn demo faults on or off", self.action_demo_menu)
         for panel in self.panels:
             yield SystemCommand(f"Show {panel.title}", "Focus this panel", lambda p=panel: self._activate(p))
 

@@ -3,6 +3,10 @@ runbook's action (typed confirmation) fixes it through the executor, and the bre
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import time
+
 import pytest
 
 from console.app import ConsoleApp
@@ -61,3 +65,48 @@ async def test_demo_menu_fault_runbook_fix_and_clear(demo_stack, tmp_path):
     kinds = [e.kind for e in read_journal(journal_path).events]
     for kind in ("breach.start", "runbook.opened", "action.confirmed", "action.succeeded", "breach.end"):
         assert kind in kinds, kind
+
+
+def test_q_in_the_demo_console_stops_the_whole_stack(tmp_path):
+    """`incident-console demo` in a terminal: the console paints, `q` quits, no child is left."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import sys
+    import termios
+
+    from tests.fixtures.demo import stack_processes
+    from tests.test_ui_terminal import ROOT, read_until, wait_exit
+
+    state_dir = tmp_path / "demo"
+    pid, master = pty.fork()
+    if pid == 0:
+        os.chdir(ROOT)
+        env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(ROOT)}
+        argv = [sys.executable, "-m", "console.cli", "demo", "--state-dir", str(state_dir)]
+        os.execve(sys.executable, argv, env)
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    try:
+        read_until(master, b"stack ready", timeout=60)
+        read_until(master, b"Breaches", timeout=30)
+        from console.demo.state import load_state_file
+
+        state = load_state_file(state_dir) or {}
+        groups = {c["pgid"] for c in state.get("children", {}).values() if c.get("pgid")}
+        markers = [str(state_dir)] + (
+            [state["postgres"]["dir"]] if state.get("postgres", {}).get("dir") else []
+        )
+        assert groups and stack_processes(markers, groups)  # the stack runs
+        os.write(master, b"q")
+        status, _ = wait_exit(pid, master, timeout=60)
+        assert os.waitstatus_to_exitcode(status) == 0
+        deadline = time.monotonic() + 15
+        while (left := stack_processes(markers, groups)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, left
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(master)
