@@ -29,9 +29,9 @@ from textual.widgets import Footer, Input, Tab, Tabs
 from console.actions import Executor, Plan, RenderError, Result
 from console.audit import Journal, JournalError, record_breaches, timeline
 from console.config import Config, load_config
-from console.model import Severity
+from console.model import PrometheusSnapshot, Severity, Silence
 from console.poller import ConsoleState, Poller
-from console.rules import Breach, State
+from console.rules import Breach, State, silence_for
 from console.runbooks import Pack, RunbookSession, pack_for
 from console.sanitize import one_line
 from console.yamlfile import ConfigError
@@ -124,7 +124,6 @@ class ConsoleApp(App[int]):
         self._pack = pack
         self._hints: dict[str, str] = {}  # breach id -> best-ranked runbook id
         self.demo = demo
-        self.acks: dict[str, str] = {}  # breach id -> silence id, for un-ack
         self.journal_problem = ""
         self._journaled: tuple[Breach, ...] = ()  # the breach list the journal has seen
         self.paused = False
@@ -262,6 +261,10 @@ class ConsoleApp(App[int]):
         self.state = state
         now = self.clock()
         self._suggest_runbooks(state)
+        acks = self._acks(state)
+        for panel in self.panels:
+            if isinstance(panel, BreachesPanel):
+                panel.acks = acks
         with self.batch_update():
             for panel in self.panels:
                 panel.update_state(state, now)
@@ -535,30 +538,34 @@ class ConsoleApp(App[int]):
                 self.notify(str(exc), severity="warning")
                 return
         else:
-            silence_id = self.acks.get(breach.id)
-            if silence_id is None:
-                self.notify("this alert has no silence from this console", severity="warning")
+            silence = silence_for(breach, self._silences())
+            if silence is None:
+                self.notify("no active silence covers this alert", severity="warning")
                 return
+            silence_id = silence.id
             plan = self.executor.expire_silence_plan(silence_id)
 
         async def run() -> None:
             result = await self.confirm_and_execute(await self.executor.preview(plan))
             if result is not None and result.ok:
-                if message.ack and (silence_id := result.data.get("silence_id")):
-                    self.acks[breach.id] = str(silence_id)
-                    ends = result.data.get("ends_at")
-                    until = time.strftime("%H:%MZ", time.gmtime(ends)) if isinstance(ends, float) else "?"
-                    self._show_acks(breach.id, f"acked until {until}")
-                elif not message.ack:
-                    self.acks.pop(breach.id, None)
-                    self._show_acks(breach.id, "")
+                self.action_refresh()  # Alertmanager's silences are the truth: read them again
 
         self._run_action(run(), f"ack {breach.id}")
 
-    def _show_acks(self, breach_id: str, text: str) -> None:
-        for panel in self.panels:
-            if isinstance(panel, BreachesPanel):
-                panel.set_ack(breach_id, text)
+    def _silences(self) -> tuple[Silence, ...]:
+        snapshot = self.state.last_good.get("prometheus")
+        return snapshot.silences if isinstance(snapshot, PrometheusSnapshot) else ()
+
+    def _acks(self, state: ConsoleState) -> dict[str, str]:
+        """'acked until 14:05Z by alice' for each alert an active silence covers."""
+        silences = self._silences()
+        acks = {}
+        for breach in state.breaches:
+            if breach.kind == "alert" and (silence := silence_for(breach, silences)) is not None:
+                until = time.strftime("%H:%MZ", time.gmtime(silence.ends_at)) if silence.ends_at else "?"
+                who = f" by {silence.created_by.split('@')[0]}" if silence.created_by else ""
+                acks[breach.id] = f"acked until {until}{who}"
+        return acks
 
     # --- runbooks -------------------------------------------------------------------------------
 

@@ -11,12 +11,13 @@ The engine is pure: it is fed measurements and a time, and keeps only per-thresh
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from console.config import BoundThreshold
-from console.model import Labels, Measurement, PrometheusSnapshot, Severity
+from console.model import Labels, Measurement, PrometheusSnapshot, Severity, Silence
 
 
 class State(StrEnum):
@@ -214,6 +215,38 @@ class ThresholdEngine:
 
 
 _STATUS_WORDS = {0.0: "PASS", 1.0: "WARN", 2.0: "FAIL"}
+
+
+_MATCHER = re.compile(r"^([^=!~]+)(=~|!~|!=|=)(.*)$", re.DOTALL)
+
+
+def _matches(matcher: str, labels: dict[str, str]) -> bool:
+    found = _MATCHER.match(matcher)
+    if found is None:
+        return False
+    name, op, wanted = found.groups()
+    value = labels.get(name, "")
+    if op in ("=", "!="):
+        hit = value == wanted
+    else:
+        try:
+            hit = re.fullmatch(wanted, value) is not None
+        except re.error:
+            return False
+    return hit if op in ("=", "=~") else not hit
+
+
+def silence_for(breach: Breach, silences: Iterable[Silence]) -> Silence | None:
+    """The active Alertmanager silence covering this alert (the latest to end), if any."""
+    if breach.kind != "alert" or not breach.labels:
+        return None
+    labels = dict(breach.labels)
+    covering = [
+        s
+        for s in silences
+        if s.state == "active" and s.matchers and all(_matches(m, labels) for m in s.matchers)
+    ]
+    return max(covering, key=lambda s: s.ends_at or 0.0, default=None)
 
 
 def alert_value(raw: str) -> str:

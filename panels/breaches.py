@@ -101,15 +101,6 @@ class BreachesPanel(Panel):
         if (breach := self.selected) is not None:
             self.post_message(AckBreach(breach, ack))
 
-    def set_ack(self, breach_id: str, text: str) -> None:
-        if text:
-            self.acks[breach_id] = text
-        else:
-            self.acks.pop(breach_id, None)
-        if breach_id in self._breaches:
-            rows = [(b.id, self._cells(b, self._now)) for b in self._breaches.values()]
-            self.table.sync(rows)
-
     def on_data_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
         event.stop()
         self.action_details()

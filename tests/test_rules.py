@@ -192,3 +192,29 @@ def test_alert_values_read_as_numbers():
     assert alert_value("3.2451612903225806e-01") == "0.3245"
     assert alert_value("NaN") == "NaN"
     assert alert_value("") == ""
+
+
+def test_silence_for_matches_an_alert_like_alertmanager():
+    from console.model import Silence
+    from console.rules import Breach, silence_for
+
+    alert = Breach(
+        id="alert:HighErrorRate:1",
+        kind="alert",
+        title="HighErrorRate",
+        source="prometheus",
+        state=State.FIRING,
+        severity=Severity.CRITICAL,
+        since=0.0,
+        labels=(("alertname", "HighErrorRate"), ("job", "storefront")),
+    )
+
+    def silence(*matchers: str, state: str = "active", ends: float = 100.0) -> Silence:
+        return Silence(id=f"s{ends}", state=state, matchers=matchers, starts_at=0.0, ends_at=ends)
+
+    assert silence_for(alert, [silence("alertname=HighErrorRate")]).id == "s100.0"
+    assert silence_for(alert, [silence("alertname=HighErrorRate", "job=sync-worker")]) is None
+    assert silence_for(alert, [silence("job=~store.*"), silence("job!=x", ends=200.0)]).id == "s200.0"
+    assert silence_for(alert, [silence("job!~store.*")]) is None
+    assert silence_for(alert, [silence("alertname=HighErrorRate", state="expired")]) is None
+    assert silence_for(alert, [silence("job=~[")]) is None  # a broken regex matches nothing

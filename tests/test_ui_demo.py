@@ -7,6 +7,7 @@ import contextlib
 import signal
 import time
 
+import httpx
 import pytest
 
 from console.app import ConsoleApp
@@ -110,3 +111,45 @@ def test_q_in_the_demo_console_stops_the_whole_stack(tmp_path):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         os.close(master)
+
+
+async def test_ack_is_a_real_silence_shown_from_alertmanager_and_un_ack_expires_it(demo_stack, tmp_path):
+    journal_path = tmp_path / "journal.jsonl"
+    config = load_config(demo_stack.config_path)
+    am = config.prometheus.alertmanager_url
+    app = ConsoleApp(config, journal=Journal(journal_path), demo=demo_stack.control)
+    demo_stack.control.inject("error-spike")
+    try:
+        async with app.run_test(size=(160, 48)) as pilot:
+
+            def alert_id() -> str | None:
+                return next((b.id for b in app.state.breaches if b.title == "HighErrorRate"), None)
+
+            await wait_for(pilot, lambda: alert_id() is not None, 60, "HighErrorRate on screen")
+            breach_id = alert_id()
+            await select_breach(pilot, app, breach_id)
+            await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 20, "ack dialog")
+            assert "alertname=HighErrorRate" in str(app.screen.plan)
+            await pilot.click("#confirm")
+            table = app.panels[0].table
+
+            def state_cell() -> str:
+                return str(table.get_row(breach_id)[1]) if breach_id in app.panels[0]._breaches else ""
+
+            # The ack is read back from Alertmanager's silences, not remembered by this console.
+            await wait_for(pilot, lambda: "acked until" in state_cell(), 30, "ack shown from Alertmanager")
+            silences = httpx.get(f"{am}/api/v2/silences").json()
+            active = [s for s in silences if s["status"]["state"] == "active"]
+            assert len(active) == 1 and active[0]["createdBy"].startswith(Journal(journal_path).operator.user)
+
+            await pilot.press("A")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 20, "un-ack dialog")
+            await pilot.click("#confirm")
+            await wait_for(pilot, lambda: "acked" not in state_cell(), 30, "ack gone")
+            expired = httpx.get(f"{am}/api/v2/silence/{active[0]['id']}").json()
+            assert expired["status"]["state"] == "expired"
+    finally:
+        demo_stack.control.reset()
+    kinds = [e.kind for e in read_journal(journal_path).events]
+    assert kinds.count("action.succeeded") == 2

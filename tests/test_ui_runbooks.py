@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import time
 
-import httpx
-
 from console.app import ConsoleApp
 from console.audit import Journal, read_journal
 from console.runbooks import StepState
@@ -16,7 +14,7 @@ from panels.confirm import ConfirmScreen
 from panels.runbook import NoteScreen, RunbookPicker, RunbookScreen
 from panels.timeline import TimelineScreen
 from tests import ui_data
-from tests.test_ui import Clock, make_app, panel
+from tests.test_ui import make_app, panel
 
 STAGING = {"name": "staging", "production": False}
 
@@ -160,38 +158,3 @@ async def test_timeline_shows_the_journal(tmp_path):
         assert any("sessions waiting on a lock" in t for t in texts)
         await pilot.press("escape")
         assert app.is_running
-
-
-async def test_ack_creates_a_real_silence_and_un_ack_expires_it(tmp_path, alertmanager_server):
-    journal_path = tmp_path / "journal.jsonl"
-    config = ui_data.config(
-        environment=STAGING,
-        prometheus={**ui_data.CONFIG["prometheus"], "alertmanager_url": alertmanager_server.url},
-    )
-    app = make_app(config=config, journal=Journal(journal_path), clock=Clock(time.time()))
-    async with app.run_test(size=(160, 48)) as pilot:
-        breaches = panel(app, BreachesPanel)
-        await wait_for(pilot, lambda: breaches.table.row_count > 0, what="breaches")
-        alert_id = next(b.id for b in app.state.breaches if b.title == "HighErrorRate")
-        await select_breach(pilot, app, alert_id)
-        await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="ack dialog")
-        assert "alertname=HighErrorRate" in str(app.screen.plan)
-        await pilot.click("#confirm")
-        await wait_for(pilot, lambda: alert_id in app.acks, what="silence made")
-        silence_id = app.acks[alert_id]
-        silence = httpx.get(f"{alertmanager_server.url}/api/v2/silence/{silence_id}").json()
-        assert silence["status"]["state"] == "active"
-        assert {"name": "alertname", "value": "HighErrorRate", "isRegex": False, "isEqual": True} in silence[
-            "matchers"
-        ]
-        assert "acked until" in str(breaches.table.get_row(alert_id)[1])
-
-        await pilot.press("A")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="un-ack dialog")
-        await pilot.click("#confirm")
-        await wait_for(pilot, lambda: alert_id not in app.acks, what="silence expired")
-        silence = httpx.get(f"{alertmanager_server.url}/api/v2/silence/{silence_id}").json()
-        assert silence["status"]["state"] == "expired"
-    kinds = events(journal_path)
-    assert kinds.count("action.succeeded") == 2
