@@ -122,7 +122,13 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_line(tmp_path: Path) -> 
 def test_several_processes_append_without_interleaving(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
     writers = [_writer(path, f"p{i}", every=4, pads=25) for i in range(4)]
-    time.sleep(1.0)
+    # Run until every writer has appended a good number of events (a busy machine starts them late).
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        tags = [e.get("tag") for e in read_journal(path).events]
+        if all(tags.count(f"p{i}") > 20 for i in range(4)):
+            break
+        time.sleep(0.1)
     for proc in writers:
         proc.send_signal(signal.SIGTERM)
     counts = {}
