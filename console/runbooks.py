@@ -18,6 +18,7 @@ import asyncio
 import fnmatch
 import os
 import re
+import secrets
 import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ from console.actions import (
 )
 from console.audit import Event, JournalError, parse_ts, utc_iso
 from console.config import Config, Duration, Name
-from console.rules import Breach, format_duration
+from console.rules import Breach, State, format_duration
 from console.sanitize import one_line
 from console.yamlfile import ConfigError, Document, Problem, problems_from_validation, read_document
 
@@ -108,6 +109,7 @@ class Triggers(Model):
     thresholds: list[str] = Field(default_factory=list)  # threshold id globs: postgres.*.waiting
     alerts: list[Annotated[AlertTrigger, BeforeValidator(_alert_trigger)]] = Field(default_factory=list)
     health: list[str] = Field(default_factory=list)  # health target globs
+    errors: list[str] = Field(default_factory=list)  # threshold id globs whose source cannot be reached
     providers: list[str] = Field(default_factory=list)  # integration globs: a match ranks higher
 
 
@@ -373,12 +375,13 @@ def _labels(breach: Breach) -> dict[str, str]:
 
 
 def _failing_checks(breach: Breach) -> list[str]:
-    """Names of failing/warning checks in a health breach's summary ("shopify: fail")."""
+    """Names of failing/warning checks in a health breach's summary ("shopify: fail"), without
+    the health+json measurement part ("google-analytics:api" is google-analytics)."""
     out = []
     for part in breach.summary.split("; "):
         name, sep, status = part.rpartition(": ")
-        if sep and status.strip() in ("fail", "warn", "unknown") and name:
-            out.append(name.strip())
+        if sep and status.strip() in ("fail", "warn", "unknown") and name.strip():
+            out.append(name.strip().split(":", 1)[0])
     return out
 
 
@@ -415,6 +418,12 @@ def _score(runbook: Runbook, breach: Breach) -> tuple[float, str]:
                 score = 50 + _specificity(glob)
                 if score > best:
                     best, why = score, f"threshold {breach.id} matches {glob}"
+        if breach.state == State.ERROR:
+            for glob in triggers.errors:
+                if fnmatch.fnmatchcase(breach.id, glob):
+                    score = 58 + _specificity(glob)
+                    if score > best:
+                        best, why = score, f"{breach.id} cannot be measured (matches {glob})"
         if breach.source.startswith("health:"):
             target = breach.source.split(":", 1)[1]
             for glob in triggers.health:
@@ -423,10 +432,24 @@ def _score(runbook: Runbook, breach: Breach) -> tuple[float, str]:
                     if score > best:
                         best, why = score, f"health target {target} matches {glob}"
     if best and triggers.providers:
-        provider = breach_provider(breach)
-        if provider and any(fnmatch.fnmatchcase(provider.lower(), p.lower()) for p in triggers.providers):
-            best, why = best + 15, f"{why}; integration {provider}"
+        best, why = _provider_score(triggers.providers, breach, best, why)
     return best, why
+
+
+def _provider_score(globs: list[str], breach: Breach, score: float, why: str) -> tuple[float, str]:
+    """A runbook that names integrations: up when the breach's integration is one of them (more
+    for a literal name than for a glob), down when the breach names another one, a little down
+    when the breach names none (a general runbook fits better then)."""
+    provider = breach_provider(breach).lower()
+    specific = any(g.strip("*") for g in globs)
+    if not provider:
+        return (score - 3, why) if specific else (score, why)
+    matching = [g for g in globs if fnmatch.fnmatchcase(provider, g.lower())]
+    if not matching:
+        return max(score - 20, 1.0), f"{why}; written for {', '.join(globs)}, not {provider}"
+    glob = max(matching, key=_specificity)
+    literal = not any(c in glob for c in "*?[")
+    return score + 5 + (10 if literal else 0) + _specificity(glob), f"{why}; integration {provider}"
 
 
 _SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
@@ -753,7 +776,8 @@ def run_key(runbook: Runbook, breach: Breach | None, now: float) -> str:
     """The run id: one per runbook and breach episode, so reopening it resumes it."""
     if breach is not None:
         return f"{runbook.id}@{breach.id}@{int(breach.since)}"
-    return f"{runbook.id}@manual@{int(now)}"
+    # A random part: two runs opened within the same second must not share their progress.
+    return f"{runbook.id}@manual@{int(now)}-{secrets.token_hex(3)}"
 
 
 RESUME_WINDOW = 24 * 3600.0
