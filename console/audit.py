@@ -224,7 +224,10 @@ class Journal:
     def _append(self, data: bytes) -> None:
         created = not self.path.exists()
         if created:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except FileExistsError:
+                raise NotADirectoryError(errno.ENOTDIR, f"{self.path.parent} is not a directory") from None
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -233,8 +236,16 @@ class Journal:
                 # torn line stays one unreadable line instead of swallowing this event.
                 if not _ends_with_newline(fd):
                     data = b"\n" + data
-                _write_all(fd, data)
-                os.fsync(fd)
+                size = os.fstat(fd).st_size
+                try:
+                    _write_all(fd, data)
+                    os.fsync(fd)
+                except OSError:
+                    # A full disk takes what fits, then fails: take the part back (we hold the
+                    # lock, the tail is ours), so a refused event leaves no torn line behind.
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, size)
+                    raise
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
