@@ -5,6 +5,7 @@ pytest_plugins = [
     "tests.fixtures.prometheus",
     "tests.fixtures.postgres",
     "tests.fixtures.demo",
+    "tests.fixtures.faults",
 ]
 
 

@@ -148,8 +148,27 @@ async def connect(cluster: PostgresCluster, *, purpose: str = "monitor") -> asyn
         max_cached_statement_lifetime=0,
         max_cacheable_statement_size=0,
     )
+    for name in _TEXT_TYPES:  # built-in types: no round trip
+        await conn.set_type_codec(
+            name, schema="pg_catalog", encoder=_encode_text, decoder=_decode_text, format="binary"
+        )
     _register(_server_key(cluster.dsn), conn, purpose)
     return conn
+
+
+# A session in a SQL_ASCII (or otherwise encoded) database may put any bytes into its query text,
+# application name or object names; pg_stat_activity and pg_stat_statements pass them on as they
+# are. asyncpg decodes strictly: one such session would fail every read of the view. Text comes
+# in lossy instead (U+FFFD), and console.sanitize makes it visible like any other odd character.
+_TEXT_TYPES = ("text", "varchar", "bpchar", "name", "json")
+
+
+def _encode_text(value: str) -> bytes:
+    return value.encode("utf-8")
+
+
+def _decode_text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
 
 
 # --- error classification ----------------------------------------------------------------
@@ -209,6 +228,8 @@ def classify_error(exc: BaseException, cluster: PostgresCluster | None = None) -
         return source_error(ErrorKind.UNREACHABLE, f"connection refused: {text}")
     if isinstance(exc, OSError):
         return source_error(ErrorKind.UNREACHABLE, text)
+    if isinstance(exc, UnicodeError):  # a value the server sent, not our settings
+        return source_error(ErrorKind.BAD_RESPONSE, f"undecodable text from the server: {text}")
     if isinstance(exc, pgexc.ClientConfigurationError | ValueError | OverflowError):
         return source_error(ErrorKind.CONFIG, f"bad connection settings: {text}")
     if isinstance(exc, pgexc.InterfaceError) and "closed" in text:
