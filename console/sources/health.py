@@ -211,7 +211,10 @@ def _json_object(code: int, content_type: str, body: bytes) -> dict[str, Any]:
     if not body.strip():
         raise NotHealth(f"HTTP {code}, empty body where JSON was expected")
     try:
-        data = json.loads(body)
+        try:
+            data = json.loads(body)  # detects UTF-16/32 too
+        except UnicodeDecodeError:  # one stray byte in a message must not hide the status
+            data = json.loads(body.decode("utf-8", errors="replace"))
     except (ValueError, RecursionError):
         word = body.decode("utf-8", "replace").strip()
         if len(word) <= 32 and _status(word) is not None:  # a bare "OK" from a simple endpoint
