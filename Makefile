@@ -42,3 +42,19 @@ fmt: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+# Benchmarks side by side with pg_activity (issue 7): their own venv, with pg_activity from PyPI.
+.PHONY: bench bench-quick
+BENCH_VENV  := bench/.venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+bench: $(BENCH_STAMP) sysdeps
+	$(BENCH_VENV)/bin/python -m bench.run --mode full
+
+bench-quick: $(BENCH_STAMP) sysdeps
+	$(BENCH_VENV)/bin/python -m bench.run --mode quick
+
+$(BENCH_STAMP): pyproject.toml bench/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e . -r bench/requirements.txt
+	touch $@
