@@ -40,6 +40,7 @@ from console.actions import (
     ActionSpec,
     CheckSpec,
     Confirmation,
+    ConfirmMode,
     Context,
     Executor,
     Plan,
@@ -993,7 +994,16 @@ def _expect_text(check: CheckSpec | None) -> str:
 
 def _describe_action(session: RunbookSession, step: Step, now: float | None) -> list[str]:
     plan = session.plan(step)
-    return [*plan.lines, f"confirmation: {plan.confirm.prompt}"]
+    confirm = plan.confirm
+    if (
+        plan.kind == "signal"
+        and confirm.mode == ConfirmMode.TYPED
+        and not (step.action and step.action.confirm)
+    ):
+        # The word is chosen by the preview: a pid the operator can check, or the cluster.
+        word = f"the pid if the preview lists one session, else '{confirm.expected}'"
+        return [*plan.lines, f"confirmation: typed, after the preview: {word}"]
+    return [*plan.lines, f"confirmation: {confirm.prompt}"]
 
 
 def _describe_manual(session: RunbookSession, step: Step, now: float | None) -> list[str]:
