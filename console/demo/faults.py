@@ -253,13 +253,19 @@ class ErrorSpike(Fault):
 
 
 class RateLimited(Fault):
-    """The provider allows 4 calls/s: the full workload gets 429s, route-only mode does not."""
+    """The provider allows 6 calls/s in bursts of 12: the full workload (8 actions/s and a ping)
+    gets 429s; route-only mode (2 routes/s) does not, and drains the backlog.
+
+    The burst must cover the Retry-After wait (2 s): with a burst of one second's calls, every
+    wait ended on an empty bucket and even route-only mode kept getting 429s behind a backlog
+    that never drained (found by tests/test_runbooks_e2e.py)."""
 
     name = "upstream-rate-limit"
-    rate = 4.0
+    rate = 6.0
+    burst = 12.0
 
     def inject(self, svc: ServiceState) -> None:
-        svc.limiters[self.provider] = TokenBucket(self.rate, self.rate)
+        svc.limiters[self.provider] = TokenBucket(self.rate, self.burst)
 
     def clear(self, svc: ServiceState) -> None:
         svc.limiters.pop(self.provider, None)
