@@ -27,7 +27,7 @@ screenshots: $(STAMP) sysdeps
 	$(BIN)/python scripts/screenshots.py
 
 sysdeps:
-	@scripts/ensure-system-packages.sh prometheus prometheus-alertmanager postgresql
+	@scripts/ensure-system-packages.sh prometheus prometheus-alertmanager postgresql chromium
 
 check-config: $(STAMP)
 	$(BIN)/incident-console check-config config/console.yaml

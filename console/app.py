@@ -120,7 +120,8 @@ class ConsoleApp(App[int]):
         self.read_only = read_only or self.wall or config.read_only
         self.journal = journal or Journal(config.journal_path(), environment=config.environment.name)
         mode = "web" if web else ("wall" if wall else "console")
-        self.executor = Executor(config, self.journal, read_only=self.read_only, mode=mode, clock=clock)
+        # The explicit flag only: the executor names config and wall/web modes as reasons itself.
+        self.executor = Executor(config, self.journal, read_only=read_only, mode=mode, clock=clock)
         self._pack = pack
         self._hints: dict[str, str] = {}  # breach id -> best-ranked runbook id
         self.demo = demo
@@ -135,9 +136,9 @@ class ConsoleApp(App[int]):
         self.header = ConsoleHeader(config.environment.name, config.environment.production, id="header")
         self.header.read_only = self.read_only
         self.header.monochrome = self.no_color
-        self.panels = [] if wall else self._make_panels()
+        self.panels = [] if self.wall else self._make_panels()
         self.wall_screen: WallScreen | None = None
-        if wall:
+        if self.wall:
             self.header.mode = "WALL"
             self.wall_screen = WallScreen(self.header, config.ui.wall.rotate, config.ui.wall.tiles)
 
@@ -424,7 +425,8 @@ class ConsoleApp(App[int]):
             self._activate(panel)
 
     def on_key(self, event) -> None:
-        if event.key == "escape" and self.query_one("#filter", Input).has_class("-open"):
+        # The wall has no filter field (escape used to crash it: NoMatches).
+        if event.key == "escape" and not self.wall and self.query_one("#filter", Input).has_class("-open"):
             event.stop()
             self._close_filter()
 
@@ -441,11 +443,15 @@ class ConsoleApp(App[int]):
             for binding in owner.BINDINGS:
                 if not isinstance(binding, Binding) or (where, binding.action) in seen:
                     continue
+                if where == "everywhere" and not self.check_action(binding.action, ()):
+                    continue
                 seen.add((where, binding.action))
                 keys = keymap.get(binding.id, binding.key) if binding.id else binding.key
                 yield (keys, binding.description or binding.action, where)
-        yield ("ctrl+p", "Command palette", "everywhere")
-        yield ("enter", "Details of the selected row", "tables")
+        if self.check_action("command_palette", ()):
+            yield ("ctrl+p", "Command palette", "everywhere")
+        if self.panels:
+            yield ("enter", "Details of the selected row", "tables")
 
     @property
     def action_running(self) -> bool:
@@ -710,6 +716,8 @@ class ConsoleApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "demo_menu" and self.demo is None:
             return False
+        if self.web:  # a browser viewer (``serve``): look and read the help, nothing else
+            return action == "help"
         return not self.wall or action in ("quit_console", "help", "command_palette", "quit")
 
 

@@ -19,7 +19,7 @@ EXIT_USAGE = 2
 
 #: Modules that add their own subcommands: each has ``register(subparsers)``, which adds a parser
 #: and sets ``func`` (a callable taking the parsed args and returning an exit code).
-COMMAND_MODULES: tuple[str, ...] = ("console.demo.cli", "console.runbook_cli")
+COMMAND_MODULES: tuple[str, ...] = ("console.demo.cli", "console.runbook_cli", "console.serve")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="open the live console (the default command)")
     _console_arguments(run)
+    # One browser viewer of `incident-console serve` (console/serve.py starts it): wall, read-only,
+    # no action key; not for terminals.
+    run.add_argument("--web", action="store_true", help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
     _console_arguments(parser)
 
@@ -68,7 +71,12 @@ def cmd_run(args: argparse.Namespace, out=None, err=None) -> int:
         return EXIT_USAGE
     from console.app import run_console
 
-    return run_console(config=config, wall=args.wall, read_only=args.read_only)
+    web = getattr(args, "web", False)
+    if web:  # a viewer of `serve` never outlives it, even if serve is killed
+        from console.demo.pgcluster import set_parent_death_signal
+
+        set_parent_death_signal()
+    return run_console(config=config, wall=args.wall, read_only=args.read_only, web=web)
 
 
 def load_or_report(path: str | None, err) -> Config | None:

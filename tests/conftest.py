@@ -6,6 +6,7 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.demo",
     "tests.fixtures.faults",
+    "tests.fixtures.chromium",
 ]
 
 
