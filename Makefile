@@ -44,7 +44,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
 
 # Benchmarks side by side with pg_activity (issue 7): their own venv, with pg_activity from PyPI.
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-serve
 BENCH_VENV  := bench/.venv
 BENCH_STAMP := $(BENCH_VENV)/.installed
 
@@ -53,6 +53,10 @@ bench: $(BENCH_STAMP) sysdeps
 
 bench-quick: $(BENCH_STAMP) sysdeps
 	$(BENCH_VENV)/bin/python -m bench.run --mode quick
+
+# What one browser viewer of `serve` costs, against the demo stack: writes bench/SERVE_RESULTS.md
+bench-serve: $(STAMP) sysdeps
+	$(BIN)/python bench/serve_viewers.py
 
 $(BENCH_STAMP): pyproject.toml bench/requirements.txt
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)

@@ -80,6 +80,13 @@ class Served:
         return "".join(self.out + self.err)
 
 
+def alive(pid: int) -> bool:
+    try:
+        return "Z" not in Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+
+
 def _pump(stream, sink: list[str], lines: queue.Queue[str] | None) -> None:
     for line in stream:
         sink.append(line)
@@ -111,12 +118,13 @@ def serving(config_path: Path, *args: str, env: dict[str, str] | None = None) ->
         assert match, line
         served.url = match.group(1)
         yield served
-        viewers = served.viewers()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0, served.log()
-        # Every console process ends with serve (none is left polling the backends).
-        for pid in viewers:
-            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text(), pid
+        if process.poll() is None:  # (a test may have killed it)
+            viewers = served.viewers()
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0, served.log()
+            # Every console process ends with serve (none is left polling the backends).
+            for pid in viewers:
+                assert not alive(pid), pid
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -395,6 +403,22 @@ async def test_other_sites_and_rebound_names_get_nothing(wall_config):
         session, ws = await first_screen(served, headers={"Origin": f"http://127.0.0.1:{port}"})
         await ws.close()
         await session.close()
+
+
+async def test_no_viewer_outlives_a_killed_serve(wall_config):
+    with serving(wall_config) as served:
+        session, ws = await first_screen(served)
+        try:
+            [viewer] = served.wait_viewers(1)
+            os.kill(served.process.pid, signal.SIGKILL)  # no clean-up code runs in serve
+            served.process.wait(timeout=30)
+            deadline = time.monotonic() + 30
+            while alive(viewer):
+                assert time.monotonic() < deadline, "the console process outlived serve"
+                await asyncio.sleep(0.1)
+        finally:
+            await ws.close()
+            await session.close()
 
 
 # --- the served app -------------------------------------------------------------------------
