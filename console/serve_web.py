@@ -33,6 +33,7 @@ from urllib.parse import urlencode, urlsplit
 
 from aiohttp import WSMsgType, web
 
+from console.sanitize import one_line
 from console.serve import EXIT_ERROR, EXIT_OK, ServeSettings, is_loopback
 
 if TYPE_CHECKING:
@@ -124,15 +125,17 @@ class Gate:
         self.cookie = cookie_value(settings.token) if settings.token else None
 
     def client(self, request: web.Request) -> str:
+        """Who asked, for the log: behind the proxy, the address the proxy added (the last one)."""
         forwarded = request.headers.get("X-Forwarded-For", "") if self.settings.behind_proxy else ""
-        return forwarded.split(",")[0].strip() or request.remote or "?"
+        return one_line(forwarded.split(",")[-1].strip() or request.remote or "?", 60)
 
     def check(self, request: web.Request, *, websocket: bool = False) -> None:
         settings = self.settings
         if not settings.token and not settings.behind_proxy:
             host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
             if not is_loopback(host):
-                raise Refused(403, f"this wall display answers on localhost only, not as {request.host}")
+                shown = one_line(request.host, 80)  # the sender's text, into the page and the log
+                raise Refused(403, f"this wall display answers on localhost only, not as {shown}")
         origin = request.headers.get("Origin")
         if origin is not None and websocket:
             allowed = {f"{request.scheme}://{request.host}".lower()}
