@@ -34,6 +34,8 @@ from panels.health import HealthPanel
 from panels.postgres import PostgresPanel
 from tests.data.hostile_corpus import BYTES, CORPUS, HUGE, TEXTS, Hostile, by_name, check_shown
 from tests.fixtures.faults import (
+    console_config,
+    quiet_cluster,
     read_for,
     screen_actions,
     screen_text,
@@ -96,16 +98,9 @@ def _select(entries: list[Hostile]) -> str:
     return f"SELECT {literals}, pg_sleep(60)"
 
 
-def _pg_config(server, **extra) -> Config:
-    quiet = dict.fromkeys(("connections", "long_running", "idle_in_transaction", "mean_statement_time"))
-    return Config.model_validate(
-        {
-            "environment": {"name": "hostile"},
-            "refresh": {"postgres": "0.5s"},
-            "ui": {"bell": False},
-            "postgres": [{"name": "main", "dsn": server.dsn(), "thresholds": quiet}],
-            **extra,
-        }
+def _pg_config(tmp_path, server) -> Config:
+    return console_config(
+        tmp_path, refresh={"postgres": "0.5s"}, postgres=[quiet_cluster("main", server.dsn())]
     )
 
 
@@ -130,7 +125,7 @@ async def _detail_of(pilot, app: ConsoleApp, pg: PostgresPanel, pid: int) -> str
 
 
 async def test_postgres_corpus_in_query_names_and_application_renders_literally(
-    fault_pg, pg_sessions, pg_roles
+    tmp_path, fault_pg, pg_sessions, pg_roles
 ):
     server = fault_pg.server
     texts = list(TEXTS)
@@ -153,7 +148,7 @@ async def test_postgres_corpus_in_query_names_and_application_renders_literally(
     tasks.append(await _start(conn, f"SELECT '{HUGE.text}', pg_sleep(60)"))
     fault_pg.psql_bytes(fault_pg.ascii_db, b"SELECT '" + BYTES[0].raw + b"', pg_sleep(60);\n")
     try:
-        app = ConsoleApp(_pg_config(server))
+        app = ConsoleApp(_pg_config(tmp_path, server))
         async with app.run_test(size=(200, 60)) as pilot:
             pg = next(p for p in app.panels if isinstance(p, PostgresPanel))
 
@@ -298,17 +293,14 @@ def hostile_prometheus(tmp_path_factory) -> Iterator[HostilePrometheus]:
         thread.join(timeout=5)
 
 
-async def test_prometheus_corpus_in_labels_and_annotations_renders_literally(hostile_prometheus):
-    config = Config.model_validate(
-        {
-            "environment": {"name": "hostile"},
-            "refresh": {"prometheus": "0.5s"},
-            "ui": {"bell": False},
-            "prometheus": {
-                "url": hostile_prometheus.url,
-                "queries": [{"id": "hostile", "title": "hostile series", "query": HOSTILE_METRIC}],
-            },
-        }
+async def test_prometheus_corpus_in_labels_and_annotations_renders_literally(tmp_path, hostile_prometheus):
+    config = console_config(
+        tmp_path,
+        refresh={"prometheus": "0.5s"},
+        prometheus={
+            "url": hostile_prometheus.url,
+            "queries": [{"id": "hostile", "title": "hostile series", "query": HOSTILE_METRIC}],
+        },
     )
     app = ConsoleApp(config)
     async with app.run_test(size=(200, 60)) as pilot:
@@ -366,18 +358,12 @@ def _health_routes(http_server) -> dict[str, str]:
     return {"hj": "health+json", "spring": "spring", "k8s": "k8s", "bytes": "health+json"}
 
 
-async def test_health_corpus_in_messages_and_check_names_renders_literally(http_server):
+async def test_health_corpus_in_messages_and_check_names_renders_literally(tmp_path, http_server):
     targets = _health_routes(http_server)
-    config = Config.model_validate(
-        {
-            "environment": {"name": "hostile"},
-            "refresh": {"health": "0.5s"},
-            "ui": {"bell": False},
-            "health": [
-                {"name": name, "url": http_server.url(f"/{name}"), "format": fmt}
-                for name, fmt in targets.items()
-            ],
-        }
+    config = console_config(
+        tmp_path,
+        refresh={"health": "0.5s"},
+        health=[{"name": n, "url": http_server.url(f"/{n}"), "format": f} for n, f in targets.items()],
     )
     app = ConsoleApp(config)
     async with app.run_test(size=(200, 60)) as pilot:
@@ -433,6 +419,7 @@ def test_nothing_hostile_reaches_a_real_terminal(tmp_path, http_server, hostile_
     config_file = tmp_path / "console.yaml"
     config_file.write_text(yaml.safe_dump({
         "environment": {"name": "pty-hostile"},
+        "journal": str(tmp_path / "journal.jsonl"),
         "refresh": {"health": "0.5s", "prometheus": "0.5s"},
         "ui": {"bell": False},
         "health": [{"name": n, "url": http_server.url(f"/{n}"), "format": f} for n, f in targets.items()],
