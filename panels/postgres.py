@@ -178,14 +178,16 @@ class PostgresPanel(Panel):
         else:
             self.locks.update(Text("no session is waiting on a lock", style="italic"))
         if snap.statements:
-            self.statements.sync(
-                [
-                    (str(st.queryid if st.queryid is not None else i),
-                     [Text(f"{st.mean_ms:.1f} ms"), Text(str(st.calls)), Text(f"{st.total_ms / 1000:.1f} s"),
-                      query_cell(st.query, 100)])
-                    for i, st in enumerate(snap.statements)
-                ]
-            )  # fmt: skip
+            # One queryid has a row per role and database: the nth row of a queryid is key "id#n".
+            seen: dict[str, int] = {}
+            rows = []
+            for i, st in enumerate(snap.statements):
+                base = str(st.queryid if st.queryid is not None else f"?{i}")
+                seen[base] = seen.get(base, 0) + 1
+                key = base if seen[base] == 1 else f"{base}#{seen[base]}"
+                rows.append((key, [Text(f"{st.mean_ms:.1f} ms"), Text(str(st.calls)),
+                                   Text(f"{st.total_ms / 1000:.1f} s"), query_cell(st.query, 100)]))  # fmt: skip
+            self.statements.sync(rows)
         else:
             self.statements.sync([])
             status = snap.statements_status or "not available"

@@ -46,6 +46,12 @@ class KeyedTable(DataTable):
         return row_key.value
 
     def sync(self, rows: Sequence[Row]) -> None:
+        # A duplicate key would corrupt DataTable's row locations and crash the app on the next
+        # repaint: the first row of a key wins (callers make keys unique; this is the backstop).
+        first: dict[str, Row] = {}
+        for key, cells in rows:
+            first.setdefault(key, (key, cells))
+        rows = list(first.values())
         selected = self.selected_key
         wanted = {key for key, _ in rows}
         with self.app.batch_update():

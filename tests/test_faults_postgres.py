@@ -98,7 +98,9 @@ async def test_stopped_mid_run_then_restarted(tmp_path, fault_pg, pg_sessions):
 
         await asyncio.to_thread(fault_pg.stop)
         down = time.monotonic()
-        await wait_for(pilot, lambda: error(app) is not None and "unreachable" in status(app), 10, "the error line")
+        await wait_for(
+            pilot, lambda: error(app) is not None and "unreachable" in status(app), 10, "the error line"
+        )
         shown_after = time.monotonic() - down
         assert shown_after <= 2 * INTERVAL, f"error shown after {shown_after:.2f}s"
         assert error(app).kind is ErrorKind.UNREACHABLE
@@ -113,7 +115,9 @@ async def test_stopped_mid_run_then_restarted(tmp_path, fault_pg, pg_sessions):
         await asyncio.to_thread(fault_pg.start)
         pg_sessions.close_all()
         second = await open_workload(pg_sessions, server, "ic-stop")
-        await wait_for(pilot, lambda: error(app) is None and set(second.values()) == pids(app), 20, "recovery")
+        await wait_for(
+            pilot, lambda: error(app) is None and set(second.values()) == pids(app), 20, "recovery"
+        )
         assert (pg.filter_name, pg.sort_index, pg.text_filter) == view
         assert "stale" not in status(app) and "unreachable" not in status(app)
         assert [s.pid for s in pg._sessions.values()] == sorted(second.values())  # still by pid
@@ -127,7 +131,7 @@ async def test_hung_backend_and_postmaster_time_out_while_keys_answer(tmp_path, 
     config = console_config(
         tmp_path,
         refresh={"postgres": "0.5s"},
-        postgres=[quiet_cluster("main", server.dsn(), connect_timeout=1, statement_timeout=0.5)],
+        postgres=[quiet_cluster("main", server.dsn(), connect_timeout=2, statement_timeout=0.5)],
     )
     workload = await open_workload(pg_sessions, server, "ic-hang")
     app = ConsoleApp(config)
@@ -145,13 +149,14 @@ async def test_hung_backend_and_postmaster_time_out_while_keys_answer(tmp_path, 
                 await pilot.press("s")  # sorting works on the data already on screen
                 assert time.monotonic() - hung < source.timeout + 5, "no timeout shown"
             assert error(app).kind is ErrorKind.TIMEOUT and "no answer in" in error(app).reason
-            assert max(latencies) < 1.0, latencies
+            # A key waiting on the backend would take the whole hang (4.5 s): 2 s allows a busy CI.
+            assert max(latencies) < 2.0, latencies
             assert set(workload.values()) <= pids(app)  # the last good data stays
             # The hung connection was dropped; a new one cannot even be opened.
-            await wait_for(pilot, lambda: "could not connect in 1s" in status(app), 10, "the connect timeout")
+            await wait_for(pilot, lambda: "could not connect in 2s" in status(app), 15, "the connect timeout")
             assert error(app).kind is ErrorKind.TIMEOUT
             latencies.append(await key_latency(pilot, app))
-            assert max(latencies) < 1.0, latencies
+            assert max(latencies) < 2.0, latencies
         await wait_for(pilot, lambda: error(app) is None, 15, "recovery after SIGCONT")
         assert source.backend_pid not in (None, backend)
         rows = await server.fetch("SELECT pid FROM pg_stat_activity WHERE pid = $1", backend)
@@ -182,7 +187,9 @@ async def test_slower_than_statement_timeout_keeps_the_connection_and_the_data(
         backend = source.backend_pid
         locker = await pg_sessions.open(server)
         await locker.execute("BEGIN; LOCK TABLE pg_stat_statements IN ACCESS EXCLUSIVE MODE")
-        await wait_for(pilot, lambda: "statement_timeout (0.4s) reached" in status(app), 10, "the timeout line")
+        await wait_for(
+            pilot, lambda: "statement_timeout (0.4s) reached" in status(app), 10, "the timeout line"
+        )
         assert error(app).kind is ErrorKind.TIMEOUT
         assert set(workload.values()) <= pids(app)
         await locker.execute("ROLLBACK")
@@ -202,15 +209,15 @@ async def test_refusing_and_misconfigured_clusters_each_say_why(
     while True:  # take every slot a non-superuser may have
         try:
             fillers.append(await pg_sessions.open(fault_pg.server, user=filler))
-        except Exception as exc:  # noqa: BLE001 - the refusal is what we wait for
+        except Exception as exc:
             assert "too many clients" in str(exc) or "remaining connection slots" in str(exc), exc
             break
         assert len(fillers) < 30
     weak = await pg_roles.create(pg_server)
     other = await pg_sessions.open(pg_server, application_name="ic-other-role")
-    asyncio.get_running_loop().create_task(other.execute("SELECT 'private text', pg_sleep(600)")).add_done_callback(
-        lambda t: t.cancelled() or t.exception()
-    )
+    asyncio.get_running_loop().create_task(
+        other.execute("SELECT 'private text', pg_sleep(600)")
+    ).add_done_callback(lambda t: t.cancelled() or t.exception())
     wrong = "wrong-canary-7Qx2"
     monitor = await pg_roles.create(fault_pg.server, monitor=True)
     config = console_config(
@@ -220,7 +227,9 @@ async def test_refusing_and_misconfigured_clusters_each_say_why(
             quiet_cluster("full", fault_pg.server.dsn(user=monitor), connect_timeout=2),
             quiet_cluster("weak", pg_server.dsn(user=weak)),
             quiet_cluster("badpw", private_pg.dsn(user=private_pg.password_user, password=wrong)),
-            quiet_cluster("nohost", "postgresql://postgres@nonexistent.invalid:5432/postgres", connect_timeout=2),
+            quiet_cluster(
+                "nohost", "postgresql://postgres@nonexistent.invalid:5432/postgres", connect_timeout=2
+            ),
         ],
     )
     app = ConsoleApp(config)
@@ -237,7 +246,9 @@ async def test_refusing_and_misconfigured_clusters_each_say_why(
         }
         await wait_for(pilot, lambda: all(text in line(c) for c, text in expected.items()), 20,
                        lambda: {c: line(c) for c in panels})  # fmt: skip
-        await wait_for(pilot, lambda: error(app, "weak") is None and app.state.last_good.get("postgres:weak"), 10)
+        await wait_for(
+            pilot, lambda: error(app, "weak") is None and app.state.last_good.get("postgres:weak"), 10
+        )
         weak_panel = panels["weak"]
         summary = str(weak_panel.summary.render())
         assert f"note: role {weak} is not a member of pg_monitor" in summary
@@ -252,4 +263,35 @@ async def test_refusing_and_misconfigured_clusters_each_say_why(
         await wait_for(pilot, lambda: error(app, "full") is None, 15, "the full server read again")
         assert "too many" not in line("full")
         assert all(text in line(c) for c, text in expected.items() if c != "full")
+        assert app.is_running
+
+
+async def test_one_statement_run_by_two_roles_is_two_rows_not_a_crash(
+    tmp_path, fault_pg, pg_sessions, pg_roles
+):
+    """pg_stat_statements keeps a row per (role, database, queryid): the same statement run by two
+    roles is two rows with one queryid. Keyed by queryid alone, the statements table got a
+    duplicate row key and the whole console died on its next repaint (KeyError in DataTable)."""
+    server = fault_pg.server
+    await server.execute("SELECT pg_stat_statements_reset()")
+    for role in [await pg_roles.create(server), await pg_roles.create(server)]:
+        conn = await pg_sessions.open(server, user=role)
+        await conn.execute("SELECT pg_sleep(0.3)")
+    config = console_config(
+        tmp_path, refresh={"postgres": "0.3s"}, postgres=[quiet_cluster("main", server.dsn())]
+    )
+    app = ConsoleApp(config)
+    async with app.run_test(size=(200, 60)) as pilot:
+        pg = pg_panel(app)
+
+        def sleeps() -> list:
+            snap = app.state.last_good.get("postgres:main")
+            return [s for s in snap.statements if "pg_sleep" in s.query] if snap else []
+
+        await wait_for(pilot, lambda: len(sleeps()) == 2, 10, "both rows of the statement")
+        assert sleeps()[0].queryid == sleeps()[1].queryid
+        for _ in range(5):  # several repaints of the same data, and the app still runs
+            await pilot.pause(0.35)
+        shown = [str(pg.statements.get_row_at(i)[3]) for i in range(pg.statements.row_count)]
+        assert sum("pg_sleep" in text for text in shown) == 2, shown
         assert app.is_running

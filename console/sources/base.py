@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import time
 from typing import Protocol
@@ -67,12 +68,30 @@ def http_error(exc: BaseException) -> SourceError:
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, ssl.SSLError) or "SSL" in text or "CERTIFICATE" in text.upper():
             return source_error(ErrorKind.TLS, text)
+        # httpx says "All connection attempts failed"; the OS error under it says why.
+        root = _os_cause(exc)
+        if root is not None:
+            verb = "cannot connect" if isinstance(exc, httpx.ConnectError) else "connection lost"
+            why = os.strerror(root.errno) if isinstance(root.errno, int) and root.errno > 0 else root.strerror
+            text = f"{verb}: {why}"
         return source_error(ErrorKind.UNREACHABLE, text)
     if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
         return source_error(ErrorKind.CONFIG, exc)
     if isinstance(exc, httpx.HTTPError):
         return source_error(ErrorKind.BAD_RESPONSE, f"{type(exc).__name__}: {exc}")
     return source_error(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+
+def _os_cause(exc: BaseException) -> OSError | None:
+    """The first OSError with an error number or text in ``exc``'s cause/context chain."""
+    seen: list[BaseException] = []
+    item: BaseException | None = exc
+    while item is not None and len(seen) < 16 and not any(item is s for s in seen):
+        seen.append(item)
+        if isinstance(item, OSError) and (item.errno or item.strerror):
+            return item
+        item = item.__cause__ or item.__context__
+    return None
 
 
 class BodyTooLarge(Exception):

@@ -1,0 +1,415 @@
+"""Health endpoints, Prometheus and Alertmanager failing mid-run, seen through the real app.
+
+Each test starts with a backend that answers well, breaks it while the console runs, checks
+what the operator sees (one line saying what is wrong, the last good data kept, keys answering),
+then mends it and checks that the console recovers by itself. The sources' own handling of each
+body is tested in test_health_source.py and test_prometheus_source.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from console.app import ConsoleApp
+from console.audit import Journal
+from panels.breaches import BreachesPanel
+from panels.confirm import ConfirmScreen
+from panels.health import HealthPanel
+from panels.help import HelpScreen
+from panels.metrics import MetricsPanel
+from tests.fixtures.faults import console_config, screen_text, wait_for
+from tests.fixtures.http_servers import Request, StubServer
+
+# --- a backend that can be switched between good and broken -------------------------------
+
+
+class Switch:
+    """Serves ``good(request)`` on ``paths`` until :meth:`set` switches to a fault: a handler,
+    or route options of the stub server (``{"reset": True}``)."""
+
+    def __init__(self, server: StubServer, paths: list[str], good: Callable[[Request], tuple]):
+        self.server = server
+        self.paths = paths
+        self.good = good
+        self.faults: dict[str, Callable[[Request], tuple] | dict[str, Any]] = {}
+        self.set("good")
+
+    def set(self, mode: str) -> None:
+        answer = self.good if mode == "good" else self.faults[mode]
+        for path in self.paths:
+            if isinstance(answer, dict):
+                self.server.route(path, **answer)
+            else:
+                self.server.route(path, handler=answer)
+
+
+def json_answer(doc: Any, status: int = 200) -> Callable[[Request], tuple]:
+    body = json.dumps(doc).encode()
+    return lambda request: (status, {"Content-Type": "application/json"}, body)
+
+
+def slow(seconds: float, then: Callable[[Request], tuple]) -> Callable[[Request], tuple]:
+    def answer(request: Request) -> tuple:
+        time.sleep(seconds)
+        return then(request)
+
+    return answer
+
+
+class ChunkedFlood:
+    """An HTTP server on 127.0.0.1 whose every answer is ``size`` bytes, chunked, no length:
+    the client only learns the size by reading (a misbehaving proxy, a runaway exporter)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.sent: list[int] = []  # bytes written per answer
+        flood = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                chunk = b'{"status":"success","data":' + b" " * (64 * 1024 - 28)
+                sent = 0
+                with contextlib.suppress(OSError):
+                    for _ in range(flood.size // len(chunk)):
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        sent += len(chunk)
+                    self.wfile.write(b"0\r\n\r\n")
+                flood.sent.append(sent)
+                self.close_connection = True
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+async def key_answers(pilot, app: ConsoleApp) -> float:
+    started = time.monotonic()
+    await pilot.press("question_mark")
+    await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), 5, "the help screen")
+    await pilot.press("escape")
+    await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen), 5, "the help screen to close")
+    return time.monotonic() - started
+
+
+# --- health endpoints -----------------------------------------------------------------------
+
+PASS_BODY = {"status": "pass", "checks": {"db": [{"status": "pass"}]}}
+
+
+def health_faults(server: StubServer) -> dict[str, tuple[Callable[[Request], tuple], str]]:
+    ten_mb = b'{"status": "pass", "output": "' + b"x" * (10 * 1024 * 1024) + b'"}'
+    loop = server.url("/h")
+    return {
+        "slow": (slow(3, json_answer(PASS_BODY)), "timeout: no answer within 1s"),
+        "redirect-loop": (lambda r: (302, {"Location": loop}, b""), "bad response: too many redirects"),
+        "10MB-body": (lambda r: (200, {"Content-Type": "application/json"}, ten_mb), "larger than 1024 KiB"),
+        "invalid-json": (
+            lambda r: (200, {"Content-Type": "application/json"}, b'{"status": "pass",'),
+            "bad response: HTTP 200, body is not JSON",
+        ),
+        "connection-reset": ({"reset": True}, "unreachable"),
+    }
+
+
+@pytest.mark.parametrize("fault", ["slow", "redirect-loop", "10MB-body", "invalid-json", "connection-reset"])
+async def test_health_endpoint_fault_mid_run(tmp_path, http_server, fault):
+    switch = Switch(http_server, ["/h"], json_answer(PASS_BODY))
+    answer, expected = health_faults(http_server)[fault]
+    switch.faults[fault] = answer
+    config = console_config(
+        tmp_path,
+        refresh={"health": "0.3s"},
+        health=[{"name": "api", "url": http_server.url("/h"), "timeout": "1s"},
+                {"name": "other", "url": http_server.url("/other")}],
+    )  # fmt: skip
+    http_server.route("/other", json={"status": "pass"})
+    app = ConsoleApp(config)
+    async with app.run_test(size=(160, 48)) as pilot:
+        panel = next(p for p in app.panels if isinstance(p, HealthPanel))
+
+        def snapshot(name: str = "api"):
+            return app.state.snapshots.get(f"health:{name}")
+
+        await wait_for(pilot, lambda: snapshot() is not None and snapshot().ok, 10, "a good poll")
+        switch.set(fault)
+        await wait_for(pilot, lambda: snapshot().error is not None, 10, "the fault")
+        row = " ".join(str(c) for c in panel.table.get_row("api"))
+        assert "! ERROR" in row and "last good: pass" in row, row
+        assert expected in str(snapshot().error), snapshot().error
+        assert expected.split(":")[0] in screen_text(app)
+        assert snapshot("other").ok  # one target's fault is its own
+        assert await key_answers(pilot, app) < 2
+        switch.set("good")
+        await wait_for(pilot, lambda: snapshot().ok, 10, "recovery")
+        assert "! ERROR" not in " ".join(str(c) for c in panel.table.get_row("api"))
+        assert app.is_running
+
+
+async def test_self_signed_tls_says_so(tmp_path, https_server):
+    https_server.route("/h", json=PASS_BODY)
+    config = console_config(
+        tmp_path,
+        refresh={"health": "0.3s"},
+        health=[{"name": "strict", "url": https_server.url("/h")},
+                {"name": "trusting", "url": https_server.url("/h"), "verify_tls": https_server.ca_file}],
+    )  # fmt: skip
+    app = ConsoleApp(config)
+    async with app.run_test(size=(160, 48)) as pilot:
+
+        def snapshot(name: str):
+            return app.state.snapshots.get(f"health:{name}")
+
+        await wait_for(pilot, lambda: snapshot("strict") and snapshot("trusting"), 10, "both targets")
+        assert str(snapshot("strict").error).startswith("tls error: ") and "CERTIFICATE_VERIFY_FAILED" in str(
+            snapshot("strict").error
+        )
+        assert snapshot("trusting").ok  # the same server, its CA file configured
+        assert "tls error" in screen_text(app)
+        assert app.is_running
+
+
+# --- Prometheus over HTTP ----------------------------------------------------------------------
+
+PROM_PATHS = ["/api/v1/query", "/api/v1/alerts", "/api/v1/rules", "/api/v1/targets"]
+
+
+def prom_good(value: str = "42", warnings: list[str] | None = None) -> Callable[[Request], tuple]:
+    def answer(request: Request) -> tuple:
+        path = request.path.split("?", 1)[0]
+        data: Any = {
+            "/api/v1/query": {"resultType": "vector",
+                              "result": [{"metric": {"job": "api"}, "value": [time.time(), value]}]},
+            "/api/v1/alerts": {"alerts": []},
+            "/api/v1/rules": {"groups": []},
+            "/api/v1/targets": {"activeTargets": [], "droppedTargets": []},
+        }[path]  # fmt: skip
+        doc = {"status": "success", "data": data} | ({"warnings": warnings} if warnings else {})
+        return 200, {"Content-Type": "application/json"}, json.dumps(doc).encode()
+
+    return answer
+
+
+PROM_FAULTS: dict[str, tuple[Callable[[Request], tuple], str]] = {
+    "503": (
+        lambda r: (503, {"Content-Type": "text/plain"}, b"Service Unavailable"),
+        "bad response: HTTP 503",
+    ),
+    "slow": (slow(3, prom_good()), "timeout"),
+    "garbage-json": (
+        lambda r: (200, {"Content-Type": "application/json"}, b'{"status": "success", "data": {"re'),
+        "bad response: not JSON",
+    ),
+    "html": (
+        lambda r: (200, {"Content-Type": "text/html"}, b"<html><body><h1>Sign in</h1></body></html>"),
+        "bad response: not JSON (text/html)",
+    ),
+}
+
+
+def prometheus_app(tmp_path, url: str, **prometheus: Any) -> ConsoleApp:
+    config = console_config(
+        tmp_path,
+        refresh={"prometheus": "0.3s"},
+        prometheus={"url": url, "timeout": "1s",
+                    "queries": [{"id": "rps", "title": "requests/s", "query": "rps"}], **prometheus},
+    )  # fmt: skip
+    return ConsoleApp(config)
+
+
+def prom_snapshot(app: ConsoleApp):
+    return app.state.snapshots.get("prometheus")
+
+
+def rps(app: ConsoleApp) -> str:
+    panel = next(p for p in app.panels if isinstance(p, MetricsPanel))
+    return str(panel.table.get_row("rps")[2])
+
+
+@pytest.mark.parametrize("fault", list(PROM_FAULTS))
+async def test_prometheus_fault_mid_run(tmp_path, http_server, fault):
+    switch = Switch(http_server, PROM_PATHS, prom_good())
+    switch.faults[fault], expected = PROM_FAULTS[fault]
+    app = prometheus_app(tmp_path, http_server.url())
+    async with app.run_test(size=(160, 48)) as pilot:
+        panel = next(p for p in app.panels if isinstance(p, MetricsPanel))
+        await wait_for(
+            pilot, lambda: prom_snapshot(app) is not None and prom_snapshot(app).ok, 10, "a good poll"
+        )
+        assert rps(app) == "42"
+        switch.set(fault)
+        await wait_for(pilot, lambda: prom_snapshot(app).error is not None, 10, "the fault")
+        assert expected in str(prom_snapshot(app).error), prom_snapshot(app).error
+        status = str(panel.status.render())
+        assert f"! {expected.split(':')[0]}" in status, status
+        assert rps(app) == "42"  # the last good value stays on screen
+        assert await key_answers(pilot, app) < 2
+        switch.set("good")
+        await wait_for(pilot, lambda: prom_snapshot(app).ok, 10, "recovery")
+        assert "!" not in str(panel.status.render())
+        assert app.is_running
+
+
+async def test_prometheus_partial_answer_with_warnings(tmp_path, http_server):
+    switch = Switch(http_server, PROM_PATHS, prom_good())
+    switch.faults["warnings"] = prom_good("7", warnings=["partial data: store eu-1 unreachable"])
+    app = prometheus_app(tmp_path, http_server.url())
+    async with app.run_test(size=(160, 48)) as pilot:
+        panel = next(p for p in app.panels if isinstance(p, MetricsPanel))
+        await wait_for(
+            pilot, lambda: prom_snapshot(app) is not None and prom_snapshot(app).ok, 10, "a good poll"
+        )
+        switch.set("warnings")
+        await wait_for(pilot, lambda: rps(app) == "7", 10, "the partial value")
+        assert prom_snapshot(app).ok  # partial data is data, said to be partial
+        assert "▲ 1 warnings" in str(panel.summary.render())
+        assert "partial data: store eu-1 unreachable" in prom_snapshot(app).warnings
+        switch.set("good")
+        await wait_for(
+            pilot, lambda: "warnings" not in str(panel.summary.render()), 10, "the warning to clear"
+        )
+
+
+async def test_prometheus_fifty_megabyte_answer_is_refused_without_reading_it_all(tmp_path):
+    flood = ChunkedFlood(50 * 1024 * 1024)
+    try:
+        app = prometheus_app(tmp_path, flood.url(), timeout="10s")  # reading 16 MiB on a busy machine
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_for(pilot, lambda: prom_snapshot(app) is not None, 20, "the first poll")
+            error = prom_snapshot(app).error
+            assert error is not None and "larger than 16384 KiB" in str(error), error
+            assert "larger than 16384 KiB" in str(prom_snapshot(app).queries[0].error)
+            assert await key_answers(pilot, app) < 2
+            assert app.is_running
+        # Every reader stopped a little past 16 MiB (the rest is socket buffers), none read 50.
+        assert flood.sent and max(flood.sent) < 30 * 1024 * 1024, flood.sent
+    finally:
+        flood.close()
+
+
+# --- real Prometheus and Alertmanager processes killed -----------------------------------------
+
+ALWAYS = {"groups": [{"name": "faults", "interval": "1s", "rules": [{
+    "alert": "IcAlwaysFiring", "expr": "vector(1)", "labels": {"severity": "warning"},
+    "annotations": {"summary": "fires as long as Prometheus evaluates rules"},
+}]}]}  # fmt: skip
+
+
+async def test_prometheus_and_alertmanager_killed_then_restarted(tmp_path, daemons):
+    """Alertmanager killed: the metrics still show, its error is its own line, and an ack
+    attempt fails saying why (journaled, nothing pretends to be acked); back, the ack works.
+    Prometheus killed: the last good data stays with the error; back, the console recovers."""
+    alertmanager = daemons("alertmanager")
+    prometheus = daemons("prometheus", rules=ALWAYS, alertmanager=alertmanager.url)
+    config = console_config(
+        tmp_path,
+        refresh={"prometheus": "0.5s"},
+        prometheus={"url": prometheus.url, "alertmanager_url": alertmanager.url, "timeout": "1s",
+                    "queries": [{"id": "five", "title": "five", "query": "vector(5)"}]},
+    )  # fmt: skip
+    app = ConsoleApp(config)
+    async with app.run_test(size=(160, 48)) as pilot:
+        metrics = next(p for p in app.panels if isinstance(p, MetricsPanel))
+        breaches = next(p for p in app.panels if isinstance(p, BreachesPanel))
+
+        def alert() -> str | None:
+            return next((b.id for b in app.state.breaches if b.title == "IcAlwaysFiring"), None)
+
+        await wait_for(pilot, lambda: alert() is not None, 30, "the alert on screen")
+        breach_id = alert()
+        assert str(metrics.table.get_row("five")[2]) == "5"
+
+        await asyncio.to_thread(alertmanager.kill)
+        await wait_for(
+            pilot, lambda: prom_snapshot(app).alertmanager_error is not None, 10, "Alertmanager down"
+        )
+        assert "alertmanager ! ERROR unreachable" in str(metrics.summary.render())
+        assert prom_snapshot(app).ok and alert() == breach_id  # Prometheus itself is fine
+
+        async def ack() -> None:
+            breaches.table.focus()
+            breaches.table.move_cursor(row=breaches.table.get_row_index(breach_id))
+            await pilot.pause()
+            await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 10, "the ack dialog")
+            await pilot.click("#confirm")
+
+        journal = Journal(config.journal_path())
+        await ack()
+        await wait_for(pilot, lambda: any(e.kind == "action.failed" for e in journal.read().events), 15,
+                       "the failed ack in the journal")  # fmt: skip
+        failed = next(e for e in journal.read().events if e.kind == "action.failed")
+        assert "ConnectError" in str(failed.get("message")), failed.fields  # httpx: nobody listens
+        said = [n.message for n in app._notifications]
+        assert any("ConnectError" in m for m in said), said  # and the operator was told
+        assert "acked" not in str(breaches.table.get_row(breach_id)[1])
+        assert app.is_running and app.screen is app.screen_stack[0]
+
+        await asyncio.to_thread(alertmanager.start)
+        await wait_for(pilot, lambda: prom_snapshot(app).alertmanager_error is None, 10, "Alertmanager back")
+        await ack()
+        await wait_for(
+            pilot, lambda: "acked until" in str(breaches.table.get_row(breach_id)[1]), 20, "the ack"
+        )
+
+        await asyncio.to_thread(prometheus.kill)
+        await wait_for(pilot, lambda: prom_snapshot(app).error is not None, 10, "Prometheus down")
+        status = str(metrics.status.render())
+        assert "! unreachable" in status and "refused" in status, status
+        assert str(metrics.table.get_row("five")[2]) == "5"  # the last good value stays
+        await wait_for(pilot, lambda: "stale" in str(metrics.status.render()), 10, "the stale mark")
+        assert await key_answers(pilot, app) < 2
+
+        await asyncio.to_thread(prometheus.start)
+        await wait_for(pilot, lambda: prom_snapshot(app).ok and alert() is not None, 30, "recovery")
+        assert "stale" not in str(metrics.status.render())
+        assert app.is_running
+
+
+async def test_two_alerts_with_the_same_labels_do_not_crash_the_console(tmp_path, http_server):
+    """The same alerting rule in two rule groups fires two alerts with identical labels: one
+    breach id. A duplicate row key crashed the console's next repaint; now the first one shows."""
+    alert = {"labels": {"alertname": "Twice", "severity": "critical"}, "annotations": {},
+             "state": "firing", "activeAt": "2026-01-01T00:00:00Z", "value": "1"}  # fmt: skip
+    good = prom_good()
+
+    def answer(request: Request) -> tuple:
+        if request.path.startswith("/api/v1/alerts"):
+            body = json.dumps({"status": "success", "data": {"alerts": [alert, dict(alert)]}}).encode()
+            return 200, {"Content-Type": "application/json"}, body
+        return good(request)
+
+    Switch(http_server, PROM_PATHS, answer)
+    app = prometheus_app(tmp_path, http_server.url())
+    async with app.run_test(size=(160, 48)) as pilot:
+        breaches = next(p for p in app.panels if isinstance(p, BreachesPanel))
+        await wait_for(pilot, lambda: breaches.table.row_count > 0, 10, "the alert")
+        for _ in range(4):  # repaints with the same two alerts
+            await pilot.pause(0.35)
+        rows = [str(breaches.table.get_row_at(i)[3]) for i in range(breaches.table.row_count)]
+        assert rows.count("Twice") == 1, rows
+        assert app.is_running
