@@ -14,9 +14,8 @@ import time
 
 from console.app import ConsoleApp
 from console.model import ErrorKind
-from panels.help import HelpScreen
 from panels.postgres import SORTS, PostgresPanel
-from tests.fixtures.faults import console_config, quiet_cluster, screen_text, wait_for
+from tests.fixtures.faults import console_config, keys_answer, quiet_cluster, screen_text, wait_for
 
 INTERVAL = 1.0
 
@@ -48,16 +47,6 @@ async def open_workload(pg_sessions, server, tag: str) -> dict[str, int]:
         lambda t: t.cancelled() or t.exception()
     )
     return {"active": active.get_server_pid(), "idle": idle.get_server_pid(), "in_tx": in_tx.get_server_pid()}
-
-
-async def key_latency(pilot, app: ConsoleApp) -> float:
-    """Seconds for '?' to open the help screen and escape to close it again."""
-    started = time.monotonic()
-    await pilot.press("question_mark")
-    await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), 5, "the help screen")
-    await pilot.press("escape")
-    await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen), 5, "the help screen to close")
-    return time.monotonic() - started
 
 
 async def goto_postgres(pilot, app: ConsoleApp) -> PostgresPanel:
@@ -106,7 +95,7 @@ async def test_stopped_mid_run_then_restarted(tmp_path, fault_pg, pg_sessions):
         assert error(app).kind is ErrorKind.UNREACHABLE
         assert "connection refused" in status(app) or "terminated" in status(app) or "lost" in status(app)
         # Still up, still showing the last good sessions, the view as the operator left it.
-        assert await key_latency(pilot, app) < 2
+        await keys_answer(pilot, app)
         await wait_for(pilot, lambda: "stale" in status(app), 5 * INTERVAL, "the stale mark")
         assert pids(app) == set(first.values()) and pg.selected.pid == first["in_tx"]
         assert (pg.filter_name, pg.sort_index, pg.text_filter) == view
@@ -131,7 +120,7 @@ async def test_hung_backend_and_postmaster_time_out_while_keys_answer(tmp_path, 
     config = console_config(
         tmp_path,
         refresh={"postgres": "0.5s"},
-        postgres=[quiet_cluster("main", server.dsn(), connect_timeout=2, statement_timeout=0.5)],
+        postgres=[quiet_cluster("main", server.dsn(), connect_timeout=5, statement_timeout=0.5)],
     )
     workload = await open_workload(pg_sessions, server, "ic-hang")
     app = ConsoleApp(config)
@@ -143,20 +132,21 @@ async def test_hung_backend_and_postmaster_time_out_while_keys_answer(tmp_path, 
         await goto_postgres(pilot, app)
         with fault_pg.frozen(backend, fault_pg.postmaster_pid()):
             hung = time.monotonic()
-            latencies = []
-            while error(app) is None:  # the statement_timeout cannot fire: the backend is stopped
-                latencies.append(await key_latency(pilot, app))
+            await wait_for(pilot, lambda: "postgres:main" in app._inflight, 5, "a poll in flight")
+            # Keys are handled while that poll is stuck on the stopped backend (its hard limit
+            # is 7.5 s): the key did not wait for it.
+            for _ in range(2):
+                await keys_answer(pilot, app)
                 await pilot.press("s")  # sorting works on the data already on screen
-                assert time.monotonic() - hung < source.timeout + 5, "no timeout shown"
+            assert "postgres:main" in app._inflight and error(app) is None, "the poll ended before the keys"
+            assert time.monotonic() - hung < source.timeout
+            await wait_for(pilot, lambda: error(app) is not None, source.timeout + 5, "the hard timeout")
             assert error(app).kind is ErrorKind.TIMEOUT and "no answer in" in error(app).reason
-            # A key waiting on the backend would take the whole hang (4.5 s): 2 s allows a busy CI.
-            assert max(latencies) < 2.0, latencies
             assert set(workload.values()) <= pids(app)  # the last good data stays
             # The hung connection was dropped; a new one cannot even be opened.
-            await wait_for(pilot, lambda: "could not connect in 2s" in status(app), 15, "the connect timeout")
+            await wait_for(pilot, lambda: "could not connect in 5s" in status(app), 20, "the connect timeout")
             assert error(app).kind is ErrorKind.TIMEOUT
-            latencies.append(await key_latency(pilot, app))
-            assert max(latencies) < 2.0, latencies
+            await keys_answer(pilot, app)
         await wait_for(pilot, lambda: error(app) is None, 15, "recovery after SIGCONT")
         assert source.backend_pid not in (None, backend)
         rows = await server.fetch("SELECT pid FROM pg_stat_activity WHERE pid = $1", backend)
@@ -256,7 +246,7 @@ async def test_refusing_and_misconfigured_clusters_each_say_why(
         assert seen[other.get_server_pid()].query == "<insufficient privilege>"
         screen = screen_text(app)
         assert wrong not in screen and "private text" not in screen
-        assert await key_latency(pilot, app) < 2
+        await keys_answer(pilot, app)
 
         for conn in fillers[:2]:  # two slots free up: the console gets one on its next poll
             conn.terminate()
