@@ -49,6 +49,19 @@ async def open_workload(pg_sessions, server, tag: str) -> dict[str, int]:
     return {"active": active.get_server_pid(), "idle": idle.get_server_pid(), "in_tx": in_tx.get_server_pid()}
 
 
+def count_polls(source) -> list[float]:
+    """Record when each poll of ``source`` begins (monotonic)."""
+    starts: list[float] = []
+    poll = source.poll
+
+    async def counted():
+        starts.append(time.monotonic())
+        return await poll()
+
+    source.poll = counted
+    return starts
+
+
 async def goto_postgres(pilot, app: ConsoleApp) -> PostgresPanel:
     pg = pg_panel(app)
     for _ in app.panels:
@@ -85,13 +98,18 @@ async def test_stopped_mid_run_then_restarted(tmp_path, fault_pg, pg_sessions):
         view = (pg.filter_name, pg.sort_index, pg.text_filter)
         assert view == ("all", 2, "ic-stop") and SORTS[2] == "pid"
 
+        starts = count_polls(app.poller.sources["postgres:main"])
         await asyncio.to_thread(fault_pg.stop)
         down = time.monotonic()
         await wait_for(
             pilot, lambda: error(app) is not None and "unreachable" in status(app), 10, "the error line"
         )
-        shown_after = time.monotonic() - down
-        assert shown_after <= 2 * INTERVAL, f"error shown after {shown_after:.2f}s"
+        # "Within two intervals", counted in polls rather than seconds (a busy CI machine stretches
+        # seconds, not the schedule): at most two polls began after the server went down.
+        begun = [t for t in starts if t > down]
+        assert len(begun) <= 2, (
+            f"{len(begun)} polls after the stop; shown {time.monotonic() - down:.2f}s after"
+        )
         assert error(app).kind is ErrorKind.UNREACHABLE
         assert "connection refused" in status(app) or "terminated" in status(app) or "lost" in status(app)
         # Still up, still showing the last good sessions, the view as the operator left it.
