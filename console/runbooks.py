@@ -932,7 +932,9 @@ class RunbookSession:
         await self.executor.decline(plan)
 
     async def wait(self, step: Step) -> Result:
-        """A wait step: wait its seconds, then run its check again; the step follows the check."""
+        """A wait step: wait its seconds, then run its check again; the step follows the check,
+        and a check that passes now settles the check step too (its earlier failure was the
+        problem the runbook just fixed)."""
         assert step.wait is not None
         await self._record(
             "step.state", step=step.id, state=StepState.RUNNING, message=f"waiting {step.wait.seconds:g}s"
@@ -942,6 +944,9 @@ class RunbookSession:
         self._apply(result)
         state = StepState.DONE if result.ok else StepState.FAILED
         await self._record("step.state", step=step.id, state=state, message=result.message)
+        if result.ok and self.progress.status(step.wait.check).state == StepState.FAILED:
+            message = f"{result.message} (re-checked by '{step.id}')"
+            await self._record("step.state", step=step.wait.check, state=StepState.DONE, message=message)
         return result
 
     async def mark_done(self, step: Step, note: str = "") -> bool:

@@ -517,3 +517,46 @@ async def test_a_step_left_running_by_a_killed_console_reads_back_as_failed(tmp_
     later = await RunbookSession.open(runbook, Executor(config, journal, clock=lambda: now[0]))
     assert later.steps[2].state == StepState.FAILED
     assert "no result was recorded" in later.steps[2].message
+
+
+WAIT_RUNBOOK = """\
+id: wait-me
+title: Wait me
+steps:
+  - id: look
+    title: Look at the service
+    check:
+      http: {url: "{{base_url}}/health"}
+      expect: {status: 200}
+  - id: again
+    title: Wait a moment, then look again
+    wait: {seconds: 0.2, check: look}
+"""
+
+
+async def test_a_wait_step_that_passes_settles_the_check_it_re_ran(
+    tmp_path: Path, http_server: StubServer
+) -> None:
+    config_path = _write_pack(tmp_path, {"wait-me.yaml": WAIT_RUNBOOK})
+    config_path.write_text(GOOD_CONFIG.replace("http://127.0.0.1:1", http_server.url("").rstrip("/")))
+    config = load_config(config_path)
+    runbook = pack_for(config).get("wait-me")
+    path = tmp_path / "journal.jsonl"
+    breach = _breach("health.shop", source="health:shop")
+    session = await RunbookSession.open(
+        runbook, Executor(config, Journal(path, operator=OPERATOR)), breach=breach
+    )
+    look, again = runbook.steps
+    http_server.route("/health", status=503, json={"status": "fail"})
+    assert (await session.execute(look)).status == Status.FAILED
+    assert session.steps[0].state == StepState.FAILED
+    http_server.route("/health", json={"status": "pass"})  # the fix took
+    assert (await session.execute(again)).status == Status.PASSED
+    # The check the wait re-ran now reads as passed too: the run is not left with a stale failure.
+    assert [s.state for s in session.steps] == [StepState.DONE, StepState.DONE]
+    assert session.steps[0].message == "HTTP 200: as expected (re-checked by 'again')"
+    again_read = await RunbookSession.open(
+        runbook, Executor(config, Journal(path, operator=OPERATOR)), breach=breach
+    )
+    assert [s.state for s in again_read.steps] == [StepState.DONE, StepState.DONE]
+    assert again_read.progress.complete
