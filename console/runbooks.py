@@ -1023,7 +1023,7 @@ def _describe_wait(session: RunbookSession, step: Step, now: float | None) -> li
     assert step.wait is not None
     check = session.runbook.step(step.wait.check)
     return [
-        f"wait {format_duration(step.wait.seconds)}, then run '{check.title}' again",
+        f"wait {format_duration(step.wait.seconds)}, then run '{session.title(check)}' again",
         *session.plan(step).lines,
     ]
 

@@ -362,3 +362,16 @@ def test_export_skips_a_torn_last_line_and_says_how_many(
     assert code == 0
     assert "(1 unreadable lines skipped)" in out and "note: whole" in out
     assert os.path.getsize(journal.path) > 0
+
+
+def test_show_fills_values_into_titles_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "runbook", "show", "idle-in-transaction", "--config", str(CONFIG))
+    assert code == 0
+    # Templates show only where a default is given as written; everything else is filled in.
+    assert [line for line in out.splitlines() if "{{" in line and "(default {{" not in line] == []
+    assert " 1. [check] Sessions idle in transaction for more than 300 s" in out
+    assert "      wait 10s, then run 'Sessions idle in transaction for more than 300 s' again" in out
+    assert (
+        "  older_than = 300 (default {{threshold_level|300}}): seconds idle in transaction (source: 5 minutes)"
+        in out
+    )
