@@ -620,12 +620,14 @@ async def test_an_unwritable_journal_stops_the_action_and_says_why(
 
 
 @contextlib.contextmanager
-def tiny_tmpfs(tmp_path: Path, pages: int) -> Iterator[Path]:
-    """A tmpfs of ``pages`` pages: a filesystem that really fills up (needs root)."""
+def tiny_tmpfs(tmp_path: Path, pages: int, *, read_only: bool = False) -> Iterator[Path]:
+    """A tmpfs of ``pages`` pages: a filesystem that really fills up, or is mounted read-only
+    (needs root: as root, a chmod'ed directory is still writable)."""
     mount = tmp_path / "tiny"
     mount.mkdir()
+    options = f"size={pages * 4096},mode=0700" + (",ro" if read_only else "")
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={pages * 4096},mode=0700", "tmpfs", str(mount)],
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)],
         capture_output=True,
         text=True,
     )
@@ -635,6 +637,19 @@ def tiny_tmpfs(tmp_path: Path, pages: int) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def test_a_read_only_filesystem_stops_the_action(fix_server: StubServer, tmp_path: Path) -> None:
+    config = make_config(tmp_path, base_url=fix_server.url("").rstrip("/"))
+    with tiny_tmpfs(tmp_path, 2, read_only=True) as mount:
+        ex = Executor(config, Journal(mount / "journal.jsonl", operator=OPERATOR))
+        result = await ex.execute(ex.render(_fix(), ctx(config)), YES)
+        assert result.status == Status.REFUSED
+        assert (
+            result.message
+            == f"not run: cannot write the journal {mount / 'journal.jsonl'}: Read-only file system"
+        )
+        assert fix_server.hits("/fix") == 0
 
 
 def _line_size(journal: Journal, event: str, fields: dict[str, Any]) -> int:
