@@ -24,7 +24,7 @@ from bench.cluster import LOAD_ROLE, BenchCluster
 from bench.ptyrun import PtyProcess
 
 
-def top(raw: Path, limit: int = 30) -> str:
+def top(raw: Path, limit: int = 60) -> str:
     self_count: collections.Counter[str] = collections.Counter()
     total: collections.Counter[str] = collections.Counter()
     samples = 0

@@ -19,6 +19,15 @@ class StatusLine(Static):
     StatusLine { height: 1; color: $text-muted; }
     """
 
+    _text: object = None
+
+    def update(self, content="", *, layout: bool = True) -> None:
+        # Ticked every second with mostly the same text: an update re-lays out the screen and
+        # re-sends the line to the terminal, so only a change is an update.
+        if content != self._text:
+            self._text = content
+            super().update(content, layout=layout)
+
 
 class Panel(Vertical, can_focus=False):
     """A bordered region that renders part of a ConsoleState.

@@ -39,6 +39,7 @@ FILTERS: dict[str, Callable[[Session], bool]] = {
     "waiting": lambda s: s.waiting_on_lock,
 }
 SORTS = ("duration ↓", "duration ↑", "pid", "user", "state")
+DURATION = next(i for i, (key, _) in enumerate(SESSION_COLUMNS) if key == "duration")
 
 
 def session_key(session: Session) -> str:
@@ -83,6 +84,11 @@ class PostgresPanel(Panel):
         self.sort_index = 0
         self.text_filter = ""
         self._sessions: dict[str, Session] = {}
+        # Row key -> (the session, its cells but the duration): most sessions are the same from
+        # one refresh to the next, and 1000 rows of 9 Text cells cost more than comparing them.
+        self._cell_cache: dict[str, tuple[Session, list[Text]]] = {}
+        self._cached_for: PostgresSnapshot | None = None
+        self._shown: dict[int, Text] = {}  # id(widget) -> the Text it shows
         self._previous: PostgresSnapshot | None = None
         self._tps: float | None = None
 
@@ -111,7 +117,7 @@ class PostgresPanel(Panel):
             self._previous = snap
         self._render_sessions(snap)
         self._render_side(snap)
-        self.summary.update(self._summary(snap))
+        self._show(self.summary, self._summary(snap))
 
     @staticmethod
     def _rate(before: PostgresSnapshot | None, after: PostgresSnapshot) -> float | None:
@@ -145,7 +151,27 @@ class PostgresPanel(Panel):
             rows.append((session_key(session), session, session_duration(snap, session)))
         rows.sort(key=self._sort_key())
         self._sessions = {key: session for key, session, _ in rows}
-        self.sessions.sync([(key, self._cells(session, duration)) for key, session, duration in rows])
+        cache = self._cell_cache
+        if snap is not self._cached_for:  # forget sessions that are gone (not those filtered out)
+            self._cached_for = snap
+            live = {session_key(s) for s in snap.sessions}
+            self._cell_cache = cache = {k: v for k, v in cache.items() if k in live}
+        table = []
+        for key, session, duration in rows:
+            cached = cache.get(key)
+            if cached is None or cached[0] != session:
+                cached = cache[key] = (session, self._cells(session, None))
+            cells = list(cached[1])
+            cells[DURATION] = Text("" if duration is None else format_duration(duration))
+            table.append((key, cells))
+        self.sessions.sync(table)
+
+    def _show(self, widget: Static, text: Text) -> None:
+        """Update a Static only when its text changed: an update re-lays out the screen and
+        re-sends the widget's whole region to the terminal."""
+        if self._shown.get(id(widget)) != text:
+            self._shown[id(widget)] = text
+            widget.update(text)
 
     def _sort_key(self) -> Callable[[tuple[str, Session, float | None]], object]:
         mode = SORTS[self.sort_index]
@@ -174,9 +200,9 @@ class PostgresPanel(Panel):
     def _render_side(self, snap: PostgresSnapshot) -> None:
         if snap.lock_tree:
             tree = Text("\n".join(lock_tree_lines(snap.lock_tree)), no_wrap=True, overflow="ellipsis")
-            self.locks.update(tree)
+            self._show(self.locks, tree)
         else:
-            self.locks.update(Text("no session is waiting on a lock", style="italic"))
+            self._show(self.locks, Text("no session is waiting on a lock", style="italic"))
         if snap.statements:
             # One queryid has a row per role and database: the nth row of a queryid is key "id#n".
             seen: dict[str, int] = {}
@@ -222,7 +248,7 @@ class PostgresPanel(Panel):
     def refresh_view(self) -> None:
         if self.state is not None and self.snapshot is not None:
             self._render_sessions(self.snapshot)
-            self.summary.update(self._summary(self.snapshot))
+            self._show(self.summary, self._summary(self.snapshot))
 
     def action_filter(self, name: str) -> None:
         self.filter_name = name

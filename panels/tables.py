@@ -2,6 +2,13 @@
 
 clear() + add_rows() of 1000 rows costs ~170 ms a tick (DESIGN.md section 2); a keyed diff costs
 a fraction, and keeps the operator's selection on the same row key while rows move.
+
+DataTable's own row API is per row and linear in the table size for each call (``remove_row``
+rebuilds the whole key -> index map, ``add_row`` re-validates the cursor), so a filter that
+drops 900 of 1000 rows took seconds (bench/RESULTS.md). ``sync`` therefore edits the table's
+row maps in one pass and rebuilds the index map once. A cell change refreshes only its row's
+region, not the whole widget: what is not on screen is not redrawn, and what did not change is
+not re-sent to the terminal. A cell that grows widens its column (columns never shrink).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual._two_way_dict import TwoWayDict
 from textual.widgets import DataTable
+from textual.widgets.data_table import Row as TableRow
 from textual.widgets.data_table import RowKey
 
 Row = tuple[str, Sequence[Text]]  # (row key, one Text per column)
@@ -54,34 +62,57 @@ class KeyedTable(DataTable):
         rows = list(first.values())
         selected = self.selected_key
         wanted = {key for key, _ in rows}
-        with self.app.batch_update():
-            for key in [k for k in self._plain if k not in wanted]:
-                self.remove_row(key)
-                del self._plain[key]
-            for key, cells in rows:
-                plain = tuple(cell.plain for cell in cells)
-                previous = self._plain.get(key)
-                if previous is None:
-                    self.add_row(*cells, key=key)
-                elif previous != plain:
-                    for (column, _), cell, old, new in zip(
-                        self._column_spec, cells, previous, plain, strict=True
-                    ):
-                        if old != new:
-                            self.update_cell(key, column, cell, update_width=True)
-                self._plain[key] = plain
-            order = [key for key, _ in rows]
-            if order != self._order:
-                self._apply_order(order)
-                self._order = order
-            if selected is not None and selected in self._plain:
-                index = self.get_row_index(selected)
-                if index != self.cursor_row:
-                    self.move_cursor(row=index, animate=False, scroll=False)
-
-    def _apply_order(self, keys: list[str]) -> None:
-        # DataTable.sort() can only order by cell values; we order by the caller's list. This
-        # is what sort() does internally, with the row order given instead of computed.
-        self._row_locations = TwoWayDict({RowKey(key): index for index, key in enumerate(keys)})
-        self._update_count += 1
-        self.refresh()
+        ordered = self.ordered_columns
+        columns = [column.key for column in ordered]
+        structure = False  # rows added or removed
+        wider = False  # a cell grew past its column's width
+        changed: list[str] = []  # rows that stay, with at least one new cell
+        for key in [k for k in self._plain if k not in wanted]:
+            row_key = RowKey(key)
+            del self.rows[row_key], self._data[row_key], self._plain[key]
+            structure = True
+        for key, cells in rows:
+            plain = tuple(cell.plain for cell in cells)
+            previous = self._plain.get(key)
+            if previous is None:
+                row_key = RowKey(key)
+                self._data[row_key] = dict(zip(columns, cells, strict=True))
+                self.rows[row_key] = TableRow(row_key, 1)
+                # Measured here (one-line Text: its cell length), not by DataTable on idle,
+                # which renders each new cell through the console to measure it.
+                for column, cell in zip(ordered, cells, strict=True):
+                    if cell.cell_len > column.content_width:
+                        column.content_width = cell.cell_len
+                structure = True
+            elif previous != plain:
+                data = self._data[RowKey(key)]
+                for column, cell, old, new in zip(ordered, cells, previous, plain, strict=True):
+                    if old != new:
+                        data[column.key] = cell
+                        # Grow only: DataTable's update_width shrinks by measuring the whole
+                        # column again, for each cell, which is quadratic in the row count.
+                        if cell.cell_len > column.content_width:
+                            column.content_width = cell.cell_len
+                            wider = True
+                changed.append(key)
+            self._plain[key] = plain
+        order = [key for key, _ in rows]
+        if structure or wider or order != self._order:
+            # What DataTable.sort() does internally, with the caller's order.
+            self._row_locations = TwoWayDict({RowKey(key): index for index, key in enumerate(order)})
+            self._order = order
+            self._update_count += 1
+            if structure or wider:
+                self._require_update_dimensions = True
+                self.cursor_coordinate = self.cursor_coordinate  # clamped to the new row count
+                self.hover_coordinate = self.hover_coordinate
+                self.check_idle()
+            self.refresh(layout=structure or wider)
+        elif changed:
+            self._update_count += 1  # the render caches are keyed by it
+            for key in changed:
+                self.refresh_row(self._row_locations.get(RowKey(key)))
+        if selected is not None and selected in self._plain:
+            index = self._row_locations.get(RowKey(selected))
+            if index != self.cursor_row:
+                self.move_cursor(row=index, animate=False, scroll=False)

@@ -53,6 +53,7 @@ async def test_real_lock_chain_shows_as_a_tree_on_screen(pg_server, pg_lock_chai
         assert lines[root + 1].startswith(f"└─ pid {chain.second} ") and "waits ShareLock" in lines[root + 1]
         assert lines[root + 2].startswith(f"   └─ pid {chain.third} ") and "ExclusiveLock" in lines[root + 2]
         assert chain.table in lines[root + 1]
+        await pilot.pause()  # the new text's height is laid out on the next refresh
         screen = app.export_screenshot()
         assert f"pid&#160;{chain.second}" in screen or f"pid {chain.second}" in screen
         assert any(b.id == "postgres.main.waiting" for b in app.state.breaches)

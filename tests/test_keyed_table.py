@@ -1,0 +1,77 @@
+"""KeyedTable.sync edits the DataTable in bulk (bench/RESULTS.md: a filter over 1000 sessions
+took seconds with DataTable's per-row API) and refreshes only the rows whose cells changed."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import App
+from textual.geometry import Region
+
+from panels.tables import KeyedTable
+
+
+class One(App):
+    def compose(self):
+        yield KeyedTable(columns=[("pid", "PID"), ("age", "Age")])
+
+
+def rows(pids, age: str = "1s"):
+    return [(str(p), (Text(str(p)), Text(age))) for p in pids]
+
+
+def shown(table: KeyedTable) -> list[str]:
+    return [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+
+
+async def test_filtering_down_and_back_keeps_rows_order_and_selection():
+    app = One()
+    async with app.run_test(size=(60, 20)) as pilot:
+        table = app.query_one(KeyedTable)
+        table.sync(rows(range(1000)))
+        await pilot.pause()
+        table.move_cursor(row=500)
+        assert table.selected_key == "500"
+
+        table.sync(rows(range(0, 1000, 10)))  # 900 rows go at once
+        await pilot.pause()
+        assert shown(table) == [str(p) for p in range(0, 1000, 10)]
+        assert table.selected_key == "500" and table.cursor_row == 50
+        assert table.get_row_index("990") == 99
+
+        table.sync(rows(reversed(range(1000))))  # they come back, in another order
+        await pilot.pause()
+        assert shown(table) == [str(p) for p in reversed(range(1000))]
+        assert table.selected_key == "500" and table.cursor_row == 499
+        assert table.virtual_size.height == 1000 + 1  # the header row
+
+        table.sync(rows([7]))  # the selected row goes: the cursor stays inside the table
+        await pilot.pause()
+        assert shown(table) == ["7"] and table.cursor_row == 0
+        table.sync([])
+        await pilot.pause()
+        assert table.row_count == 0 and table.selected_key is None
+
+
+async def test_a_changed_cell_refreshes_its_row_only():
+    app = One()
+    async with app.run_test(size=(60, 20)) as pilot:
+        table = app.query_one(KeyedTable)
+        table.sync(rows(range(50)))
+        await pilot.pause()
+        refreshed: list[tuple[Region, ...]] = []
+        original = table.refresh
+
+        def spy(*regions, **kwargs):
+            refreshed.append(regions)
+            return original(*regions, **kwargs)
+
+        table.refresh = spy
+        table.sync(rows(range(50)))  # nothing changed: nothing redrawn
+        assert refreshed == []
+        changed = rows(range(50))
+        changed[3] = ("3", (Text("3"), Text("2s")))
+        table.sync(changed)
+        assert len(refreshed) == 1 and len(refreshed[0]) == 1 and refreshed[0][0].height == 1
+        await pilot.pause()
+        assert "2s" in app.export_screenshot().replace("&#160;", " ")
+        assert str(table.get_row("3")[1]) == "2s"
