@@ -21,9 +21,9 @@ class StatusLine(Static):
 
     _text: object = None
 
-    def update(self, content="", *, layout: bool = True) -> None:
-        # Ticked every second with mostly the same text: an update re-lays out the screen and
-        # re-sends the line to the terminal, so only a change is an update.
+    def update(self, content="", *, layout: bool = False) -> None:
+        # Ticked every second with mostly the same text: only a change is an update, and a
+        # one-line status needs no re-layout of the screen (which redraws every scrollbar).
         if content != self._text:
             self._text = content
             super().update(content, layout=layout)

@@ -57,6 +57,7 @@ class BreachesPanel(Panel):
         self.acks: dict[str, str] = {}  # breach id -> "acked until ..."
         self.hints: dict[str, str] = {}  # breach id -> the best-ranked runbook
         self._now = 0.0
+        self._title_shown = ""
 
     def compose(self) -> ComposeResult:
         yield self.status
@@ -68,7 +69,10 @@ class BreachesPanel(Panel):
         self._breaches = {b.id: b for b in shown}
         self._now = now
         self.table.sync([(b.id, self._cells(b, now)) for b in shown])
-        self.border_title = Text(f"{self.title} ({len(state.breaches)})")
+        title = f"{self.title} ({len(state.breaches)})"
+        if title != self._title_shown:  # setting it redraws the whole panel
+            self._title_shown = title
+            self.border_title = Text(title)
 
     def _cells(self, breach: Breach, now: float) -> list[Text]:
         return breach_cells(breach, now, self.acks.get(breach.id, ""), self.hints.get(breach.id, ""))

@@ -26,6 +26,7 @@ def source_glyph(state: ConsoleState, key: str, now: float) -> Text:
 
 
 class ConsoleHeader(Static):
+    _line: Text | None = None
     DEFAULT_CSS = """
     ConsoleHeader { height: 1; background: $panel; }
     ConsoleHeader.-flash { text-style: reverse; }
@@ -43,7 +44,10 @@ class ConsoleHeader(Static):
 
     def show(self, state: ConsoleState | None, now: float) -> None:
         self.state = state
-        self.update(self.compose_line(now))
+        line = self.compose_line(now)
+        if line != self._line:  # one line high: no re-layout of the screen for a new clock
+            self._line = line
+            self.update(line, layout=False)
 
     def compose_line(self, now: float) -> Text:
         out = Text()

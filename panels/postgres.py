@@ -167,11 +167,19 @@ class PostgresPanel(Panel):
         self.sessions.sync(table)
 
     def _show(self, widget: Static, text: Text) -> None:
-        """Update a Static only when its text changed: an update re-lays out the screen and
-        re-sends the widget's whole region to the terminal."""
-        if self._shown.get(id(widget)) != text:
-            self._shown[id(widget)] = text
-            widget.update(text)
+        """Update a Static only when its text changed, and re-lay out the screen only when its
+        height changes: a layout pass costs CPU and redraws every scrollbar on the screen."""
+        old = self._shown.get(id(widget))
+        if old == text:
+            return
+        self._shown[id(widget)] = text
+        width = widget.content_size.width
+        same_height = (
+            old is not None
+            and width > 0
+            and len(old.wrap(self.app.console, width)) == len(text.wrap(self.app.console, width))
+        )
+        widget.update(text, layout=not same_height)
 
     def _sort_key(self) -> Callable[[tuple[str, Session, float | None]], object]:
         mode = SORTS[self.sort_index]

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual._two_way_dict import TwoWayDict
 from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 from textual.widgets.data_table import Row as TableRow
-from textual.widgets.data_table import RowKey
 
 Row = tuple[str, Sequence[Text]]  # (row key, one Text per column)
 
@@ -116,3 +116,44 @@ class KeyedTable(DataTable):
             index = self._row_locations.get(RowKey(selected))
             if index != self.cursor_row:
                 self.move_cursor(row=index, animate=False, scroll=False)
+
+    def update_cell(
+        self,
+        row_key: RowKey | str,
+        column_key: ColumnKey | str,
+        value: Text,
+        *,
+        update_width: bool = False,
+    ) -> None:
+        """One cell (a panel's once-a-second age column): redraw its row only, and only when
+        the text changed; a wider text widens the column (grow only, as in ``sync``)."""
+        row_key = RowKey(row_key) if isinstance(row_key, str) else row_key
+        column_key = ColumnKey(column_key) if isinstance(column_key, str) else column_key
+        index = self._row_locations.get(row_key)
+        column = self.columns.get(column_key)
+        if index is None or column is None:
+            raise CellDoesNotExist(f"No cell exists for row_key={row_key!r}, column_key={column_key!r}.")
+        data = self._data[row_key]
+        old = data.get(column_key)
+        if (
+            isinstance(old, Text)
+            and isinstance(value, Text)
+            and old.plain == value.plain
+            and old.style == value.style
+        ):
+            return
+        data[column_key] = value
+        plain = self._plain.get(row_key.value)
+        if plain is not None:
+            position = next(i for i, c in enumerate(self.ordered_columns) if c.key == column_key)
+            text = value.plain if isinstance(value, Text) else str(value)
+            self._plain[row_key.value] = (*plain[:position], text, *plain[position + 1 :])
+        self._update_count += 1
+        width = value.cell_len if isinstance(value, Text) else len(str(value))
+        if update_width and width > column.content_width:
+            column.content_width = width
+            self._require_update_dimensions = True
+            self.check_idle()
+            self.refresh(layout=True)
+        else:
+            self.refresh_row(index)

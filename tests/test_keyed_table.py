@@ -75,3 +75,32 @@ async def test_a_changed_cell_refreshes_its_row_only():
         await pilot.pause()
         assert "2s" in app.export_screenshot().replace("&#160;", " ")
         assert str(table.get_row("3")[1]) == "2s"
+
+
+async def test_update_cell_redraws_one_row_and_only_on_change():
+    """A panel's once-a-second age column: same text, nothing redrawn; new text, its row."""
+    app = One()
+    async with app.run_test(size=(60, 20)) as pilot:
+        table = app.query_one(KeyedTable)
+        table.sync(rows(range(20)))
+        await pilot.pause()
+        refreshed: list[tuple[tuple[Region, ...], dict]] = []
+        original = table.refresh
+
+        def spy(*regions, **kwargs):
+            refreshed.append((regions, kwargs))
+            return original(*regions, **kwargs)
+
+        table.refresh = spy
+        table.update_cell("5", "age", Text("1s"), update_width=True)
+        assert refreshed == []
+        table.update_cell("5", "age", Text("3s"), update_width=True)
+        assert len(refreshed) == 1 and refreshed[0][0][0].height == 1
+        table.update_cell("5", "age", Text("1h02m03s"), update_width=True)  # wider: the column grows
+        assert refreshed[-1][1].get("layout") is True
+        await pilot.pause()
+        assert table.columns["age"].get_render_width(table) >= len("1h02m03s")
+        assert "1h02m03s" in app.export_screenshot().replace("&#160;", " ")
+        refreshed.clear()
+        table.sync(rows(range(20)))  # sync knows the cell changed: it puts "1s" back
+        assert str(table.get_row("5")[1]) == "1s" and len(refreshed) == 1
