@@ -48,6 +48,7 @@ from panels.metrics import MetricsPanel
 from panels.plan import answer, confirm_for, result_line, result_severity
 from panels.postgres import PostgresPanel
 from panels.runbook import NoteScreen, RunbookPicker, RunbookScreen, StepRequest
+from panels.terminal import ScreenMemory
 from panels.text import use_monochrome
 from panels.timeline import TimelineScreen
 from panels.wall import WallScreen
@@ -132,6 +133,7 @@ class ConsoleApp(App[int]):
         self._poll_timers: dict[str, Timer] = {}
         self._inflight: set[str] = set()
         self._critical_seen: set[str] = set()
+        self._terminal = ScreenMemory()
         use_monochrome(self.no_color)
         self.header = ConsoleHeader(config.environment.name, config.environment.production, id="header")
         self.header.read_only = self.read_only
@@ -222,6 +224,10 @@ class ConsoleApp(App[int]):
             self.exit(code)
 
         asyncio.get_running_loop().create_task(close_then_exit())
+
+    def _display(self, screen: Screen, renderable) -> None:
+        # Only the cells that changed reach the terminal (panels/terminal.py).
+        super()._display(screen, self._terminal.filter_for(self, renderable))
 
     def on_resize(self, event) -> None:
         if not self.wall:
