@@ -39,6 +39,10 @@ FILTERS: dict[str, Callable[[Session], bool]] = {
     "waiting": lambda s: s.waiting_on_lock,
 }
 SORTS = ("duration ↓", "duration ↑", "pid", "user", "state")
+#: Lines of the blocking tree kept for the screen (it shows at most half the panel's height): a
+#: waiter blocked by several sessions appears under each, and 100 waiters made 2000 lines whose
+#: layout cost more than the rest of a refresh.
+LOCK_LINES = 60
 DURATION = next(i for i, (key, _) in enumerate(SESSION_COLUMNS) if key == "duration")
 
 
@@ -173,13 +177,12 @@ class PostgresPanel(Panel):
         if old == text:
             return
         self._shown[id(widget)] = text
-        width = widget.content_size.width
-        same_height = (
-            old is not None
-            and width > 0
-            and len(old.wrap(self.app.console, width)) == len(text.wrap(self.app.console, width))
-        )
-        widget.update(text, layout=not same_height)
+        widget.update(text, layout=old is None or self._height(widget, old) != self._height(widget, text))
+
+    def _height(self, widget: Static, text: Text) -> int:
+        if text.no_wrap:
+            return text.plain.count("\n") + 1
+        return len(text.wrap(self.app.console, max(1, widget.content_size.width)))
 
     def _sort_key(self) -> Callable[[tuple[str, Session, float | None]], object]:
         mode = SORTS[self.sort_index]
@@ -207,7 +210,14 @@ class PostgresPanel(Panel):
 
     def _render_side(self, snap: PostgresSnapshot) -> None:
         if snap.lock_tree:
-            tree = Text("\n".join(lock_tree_lines(snap.lock_tree)), no_wrap=True, overflow="ellipsis")
+            lines = lock_tree_lines(snap.lock_tree)
+            if len(lines) > LOCK_LINES:
+                hidden = len(lines) - LOCK_LINES + 1
+                lines = [
+                    *lines[: LOCK_LINES - 1],
+                    f"… {hidden} more lines (the snapshot command prints them all)",
+                ]
+            tree = Text("\n".join(lines), no_wrap=True, overflow="ellipsis")
             self._show(self.locks, tree)
         else:
             self._show(self.locks, Text("no session is waiting on a lock", style="italic"))
