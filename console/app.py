@@ -30,7 +30,7 @@ from console.actions import Executor, Plan, RenderError, Result
 from console.audit import Journal, JournalError, record_breaches, timeline
 from console.config import Config, load_config
 from console.model import PrometheusSnapshot, Severity, Silence
-from console.poller import ConsoleState, Poller
+from console.poller import ConsoleState, Poller, next_delay
 from console.rules import Breach, State, silence_for
 from console.runbooks import Pack, RunbookSession, pack_for
 from console.sanitize import one_line
@@ -249,13 +249,14 @@ class ConsoleApp(App[int]):
         self.run_worker(self._poll(key), group=f"poll:{key}", exit_on_error=False, exclusive=False)
 
     async def _poll(self, key: str) -> None:
+        started = time.monotonic()
         try:
             snapshot = await self.poller.poll_source(key)
             self.render_state(self.poller.publish(snapshot))
             await self._journal_breaches()
         finally:
             self._inflight.discard(key)
-            self._schedule(key, self.poller.sources[key].interval)
+            self._schedule(key, next_delay(self.poller.sources[key].interval, time.monotonic() - started))
 
     def _schedule(self, key: str, delay: float) -> None:
         if timer := self._poll_timers.pop(key, None):

@@ -52,6 +52,16 @@ class ConsoleState:
         return good is None or now - good.taken_at > factor * interval
 
 
+def next_delay(interval: float, elapsed: float) -> float:
+    """Seconds to wait before a source's next poll, its last poll having taken ``elapsed``.
+
+    A refresh of 1 s means one poll a second: the wait is what is left of the interval. Polls
+    stay chained (the next is scheduled when the last finished, never on a fixed timer, so they
+    cannot pile up), and a poll slower than half the interval is followed by a pause of half
+    the interval, so a struggling server is never polled back to back."""
+    return max(interval - elapsed, interval / 2)
+
+
 def build_sources(config: Config) -> list[Source]:
     from console.sources.health import HealthSource
     from console.sources.postgres import PostgresSource
@@ -141,12 +151,14 @@ class Poller:
         async def loop(key: str) -> None:
             source = self.sources[key]
             while not stop.is_set():
+                started = time.monotonic()
                 state = self.publish(await self.poll_source(key))
                 result = on_state(state)
                 if asyncio.iscoroutine(result):
                     await result
+                delay = next_delay(source.interval * interval_scale, time.monotonic() - started)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=source.interval * interval_scale)
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
 
         await asyncio.gather(*(loop(key) for key in self.sources))
 
