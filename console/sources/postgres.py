@@ -2,7 +2,8 @@
 
 One dedicated asyncpg connection per source, on the caller's event loop (DESIGN.md section 2),
 opened with :func:`connect` like every other console connection. In steady state a refresh is
-ONE statement (CTEs + json_agg, one round trip with asyncpg's statement cache). What the role
+ONE statement (CTEs + json_agg, one round trip with asyncpg's statement cache); sessions come
+as one JSON text each, and a text seen in the last refresh is not parsed again. What the role
 may see and whether pg_stat_statements is usable are detected once per connection (and again
 every :data:`CAPABILITY_TTL` seconds); the statement text is then picked among constant texts.
 Values such as the console's own pids and the text cap are bind parameters, never spliced in.
@@ -311,7 +312,7 @@ waits_named AS (
     FROM waits w
 ),
 sessions AS (
-    SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
+    SELECT pg_catalog.array_agg(pg_catalog.json_build_object(
         'pid', s.pid, 'user', s.usename, 'database', s.datname, 'application', s.application_name,
         'client', s.client, 'state', s.state, 'wait_event_type', s.wait_event_type,
         'wait_event', s.wait_event, 'backend_type', s.backend_type,
@@ -326,7 +327,7 @@ sessions AS (
             'database', w.lock_db, 'page', w.page, 'tuple', w.tuple, 'xid', w.xid,
             'virtualxid', w.virtualxid, 'classid', w.classid, 'objid', w.objid,
             'objsubid', w.objsubid, 'since', w.since) END
-    ) ORDER BY s.pid) AS data
+    )::text ORDER BY s.pid) AS data
     FROM shown s LEFT JOIN waits_named w ON w.pid = s.pid
 ),
 counts AS (
@@ -661,6 +662,7 @@ class PostgresSource:
         self._conn: asyncpg.Connection | None = None
         self._caps: _Capabilities | None = None
         self._lock = asyncio.Lock()
+        self._known: dict[str, Session] = {}  # a session's JSON text -> its Session, last refresh
 
     def __repr__(self) -> str:
         return f"PostgresSource({self.key!r}, dsn={self.dsn!r})"
@@ -744,7 +746,7 @@ class PostgresSource:
 
     def _snapshot(self, row: asyncpg.Record, caps: _Capabilities, watch: Stopwatch) -> PostgresSnapshot:
         server_now = _num(row["server_now"])
-        sessions = tuple(_session(raw) for raw in _json(row["sessions"]) or () if isinstance(raw, dict))
+        sessions = self._sessions(row["sessions"] or ())
         counts = tuple(
             (one_line(pair[0], 40), _int(pair[1]))
             for pair in _json(row["counts"]) or ()
@@ -772,6 +774,24 @@ class PostgresSource:
             statements_status=caps.statements_status,
             notes=caps.notes,
         )
+
+    def _sessions(self, texts: Iterable[str]) -> tuple[Session, ...]:
+        """One JSON text per session: a session whose text is the same as in the last refresh
+        (most of them: idle sessions, long queries) is the same Session object, not parsed or
+        sanitised again."""
+        known, seen = self._known, {}
+        out = []
+        for text in texts:
+            session = known.get(text)
+            if session is None:
+                raw = json.loads(text)
+                if not isinstance(raw, dict):
+                    continue
+                session = _session(raw)
+            seen[text] = session
+            out.append(session)
+        self._known = seen
+        return tuple(out)
 
     def _drop(self) -> None:
         conn, self._conn, self._caps = self._conn, None, None
