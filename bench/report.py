@@ -385,11 +385,14 @@ def _method(result: dict, mode: dict) -> list[str]:
 
 def _history(history: list[dict]) -> list[str]:
     out = [
-        "## Runs so far (bench/runs/*.json, full mode)",
+        "## Runs so far (bench/runs/*.json): before and after the changes",
         "",
-        "| run | commit | load avg | CPU ms/refresh @1000 (ours / pg_activity) | server ms/refresh @1000 | "
-        "bytes/refresh idle | key p99 ms | refreshes @1000 | soak growth MB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "Every full run, and the quick runs kept with a label (`--label`). Each cell is "
+        "incident-console / pg_activity from the same run.",
+        "",
+        "| run | mode | commit | load avg | client CPU ms/refresh @1000 | server ms/refresh @1000 | "
+        "bytes/refresh idle | key p99 ms @1000 | refreshes @1000 in the window | soak growth MB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for h in history:
         runs = _runs(h)
@@ -399,7 +402,8 @@ def _history(history: list[dict]) -> list[str]:
         keys = {e["tool"]: key_stats(e) for e in h.get("keys", []) if "error" not in e}
         soak = soak_stats(h.get("soak", {}))
         out.append(
-            f"| {h.get('stamp', h['date'])} | `{h['commit']}` | {h['load_start'][0]:.2f} | "
+            f"| {h.get('stamp', h['date'])} | {h['mode']}{' ' + h['label'] if h.get('label') else ''} | "
+            f"`{h['commit']}` | {h['load_start'][0]:.2f} | "
             f"{_f(o.get('cpu_ms'))} / {_f(t.get('cpu_ms'))} | {_f(o.get('server_ms'), 2)} / {_f(t.get('server_ms'), 2)} | "
             f"{_f(o0.get('bytes'), 0)} / {_f(t0.get('bytes'), 0)} | "
             f"{_f(keys.get(OURS, {}).get('p99'), 0)} / {_f(keys.get(THEIRS, {}).get('p99'), 0)} | "

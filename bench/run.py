@@ -289,6 +289,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mode", choices=sorted(MODES), default="quick")
     parser.add_argument("--skip", default="", help="comma list of: tools,keys,paint,soak,scale")
+    parser.add_argument("--label", default="", help="also keep a quick run in bench/runs/, with this label")
     args = parser.parse_args()
     mode = MODES[args.mode]
     skip = set(filter(None, args.skip.split(",")))
@@ -296,6 +297,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="ic-bench-work-"))
     result: dict = {
         "mode": mode.name,
+        "label": args.label,
         "mode_settings": mode.__dict__,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         "stamp": time.strftime("%Y%m%d-%H%M%S", time.gmtime(started)),
@@ -352,18 +354,19 @@ def main() -> None:
 
 
 def write(result: dict) -> None:
-    if result["mode"] == "full":
-        runs = HERE / "runs"
+    runs = HERE / "runs"
+    if result["mode"] == "full" or result["label"]:
         runs.mkdir(exist_ok=True)
-        name = f"{result['stamp']}-{result['commit'].replace('+', '-')}.json"
+        label = f"-{result['label']}" if result["label"] else ""
+        name = f"{result['stamp']}-{result['commit'].replace('+', '-')}-{result['mode']}{label}.json"
         (runs / name).write_text(json.dumps(result, indent=1) + "\n")
-        history = [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))]
+    history = [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))]
+    if result["mode"] == "full":
         target = HERE / "RESULTS.md"
     else:
         out = HERE / ".quick"
         out.mkdir(exist_ok=True)
         (out / "last.json").write_text(json.dumps(result, indent=1) + "\n")
-        history = []
         target = out / "RESULTS.md"
     target.write_text(report.render(result, history))
     log(f"wrote {target.relative_to(HERE.parent)} in {result['elapsed_s']:.0f}s")

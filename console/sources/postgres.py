@@ -312,7 +312,7 @@ waits_named AS (
     FROM waits w
 ),
 sessions AS (
-    SELECT pg_catalog.array_agg(pg_catalog.json_build_object(
+    SELECT pg_catalog.string_agg(pg_catalog.json_build_object(
         'pid', s.pid, 'user', s.usename, 'database', s.datname, 'application', s.application_name,
         'client', s.client, 'state', s.state, 'wait_event_type', s.wait_event_type,
         'wait_event', s.wait_event, 'backend_type', s.backend_type,
@@ -327,7 +327,7 @@ sessions AS (
             'database', w.lock_db, 'page', w.page, 'tuple', w.tuple, 'xid', w.xid,
             'virtualxid', w.virtualxid, 'classid', w.classid, 'objid', w.objid,
             'objsubid', w.objsubid, 'since', w.since) END
-    )::text ORDER BY s.pid) AS data
+    )::text, E'\n' ORDER BY s.pid) AS data
     FROM shown s LEFT JOIN waits_named w ON w.pid = s.pid
 ),
 counts AS (
@@ -746,7 +746,9 @@ class PostgresSource:
 
     def _snapshot(self, row: asyncpg.Record, caps: _Capabilities, watch: Stopwatch) -> PostgresSnapshot:
         server_now = _num(row["server_now"])
-        sessions = self._sessions(row["sessions"] or ())
+        # One line per session (JSON text escapes newlines); one text value, so that it is
+        # decoded like every other text (lossy, see _decode_text).
+        sessions = self._sessions((row["sessions"] or "").split("\n"))
         counts = tuple(
             (one_line(pair[0], 40), _int(pair[1]))
             for pair in _json(row["counts"]) or ()
@@ -783,11 +785,13 @@ class PostgresSource:
         out = []
         for text in texts:
             session = known.get(text)
-            if session is None:
+            if session is None and text:
                 raw = json.loads(text)
                 if not isinstance(raw, dict):
                     continue
                 session = _session(raw)
+            if session is None:
+                continue
             seen[text] = session
             out.append(session)
         self._known = seen
