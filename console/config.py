@@ -83,6 +83,22 @@ HttpUrl = Annotated[str, BeforeValidator(lambda v: check_http_url(v) if isinstan
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    def __repr_args__(self) -> Any:
+        # repr() and rich's pretty printer (Textual's crash report shows every frame's locals)
+        # both read this: a config in a traceback must not print its DSNs, tokens and headers.
+        for name, value in super().__repr_args__():
+            yield name, _masked(self, name, value)
+
+
+def _masked(model: BaseModel, name: str | None, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    if name == "value" and getattr(model, "secret", False):
+        return redact.MASK
+    if name == "dsn":
+        return redact.dsn(value)
+    return redact.url(value) if "://" in value else redact.scrub(value)
+
 
 class Threshold(Model):
     """Levels on one measured value. ``direction: above`` breaches when value >= level."""

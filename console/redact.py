@@ -8,9 +8,10 @@ process-wide on purpose: an error message from any library may echo a secret bac
 
 from __future__ import annotations
 
+import base64
 import re
 import threading
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
 _SECRET_PARAM = re.compile(
@@ -23,18 +24,28 @@ _KV_PASSWORD = re.compile(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
+_generation = 0
 
 
 def register(*values: str | None) -> None:
     """Remember secret values so that :func:`scrub` masks them wherever they appear."""
-    global _pattern
+    global _pattern, _generation
     with _lock:
+        before = len(_secrets)
         for value in values:
             # One- and two-character "secrets" would mask half the screen; they are not secret.
             if value and len(value) >= 3:
                 _secrets.add(value)
+        if len(_secrets) == before:
+            return
         ordered = sorted(_secrets, key=len, reverse=True)
         _pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        _generation += 1
+
+
+def generation() -> int:
+    """Changes whenever a new secret is registered: a cache of scrubbed text keys on it."""
+    return _generation
 
 
 def registered() -> frozenset[str]:
@@ -50,14 +61,25 @@ def scrub(text: str) -> str:
 
 
 def secrets_in_url(value: str) -> list[str]:
-    """The password and secret-looking query values of a URL or DSN."""
+    """The password and secret-looking query values of a URL. A password also counts in its
+    decoded form and inside the Basic-auth header an HTTP client builds from it: a server that
+    echoes the header it got would otherwise show it (base64 is no mask)."""
+    return _url_secrets(value, basic=True)
+
+
+def _url_secrets(value: str, basic: bool) -> list[str]:
     try:
         parts = urlsplit(value)
-        found = [parts.password] if parts.password else []
+        found = []
+        if parts.password:
+            user, password = unquote(parts.username or ""), unquote(parts.password)
+            found += [parts.password, password]
+            if basic:
+                found.append(base64.b64encode(f"{user}:{password}".encode()).decode())
         found += [v for k, v in parse_qsl(parts.query, keep_blank_values=False) if _SECRET_PARAM.search(k)]
     except ValueError:
         return []
-    return [v for v in found if v]
+    return list(dict.fromkeys(v for v in found if v))
 
 
 def secrets_in_header(value: str) -> list[str]:
@@ -73,7 +95,7 @@ def secrets_in_header(value: str) -> list[str]:
 def secrets_in_dsn(value: str) -> list[str]:
     """Passwords in a libpq DSN, URL form (postgresql://u:p@h/db) or key=value form."""
     if "://" in value:
-        return secrets_in_url(value)
+        return _url_secrets(value, basic=False)  # libpq sends no Authorization header
     found = []
     for match in _KV_PASSWORD.finditer(value):
         raw = match.group(2)

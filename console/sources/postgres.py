@@ -470,18 +470,27 @@ async def _detect(conn: asyncpg.Connection) -> _Capabilities:
 
 # --- parsing -------------------------------------------------------------------------------
 
+
 # The same user, database, application and (idle) query texts come back every refresh:
-# sanitising them once is a measurable part of a refresh with hundreds of sessions.
-_one_line = lru_cache(maxsize=4096)(one_line)
-_clean = lru_cache(maxsize=1024)(clean)
+# sanitising them once is a measurable part of a refresh with hundreds of sessions. The console's
+# own secrets are masked too (a query text may carry its DSN); a newly registered secret changes
+# redact.generation(), so nothing cached before it is reused.
+@lru_cache(maxsize=4096)
+def _one_line(value: str, limit: int, generation: int) -> str:
+    return one_line(redact.scrub(value), limit)
+
+
+@lru_cache(maxsize=1024)
+def _clean(value: str, generation: int) -> str:
+    return clean(redact.scrub(value))
 
 
 def _text(value: Any, limit: int = 120) -> str:
-    return _one_line(value, limit) if isinstance(value, str) else one_line(value, limit)
+    return _one_line(value, limit, redact.generation()) if isinstance(value, str) else one_line(value, limit)
 
 
 def _query(value: Any) -> str:
-    return _clean(value) if isinstance(value, str) else clean(value)
+    return _clean(value, redact.generation()) if isinstance(value, str) else clean(value)
 
 
 def _num(value: Any) -> float | None:

@@ -62,7 +62,8 @@ from console.model import (
     Silence,
     SourceError,
 )
-from console.sanitize import clean, one_line
+from console.sanitize import clean as _clean
+from console.sanitize import one_line as _one_line
 from console.sources.base import (
     BodyTooLarge,
     Stopwatch,
@@ -84,6 +85,16 @@ WORD_LIMIT = 32  # states and health words
 USER_AGENT = "incident-console"
 
 T = TypeVar("T")
+
+
+# Every string from Prometheus and Alertmanager goes through these two: sanitised, and the
+# console's own secrets masked (a proxy, a scrape URL or an annotation may carry a token).
+def clean(value: object, limit: int = TEXT_LIMIT) -> str:
+    return _clean(redact.scrub(value) if isinstance(value, str) else value, limit)
+
+
+def one_line(value: object, limit: int = 120) -> str:
+    return _one_line(redact.scrub(value) if isinstance(value, str) else value, limit)
 
 
 class _Failed(Exception):
