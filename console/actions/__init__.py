@@ -1,0 +1,118 @@
+"""The one executor: every check and every action of the console runs through :class:`Executor`.
+
+Specs (what a runbook step, the sessions table or an alert ack asks for) are rendered with a
+:class:`Context` into a :class:`Plan`: exactly what will run, secrets masked, what to type to
+confirm. ``preview`` shows what an action would touch, ``dry_run`` validates it without effect,
+``execute`` runs it. The rules live here, not in the UI:
+
+- read-only (config, ``--read-only``, wall and web modes) refuses every action on every path;
+- confirmation: none for checks, yes/no (default No) for actions, the typed word for dangerous
+  ones and for every action in a production environment; a wrong word refuses;
+- single flight: a second action while one runs is answered "busy" and does nothing;
+- a timeout on everything (SQL also gets a server-side statement_timeout);
+- the journal line ``action.confirmed`` is fsynced before anything runs (or nothing runs), and
+  the result is fsynced before success is reported;
+- SQL values are bound parameters, never formatted into SQL text (which may not hold
+  ``{{variables}}``); argv runs without a shell; backends are signalled only when pid and
+  backend_start still match what the operator saw, in the same statement that signals them.
+
+Templates: ``{{name}}`` or ``{{name|fallback}}`` (fallback: another name, a number, or a
+'quoted literal'). Values from config variables and runbook text are trusted; values from
+backends (alert labels, health checks, sessions) are not: they are percent-encoded in URLs,
+refused in argv when they start with '-', escaped in PromQL, and bound in SQL.
+
+The package, in import order: ``templates`` (references and values), ``specs`` (the schema),
+``plans`` (plans, confirmations, results), ``expect`` (judging what a check saw), ``render``
+(spec -> plan), the runners ``sql``, ``httpcall`` (HTTP, silences, PromQL) and ``argv``, and
+``executor`` (the rules). Import from ``console.actions``.
+"""
+
+from __future__ import annotations
+
+from console.actions.executor import Executor
+from console.actions.plans import (
+    BODY_LIMIT,
+    OUTPUT_LIMIT,
+    PREVIEW_ROWS,
+    SENSITIVE_HEADERS,
+    SHOW_LINES,
+    Confirmation,
+    ConfirmMode,
+    ConfirmSpec,
+    Plan,
+    Preview,
+    Result,
+    Status,
+    Target,
+)
+from console.actions.specs import (
+    ACTION_KINDS,
+    ActionSpec,
+    ArgvAction,
+    CheckSpec,
+    Expect,
+    HttpAction,
+    HttpGet,
+    PromQuery,
+    Scalar,
+    SignalAction,
+    SilenceAction,
+    Spec,
+    SqlAction,
+    SqlPreview,
+    SqlQuery,
+    SqlText,
+)
+from console.actions.templates import (
+    MASK,
+    Context,
+    Ref,
+    RenderError,
+    TemplateError,
+    Value,
+    render_text,
+    template_names,
+    template_refs,
+)
+
+__all__ = [
+    "ACTION_KINDS",
+    "BODY_LIMIT",
+    "MASK",
+    "OUTPUT_LIMIT",
+    "PREVIEW_ROWS",
+    "SENSITIVE_HEADERS",
+    "SHOW_LINES",
+    "ActionSpec",
+    "ArgvAction",
+    "CheckSpec",
+    "ConfirmMode",
+    "ConfirmSpec",
+    "Confirmation",
+    "Context",
+    "Executor",
+    "Expect",
+    "HttpAction",
+    "HttpGet",
+    "Plan",
+    "Preview",
+    "PromQuery",
+    "Ref",
+    "RenderError",
+    "Result",
+    "Scalar",
+    "SignalAction",
+    "SilenceAction",
+    "Spec",
+    "SqlAction",
+    "SqlPreview",
+    "SqlQuery",
+    "SqlText",
+    "Status",
+    "Target",
+    "TemplateError",
+    "Value",
+    "render_text",
+    "template_names",
+    "template_refs",
+]

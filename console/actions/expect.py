@@ -1,0 +1,149 @@
+"""Expectations of a check: what was observed (rows, values, HTTP status and body) against
+``Expect``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from console.actions.plans import SHOW_LINES, Preview, Status, _Outcome
+from console.actions.specs import Expect
+from console.sanitize import one_line
+
+if TYPE_CHECKING:
+    pass
+
+
+@dataclass(slots=True)
+class _Observed:
+    rows: int | None = None
+    values: list[Any] | None = None
+    status: int | None = None
+    body: bytes = b""
+    content_type: str = ""
+
+
+def _first_column(rows: Sequence[asyncpg.Record]) -> list[Any]:
+    return [row[0] for row in rows if len(row)]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float | Decimal):
+        return float(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return None
+
+
+def _expect_status(expect: Expect, seen: _Observed) -> tuple[bool, str]:
+    if seen.status is None:
+        return True, ""
+    wanted = expect.status
+    ok = seen.status in wanted if wanted else 200 <= seen.status < 300
+    return ok, "" if ok else f"expected HTTP {', '.join(map(str, wanted)) if wanted else '2xx'}"
+
+
+def _json_path(doc: Any, path: str) -> Any:
+    for part in path.split("."):
+        if isinstance(doc, dict) and part in doc:
+            doc = doc[part]
+        elif isinstance(doc, list) and part.isdigit() and int(part) < len(doc):
+            doc = doc[int(part)]
+        else:
+            raise KeyError(path)
+    return doc
+
+
+def _expect_json(expect: Expect, seen: _Observed) -> tuple[bool, str]:
+    if not expect.json_:
+        return True, ""
+    try:
+        doc = json.loads(seen.body)
+    except ValueError:
+        return False, "the answer is not JSON"
+    for path, wanted in expect.json_.items():
+        try:
+            got = _json_path(doc, path)
+        except KeyError:
+            return False, f"no '{path}' in the answer"
+        if got != wanted:
+            return (
+                False,
+                f"{path} is {one_line(json.dumps(got), 60)}, expected {one_line(json.dumps(wanted), 60)}",
+            )
+    return True, ", ".join(f"{p} = {json.dumps(v)}" for p, v in expect.json_.items())
+
+
+def _expect_contains(expect: Expect, seen: _Observed) -> tuple[bool, str]:
+    if expect.contains is None:
+        return True, ""
+    ok = expect.contains in seen.body.decode("utf-8", "replace")
+    return ok, "" if ok else f"the answer does not contain '{one_line(expect.contains, 40)}'"
+
+
+def _expect_rows(expect: Expect, seen: _Observed) -> tuple[bool, str]:
+    if seen.rows is None:
+        return True, ""
+    if expect.max_rows is not None and seen.rows > expect.max_rows:
+        return False, f"{seen.rows} rows, expected at most {expect.max_rows}"
+    if expect.min_rows is not None and seen.rows < expect.min_rows:
+        return False, f"{seen.rows} rows, expected at least {expect.min_rows}"
+    return True, f"{seen.rows} row{'s' if seen.rows != 1 else ''}"
+
+
+def _expect_values(expect: Expect, seen: _Observed) -> tuple[bool, str]:
+    if expect.below is None and expect.above is None and expect.equals is None:
+        return True, ""
+    values = seen.values or []
+    if not values:
+        return expect.no_data == "pass", "no value" + ("" if expect.no_data == "pass" else " (no data)")
+    if expect.equals is not None:
+        got = values[0]
+        same = (
+            _number(got) == _number(expect.equals)
+            if _number(expect.equals) is not None
+            else str(got) == str(expect.equals)
+        )
+        if not same:
+            return False, f"value {one_line(str(got), 40)}, expected {expect.equals}"
+    numbers = [_number(v) for v in values]
+    if (expect.below is not None or expect.above is not None) and None in numbers:
+        return False, "a value is not a number"
+    for n in numbers:
+        if expect.below is not None and not n < expect.below:
+            return False, f"value {n:g}, expected below {expect.below:g}"
+        if expect.above is not None and not n > expect.above:
+            return False, f"value {n:g}, expected above {expect.above:g}"
+    worst = (
+        max(numbers)
+        if expect.below is not None
+        else (min(numbers) if numbers and None not in numbers else None)
+    )
+    return True, f"value {worst:g}" if isinstance(worst, float) else "value as expected"
+
+
+_EXPECTATIONS = (_expect_status, _expect_json, _expect_contains, _expect_rows, _expect_values)
+
+
+def _evaluate(expect: Expect, seen: _Observed) -> tuple[bool, str]:
+    notes = []
+    for rule in _EXPECTATIONS:
+        ok, why = rule(expect, seen)
+        if not ok:
+            return False, why
+        if why:
+            notes.append(why)
+    return True, "; ".join(notes) or "as expected"
+
+
+def _judge(expect: Expect, seen: _Observed, table: Preview) -> _Outcome:
+    passed, why = _evaluate(expect, seen)
+    return _Outcome(Status.SUCCEEDED if passed else Status.FAILED, why, table.lines()[:SHOW_LINES])

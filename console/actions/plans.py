@@ -1,0 +1,251 @@
+"""Plans (exactly what will run), confirmations, previews, results, and the executable forms the
+runners take (real values, never shown)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from console import redact
+from console.actions.specs import Expect, Scalar
+from console.actions.templates import MASK
+from console.audit import utc_iso
+from console.config import PostgresCluster
+from console.sanitize import one_line
+
+BODY_LIMIT = 256 * 1024  # bytes read from an HTTP answer
+OUTPUT_LIMIT = 256 * 1024  # bytes kept from a command's output
+SHOW_LINES = 40  # lines of output / rows a result keeps
+PREVIEW_ROWS = 200
+SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key", "x-auth-token"})
+
+
+# --- plans, confirmations, results ------------------------------------------------------------
+
+
+class ConfirmMode(StrEnum):
+    NONE = "none"
+    YES_NO = "yes/no"
+    TYPED = "typed"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmSpec:
+    """What the dialog asks. ``default`` is the answer Enter gives: always No."""
+
+    mode: ConfirmMode
+    expected: str = ""  # the word to type, for TYPED
+    prompt: str = ""
+    default: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """The operator's answer: ``Confirmation(yes=True)`` or ``Confirmation(typed="4242")``."""
+
+    yes: bool = False
+    typed: str | None = None
+
+    @property
+    def word(self) -> str:
+        return "typed" if self.typed is not None else ("yes" if self.yes else "no")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A session to signal, as the operator saw it."""
+
+    pid: int
+    backend_start: float
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What an action will touch: rows of a preview query (sanitised text), or a note."""
+
+    columns: tuple[str, ...] = ()
+    rows: tuple[tuple[str, ...], ...] = ()
+    note: str = ""
+    error: str = ""
+    truncated: bool = False
+
+    def lines(self) -> tuple[str, ...]:
+        if self.error:
+            return (f"preview failed: {self.error}",)
+        out = [self.note] if self.note else []
+        if self.columns:
+            out.append(" | ".join(self.columns))
+            out += [" | ".join(row) for row in self.rows]
+            if not self.rows:
+                out.append("(no rows)")
+            if self.truncated:
+                out.append(f"... first {len(self.rows)} rows shown")
+        return tuple(out)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """Exactly what will run, for the dialog and the journal. ``lines`` are masked, plain text
+    (render them as Text, never as markup). ``spec`` holds the real values and is never shown."""
+
+    id: str
+    kind: str  # sql | signal | http | argv | silence | sql check | promql check | http check
+    title: str
+    summary: str  # one line: "POST http://.../admin/restart"
+    lines: tuple[str, ...]
+    target: str  # what it acts on, in words
+    confirm: ConfirmSpec
+    dangerous: bool = False
+    timeout: float = 30.0
+    check: bool = False
+    runbook: str = ""
+    run: str = ""
+    step: str = ""
+    preview: Preview | None = None
+    targets: tuple[Target, ...] = ()
+    spec: Any = field(default=None, repr=False, compare=False)
+
+    def journal_fields(self) -> dict[str, Any]:
+        plan = {
+            "id": self.id,
+            "kind": self.kind,
+            "title": self.title,
+            "summary": self.summary,
+            "target": self.target,
+            "lines": list(self.lines),
+            "confirm": str(self.confirm.mode),
+            "timeout": self.timeout,
+        }
+        if self.targets:
+            plan["targets"] = [
+                {"pid": t.pid, "backend_start": utc_iso(t.backend_start)} for t in self.targets
+            ]
+        return {"runbook": self.runbook, "run": self.run, "step": self.step, "plan": plan}
+
+
+class Status(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+    BUSY = "busy"
+    DRY_RUN = "dry-run"
+    PASSED = "passed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
+    plan: Plan
+    status: Status
+    message: str  # one line
+    lines: tuple[str, ...] = ()
+    duration: float = 0.0
+    recorded: bool = True  # False: the journal could not be written after the action ran
+    data: Mapping[str, Any] = field(default_factory=dict)  # silence_id, ends_at, rows...
+    events: tuple[Mapping[str, Any], ...] = ()  # the journal records written for this call
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (Status.SUCCEEDED, Status.PASSED, Status.DRY_RUN)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    status: Status
+    message: str
+    lines: tuple[str, ...] = ()
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --- executable forms (real values) -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Sql:
+    cluster: PostgresCluster
+    statement: str
+    params: tuple[Scalar, ...]
+    preview: tuple[str, tuple[Scalar, ...]] | None = None
+    transaction: bool = True
+    read_only: bool = False
+    expect: Expect | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Signal:
+    cluster: PostgresCluster
+    signal: str
+    select: str | None
+    params: tuple[Scalar, ...]
+    confirm_override: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Http:
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: Any
+    verify: bool
+    expect: Expect | None
+    check: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Argv:
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Silence:
+    base: str
+    headers: Mapping[str, str]
+    verify: bool | str
+    matchers: Mapping[str, str]
+    duration: float
+    comment: str
+    expire: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Prom:
+    base: str
+    headers: Mapping[str, str]
+    verify: bool | str
+    query: str
+    expect: Expect
+
+
+@dataclass(frozen=True, slots=True)
+class _Rendered:
+    kind: str
+    summary: str
+    lines: tuple[str, ...]
+    target: str
+    spec: Any
+    word: str  # the default word to type
+
+
+def _quote_param(value: Scalar, shown: str | None = None) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return "'" + (shown if shown is not None else value).replace("'", "''") + "'"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _statement_lines(statement: str) -> list[str]:
+    return [line.rstrip() for line in statement.strip().splitlines()]
+
+
+def _show_header(name: str, shown: str) -> str:
+    return f"{name}: {MASK if name.lower() in SENSITIVE_HEADERS else shown}"
+
+
+def _body_lines(payload: bytes, limit: int = SHOW_LINES) -> tuple[str, ...]:
+    text = redact.scrub(payload.decode("utf-8", "replace"))
+    return tuple(one_line(line, 200) for line in text.splitlines()[:limit] if line.strip())
