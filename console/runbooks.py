@@ -289,6 +289,38 @@ def _template_problems(doc: Document, known: Collection[str] | None) -> list[Pro
     return problems
 
 
+_STEP_CHECKS = ("top level: duplicate step id", "top level: step ")
+
+
+def _step_problems(doc: Document) -> list[Problem]:
+    """Duplicate step ids and waits on unknown checks, at the step that has them (the model
+    validator can only say it about the whole file)."""
+    steps = doc.data.get("steps") if isinstance(doc.data, dict) else None
+    if not isinstance(steps, list):
+        return []
+    checks = {s.get("id") for s in steps if isinstance(s, dict) and s.get("check") is not None}
+    seen: dict[str, int] = {}
+    out = []
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict):
+            continue
+        step_id = step.get("id")
+        if isinstance(step_id, str) and step_id in seen:
+            out.append(
+                doc.problem(
+                    ("steps", i, "id"), f"duplicate step id '{step_id}' (also steps[{seen[step_id]}])"
+                )
+            )
+        elif isinstance(step_id, str):
+            seen[step_id] = i
+        wait = step.get("wait")
+        target = wait.get("check") if isinstance(wait, dict) else None
+        if isinstance(target, str) and target not in checks:
+            message = f"wait.check '{target}' is not a check step of this runbook"
+            out.append(doc.problem(("steps", i, "wait", "check"), message))
+    return out
+
+
 def load_pack(
     directory: Path, variables: Collection[str] | None = None, env: Mapping[str, str] | None = None
 ) -> tuple[Pack, list[Problem]]:
@@ -310,8 +342,11 @@ def load_pack(
         try:
             runbook = Runbook.model_validate(doc.data)
         except ValidationError as exc:
-            problems += problems_from_validation(exc, doc, Runbook)
-            problems += _template_problems(doc, variables)
+            positioned = _step_problems(doc)
+            found = problems_from_validation(exc, doc, Runbook)
+            if positioned:  # the model says it at the top level; these say it at the step
+                found = [p for p in found if not p.message.startswith(_STEP_CHECKS)]
+            problems += found + positioned + _template_problems(doc, variables)
             continue
         file_problems = _template_problems(doc, variables)
         if runbook.id in files:

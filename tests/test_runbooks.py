@@ -321,9 +321,9 @@ steps:
   - {id: s1, title: one, manual: {}}
   - {id: s1, title: two, manual: {}}
 """,
-        1,
-        1,
-        "top level: duplicate step id s1",
+        5,
+        10,
+        "duplicate step id 's1' (also steps[0])",
     ),
     "bad-template": (
         """\
@@ -346,9 +346,9 @@ title: Bad
 steps:
   - {id: s1, title: one, wait: {seconds: 5, check: nope}}
 """,
-        1,
-        1,
-        "top level: step s1: wait.check 'nope' is not a check step of this runbook",
+        4,
+        52,
+        "wait.check 'nope' is not a check step of this runbook",
     ),
 }
 
