@@ -16,6 +16,7 @@ from panels.health import HealthPanel
 from panels.help import HelpScreen
 from panels.postgres import PostgresPanel
 from tests import ui_data
+from tests.pilot import wait_for_screen
 from tests.ui_data import NOW
 
 
@@ -167,14 +168,14 @@ async def test_cancel_and_terminate_ask_first_and_default_to_cancel():
     async with app.run_test(size=(160, 48)) as pilot:
         await goto(pilot, app, PostgresPanel)
         await pilot.press("c")
-        assert isinstance(app.screen, ConfirmScreen)
-        assert app.screen.typed is None
-        assert app.screen.focused.id == "cancel"
+        dialog = await wait_for_screen(pilot, ConfirmScreen)
+        assert dialog.typed is None
+        assert dialog.focused.id == "cancel"
         await pilot.press("enter")  # Enter on a fresh dialog = Cancel
         assert not isinstance(app.screen, ConfirmScreen)
         await pilot.press("K")
-        dialog = app.screen
-        assert isinstance(dialog, ConfirmScreen) and dialog.typed == "4300"
+        dialog = await wait_for_screen(pilot, ConfirmScreen)
+        assert dialog.typed == "4300"
         await pilot.press("enter")  # nothing typed: refused, dialog stays
         assert app.screen is dialog
         await pilot.press(*"4301", "enter")  # a wrong pid: refused
@@ -188,7 +189,7 @@ async def test_production_makes_even_cancel_typed():
     async with app.run_test(size=(160, 48)) as pilot:
         await goto(pilot, app, PostgresPanel)
         await pilot.press("c")
-        assert isinstance(app.screen, ConfirmScreen) and app.screen.typed == "4300"
+        assert (await wait_for_screen(pilot, ConfirmScreen)).typed == "4300"
 
 
 async def test_read_only_and_wall_modes_offer_no_actions():

@@ -16,7 +16,8 @@ from console.config import load_config
 from panels.confirm import ConfirmScreen
 from panels.demo_menu import DemoMenu
 from panels.runbook import RunbookPicker, RunbookScreen
-from tests.test_ui_runbooks import goto_step, select_breach, wait_for
+from tests.pilot import wait_for
+from tests.test_ui_runbooks import goto_step, select_breach
 
 pytestmark = pytest.mark.slow
 

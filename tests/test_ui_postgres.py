@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from console.app import ConsoleApp
 from console.config import Config
 from panels.postgres import PostgresPanel
+from tests.pilot import wait_for
 
 HOSTILE = "[/foo] [@click=app.quit] [$accent]x[/] \x1b[31mred\x1b]0;title\x07 \u202eevil"
 
@@ -29,14 +29,6 @@ def config_for(server, **thresholds) -> Config:
     )
 
 
-async def wait_for(pilot, condition, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met on screen in time")
-        await pilot.pause(0.1)
-
-
 async def test_real_lock_chain_shows_as_a_tree_on_screen(pg_server, pg_lock_chain):
     chain = await pg_lock_chain()
     app = ConsoleApp(config_for(pg_server, waiting={"critical": 1}))
@@ -53,10 +45,15 @@ async def test_real_lock_chain_shows_as_a_tree_on_screen(pg_server, pg_lock_chai
         assert lines[root + 1].startswith(f"└─ pid {chain.second} ") and "waits ShareLock" in lines[root + 1]
         assert lines[root + 2].startswith(f"   └─ pid {chain.third} ") and "ExclusiveLock" in lines[root + 2]
         assert chain.table in lines[root + 1]
-        await pilot.pause()  # the new text's height is laid out on the next refresh
-        screen = app.export_screenshot()
-        assert f"pid&#160;{chain.second}" in screen or f"pid {chain.second}" in screen
-        assert any(b.id == "postgres.main.waiting" for b in app.state.breaches)
+        # the new text's height is laid out on a later refresh of a busy machine
+        await wait_for(
+            pilot,
+            lambda: any(f"pid{space}{chain.second}" in app.export_screenshot() for space in ("&#160;", " ")),
+            what="the tree on the screen",
+        )
+        await wait_for(
+            pilot, lambda: any(b.id == "postgres.main.waiting" for b in app.state.breaches), what="the breach"
+        )
         await chain.release()
         await wait_for(pilot, lambda: "no session is waiting on a lock" in tree_text())
 

@@ -4,8 +4,6 @@ t shows the timeline, and a Prometheus alert is acked as a real Alertmanager sil
 
 from __future__ import annotations
 
-import time
-
 from console.app import ConsoleApp
 from console.audit import Journal, read_journal
 from console.runbooks import StepState
@@ -14,17 +12,10 @@ from panels.confirm import ConfirmScreen
 from panels.runbook import NoteScreen, RunbookPicker, RunbookScreen
 from panels.timeline import TimelineScreen
 from tests import ui_data
+from tests.pilot import wait_for
 from tests.test_ui import make_app, panel
 
 STAGING = {"name": "staging", "production": False}
-
-
-async def wait_for(pilot, condition, timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not met in time")
-        await pilot.pause(0.05)
 
 
 def events(path) -> list[str]:
