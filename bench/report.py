@@ -123,6 +123,9 @@ def render(result: dict, history: list[dict]) -> str:
     lines += _memory(result)
     lines += _scale(result)
     lines += _method(result, mode)
+    before = _before_run(history, result)
+    if before is not None:
+        lines += _before_after(before, result)
     if history:
         lines += _history(history)
     if CHANGES.exists():
@@ -409,4 +412,81 @@ def _history(history: list[dict]) -> list[str]:
             f"{_f(keys.get(OURS, {}).get('p99'), 0)} / {_f(keys.get(THEIRS, {}).get('p99'), 0)} | "
             f"{o.get('refreshes', '—')} / {t.get('refreshes', '—')} | {_f(soak.get('growth'), 2)} |"
         )
+    return [*out, ""]
+
+
+def _figures(run: dict) -> dict[str, float | None]:
+    """The target figures of one run (as in the targets table), for before/after."""
+    runs = _runs(run)
+    big = max((n for n, _ in runs), default=0)
+    o, t = per_refresh(runs.get((big, OURS), {})), per_refresh(runs.get((big, THEIRS), {}))
+    o0, t0 = per_refresh(runs.get((0, OURS), {})), per_refresh(runs.get((0, THEIRS), {}))
+    keys = {e["tool"]: key_stats(e) for e in run.get("keys", []) if "error" not in e}
+    paints = _paint_values(run, OURS, big)
+    soak = soak_stats(run.get("soak", {}))
+    ours_stmts = [per_refresh(r).get("statements") for (n, tool), r in sorted(runs.items()) if tool == OURS]
+    return {
+        "statements": max((s for s in ours_stmts if s is not None), default=None),
+        "server_ms": o.get("server_ms"),
+        "server_ratio": o["server_ms"] / t["server_ms"]
+        if o.get("server_ms") is not None and t.get("server_ms")
+        else None,
+        "cpu_ms": o.get("cpu_ms"),
+        "cpu_ratio": o["cpu_ms"] / t["cpu_ms"] if o.get("cpu_ms") is not None and t.get("cpu_ms") else None,
+        "refreshes": o.get("refreshes"),
+        "window": o.get("window"),
+        "bytes_idle": o0.get("bytes"),
+        "bytes_ratio": o0["bytes"] / t0["bytes"] if o0.get("bytes") is not None and t0.get("bytes") else None,
+        "key_p50": keys.get(OURS, {}).get("p50"),
+        "key_p99": keys.get(OURS, {}).get("p99"),
+        "pga_key_p99": keys.get(THEIRS, {}).get("p99"),
+        "paint": statistics.median(paints) if paints else None,
+        "soak_growth": soak.get("growth"),
+        "soak_cycles": soak.get("cycles"),
+    }
+
+
+def _before_run(history: list[dict], result: dict) -> dict | None:
+    """The run the changes are measured against: the first kept run labelled 'before'."""
+    for run in history:
+        if run.get("label", "").startswith("before") and run.get("stamp") != result.get("stamp"):
+            return run
+    return None
+
+
+def _before_after(before: dict, after: dict) -> list[str]:
+    b, a = _figures(before), _figures(after)
+
+    def name(run: dict) -> str:
+        load = f"load avg {run['load_start'][0]:.2f} -> {run['load_end'][0]:.2f}"
+        return f"{run['stamp']}, {run['mode']} mode, `{run['commit']}`, {load}"
+
+    rows = [
+        ("statements per refresh (worst shape)", "statements", 2, ""),
+        ("server time per refresh at 1000 sessions, ms", "server_ms", 1, ""),
+        ("· as a share of pg_activity's (target <= 0.50)", "server_ratio", 2, "×"),
+        ("client CPU per refresh at 1000 sessions, ms", "cpu_ms", 1, ""),
+        ("· as a share of pg_activity's (target <= 0.50)", "cpu_ratio", 2, "×"),
+        ("refreshes in the window at 1000 sessions", "refreshes", 0, ""),
+        ("terminal bytes per refresh, idle server", "bytes_idle", 0, ""),
+        ("· as a share of pg_activity's (target <= 0.25)", "bytes_ratio", 2, "×"),
+        ("key press to repaint p50 at 1000 sessions, ms", "key_p50", 0, ""),
+        ("key press to repaint p99 at 1000 sessions, ms (target < 100)", "key_p99", 0, ""),
+        ("· pg_activity's key p99 in the same run, ms", "pga_key_p99", 0, ""),
+        ("first paint with data, median, s (target < 1.5)", "paint", 2, ""),
+        ("engine RSS growth over the soak, MB (target < 5 over 10,000)", "soak_growth", 2, ""),
+        ("· soak cycles", "soak_cycles", 0, ""),
+    ]
+    out = [
+        "## Before and after the changes",
+        "",
+        f"Both columns are read from bench/runs/*.json. Before: {name(before)}. "
+        f"After: {name(after)}. A quick run has 8 s windows and 30 key presses, a full run "
+        "20 s and 120; figures under a higher load average are noisier (latencies most).",
+        "",
+        "| figure | before | after |",
+        "|---|---:|---:|",
+    ]
+    for label, key, digits, unit in rows:
+        out.append(f"| {label} | {_f(b.get(key), digits, unit)} | {_f(a.get(key), digits, unit)} |")
     return [*out, ""]

@@ -133,6 +133,7 @@ def key_latency(tool: tools.Tool, presses: int, seed: int) -> dict:
         if tool.name == "incident-console":  # the Postgres panel gets the keys: tab to it
             process.send(b"\t")
             time.sleep(0.5)
+        load0 = loadavg()
         for i in range(presses):
             key, marker = tool.keys[i % 2]
             if marker in process.text():  # the view already shows it: press the other key first
@@ -144,7 +145,8 @@ def key_latency(tool: tools.Tool, presses: int, seed: int) -> dict:
             else:
                 latencies.append((seen - sent) * 1000)
             time.sleep(rng.uniform(0.2, 0.6))  # presses land at every phase of the refresh
-        return {"tool": tool.name, "latencies_ms": latencies, "timeouts": timeouts, "presses": presses}
+        return {"tool": tool.name, "latencies_ms": latencies, "timeouts": timeouts, "presses": presses,
+                "load": [load0[0], loadavg()[0]]}  # fmt: skip
     finally:
         process.stop(tool.quit_keys)
 

@@ -260,9 +260,13 @@ class LockNode:
     children: tuple[LockNode, ...] = ()
 
     def walk(self, depth: int = 0):
-        yield depth, self
-        for child in self.children:
-            yield from child.walk(depth + 1)
+        """(depth, node) in pre-order. Iterative: a chain of nested ``yield from`` costs its
+        depth for every node, and a lock chain can be hundreds deep."""
+        stack = [(depth, self)]
+        while stack:
+            at, node = stack.pop()
+            yield at, node
+            stack.extend((at + 1, child) for child in reversed(node.children))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

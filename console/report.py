@@ -106,11 +106,15 @@ def _prometheus_lines(s: PrometheusSnapshot, now: float) -> list[str]:
     return lines
 
 
-def lock_tree_lines(roots: tuple[LockNode, ...], indent: str = "") -> list[str]:
-    """The blocking tree as text lines: root blocker, then its waiters, nested."""
-    lines = []
+def lock_tree_lines(roots: tuple[LockNode, ...], indent: str = "", limit: int | None = None) -> list[str]:
+    """The blocking tree as text lines: root blocker, then its waiters, nested; only the first
+    ``limit`` lines when given (the screen's cut: formatting every line of a 2000-node tree
+    cost more than the rest of a refresh)."""
+    lines: list[str] = []
     for root in roots:
         for depth, node in root.walk():
+            if limit is not None and len(lines) >= limit:
+                return lines
             prefix = indent + ("   " * (depth - 1) + "└─ " if depth else "")
             if node.lock is None:
                 what = f"holds locks, {node.state}"

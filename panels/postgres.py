@@ -92,6 +92,8 @@ class PostgresPanel(Panel):
         # one refresh to the next, and 1000 rows of 9 Text cells cost more than comparing them.
         self._cell_cache: dict[str, tuple[Session, list[Text]]] = {}
         self._cached_for: PostgresSnapshot | None = None
+        self._built: list[tuple[str, Session, float | None, list[Text]]] = []
+        self._sorted: tuple[int, list[tuple[str, Session, list[Text]]]] | None = None
         self._shown: dict[int, Text] = {}  # id(widget) -> the Text it shows
         self._previous: PostgresSnapshot | None = None
         self._tps: float | None = None
@@ -133,42 +135,47 @@ class PostgresPanel(Panel):
     def _render_sessions(self, snap: PostgresSnapshot) -> None:
         keep = FILTERS[self.filter_name]
         needle = self.text_filter.lower()
-        rows = []
-        for session in snap.sessions:
-            if not keep(session):
-                continue
-            if (
-                needle
-                and needle
-                not in " ".join(
-                    (
-                        str(session.pid),
-                        session.user,
-                        session.database,
-                        session.application,
-                        session.state,
-                        session.query,
-                    )
-                ).lower()
-            ):
-                continue
-            rows.append((session_key(session), session, session_duration(snap, session)))
-        rows.sort(key=self._sort_key())
+        rows = [
+            row
+            for row in self._sorted_rows(snap)
+            if keep(row[1]) and (not needle or needle in self._haystack(row[1]))
+        ]
         self._sessions = {key: session for key, session, _ in rows}
-        cache = self._cell_cache
-        if snap is not self._cached_for:  # forget sessions that are gone (not those filtered out)
+        self.sessions.sync([(key, cells) for key, _, cells in rows])
+
+    @staticmethod
+    def _haystack(session: Session) -> str:
+        fields = (str(session.pid), session.user, session.database, session.application, session.state)
+        return " ".join((*fields, session.query)).lower()
+
+    def _sorted_rows(self, snap: PostgresSnapshot) -> list[tuple[str, Session, list[Text]]]:
+        """Every session's row (key, session, cells) in the current sort order, built once per
+        snapshot and sort: a filter key then only picks rows, and passes the table the same
+        cell lists, which it knows unchanged by identity (a key press at 1000 sessions must not
+        rebuild 1000 rows)."""
+        if snap is not self._cached_for:
             self._cached_for = snap
-            live = {session_key(s) for s in snap.sessions}
-            self._cell_cache = cache = {k: v for k, v in cache.items() if k in live}
-        table = []
-        for key, session, duration in rows:
-            cached = cache.get(key)
-            if cached is None or cached[0] != session:
-                cached = cache[key] = (session, self._cells(session, None))
-            cells = list(cached[1])
-            cells[DURATION] = Text("" if duration is None else format_duration(duration))
-            table.append((key, cells))
-        self.sessions.sync(table)
+            self._sorted = None
+            cache, fresh = self._cell_cache, {}
+            durations: dict[str, Text] = {}
+            built = []
+            for session in snap.sessions:
+                key = session_key(session)
+                cached = cache.get(key)
+                if cached is None or (cached[0] is not session and cached[0] != session):
+                    cached = (session, self._cells(session, None))
+                fresh[key] = cached  # sessions that are gone are forgotten
+                duration = session_duration(snap, session)
+                shown = "" if duration is None else format_duration(duration)
+                cells = list(cached[1])
+                cells[DURATION] = durations.get(shown) or durations.setdefault(shown, Text(shown))
+                built.append((key, session, duration, cells))
+            self._cell_cache = fresh
+            self._built = built
+        if self._sorted is None or self._sorted[0] != self.sort_index:
+            ordered = sorted(self._built, key=self._sort_key())
+            self._sorted = (self.sort_index, [(key, s, cells) for key, s, _, cells in ordered])
+        return self._sorted[1]
 
     def _show(self, widget: Static, text: Text) -> None:
         """Update a Static only when its text changed, and re-lay out the screen only when its
@@ -184,7 +191,7 @@ class PostgresPanel(Panel):
             return text.plain.count("\n") + 1
         return len(text.wrap(self.app.console, max(1, widget.content_size.width)))
 
-    def _sort_key(self) -> Callable[[tuple[str, Session, float | None]], object]:
+    def _sort_key(self) -> Callable[[tuple[str, Session, float | None, list[Text]]], object]:
         mode = SORTS[self.sort_index]
         if mode.startswith("duration"):
             sign = -1 if mode == "duration ↓" else 1
@@ -210,9 +217,10 @@ class PostgresPanel(Panel):
 
     def _render_side(self, snap: PostgresSnapshot) -> None:
         if snap.lock_tree:
-            lines = lock_tree_lines(snap.lock_tree)
+            lines = lock_tree_lines(snap.lock_tree, limit=LOCK_LINES + 1)
             if len(lines) > LOCK_LINES:
-                hidden = len(lines) - LOCK_LINES + 1
+                total = sum(1 for root in snap.lock_tree for _ in root.walk())  # a line per node
+                hidden = total - LOCK_LINES + 1
                 lines = [
                     *lines[: LOCK_LINES - 1],
                     f"… {hidden} more lines (the snapshot command prints them all)",

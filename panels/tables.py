@@ -15,13 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual._two_way_dict import TwoWayDict
+from textual._types import SegmentLines
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 from textual.widgets.data_table import Row as TableRow
 
 Row = tuple[str, Sequence[Text]]  # (row key, one Text per column)
+PARKED_ROWS = 5000  # rows kept off the table for a filter to bring back, at most
 
 
 class KeyedTable(DataTable):
@@ -36,7 +40,14 @@ class KeyedTable(DataTable):
         kwargs.setdefault("zebra_stripes", False)
         super().__init__(**kwargs)
         self._column_spec = list(columns)
-        self._plain: dict[str, tuple[str, ...]] = {}  # row key -> plain text of its cells
+        # Row key -> the cells object last synced: the same object again is unchanged, without
+        # comparing its texts (a panel that re-filters the same snapshot passes the same rows).
+        self._given: dict[str, Sequence[Text]] = {}
+        # See _render_cell: (cell, drawing state) -> (the cell, its lines by (row, column)).
+        self._cell_lines: dict[tuple, tuple[object, dict[tuple[int, int], SegmentLines]]] = {}
+        # Rows a sync took off the table: key -> (cells by column, the cells given).
+        self._parked: dict[str, tuple[dict, Sequence[Text] | None]] = {}
+        self._row_keys: dict[str, RowKey] = {}  # one RowKey per key (TwoWayDict rebuilds hash them)
         self._order: list[str] = []
 
     def on_mount(self) -> None:
@@ -56,50 +67,77 @@ class KeyedTable(DataTable):
     def sync(self, rows: Sequence[Row]) -> None:
         # A duplicate key would corrupt DataTable's row locations and crash the app on the next
         # repaint: the first row of a key wins (callers make keys unique; this is the backstop).
-        first: dict[str, Row] = {}
+        first: dict[str, Sequence[Text]] = {}
         for key, cells in rows:
-            first.setdefault(key, (key, cells))
-        rows = list(first.values())
+            first.setdefault(key, cells)
         selected = self.selected_key
-        wanted = {key for key, _ in rows}
         ordered = self.ordered_columns
         columns = [column.key for column in ordered]
         structure = False  # rows added or removed
         wider = False  # a cell grew past its column's width
         changed: list[str] = []  # rows that stay, with at least one new cell
-        for key in [k for k in self._plain if k not in wanted]:
-            row_key = RowKey(key)
-            del self.rows[row_key], self._data[row_key], self._plain[key]
+        table, given, parked, row_keys = self._data, self._given, self._parked, self._row_keys
+        gone = [key for key in self._order if key not in first]
+        if len(parked) + len(gone) > PARKED_ROWS:
+            parked.clear()
+        for key in gone:
+            # Parked, not dropped: a filter that hides 900 rows and shows them again must not
+            # build and measure 900 rows anew.
+            row_key = row_keys[key]
+            del self.rows[row_key]
+            parked[key] = (table.pop(row_key), given.pop(key, None))
             structure = True
-        for key, cells in rows:
-            plain = tuple(cell.plain for cell in cells)
-            previous = self._plain.get(key)
-            if previous is None:
-                row_key = RowKey(key)
-                self._data[row_key] = dict(zip(columns, cells, strict=True))
+        for key, cells in first.items():
+            if given.get(key) is cells:  # the very same row as last time
+                continue
+            row_key = row_keys.get(key) or row_keys.setdefault(key, RowKey(key))
+            data = table.get(row_key)
+            if data is None:  # a row (back) on the table
                 self.rows[row_key] = TableRow(row_key, 1)
-                # Measured here (one-line Text: its cell length), not by DataTable on idle,
-                # which renders each new cell through the console to measure it.
-                for column, cell in zip(ordered, cells, strict=True):
-                    if cell.cell_len > column.content_width:
-                        column.content_width = cell.cell_len
                 structure = True
-            elif previous != plain:
-                data = self._data[RowKey(key)]
-                for column, cell, old, new in zip(ordered, cells, previous, plain, strict=True):
-                    if old != new:
-                        data[column.key] = cell
-                        # Grow only: DataTable's update_width shrinks by measuring the whole
-                        # column again, for each cell, which is quadratic in the row count.
+                back = parked.pop(key, None)
+                if back is not None:
+                    data, was = back
+                    table[row_key] = data
+                    if was is cells:
+                        given[key] = cells
+                        continue
+                    if was is not None:
+                        given[key] = was
+                else:
+                    given[key] = cells
+                    table[row_key] = dict(zip(columns, cells, strict=True))
+                    # Measured here (one-line Text: its cell length), not by DataTable on idle,
+                    # which renders each new cell through the console to measure it.
+                    for column, cell in zip(ordered, cells, strict=True):
                         if cell.cell_len > column.content_width:
                             column.content_width = cell.cell_len
-                            wider = True
+                    continue
+            # What is shown, cell by cell: the cells last given for the row (a shown cell has
+            # their text), or the table's own cells after an update_cell.
+            before = given.get(key) or [data[column] for column in columns]
+            given[key] = cells
+            new = False
+            for column, cell, old in zip(ordered, cells, before, strict=True):
+                # The same Text object is the same cell (callers reuse the cells of what did
+                # not change); else the text decides, as before.
+                if old is cell or old.plain == cell.plain:
+                    continue
+                data[column.key] = cell
+                new = True
+                # Grow only: DataTable's update_width shrinks by measuring the whole column
+                # again, for each cell, which is quadratic in the row count.
+                if cell.cell_len > column.content_width:
+                    column.content_width = cell.cell_len
+                    wider = True
+            if new:
                 changed.append(key)
-            self._plain[key] = plain
-        order = [key for key, _ in rows]
+        if len(row_keys) > len(first) + len(parked) + PARKED_ROWS:
+            self._row_keys = row_keys = {k: row_keys[k] for k in (*first, *parked)}
+        order = list(first)
         if structure or wider or order != self._order:
             # What DataTable.sort() does internally, with the caller's order.
-            self._row_locations = TwoWayDict({RowKey(key): index for index, key in enumerate(order)})
+            self._row_locations = TwoWayDict({row_keys[key]: index for index, key in enumerate(order)})
             self._order = order
             self._update_count += 1
             if structure or wider:
@@ -110,12 +148,72 @@ class KeyedTable(DataTable):
             self.refresh(layout=structure or wider)
         elif changed:
             self._update_count += 1  # the render caches are keyed by it
-            for key in changed:
-                self.refresh_row(self._row_locations.get(RowKey(key)))
-        if selected is not None and selected in self._plain:
-            index = self._row_locations.get(RowKey(selected))
+            self._refresh_rows([self._row_locations.get(row_keys[key]) for key in changed])
+        if selected is not None and selected in first:
+            index = self._row_locations.get(row_keys[selected])
             if index != self.cursor_row:
                 self.move_cursor(row=index, animate=False, scroll=False)
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> SegmentLines:
+        """DataTable caches a rendered cell under ``_update_count``, which every change bumps:
+        one changed cell (a duration, each refresh) re-rendered every cell on screen through
+        rich, and a filter key all of them. Here a cell's lines are kept by the Text object
+        itself (rows hold fresh Texts on change) and its drawing state; only the row/column
+        meta of its styles (what a mouse click reads) is set for where it is drawn now."""
+        if row_index < max(0, self.fixed_rows) or column_index < max(0, self.fixed_columns):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        value = self._data[self._row_locations.get_key(row_index)].get(
+            self._column_locations.get_key(column_index)
+        )
+        key = (id(value), base_style, width, cursor, hover, self._show_hover_cursor,
+               self._pseudo_class_state, self.show_cursor, self.cursor_type, self.cell_padding)  # fmt: skip
+        at = (row_index, column_index)
+        hit = self._cell_lines.get(key)
+        if hit is not None and hit[0] is value:
+            placed = hit[1]
+            lines = placed.get(at)
+            if lines is None:
+                meta = Style.from_meta({"row": row_index, "column": column_index})
+                lines = placed[at] = [
+                    [Segment(text, meta if style is None else style + meta, control) for text, style, control in line]
+                    for line in next(iter(placed.values()))
+                ]  # fmt: skip
+            return lines
+        lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        if len(self._cell_lines) > 20_000:
+            self._cell_lines.clear()
+        self._cell_lines[key] = (value, {at: lines})
+        return lines
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._cell_lines.clear()
+
+    def _clear_caches(self) -> None:
+        super()._clear_caches()
+        self._cell_lines.clear()
+
+    def _refresh_rows(self, indexes: list[int]) -> None:
+        """Redraw the rows at these indexes that are on screen. A row scrolled out of view is
+        drawn afresh when it scrolls in (the line caches are keyed by ``_update_count``), and
+        DataTable.refresh_row is linear in the row index: 1000 changed rows (every session's
+        duration, each refresh) cost a quadratic ~0.3 s per refresh."""
+        top = int(self.scroll_y)
+        bottom = top + self.size.height  # every row is one line high; the header only hides more
+        visible = [index for index in indexes if top <= index <= bottom]
+        if len(visible) > 4:
+            self.refresh()  # the widget's visible region, once
+        else:
+            for index in visible:
+                self.refresh_row(index)
 
     def update_cell(
         self,
@@ -143,11 +241,7 @@ class KeyedTable(DataTable):
         ):
             return
         data[column_key] = value
-        plain = self._plain.get(row_key.value)
-        if plain is not None:
-            position = next(i for i, c in enumerate(self.ordered_columns) if c.key == column_key)
-            text = value.plain if isinstance(value, Text) else str(value)
-            self._plain[row_key.value] = (*plain[:position], text, *plain[position + 1 :])
+        self._given.pop(row_key.value, None)
         self._update_count += 1
         width = value.cell_len if isinstance(value, Text) else len(str(value))
         if update_width and width > column.content_width:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import App
 from textual.geometry import Region
+from textual.widgets import DataTable
 
 from panels.tables import KeyedTable
 
@@ -104,3 +105,61 @@ async def test_update_cell_redraws_one_row_and_only_on_change():
         refreshed.clear()
         table.sync(rows(range(20)))  # sync knows the cell changed: it puts "1s" back
         assert str(table.get_row("5")[1]) == "1s" and len(refreshed) == 1
+
+
+async def test_a_change_on_every_row_redraws_the_table_once():
+    """Each refresh every session's duration changes: one redraw of what is on screen, not a
+    refresh per row (DataTable.refresh_row is linear in the index: quadratic over 1000 rows)."""
+    app = One()
+    async with app.run_test(size=(60, 20)) as pilot:
+        table = app.query_one(KeyedTable)
+        table.sync(rows(range(1000)))
+        await pilot.pause()
+        refreshed: list[tuple[Region, ...]] = []
+        original = table.refresh
+
+        def spy(*regions, **kwargs):
+            refreshed.append(regions)
+            return original(*regions, **kwargs)
+
+        table.refresh = spy
+        table.sync(rows(range(1000), age="2s"))
+        assert refreshed == [()]
+        await pilot.pause()
+        assert str(table.get_row("999")[1]) == "2s"
+        assert "2s" in app.export_screenshot().replace("&#160;", " ")
+
+
+async def test_rows_filtered_out_and_back_are_not_rendered_again_and_clicks_find_their_row(monkeypatch):
+    """A filter key hides 990 rows and shows them again with the same cells: they come back
+    without new work, and a cell drawn at another row still tells a click which row it is."""
+    app = One()
+    async with app.run_test(size=(60, 20)) as pilot:
+        table = app.query_one(KeyedTable)
+        everything = rows(range(1000))
+        table.sync(everything)
+        await pilot.pause()
+        renders: list[tuple[int, int]] = []
+        original = DataTable._render_cell
+
+        def counting(self, row_index, column_index, *args, **kwargs):
+            renders.append((row_index, column_index))
+            return original(self, row_index, column_index, *args, **kwargs)
+
+        monkeypatch.setattr(DataTable, "_render_cell", counting)
+        table.sync(everything[::100])
+        await pilot.pause()
+        assert shown(table) == [str(p) for p in range(0, 1000, 100)]
+        renders.clear()
+        table.sync(everything)  # back, the very same cells
+        await pilot.pause()
+        assert [r for r in renders if r[0] >= 0] == []  # no body cell went through rich again
+        assert shown(table)[:3] == ["0", "1", "2"]
+
+        table.sync(everything[::-1])  # the same cells, other rows: drawn from what was rendered
+        await pilot.pause()
+        table.scroll_to(y=500, animate=False)
+        await pilot.pause()
+        await pilot.click(KeyedTable, offset=(2, 4))  # the header is line 0: the 4th row shown
+        await pilot.pause()
+        assert table.cursor_row == 503 and table.selected_key == str(999 - 503)

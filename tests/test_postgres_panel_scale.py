@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from console.model import LockWait
+from console.report import lock_tree_lines
 from console.sources.postgres import build_lock_tree
 from panels.postgres import LOCK_LINES, PostgresPanel
 from tests import ui_data
@@ -46,3 +47,42 @@ async def test_a_huge_lock_tree_is_cut_for_the_screen_and_filters_switch_fast():
         await pilot.press("e")
         await pilot.pause()
         assert pg.sessions.row_count == 1000
+
+
+async def test_a_filter_key_rebuilds_no_row_of_the_same_snapshot(monkeypatch):
+    """Rows are built once per snapshot: a key press only picks and orders them (at 1000
+    sessions it rebuilt 1000 rows and their durations on every key)."""
+    import panels.postgres
+
+    app = make_app()
+    snapshot = big_snapshot()
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.render_state(app.poller.publish(snapshot))
+        await pilot.pause()
+        pg = panel(app, PostgresPanel)
+        await goto(pilot, app, PostgresPanel)
+        built: list[float] = []
+        original = panels.postgres.format_duration
+        monkeypatch.setattr(panels.postgres, "format_duration", lambda s: built.append(s) or original(s))
+        for key, count in (("w", 99), ("e", 1000), ("s", 1000), ("w", 99)):
+            await pilot.press(key)
+            await pilot.pause()
+            assert pg.sessions.row_count == count
+        assert built == []
+        # The 2nd sort (duration ascending) orders the waiters: the shortest wait first.
+        first = pg.sessions.coordinate_to_cell_key((0, 0)).row_key.value
+        assert first.startswith("20060:")
+        later = dataclasses.replace(
+            snapshot, taken_at=snapshot.taken_at + 5, server_now=snapshot.server_now + 5
+        )
+        app.render_state(app.poller.publish(later))
+        await pilot.pause()
+        assert len(built) == len(snapshot.sessions)  # a new snapshot: its durations, once
+
+
+def test_lock_tree_lines_can_stop_at_a_limit():
+    tree = big_snapshot().lock_tree
+    every = lock_tree_lines(tree)
+    assert len(every) > 1000
+    assert lock_tree_lines(tree, limit=LOCK_LINES) == every[:LOCK_LINES]
+    assert lock_tree_lines(tree, indent="  ", limit=3) == lock_tree_lines(tree, indent="  ")[:3]
