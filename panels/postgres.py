@@ -43,6 +43,7 @@ SORTS = ("duration ↓", "duration ↑", "pid", "user", "state")
 #: waiter blocked by several sessions appears under each, and 100 waiters made 2000 lines whose
 #: layout cost more than the rest of a refresh.
 LOCK_LINES = 60
+TEXT_CACHE = 20_000  # distinct cell texts kept for reuse (see PostgresPanel._text)
 DURATION = next(i for i, (key, _) in enumerate(SESSION_COLUMNS) if key == "duration")
 
 
@@ -94,6 +95,7 @@ class PostgresPanel(Panel):
         self._cached_for: PostgresSnapshot | None = None
         self._built: list[tuple[str, Session, float | None, list[Text]]] = []
         self._sorted: tuple[int, list[tuple[str, Session, list[Text]]]] | None = None
+        self._texts: dict[tuple, Text] = {}  # see _text
         self._shown: dict[int, Text] = {}  # id(widget) -> the Text it shows
         self._previous: PostgresSnapshot | None = None
         self._tps: float | None = None
@@ -157,7 +159,6 @@ class PostgresPanel(Panel):
             self._cached_for = snap
             self._sorted = None
             cache, fresh = self._cell_cache, {}
-            durations: dict[str, Text] = {}
             built = []
             for session in snap.sessions:
                 key = session_key(session)
@@ -168,7 +169,7 @@ class PostgresPanel(Panel):
                 duration = session_duration(snap, session)
                 shown = "" if duration is None else format_duration(duration)
                 cells = list(cached[1])
-                cells[DURATION] = durations.get(shown) or durations.setdefault(shown, Text(shown))
+                cells[DURATION] = self._text(Text, shown)
                 built.append((key, session, duration, cells))
             self._cell_cache = fresh
             self._built = built
@@ -199,21 +200,34 @@ class PostgresPanel(Panel):
         field = {"pid": "pid", "user": "user", "state": "state"}[mode]
         return lambda row: (getattr(row[1], field), row[1].pid)
 
-    @staticmethod
-    def _cells(session: Session, duration: float | None) -> list[Text]:
+    def _cells(self, session: Session, duration: float | None) -> list[Text]:
         wait = f"{session.wait_event_type}:{session.wait_event}" if session.wait_event_type else ""
         style = "bold red" if session.waiting_on_lock else ""
+        text = self._text
         return [
             Text(str(session.pid)),
-            cell(session.user, 14),
-            cell(session.database, 14),
-            cell(session.state, 19),
-            Text("" if duration is None else format_duration(duration)),
-            cell(wait, 20, style=style),
-            cell(session.application, 16),
-            cell(session.client, 16),
-            query_cell(session.query, 100),
+            text(cell, session.user, 14),
+            text(cell, session.database, 14),
+            text(cell, session.state, 19),
+            text(Text, "" if duration is None else format_duration(duration)),
+            text(cell, wait, 20, style),
+            text(cell, session.application, 16),
+            text(cell, session.client, 16),
+            text(query_cell, session.query, 100),
         ]
+
+    def _text(self, make: Callable[..., Text], *args: object) -> Text:
+        """One Text per distinct cell value: sessions share users, states, durations, clients,
+        applications and often queries, and a Text costs more to build than to look up (1000
+        durations and the cells of 200 churning sessions each refresh). Texts in a table are
+        never changed in place, so one object can stand in several cells."""
+        key = (make, *args)
+        found = self._texts.get(key)
+        if found is None:
+            if len(self._texts) >= TEXT_CACHE:
+                self._texts.clear()
+            found = self._texts[key] = make(*args)
+        return found
 
     def _render_side(self, snap: PostgresSnapshot) -> None:
         if snap.lock_tree:

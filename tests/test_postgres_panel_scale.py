@@ -78,6 +78,9 @@ async def test_a_filter_key_rebuilds_no_row_of_the_same_snapshot(monkeypatch):
         app.render_state(app.poller.publish(later))
         await pilot.pause()
         assert len(built) == len(snapshot.sessions)  # a new snapshot: its durations, once
+        # Cells of equal text are one Text (users, states, durations): built once, not per row.
+        rows = [pg.sessions.get_row_at(i) for i in range(3)]
+        assert rows[0][1] is rows[1][1] is rows[2][1]  # the user column
 
 
 def test_lock_tree_lines_can_stop_at_a_limit():
