@@ -125,7 +125,10 @@ def render(result: dict, history: list[dict]) -> str:
     lines += _method(result, mode)
     before = _before_run(history, result)
     if before is not None:
-        lines += _before_after(before, result)
+        later = [
+            run for run in history if run.get("label") and run.get("stamp", "") > result.get("stamp", "")
+        ]
+        lines += _before_after(before, result, later)
     if history:
         lines += _history(history)
     if CHANGES.exists():
@@ -374,8 +377,8 @@ def _method(result: dict, mode: dict) -> list[str]:
         "time taken is that of the read() after which the screen showed the expected text, so the "
         "emulator's own cost is not counted, but the terminal write path is.",
         f"- Mode `{result['mode']}`: {mode['duration']:g} s windows, {mode['presses']} key presses per tool, "
-        f"{mode['soak_cycles']:,} soak cycles, scale points {mode['scale_sessions']} sessions and "
-        f"{mode['scale_targets']} targets/queries with {mode['scale_cycles']} cycles each.",
+        f"{mode['soak_cycles']:,} soak cycles, scale points {tuple(mode['scale_sessions'])} sessions and "
+        f"{tuple(mode['scale_targets'])} targets/queries with {mode['scale_cycles']} cycles each.",
         "",
     ]
     for tool, rows in texts.items():
@@ -454,8 +457,8 @@ def _before_run(history: list[dict], result: dict) -> dict | None:
     return None
 
 
-def _before_after(before: dict, after: dict) -> list[str]:
-    b, a = _figures(before), _figures(after)
+def _before_after(before: dict, after: dict, later: list[dict] = ()) -> list[str]:
+    columns = [_figures(run) for run in (before, after, *later)]
 
     def name(run: dict) -> str:
         load = f"load avg {run['load_start'][0]:.2f} -> {run['load_end'][0]:.2f}"
@@ -480,13 +483,36 @@ def _before_after(before: dict, after: dict) -> list[str]:
     out = [
         "## Before and after the changes",
         "",
-        f"Both columns are read from bench/runs/*.json. Before: {name(before)}. "
-        f"After: {name(after)}. A quick run has 8 s windows and 30 key presses, a full run "
-        "20 s and 120; figures under a higher load average are noisier (latencies most).",
+        f"Every column is read from bench/runs/*.json. Before: {name(before)}. "
+        f"After: {name(after)} (this report's run)."
+        + "".join(f" Later ({run['label']}): {name(run)}." for run in later)
+        + " A quick run has 8 s windows and 30 key presses, a full run 20 s and 120; figures "
+        "under a higher load average are noisier (latencies most).",
         "",
-        "| figure | before | after |",
-        "|---|---:|---:|",
+        "| figure | before | after | "
+        + " | ".join(f"later: {run['label']}" for run in later)
+        + (" |" if later else ""),
+        "|---|---:|---:|" + "---:|" * len(later),
     ]
     for label, key, digits, unit in rows:
-        out.append(f"| {label} | {_f(b.get(key), digits, unit)} | {_f(a.get(key), digits, unit)} |")
+        out.append(f"| {label} | " + " | ".join(_f(c.get(key), digits, unit) for c in columns) + " |")
     return [*out, ""]
+
+
+def main() -> None:
+    """Render bench/RESULTS.md again from the saved runs: the latest full run, with every kept
+    run in the history (a quick run labelled after it shows there without a new full run)."""
+    import json
+
+    runs = Path(__file__).resolve().parent / "runs"
+    history = [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))]
+    full = [run for run in history if run["mode"] == "full"]
+    if not full:
+        raise SystemExit("no full run in bench/runs: make bench")
+    target = runs.parent / "RESULTS.md"
+    target.write_text(render(full[-1], history))
+    print(f"wrote {target} from {len(history)} runs (main run {full[-1]['stamp']})")
+
+
+if __name__ == "__main__":
+    main()
