@@ -20,6 +20,19 @@ def rows(pids, age: str = "1s"):
     return [(str(p), (Text(str(p)), Text(age))) for p in pids]
 
 
+def spy_refresh(table: KeyedTable) -> list[tuple[Region, ...]]:
+    """The regions of each table.refresh() call from now on (() = the whole widget)."""
+    refreshed: list[tuple[Region, ...]] = []
+    original = table.refresh
+
+    def spy(*regions, **kwargs):
+        refreshed.append(regions)
+        return original(*regions, **kwargs)
+
+    table.refresh = spy
+    return refreshed
+
+
 def shown(table: KeyedTable) -> list[str]:
     return [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
 
@@ -59,14 +72,7 @@ async def test_a_changed_cell_refreshes_its_row_only():
         table = app.query_one(KeyedTable)
         table.sync(rows(range(50)))
         await pilot.pause()
-        refreshed: list[tuple[Region, ...]] = []
-        original = table.refresh
-
-        def spy(*regions, **kwargs):
-            refreshed.append(regions)
-            return original(*regions, **kwargs)
-
-        table.refresh = spy
+        refreshed = spy_refresh(table)
         table.sync(rows(range(50)))  # nothing changed: nothing redrawn
         assert refreshed == []
         changed = rows(range(50))
@@ -115,14 +121,7 @@ async def test_a_change_on_every_row_redraws_the_table_once():
         table = app.query_one(KeyedTable)
         table.sync(rows(range(1000)))
         await pilot.pause()
-        refreshed: list[tuple[Region, ...]] = []
-        original = table.refresh
-
-        def spy(*regions, **kwargs):
-            refreshed.append(regions)
-            return original(*regions, **kwargs)
-
-        table.refresh = spy
+        refreshed = spy_refresh(table)
         table.sync(rows(range(1000), age="2s"))
         assert refreshed == [()]
         await pilot.pause()

@@ -29,13 +29,17 @@ def big_snapshot():
     return dataclasses.replace(base, sessions=everything, lock_tree=tree)
 
 
+async def showing_big_snapshot(pilot, app):
+    snapshot = big_snapshot()
+    app.render_state(app.poller.publish(snapshot))
+    await pilot.pause()
+    return panel(app, PostgresPanel), snapshot
+
+
 async def test_a_huge_lock_tree_is_cut_for_the_screen_and_filters_switch_fast():
     app = make_app()
-    snapshot = big_snapshot()
     async with app.run_test(size=(160, 48)) as pilot:
-        app.render_state(app.poller.publish(snapshot))
-        await pilot.pause()
-        pg = panel(app, PostgresPanel)
+        pg, _ = await showing_big_snapshot(pilot, app)
         lines = str(pg.locks.render()).splitlines()
         assert len(lines) == LOCK_LINES
         assert lines[0].startswith("pid 20000 ") and "more lines" in lines[-1]
@@ -55,11 +59,8 @@ async def test_a_filter_key_rebuilds_no_row_of_the_same_snapshot(monkeypatch):
     import panels.postgres
 
     app = make_app()
-    snapshot = big_snapshot()
     async with app.run_test(size=(160, 48)) as pilot:
-        app.render_state(app.poller.publish(snapshot))
-        await pilot.pause()
-        pg = panel(app, PostgresPanel)
+        pg, snapshot = await showing_big_snapshot(pilot, app)
         await goto(pilot, app, PostgresPanel)
         built: list[float] = []
         original = panels.postgres.format_duration
