@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint fmt sysdeps venv snapshot check-config clean screenshots
+.PHONY: demo test lint fmt sysdeps venv snapshot check-config clean screenshots soak
 
 demo: $(STAMP) sysdeps
 	$(BIN)/incident-console demo
@@ -25,6 +25,13 @@ $(STAMP): pyproject.toml
 screenshots: $(STAMP) sysdeps
 	@scripts/ensure-system-packages.sh chromium
 	$(BIN)/python scripts/screenshots.py
+
+# Soak (issue 8): the headless console and the engine on a fresh demo stack, every refresh at
+# 0.1 s, every scenario cycling; fails on a descriptor/task leak, RSS growth or any exception.
+# Report in soak-out/ (soak-report.txt, soak-report.json). CI runs DURATION=3m (tests/test_soak.py).
+DURATION ?= 30m
+soak: $(STAMP) sysdeps
+	$(BIN)/python -m console.soak --duration $(DURATION) --out soak-out
 
 sysdeps:
 	@scripts/ensure-system-packages.sh prometheus prometheus-alertmanager postgresql chromium

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import threading
@@ -246,7 +247,10 @@ class ConsoleApp(App[int]):
         if key in self._inflight or self.paused:
             return
         self._inflight.add(key)
-        self.run_worker(self._poll(key), group=f"poll:{key}", exit_on_error=False, exclusive=False)
+        # The work as a callable: a coroutine made here and never started (the worker cancelled
+        # first, as at exit) was 'never awaited', a RuntimeWarning on the way out (found by the soak).
+        poll = functools.partial(self._poll, key)
+        self.run_worker(poll, group=f"poll:{key}", exit_on_error=False, exclusive=False)
 
     async def _poll(self, key: str) -> None:
         started = time.monotonic()

@@ -141,7 +141,11 @@ class LockContention(DbFault):
             await conn.close(timeout=2)
 
     async def active(self, ctx: DbContext) -> bool:
-        return not self.sessions[0].is_closed() and any(not t.done() for t in self.tasks)
+        # Asked for while the fault is still being injected, it has no session yet (the soak
+        # found an IndexError: a 500 for every demo call that listed the faults meanwhile).
+        return (
+            bool(self.sessions) and not self.sessions[0].is_closed() and any(not t.done() for t in self.tasks)
+        )
 
 
 class LongRunningQuery(DbFault):

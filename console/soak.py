@@ -1,0 +1,612 @@
+"""Soak (issue 8): the real console, headless, and the engine's Poller on the demo stack for a
+long time, every demo scenario cycling, all refreshes forced to 0.1 s.
+
+    python -m console.soak --duration 30m            # `make soak` (DURATION=3m for the CI size)
+    python -m console.soak --duration 3m --attach /tmp/ic-demo-x   # a stack that already runs
+
+What it runs, in this one process and on one event loop:
+- ``ConsoleApp`` under ``App.run_test`` (Textual's headless driver, the whole compositor), with
+  a pilot pressing keys now and then: tab, the session filters and sort, enter/escape for the
+  detail view, ``/`` filter, ``p`` pause/resume, ``r``, the timeline and the help;
+- a second, headless ``Poller.run`` on the same config (the engine alone);
+- the demo scenarios, each injected, held until both consoles saw one of its breaches (and a
+  few refreshes more), then reset; several at a time so that a 3-minute run sees them all.
+
+What it samples every second: RSS, open file descriptors (/proc/self/fd), asyncio tasks,
+threads; and every exception it can see: failed Textual workers, errors logged (Python logging,
+Textual's log file), exceptions the event loop, a thread or a ``__del__`` did not handle.
+
+:func:`analyse` judges the samples (a pure function, tested on synthetic leaks): a leak is a
+trend, so it compares the first window after the warm-up with the last window, never with the
+start (connections, pools and caches fill up during the warm-up) and never a latency (the
+machine is shared). Engine-side: Textual is imported only inside :func:`run_console_soak`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from console.config import Config, Refresh, load_config
+from console.poller import ConsoleState, Poller
+
+SOAK_INTERVAL = 0.1  # every refresh, forced (the issue's condensed soak)
+SAMPLE_EVERY = 0.5
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+# --- samples -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    t: float  # seconds since the soak began
+    rss_mb: float
+    fds: int
+    tasks: int
+    threads: int
+    errors: int  # exceptions seen so far (cumulative)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * PAGE_SIZE / 2**20
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd")) - 1  # less the listing's own descriptor
+
+
+def take_sample(t: float, errors: int) -> Sample:
+    try:
+        tasks = len(asyncio.all_tasks())
+    except RuntimeError:  # no running loop
+        tasks = 0
+    return Sample(round(t, 2), round(rss_mb(), 2), open_fds(), tasks, threading.active_count(), errors)
+
+
+# --- the verdict -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much a steady-state figure may grow from the first window after the warm-up to the
+    last window. Counts are compared median to median: descriptors and tasks go up and down
+    with the polls in flight (a poll every 0.1 s on five sources), so one sample is noise, a
+    median over a window of tens of samples is not; a leak of one per scenario cycle or per
+    minute moves it past these within a 3-minute run.
+
+    RSS: the allocator keeps freed memory and CPython grows its arenas in steps, so an RSS that
+    has settled still moves by a few MB; 10 MB from the post-warm-up window to the end (measured
+    runs: see RELIABILITY.md) flags a real leak (a snapshot kept per poll at 0.1 s is tens of MB
+    a minute) without failing on the allocator."""
+
+    fds: float = 3
+    tasks: float = 10
+    threads: float = 2
+    rss_mb: float = 10.0
+    left_fds: int = 0  # after quitting, over the count before starting
+    left_tasks: int = 0
+    warmup_fraction: float = 0.25  # of the run: pools, caches, sparkline histories fill up
+    window_fraction: float = 0.15  # each compared window
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    problems: list[str]
+    figures: dict[str, Any]
+
+
+def _slope_per_minute(points: Sequence[tuple[float, float]]) -> float:
+    if len(points) < 2:
+        return 0.0
+    ts = [p[0] for p in points]
+    vs = [p[1] for p in points]
+    mt, mv = statistics.fmean(ts), statistics.fmean(vs)
+    den = sum((t - mt) ** 2 for t in ts)
+    return 0.0 if den == 0 else 60 * sum((t - mt) * (v - mv) for t, v in zip(ts, vs, strict=True)) / den
+
+
+def analyse(
+    samples: Sequence[Sample],
+    *,
+    limits: Limits = Limits(),
+    errors: Sequence[str] = (),
+    scenarios: Iterable[str] = (),
+    seen: dict[str, Iterable[str]] | None = None,
+    before: Sample | None = None,
+    after: Sample | None = None,
+) -> Verdict:
+    """Judge a soak. ``seen`` maps an observer ("console", "engine") to the scenarios it saw."""
+    problems: list[str] = []
+    figures: dict[str, Any] = {"samples": len(samples)}
+    if len(samples) < 10:
+        return Verdict(False, [f"too few samples ({len(samples)}) to judge a trend"], figures)
+    start, end = samples[0].t, samples[-1].t
+    duration = end - start
+    warm_end = start + limits.warmup_fraction * duration
+    window = max(limits.window_fraction * duration, 1.0)
+    first = [s for s in samples if warm_end <= s.t < warm_end + window]
+    last = [s for s in samples if s.t > end - window]
+    steady = [s for s in samples if s.t >= warm_end]
+    if len(first) < 3 or len(last) < 3:
+        return Verdict(False, ["too few samples in the compared windows"], figures)
+    figures.update(
+        duration_s=round(duration, 1),
+        warmup_s=round(warm_end - start, 1),
+        window_s=round(window, 1),
+    )
+    for name in ("rss_mb", "fds", "tasks", "threads"):
+        early = statistics.median(getattr(s, name) for s in first)
+        late = statistics.median(getattr(s, name) for s in last)
+        growth = late - early
+        values = [getattr(s, name) for s in samples]
+        figures[name] = {
+            "start": values[0],
+            "after_warmup": early,
+            "end": late,
+            "growth": round(growth, 2),
+            "min": min(values),
+            "max": max(values),
+            "slope_per_min": round(_slope_per_minute([(s.t, getattr(s, name)) for s in steady]), 3),
+        }
+        limit = getattr(limits, name)
+        if growth > limit:
+            unit = " MB" if name == "rss_mb" else ""
+            problems.append(
+                f"{name} grew {growth:g}{unit} from the first steady window ({early:g}) to the end "
+                f"({late:g}); limit {limit:g}{unit}"
+            )
+    if before is not None and after is not None:
+        figures["before"], figures["after"] = asdict(before), asdict(after)
+        for name in ("fds", "tasks"):
+            left = getattr(after, name) - getattr(before, name)
+            if left > getattr(limits, f"left_{name}"):
+                problems.append(
+                    f"{left} {name} more after the console quit and the engine closed "
+                    f"({getattr(after, name)}) than before they started ({getattr(before, name)})"
+                )
+    figures["errors"] = len(errors)
+    if errors:
+        problems.append(f"{len(errors)} exception(s)/error(s) logged; first: {errors[0]}")
+    wanted = list(scenarios)
+    for observer, names in (seen or {}).items():
+        missing = [n for n in wanted if n not in set(names)]
+        figures[f"scenarios_seen_{observer}"] = len(wanted) - len(missing)
+        if missing:
+            problems.append(f"the {observer} never showed: {', '.join(missing)}")
+    return Verdict(not problems, problems, figures)
+
+
+# --- what counts as an exception ---------------------------------------------------------------
+
+
+class ErrorLog(logging.Handler):
+    """Every exception or error the soak can see, as one line each."""
+
+    # Textual's log: a failed worker ("... failed ValueError(...)"), a traceback, an error.
+    TEXTUAL_ERROR = re.compile(r"\bfailed\b|Traceback|\bError\b|Exception")
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+        self.warnings: list[str] = []
+
+    def add(self, where: str, text: str) -> None:
+        with self.lock:
+            self.lines.append(f"{where}: {text}"[:500])
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = f"{record.name} {record.levelname} {record.getMessage()}"
+        # An unawaited coroutine (lost work) or an unclosed socket/file (a leak) counts too.
+        lost = record.name == "py.warnings" and re.search(r"RuntimeWarning|ResourceWarning", text)
+        if record.exc_info or record.levelno >= logging.ERROR or lost:
+            self.add("logging", text)
+        else:
+            with self.lock:
+                self.warnings.append(text[:500])
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+        """Hook logging, the loop, threads and unraisable exceptions; returns the undo."""
+        root = logging.getLogger()
+        root.addHandler(self)
+        logging.captureWarnings(True)
+        catch = warnings.catch_warnings()
+        catch.__enter__()
+        warnings.simplefilter("default", ResourceWarning)
+        old_thread, old_unraisable = threading.excepthook, sys.unraisablehook
+        old_loop = loop.get_exception_handler()
+        threading.excepthook = lambda a: self.add("thread", f"{a.exc_type.__name__}: {a.exc_value}")
+        sys.unraisablehook = lambda u: self.add("unraisable", f"{u.exc_type.__name__}: {u.exc_value}")
+        loop.set_exception_handler(lambda _loop, ctx: self.add("event loop", str(ctx.get("message"))[:200]
+                                   + f" {ctx.get('exception')!r}"))  # fmt: skip
+
+        def undo() -> None:
+            root.removeHandler(self)
+            catch.__exit__(None, None, None)
+            logging.captureWarnings(False)
+            threading.excepthook, sys.unraisablehook = old_thread, old_unraisable
+            loop.set_exception_handler(old_loop)
+
+        return undo
+
+    def scan_textual_log(self, path: Path) -> None:
+        if not path.exists():
+            return
+        with path.open(encoding="utf-8", errors="replace") as log:
+            for line in log:
+                if self.TEXTUAL_ERROR.search(line):
+                    self.add("textual log", line.strip())
+
+
+# --- the soak ----------------------------------------------------------------------------------
+
+
+def demo_tracebacks(state_dir: Path) -> dict[str, int]:
+    """Tracebacks in each log of the demo stack (its services, agent, load generator)."""
+    counts = {}
+    for log in sorted((Path(state_dir) / "logs").glob("*.log")):
+        with contextlib.suppress(OSError):
+            counts[log.name] = log.read_text(errors="replace").count("Traceback (most recent call last)")
+    return counts
+
+
+def soak_config(config: Config, interval: float = SOAK_INTERVAL) -> Config:
+    """The same config with every refresh at ``interval``."""
+    return config.model_copy(
+        update={"refresh": Refresh(health=interval, prometheus=interval, postgres=interval)}
+    )
+
+
+def matches(expected: Iterable[Any], state: ConsoleState) -> bool:
+    return any(e.matches(b.id) for e in expected for b in state.breaches)
+
+
+@dataclass
+class Soak:
+    """One run: what was sampled, seen and logged."""
+
+    duration: float
+    out_dir: Path
+    samples: list[Sample] = field(default_factory=list)
+    errors: ErrorLog = field(default_factory=ErrorLog)
+    seen: dict[str, set[str]] = field(default_factory=lambda: {"console": set(), "engine": set()})
+    cycles: int = 0
+    injections: int = 0
+    keys: int = 0
+    engine_states: int = 0
+    notes: list[str] = field(default_factory=list)
+    before: Sample | None = None  # before the console started
+    after: Sample | None = None  # after it quit and the engine closed: what is left is leaked
+
+
+async def _sample_loop(soak: Soak, t0: float, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        soak.samples.append(take_sample(time.monotonic() - t0, len(soak.errors.lines)))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), SAMPLE_EVERY)
+
+
+async def _cycle_scenarios(soak: Soak, control, observed: Callable[[], dict[str, ConsoleState]],
+                           stop: asyncio.Event, *, parallel: int = 3, hold: float = 1.0,
+                           give_up: float = 60.0) -> None:  # fmt: skip
+    """Inject each scenario, hold it until every observer saw it (then ``hold`` s more, a few
+    refreshes), reset it; ``parallel`` at a time, round after round until ``stop``."""
+    scenarios = control.scenarios()
+
+    async def one(info) -> None:
+        soak.injections += 1
+        try:
+            await control.ainject(info.name)
+        except Exception as exc:  # the stack refused: an error of the soak, which goes on
+            soak.errors.add("demo", f"inject {info.name}: {type(exc).__name__}: {exc}")
+            return
+        deadline = time.monotonic() + give_up
+        try:
+            while not stop.is_set() and time.monotonic() < deadline:
+                states = observed()
+                for who, state in states.items():
+                    if matches(info.expected, state):
+                        soak.seen[who].add(info.name)
+                if all(info.name in soak.seen[who] for who in states):
+                    break
+                await asyncio.sleep(SOAK_INTERVAL)
+            else:
+                if not stop.is_set():
+                    soak.notes.append(f"{info.name}: not seen by every observer within {give_up:g}s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), hold)
+        finally:
+            try:
+                await control.areset(info.name)
+            except Exception as exc:
+                soak.errors.add("demo", f"reset {info.name}: {type(exc).__name__}: {exc}")
+
+    while not stop.is_set():
+        queue = list(scenarios)
+        running: set[asyncio.Task[None]] = set()
+        while (queue or running) and not stop.is_set():
+            while queue and len(running) < parallel:
+                running.add(asyncio.create_task(one(queue.pop(0))))
+            done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        for task in running:
+            await task
+        soak.cycles += 1
+
+
+async def _press_keys(soak: Soak, app, pilot, stop: asyncio.Event, every: float = 2.0) -> None:
+    """Keys a person presses while watching: never an action key (c, K, a on a breach, q)."""
+    from panels.postgres import PostgresPanel
+
+    async def to_postgres() -> None:
+        for _ in range(len(app.panels)):
+            if isinstance(app.focused_panel(), PostgresPanel):
+                return
+            await pilot.press("tab")
+
+    async def back_to_main() -> None:
+        for _ in range(5):
+            if app.screen is app.screen_stack[0] and not app.query_one("#filter").has_class("-open"):
+                return
+            await pilot.press("escape")
+            await pilot.pause()
+
+    async def filter_text(text: str) -> None:
+        await pilot.press("slash", *text, "enter")
+        await pilot.pause(0.5)
+        await pilot.press("slash", *["backspace"] * (len(text) + 2), "enter")
+
+    plans: list[Callable[[], Any]] = [
+        lambda: pilot.press("tab"),
+        lambda: pilot.press("shift+tab"),
+        lambda: pilot.press("r"),
+        lambda: pilot.press("p"),  # paused for a while, then resumed by the next plan
+        lambda: pilot.press("p"),
+        lambda: pilot.press("enter"),  # the selected row's details
+        lambda: pilot.press("escape"),
+        lambda: filter_text("shop"),
+        lambda: pilot.press("t"),
+        lambda: pilot.press("escape"),
+        lambda: pilot.press("question_mark"),
+        lambda: pilot.press("escape"),
+    ]
+    postgres_keys = ["w", "i", "a", "e", "s", "enter", "escape", "l", "l"]
+    step = 0
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+        if stop.is_set():
+            break
+        if step % 3 == 2:
+            await back_to_main()
+            await to_postgres()
+            await pilot.press(postgres_keys[(step // 3) % len(postgres_keys)])
+        else:
+            await plans[step % len(plans)]()
+        soak.keys += 1
+        step += 1
+    await back_to_main()
+    if app.paused:
+        await pilot.press("p")
+
+
+async def run_console_soak(soak: Soak, config: Config, control) -> None:
+    """The soak itself, on the running loop (see the module doc)."""
+    import textual.constants
+    from textual.worker import WorkerState
+
+    from console.app import ConsoleApp
+    from console.audit import Journal
+
+    errors = soak.errors
+
+    class SoakApp(ConsoleApp):
+        def on_worker_state_changed(self, event) -> None:
+            if event.state == WorkerState.ERROR:
+                errors.add("worker", f"{event.worker.name}: {event.worker.error!r}")
+
+        def _handle_exception(self, error: Exception) -> None:
+            errors.add("app", f"{type(error).__name__}: {error}")
+            super()._handle_exception(error)
+
+    textual_log = soak.out_dir / "textual.log"
+    textual_log.unlink(missing_ok=True)
+    textual.constants.LOG_FILE = str(textual_log)  # Textual's own log (read at each call)
+    loop = asyncio.get_running_loop()
+    undo = errors.install(loop)
+    stop = asyncio.Event()
+    t0 = time.monotonic()
+    engine = Poller(config)
+    engine_state: list[ConsoleState] = [engine.state]
+
+    def on_engine_state(state: ConsoleState) -> None:
+        engine_state[0] = state
+        soak.engine_states += 1
+
+    tracebacks = demo_tracebacks(control.state_dir)
+    soak.before = take_sample(0.0, 0)
+    app = SoakApp(config, journal=Journal(soak.out_dir / "journal.jsonl"), demo=control)
+    try:
+        async with app.run_test(size=(160, 48)) as pilot:
+            sampler = asyncio.create_task(_sample_loop(soak, t0, stop))
+            engine_task = asyncio.create_task(engine.run(on_engine_state, stop=stop))
+            observed = lambda: {"console": app.state, "engine": engine_state[0]}  # noqa: E731
+            cycler = asyncio.create_task(_cycle_scenarios(soak, control, observed, stop))
+            keys = asyncio.create_task(_press_keys(soak, app, pilot, stop))
+            tasks = [sampler, engine_task, cycler, keys]
+            # Until the time is up, or one of them fails (said below).
+            await asyncio.wait(tasks, timeout=soak.duration, return_when=asyncio.FIRST_EXCEPTION)
+            stop.set()
+            for task in tasks:
+                try:
+                    await asyncio.wait_for(task, 90)
+                except Exception as exc:
+                    errors.add("soak", f"{task.get_coro().__name__}: {type(exc).__name__}: {exc}")
+            await pilot.press("q")
+    finally:
+        await engine.aclose()
+        with contextlib.suppress(Exception):
+            await control.areset()
+        for log, count in demo_tracebacks(control.state_dir).items():
+            if count > tracebacks.get(log, 0):
+                errors.add("demo stack", f"{count - tracebacks.get(log, 0)} traceback(s) in {log}")
+        gc.collect()  # what was dropped unawaited or unclosed says so now, while it is counted
+        soak.after = take_sample(time.monotonic() - t0, len(errors.lines))
+        undo()
+        textual.constants.LOG_FILE = None
+        errors.scan_textual_log(textual_log)
+
+
+def write_report(soak: Soak, verdict: Verdict, scenarios: list[str]) -> tuple[Path, str]:
+    doc = {
+        "ok": verdict.ok,
+        "problems": verdict.problems,
+        "figures": verdict.figures,
+        "duration_s": soak.duration,
+        "interval_s": SOAK_INTERVAL,
+        "cycles": soak.cycles,
+        "injections": soak.injections,
+        "keys": soak.keys,
+        "engine_states": soak.engine_states,
+        "scenarios": scenarios,
+        "seen": {k: sorted(v) for k, v in soak.seen.items()},
+        "errors": soak.errors.lines[:50],
+        "warnings": soak.errors.warnings[:50],
+        "notes": soak.notes,
+        "samples": [asdict(s) for s in soak.samples],
+    }
+    path = soak.out_dir / "soak-report.json"
+    path.write_text(json.dumps(doc, indent=1))
+    f = verdict.figures
+
+    def line(name: str, unit: str = "") -> str:
+        g = f.get(name, {})
+        return (f"  {name:8} start {g.get('start')}{unit}, after warm-up {g.get('after_warmup')}{unit}, "
+                f"end {g.get('end')}{unit}, growth {g.get('growth')}{unit}, "
+                f"steady slope {g.get('slope_per_min')}{unit}/min")  # fmt: skip
+
+    text = "\n".join(
+        [
+            f"soak {'PASSED' if verdict.ok else 'FAILED'}: {f.get('duration_s')} s at {SOAK_INTERVAL:g} s "
+            f"refresh, warm-up {f.get('warmup_s')} s, windows {f.get('window_s')} s, "
+            f"{f.get('samples')} samples",
+            f"  {soak.cycles} full scenario cycle(s), {soak.injections} injections, {soak.keys} key plans, "
+            f"{soak.engine_states} engine states; seen by the console "
+            f"{len(soak.seen['console'])}/{len(scenarios)}, by the engine {len(soak.seen['engine'])}/{len(scenarios)}",
+            line("rss_mb", " MB"),
+            line("fds"),
+            line("tasks"),
+            line("threads"),
+            f"  before the console: {f.get('before')}; after it quit: {f.get('after')}",
+            f"  exceptions/errors logged: {len(soak.errors.lines)}; warnings: {len(soak.errors.warnings)}",
+            *(f"  PROBLEM: {p}" for p in verdict.problems),
+            *(f"  note: {n}" for n in soak.notes[:10]),
+            f"  report: {path}",
+        ]
+    )
+    (soak.out_dir / "soak-report.txt").write_text(text + "\n")
+    return path, text
+
+
+# --- the demo stack ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def demo_stack(attach: str | None, timeout: float = 120.0):
+    """A DemoControl on the stack in ``attach``, or on a new ``demo --no-ui`` stopped at the end."""
+    from console.demo.control import DemoControl
+
+    if attach:
+        yield DemoControl.attach(attach)
+        return
+    state_dir = Path(tempfile.mkdtemp(prefix="ic-soak-demo-", dir="/tmp"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "console.cli", "demo", "--no-ui", "--state-dir", str(state_dir)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("config: "):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the demo stack did not start")
+        else:
+            raise RuntimeError(f"the demo stack exited ({process.wait()})")
+        threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
+        yield DemoControl.attach(state_dir)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def soak(duration: float, out_dir: Path, attach: str | None = None, limits: Limits = Limits()):
+    """Run a whole soak; returns (verdict, report path, report text)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with demo_stack(attach) as control:
+        config = soak_config(load_config(control.config_path))
+        run = Soak(duration, out_dir)
+        asyncio.run(run_console_soak(run, config, control))
+    scenarios = [s.name for s in control.scenarios()]
+    verdict = analyse(
+        run.samples,
+        limits=limits,
+        errors=run.errors.lines,
+        scenarios=scenarios,
+        seen=run.seen,
+        before=run.before,
+        after=run.after,
+    )
+    path, text = write_report(run, verdict, scenarios)
+    return verdict, path, text
+
+
+def parse_duration(text: str) -> float:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30m, 180s, 1h)")
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 60}[match.group(2)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m console.soak", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=parse_duration, default=30 * 60.0, help="e.g. 30m (default), 3m")
+    parser.add_argument("--attach", help="state dir of a running demo stack (default: start one)")
+    parser.add_argument("--out", type=Path, default=Path("soak-out"), help="report directory")
+    args = parser.parse_args(argv)
+    verdict, _path, text = soak(args.duration, args.out, args.attach)
+    print(text)
+    return 0 if verdict.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
