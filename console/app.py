@@ -25,7 +25,7 @@ from textual.binding import Binding
 from textual.containers import Container
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Tab, Tabs
+from textual.widgets import Input, Tab, Tabs
 
 from console.actions import Executor, Plan, RenderError, Result
 from console.audit import Journal, JournalError, record_breaches, timeline
@@ -41,6 +41,7 @@ from panels.breaches import BreachesPanel
 from panels.confirm import ConfirmScreen
 from panels.demo_menu import DemoMenu, DemoRequest
 from panels.detail import DetailScreen, breach_detail, session_detail
+from panels.footer import Footer
 from panels.header import ConsoleHeader
 from panels.health import HealthPanel
 from panels.help import HelpScreen

@@ -15,9 +15,10 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from console.demo.control import DemoStatus, ScenarioInfo
+from panels.footer import Footer
 from panels.tables import KeyedTable
 from panels.text import cell
 

@@ -8,10 +8,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static, TextArea
+from textual.widgets import Static, TextArea
 
 from console.model import HealthSnapshot, Session
 from console.rules import Breach, format_duration
+from panels.footer import Footer
 
 
 def _utc(epoch: float | None) -> str:

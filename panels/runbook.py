@@ -16,10 +16,11 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from console.runbooks import Match, Runbook, RunbookSession, StepState, StepStatus
 from console.sanitize import one_line
+from panels.footer import Footer
 from panels.tables import KeyedTable
 from panels.text import cell
 

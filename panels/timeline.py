@@ -10,9 +10,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from console.audit import TimelineEntry
+from panels.footer import Footer
 from panels.tables import KeyedTable
 from panels.text import cell
 

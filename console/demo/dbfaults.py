@@ -248,4 +248,5 @@ class DbFaults:
         return names
 
     async def status(self) -> list[dict[str, Any]]:
-        return [await f.status(self.ctx) for f in self.faults.values()]
+        # A copy: an inject or a reset may change the faults while a status awaits the database.
+        return [await f.status(self.ctx) for f in list(self.faults.values())]
