@@ -4,6 +4,7 @@ counts as an exception, the bugs it found, and the 3-minute condensed soak on th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -194,6 +195,52 @@ async def test_focus_changes_do_not_keep_old_footer_keys_alive():
         await pilot.press("enter", "escape", "question_mark", "escape")
         await pilot.pause()
         assert shown > 5 and alive() <= 2 * shown + 10, (shown, alive())
+
+
+async def test_a_timed_out_health_probe_leaves_no_connection_behind(http_server):
+    """httpcore 1.0 can keep the connection of a request cancelled at the wrong moment ACTIVE in
+    its pool for good: the 30-minute soak on a busy machine ended with 45 such descriptors (up
+    to 100 a client, then every probe waits for a pool slot). A probe that timed out or was
+    cancelled now closes its client; the next poll opens a new one."""
+    from console.config import HealthTarget
+    from console.sources.health import HealthSource
+
+    http_server.route("/slow", json={"status": "pass"}, delay=1.0)
+    http_server.route("/ok", json={"status": "pass"})
+    source = HealthSource(HealthTarget(name="x", url=http_server.url("/slow"), timeout=0.2), 0.1)
+    client = source._ensure_client()
+    snapshot = await source.poll()
+    assert snapshot.error is not None and snapshot.error.kind.name == "TIMEOUT"
+    await asyncio.sleep(0.1)
+    assert client.is_closed
+
+    client = source._ensure_client()
+    probe = asyncio.create_task(source.poll())
+    await asyncio.sleep(0.05)
+    probe.cancel()  # the poller's hard limit
+    with contextlib.suppress(asyncio.CancelledError):
+        await probe
+    await asyncio.sleep(0.1)
+    assert client.is_closed
+    source.target = HealthTarget(name="x", url=http_server.url("/ok"), timeout=1)
+    assert (await source.poll()).error is None  # a new client, working
+    await source.aclose()
+
+
+async def test_a_timed_out_prometheus_request_closes_the_client_after_the_poll(http_server):
+    from console.config import Prometheus
+    from console.sources.prometheus import PrometheusSource
+
+    http_server.route("/api/v1/alerts", json={"status": "success", "data": {"alerts": []}}, delay=1.0)
+    source = PrometheusSource(Prometheus(url=http_server.url(), timeout=0.3), 0.1)
+    client = source._http()
+    await source.poll()  # the alerts request times out
+    await asyncio.sleep(0.1)
+    assert client.is_closed and source._client is None
+    http_server.route("/api/v1/alerts", json={"status": "success", "data": {"alerts": []}})
+    await source.poll()
+    assert source._client is not None and not source._client.is_closed  # kept when nothing timed out
+    await source.aclose()
 
 
 # --- the condensed soak -------------------------------------------------------------------------

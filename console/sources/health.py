@@ -26,6 +26,7 @@ from console.sanitize import clean, one_line
 from console.sources.base import (
     BodyTooLarge,
     Stopwatch,
+    discard_client,
     http_error,
     http_status_error,
     read_capped,
@@ -111,11 +112,19 @@ class HealthSource:
             # httpx's timeout is per operation (and per redirect hop); this is the whole probe.
             async with asyncio.timeout(self.target.timeout):
                 return await self._probe(client, watch)
+        except asyncio.CancelledError:
+            self._discard_client()
+            raise
         except TimeoutError:
+            self._discard_client()
             reason = f"no answer within {self.target.timeout:g}s"
             return self._snapshot(watch, error=source_error(ErrorKind.TIMEOUT, reason))
         except (httpx.HTTPError, OSError) as exc:
             return self._snapshot(watch, error=http_error(exc))
+
+    def _discard_client(self) -> None:
+        client, self._client = self._client, None
+        discard_client(client)
 
     def _ensure_client(self) -> httpx.AsyncClient:
         if self._client is None:

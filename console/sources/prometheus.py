@@ -67,6 +67,7 @@ from console.sanitize import one_line as _one_line
 from console.sources.base import (
     BodyTooLarge,
     Stopwatch,
+    discard_client,
     http_error,
     http_status_error,
     read_capped,
@@ -446,6 +447,7 @@ class PrometheusSource:
         )
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._interrupted = False
 
     # -- Source protocol --
 
@@ -456,6 +458,12 @@ class PrometheusSource:
         except Exception as exc:  # a bug here must not take the poller down
             error = source_error(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
             return self.failed(error, watch.taken_at, watch.elapsed)
+        finally:
+            if self._interrupted:  # a request timed out or was cancelled (see discard_client)
+                self._interrupted = False
+                client, self._client = self._client, None
+                if self._client_loop is asyncio.get_running_loop():
+                    discard_client(client)
 
     def failed(self, error: SourceError, taken_at: float, latency: float | None) -> PrometheusSnapshot:
         return PrometheusSnapshot(
@@ -575,9 +583,13 @@ class PrometheusSource:
 
     async def _fetch(self, url: str, decode: Callable[[int, str, bytes], T], params: dict[str, str]) -> T:
         """GET ``url`` within the timeout, body capped, then ``decode`` it in a worker thread."""
-        async with asyncio.timeout(self.config.timeout):
-            async with self._http().stream("GET", url, params=params) as response:
-                body = await read_capped(response, self.body_limit)
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                async with self._http().stream("GET", url, params=params) as response:
+                    body = await read_capped(response, self.body_limit)
+        except (TimeoutError, asyncio.CancelledError):
+            self._interrupted = True  # the client is discarded once the poll's other requests are done
+            raise
         content_type = response.headers.get("content-type", "")
         return await asyncio.to_thread(decode, response.status_code, content_type, body)
 
