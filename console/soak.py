@@ -40,6 +40,7 @@ import tempfile
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,9 +62,10 @@ class Sample:
     t: float  # seconds since the soak began
     rss_mb: float
     fds: int
-    tasks: int
+    tasks: int  # every asyncio task, polls in flight included
     threads: int
     errors: int  # exceptions seen so far (cumulative)
+    old_tasks: int = 0  # tasks alive for OLD_TASK seconds or more: what a leak accumulates
 
 
 def rss_mb() -> float:
@@ -75,12 +77,23 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd")) - 1  # less the listing's own descriptor
 
 
+OLD_TASK = 30.0
+_first_seen: weakref.WeakKeyDictionary[asyncio.Task[Any], float] = weakref.WeakKeyDictionary()
+
+
 def take_sample(t: float, errors: int) -> Sample:
+    """The process now. Tasks are counted twice: all of them (polls in flight make that swing
+    by tens on a busy machine, where polls take longer) and those alive for OLD_TASK s or more,
+    which polls, key presses and short-lived screens never are, and a leaked task soon is."""
     try:
-        tasks = len(asyncio.all_tasks())
+        tasks = asyncio.all_tasks()
     except RuntimeError:  # no running loop
-        tasks = 0
-    return Sample(round(t, 2), round(rss_mb(), 2), open_fds(), tasks, threading.active_count(), errors)
+        tasks = set()
+    now = time.monotonic()
+    old = sum(1 for task in tasks if now - _first_seen.setdefault(task, now) >= OLD_TASK)
+    return Sample(
+        round(t, 2), round(rss_mb(), 2), open_fds(), len(tasks), threading.active_count(), errors, old
+    )
 
 
 # --- the verdict -------------------------------------------------------------------------------
@@ -89,10 +102,11 @@ def take_sample(t: float, errors: int) -> Sample:
 @dataclass(frozen=True)
 class Limits:
     """How much a steady-state figure may grow from the first window after the warm-up to the
-    last window. Counts are compared median to median: descriptors and tasks go up and down
-    with the polls in flight (a poll every 0.1 s on five sources), so one sample is noise, a
-    median over a window of tens of samples is not; a leak of one per scenario cycle or per
-    minute moves it past these within a 3-minute run.
+    last window. Counts are compared median to median: descriptors go up and down with the
+    polls in flight (a poll every 0.1 s on five sources), so one sample is noise, a median over
+    a window of tens of samples is not. Tasks in flight swing by tens on a busy machine (polls
+    take longer, more overlap), so the trend is judged on tasks alive for 30 s or more; every
+    task is also checked exactly once the console has quit (``left_tasks``).
 
     RSS: the allocator keeps freed memory and CPython grows its arenas in steps, so an RSS that
     has settled still moves by a few MB; 10 MB from the post-warm-up window to the end (measured
@@ -100,12 +114,13 @@ class Limits:
     a minute) without failing on the allocator."""
 
     fds: float = 3
-    tasks: float = 10
+    old_tasks: float = 3  # tasks alive >= 30 s; all tasks are reported, not judged (see take_sample)
     threads: float = 2
     rss_mb: float = 10.0
     left_fds: int = 0  # after quitting, over the count before starting
     left_tasks: int = 0
     warmup_fraction: float = 0.25  # of the run: pools, caches, sparkline histories fill up
+    warmup_min: float = 90.0  # seconds, at least: Textual's caches are still filling before
     window_fraction: float = 0.15  # each compared window
 
 
@@ -143,7 +158,7 @@ def analyse(
         return Verdict(False, [f"too few samples ({len(samples)}) to judge a trend"], figures)
     start, end = samples[0].t, samples[-1].t
     duration = end - start
-    warm_end = start + limits.warmup_fraction * duration
+    warm_end = start + min(max(limits.warmup_fraction * duration, limits.warmup_min), 0.5 * duration)
     window = max(limits.window_fraction * duration, 1.0)
     first = [s for s in samples if warm_end <= s.t < warm_end + window]
     last = [s for s in samples if s.t > end - window]
@@ -155,7 +170,7 @@ def analyse(
         warmup_s=round(warm_end - start, 1),
         window_s=round(window, 1),
     )
-    for name in ("rss_mb", "fds", "tasks", "threads"):
+    for name in ("rss_mb", "fds", "tasks", "old_tasks", "threads"):
         early = statistics.median(getattr(s, name) for s in first)
         late = statistics.median(getattr(s, name) for s in last)
         growth = late - early
@@ -169,8 +184,8 @@ def analyse(
             "max": max(values),
             "slope_per_min": round(_slope_per_minute([(s.t, getattr(s, name)) for s in steady]), 3),
         }
-        limit = getattr(limits, name)
-        if growth > limit:
+        limit = getattr(limits, name, None)
+        if limit is not None and growth > limit:
             unit = " MB" if name == "rss_mb" else ""
             problems.append(
                 f"{name} grew {growth:g}{unit} from the first steady window ({early:g}) to the end "
@@ -517,6 +532,7 @@ def write_report(soak: Soak, verdict: Verdict, scenarios: list[str]) -> tuple[Pa
             line("rss_mb", " MB"),
             line("fds"),
             line("tasks"),
+            line("old_tasks"),
             line("threads"),
             f"  before the console: {f.get('before')}; after it quit: {f.get('after')}",
             f"  exceptions/errors logged: {len(soak.errors.lines)}; warnings: {len(soak.errors.warnings)}",
