@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -185,6 +186,9 @@ def analyse(
             "slope_per_min": round(_slope_per_minute([(s.t, getattr(s, name)) for s in steady]), 3),
         }
         limit = getattr(limits, name, None)
+        if name == "old_tasks" and warm_end - start < OLD_TASK:
+            figures[name]["judged"] = False  # a run this short has no task old enough yet
+            continue
         if limit is not None and growth > limit:
             unit = " MB" if name == "rss_mb" else ""
             problems.append(
@@ -583,6 +587,7 @@ def demo_stack(attach: str | None, timeout: float = 120.0):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        shutil.rmtree(state_dir, ignore_errors=True)  # the stack's cluster, logs and config
 
 
 def soak(duration: float, out_dir: Path, attach: str | None = None, limits: Limits = Limits()):

@@ -99,6 +99,8 @@ def test_exceptions_unseen_scenarios_and_too_short_runs_fail():
     verdict = analyse(run(), scenarios=SCENARIOS, seen={"console": SCENARIOS, "engine": ["error-spike"]})
     assert verdict.problems == ["the engine never showed: lock-contention"]
     assert not analyse(run(minutes=0.05)).ok
+    short = analyse(run(minutes=0.7, tasks=lambda t: 20 + t), scenarios=SCENARIOS, seen=SEEN)
+    assert short.ok and short.figures["old_tasks"]["judged"] is False  # no task can be 30 s old yet
 
 
 def test_limits_are_what_the_docstring_says():
