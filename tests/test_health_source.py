@@ -4,9 +4,13 @@ variants, faults (timeouts, resets, redirects, huge bodies, TLS) and hostile bod
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from console.config import HealthTarget
@@ -518,3 +522,34 @@ async def test_check_count_and_text_length_are_capped(http_server):
     assert len(snap.checks) == MAX_CHECKS and "200 checks" in snap.output
     assert len(snap.output) < 10_000
     assert all(len(c.name) <= NAME_LIMIT and len(c.detail) < 2_000 for c in snap.checks)
+
+
+def _tls_context(client: httpx.AsyncClient):
+    return client._transport._pool._ssl_context
+
+
+async def test_a_client_made_again_after_a_timeout_reuses_the_tls_context(https_server, tmp_path):
+    """A timed-out probe discards its client (see test_soak); building the new one's SSL context
+    loaded the CA bundle again, ~30 ms of CPU on every poll of a slow backend. One context per
+    CA setting is shared; a CA file replaced on disk is read again."""
+    https_server.route("/slow", json={"status": "pass"}, delay=1.0)
+    https_server.route("/health", json={"status": "pass"})
+    for verify in (True, https_server.ca_file):
+        source = HealthSource(target(https_server.url("/slow"), verify_tls=verify, timeout=0.2), interval=5)
+        first = _tls_context(source._ensure_client())
+        assert (await source.poll()).error.kind in (ErrorKind.TIMEOUT, ErrorKind.TLS)
+        other = HealthSource(target(https_server.url("/health"), verify_tls=verify), interval=5)
+        assert _tls_context(source._ensure_client()) is first is _tls_context(other._ensure_client())
+        await source.aclose()
+        await other.aclose()
+
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(Path(https_server.ca_file).read_bytes())
+    source = HealthSource(target(https_server.url("/health"), verify_tls=str(ca)), interval=5)
+    assert (await source.poll()).status == PASS
+    before = _tls_context(source._client)
+    await source.aclose()
+    os.utime(ca, ns=(time.time_ns(), time.time_ns() + 10**9))  # the file replaced on disk
+    assert (await source.poll()).status == PASS
+    assert _tls_context(source._client) is not before
+    await source.aclose()

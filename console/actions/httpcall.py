@@ -30,7 +30,7 @@ from console.actions.plans import (
 from console.actions.specs import Expect
 from console.audit import utc_iso
 from console.sanitize import one_line
-from console.sources.base import BodyTooLarge, read_capped
+from console.sources.base import BodyTooLarge, read_capped, tls_verify
 
 if TYPE_CHECKING:
     from console.actions.executor import Executor
@@ -49,7 +49,7 @@ async def _request(
     params: Mapping[str, str] | None = None,
 ) -> tuple[int, str, bytes]:
     async with (
-        httpx.AsyncClient(verify=verify, follow_redirects=False, timeout=timeout) as client,
+        httpx.AsyncClient(verify=tls_verify(verify), follow_redirects=False, timeout=timeout) as client,
         client.stream(method, url, headers=dict(headers), json=body, params=params) as response,
     ):
         try:

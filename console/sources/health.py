@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import ssl
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any, NamedTuple
@@ -31,6 +30,7 @@ from console.sources.base import (
     http_status_error,
     read_capped,
     source_error,
+    tls_verify,
 )
 
 BODY_LIMIT = 1024 * 1024
@@ -128,11 +128,10 @@ class HealthSource:
 
     def _ensure_client(self) -> httpx.AsyncClient:
         if self._client is None:
-            verify = self.target.verify_tls
             self._client = httpx.AsyncClient(
                 headers={"User-Agent": "incident-console"}
                 | {name: h.value for name, h in self.target.headers.items()},
-                verify=verify if isinstance(verify, bool) else ssl.create_default_context(cafile=verify),
+                verify=tls_verify(self.target.verify_tls),
                 timeout=self.target.timeout,
                 follow_redirects=True,
                 max_redirects=5,

@@ -72,6 +72,7 @@ from console.sources.base import (
     http_status_error,
     read_capped,
     source_error,
+    tls_verify,
 )
 
 BODY_LIMIT = 16 * 1024 * 1024  # bytes per response; over it is an error
@@ -572,11 +573,11 @@ class PrometheusSource:
     def _http(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
-            verify = self.config.verify_tls
-            if isinstance(verify, str):
-                verify = ssl.create_default_context(cafile=verify)  # type: ignore[assignment]
             self._client = httpx.AsyncClient(
-                headers=self._headers, verify=verify, timeout=self.config.timeout, follow_redirects=False
+                headers=self._headers,
+                verify=tls_verify(self.config.verify_tls),
+                timeout=self.config.timeout,
+                follow_redirects=False,
             )
             self._client_loop = loop
         return self._client
