@@ -140,7 +140,10 @@ async def test_timeline_shows_the_journal(tmp_path):
     journal.append("note", text="[@click=app.quit] first look")
     app = make_app(config=ui_data.config(environment=STAGING), journal=journal, autopoll=True)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: "breach.start" in events(journal_path), what="breaches journaled")
+        # each source's breaches are journaled when its own poll lands: wait for the Postgres one
+        await wait_for(
+            pilot, lambda: "sessions waiting on a lock" in journal_path.read_text(), what="breach journaled"
+        )
         await pilot.press("t")
         await wait_for(pilot, lambda: isinstance(app.screen, TimelineScreen), what="timeline")
         table = app.screen.query_one("#timeline-table")
