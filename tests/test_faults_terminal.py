@@ -24,6 +24,10 @@ from tests import ui_data
 from tests.fixtures.faults import read_for, screen_text, set_size, start_console, wait_for
 from tests.test_ui_terminal import read_until, wait_exit
 
+# Under a pytest-xdist worker the console in these ptys never showed its data (4 of 5 failed,
+# alone too); not yet understood, so they run in the main pytest process (make test).
+pytestmark = pytest.mark.serial
+
 # --- 20x5 and back ---------------------------------------------------------------------------
 
 
