@@ -71,7 +71,7 @@ async def shoot(config_path: Path, control: DemoControl, journal: Path) -> list[
     for size, name in (((200, 60), "console-200x60"), ((80, 24), "console-80x24")):
         app = ConsoleApp(config, journal=Journal(journal), demo=control)
         async with app.run_test(size=size) as pilot:
-            await until(pilot, lambda a=app: WANTED <= breach_ids(a), "the injected breaches")
+            await until(pilot, lambda a=app: breach_ids(a) >= WANTED, "the injected breaches")
             await pilot.pause(1.0)
             save(app, name)
             if size == (200, 60):
@@ -92,7 +92,7 @@ async def shoot(config_path: Path, control: DemoControl, journal: Path) -> list[
 
     app = ConsoleApp(config, journal=Journal(journal), wall=True)
     async with app.run_test(size=(160, 45)) as pilot:
-        await until(pilot, lambda: WANTED <= breach_ids(app), "the injected breaches (wall)")
+        await until(pilot, lambda: breach_ids(app) >= WANTED, "the injected breaches (wall)")
         await pilot.pause(1.0)
         save(app, "wall-160x45")
     return saved
