@@ -10,7 +10,7 @@ demo: $(STAMP) sysdeps
 	$(BIN)/incident-console demo
 
 test: $(STAMP) sysdeps
-	$(BIN)/ruff check console panels tests
+	$(BIN)/ruff check console panels tests bench scripts
 	$(BIN)/pytest -n 2 --dist loadfile -m "not serial"
 	$(BIN)/pytest -m serial
 
@@ -41,12 +41,12 @@ check-config: $(STAMP)
 	$(BIN)/incident-console check-config config/console.yaml
 
 lint: $(STAMP)
-	$(BIN)/ruff check console panels tests
-	$(BIN)/ruff format --check console panels tests
+	$(BIN)/ruff check console panels tests bench scripts
+	$(BIN)/ruff format --check console panels tests bench scripts
 
 fmt: $(STAMP)
-	$(BIN)/ruff format console panels tests
-	$(BIN)/ruff check --fix console panels tests
+	$(BIN)/ruff format console panels tests bench scripts
+	$(BIN)/ruff check --fix console panels tests bench scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
