@@ -276,6 +276,9 @@ class PostgresCluster(Model):
     lock_timeout: Duration = 1.0
     connect_timeout: Duration = 5.0
     statements_top: int = Field(10, ge=0, le=200)
+    #: Seconds between two reads of the top statements (0: every refresh). Reading
+    #: pg_stat_statements was a quarter of the refresh statement's server time (bench/CHANGES.md).
+    statements_every: Duration = Field(10.0, ge=0)
     thresholds: PostgresThresholds = Field(default_factory=PostgresThresholds)
 
     def secrets(self) -> list[str]:

@@ -11,8 +11,9 @@ Binding another address than loopback needs a token (the page must present it) o
 The token comes from $INCIDENT_CONSOLE_SERVE_TOKEN or ``--token-file``, never from the command
 line (which ``ps`` shows to every user). README "Wall screen in a browser" has the set-up.
 
-This module only parses and checks; console/serve_web.py is the web server (aiohttp), imported
-when serve starts so the other commands never load it.
+This module only parses and checks (engine side); panels/serve_web.py is the web server (aiohttp
+and textual-serve, UI side), taken through console.app when serve starts so the other commands
+never load it.
 """
 
 from __future__ import annotations
@@ -163,6 +164,6 @@ def cmd_serve(args: argparse.Namespace, out=None, err=None) -> int:
         return EXIT_USAGE
     # The viewers' processes inherit this environment: the token stays in this process only.
     os.environ.pop(TOKEN_ENV, None)
-    from console.serve_web import serve_forever
+    from console.app import serve_forever
 
     return serve_forever(settings, out, err)

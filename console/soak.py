@@ -19,7 +19,8 @@ Textual's log file), exceptions the event loop, a thread or a ``__del__`` did no
 :func:`analyse` judges the samples (a pure function, tested on synthetic leaks): a leak is a
 trend, so it compares the first window after the warm-up with the last window, never with the
 start (connections, pools and caches fill up during the warm-up) and never a latency (the
-machine is shared). Engine-side: Textual is imported only inside :func:`run_console_soak`.
+machine is shared). This module is engine-side (no Textual, no panels): the headless console
+and its pilot are :mod:`panels.soak_driver`, which :func:`soak` takes through console.app when it runs.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from console.config import Config, Refresh, load_config
-from console.poller import ConsoleState, Poller
+from console.poller import ConsoleState
 
 SOAK_INTERVAL = 0.1  # every refresh, forced (the issue's condensed soak)
 SAMPLE_EVERY = 0.5
@@ -318,16 +318,16 @@ class Soak:
     after: Sample | None = None  # after it quit and the engine closed: what is left is leaked
 
 
-async def _sample_loop(soak: Soak, t0: float, stop: asyncio.Event) -> None:
+async def sample_loop(soak: Soak, t0: float, stop: asyncio.Event) -> None:
     while not stop.is_set():
         soak.samples.append(take_sample(time.monotonic() - t0, len(soak.errors.lines)))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), SAMPLE_EVERY)
 
 
-async def _cycle_scenarios(soak: Soak, control, observed: Callable[[], dict[str, ConsoleState]],
-                           stop: asyncio.Event, *, parallel: int = 3, hold: float = 1.0,
-                           give_up: float = 60.0) -> None:  # fmt: skip
+async def cycle_scenarios(soak: Soak, control, observed: Callable[[], dict[str, ConsoleState]],
+                          stop: asyncio.Event, *, parallel: int = 3, hold: float = 1.0,
+                          give_up: float = 60.0) -> None:  # fmt: skip
     """Inject each scenario, hold it until every observer saw it (then ``hold`` s more, a few
     refreshes), reset it; ``parallel`` at a time, round after round until ``stop``."""
     scenarios = control.scenarios()
@@ -372,129 +372,6 @@ async def _cycle_scenarios(soak: Soak, control, observed: Callable[[], dict[str,
         for task in running:
             await task
         soak.cycles += 1
-
-
-async def _press_keys(soak: Soak, app, pilot, stop: asyncio.Event, every: float = 2.0) -> None:
-    """Keys a person presses while watching: never an action key (c, K, a on a breach, q)."""
-    from panels.postgres import PostgresPanel
-
-    async def to_postgres() -> None:
-        for _ in range(len(app.panels)):
-            if isinstance(app.focused_panel(), PostgresPanel):
-                return
-            await pilot.press("tab")
-
-    async def back_to_main() -> None:
-        for _ in range(5):
-            if app.screen is app.screen_stack[0] and not app.query_one("#filter").has_class("-open"):
-                return
-            await pilot.press("escape")
-            await pilot.pause()
-
-    async def filter_text(text: str) -> None:
-        await pilot.press("slash", *text, "enter")
-        await pilot.pause(0.5)
-        await pilot.press("slash", *["backspace"] * (len(text) + 2), "enter")
-
-    plans: list[Callable[[], Any]] = [
-        lambda: pilot.press("tab"),
-        lambda: pilot.press("shift+tab"),
-        lambda: pilot.press("r"),
-        lambda: pilot.press("p"),  # paused for a while, then resumed by the next plan
-        lambda: pilot.press("p"),
-        lambda: pilot.press("enter"),  # the selected row's details
-        lambda: pilot.press("escape"),
-        lambda: filter_text("shop"),
-        lambda: pilot.press("t"),
-        lambda: pilot.press("escape"),
-        lambda: pilot.press("question_mark"),
-        lambda: pilot.press("escape"),
-    ]
-    postgres_keys = ["w", "i", "a", "e", "s", "enter", "escape", "l", "l"]
-    step = 0
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
-        if stop.is_set():
-            break
-        if step % 3 == 2:
-            await back_to_main()
-            await to_postgres()
-            await pilot.press(postgres_keys[(step // 3) % len(postgres_keys)])
-        else:
-            await plans[step % len(plans)]()
-        soak.keys += 1
-        step += 1
-    await back_to_main()
-    if app.paused:
-        await pilot.press("p")
-
-
-async def run_console_soak(soak: Soak, config: Config, control) -> None:
-    """The soak itself, on the running loop (see the module doc)."""
-    import textual.constants
-    from textual.worker import WorkerState
-
-    from console.app import ConsoleApp
-    from console.audit import Journal
-
-    errors = soak.errors
-
-    class SoakApp(ConsoleApp):
-        def on_worker_state_changed(self, event) -> None:
-            if event.state == WorkerState.ERROR:
-                errors.add("worker", f"{event.worker.name}: {event.worker.error!r}")
-
-        def _handle_exception(self, error: Exception) -> None:
-            errors.add("app", f"{type(error).__name__}: {error}")
-            super()._handle_exception(error)
-
-    textual_log = soak.out_dir / "textual.log"
-    textual_log.unlink(missing_ok=True)
-    textual.constants.LOG_FILE = str(textual_log)  # Textual's own log (read at each call)
-    loop = asyncio.get_running_loop()
-    undo = errors.install(loop)
-    stop = asyncio.Event()
-    t0 = time.monotonic()
-    engine = Poller(config)
-    engine_state: list[ConsoleState] = [engine.state]
-
-    def on_engine_state(state: ConsoleState) -> None:
-        engine_state[0] = state
-        soak.engine_states += 1
-
-    tracebacks = demo_tracebacks(control.state_dir)
-    soak.before = take_sample(0.0, 0)
-    app = SoakApp(config, journal=Journal(soak.out_dir / "journal.jsonl"), demo=control)
-    try:
-        async with app.run_test(size=(160, 48)) as pilot:
-            sampler = asyncio.create_task(_sample_loop(soak, t0, stop))
-            engine_task = asyncio.create_task(engine.run(on_engine_state, stop=stop))
-            observed = lambda: {"console": app.state, "engine": engine_state[0]}  # noqa: E731
-            cycler = asyncio.create_task(_cycle_scenarios(soak, control, observed, stop))
-            keys = asyncio.create_task(_press_keys(soak, app, pilot, stop))
-            tasks = [sampler, engine_task, cycler, keys]
-            # Until the time is up, or one of them fails (said below).
-            await asyncio.wait(tasks, timeout=soak.duration, return_when=asyncio.FIRST_EXCEPTION)
-            stop.set()
-            for task in tasks:
-                try:
-                    await asyncio.wait_for(task, 90)
-                except Exception as exc:
-                    errors.add("soak", f"{task.get_coro().__name__}: {type(exc).__name__}: {exc}")
-            await pilot.press("q")
-    finally:
-        await engine.aclose()
-        with contextlib.suppress(Exception):
-            await control.areset()
-        for log, count in demo_tracebacks(control.state_dir).items():
-            if count > tracebacks.get(log, 0):
-                errors.add("demo stack", f"{count - tracebacks.get(log, 0)} traceback(s) in {log}")
-        gc.collect()  # what was dropped unawaited or unclosed says so now, while it is counted
-        soak.after = take_sample(time.monotonic() - t0, len(errors.lines))
-        undo()
-        textual.constants.LOG_FILE = None
-        errors.scan_textual_log(textual_log)
 
 
 def write_report(soak: Soak, verdict: Verdict, scenarios: list[str]) -> tuple[Path, str]:
@@ -596,6 +473,8 @@ def soak(duration: float, out_dir: Path, attach: str | None = None, limits: Limi
     with demo_stack(attach) as control:
         config = soak_config(load_config(control.config_path))
         run = Soak(duration, out_dir)
+        from console.app import run_console_soak  # the UI side: Textual loads here
+
         asyncio.run(run_console_soak(run, config, control))
     scenarios = [s.name for s in control.scenarios()]
     verdict = analyse(

@@ -96,6 +96,7 @@ class PostgresPanel(Panel):
         self._built: list[tuple[str, Session, float | None, list[Text]]] = []
         self._sorted: tuple[int, list[tuple[str, Session, list[Text]]]] | None = None
         self._texts: dict[tuple, Text] = {}  # see _text
+        self._texts_old: dict[tuple, Text] = {}  # the texts of the snapshot before
         self._shown: dict[int, Text] = {}  # id(widget) -> the Text it shows
         self._previous: PostgresSnapshot | None = None
         self._tps: float | None = None
@@ -158,6 +159,7 @@ class PostgresPanel(Panel):
         if snap is not self._cached_for:
             self._cached_for = snap
             self._sorted = None
+            self._texts_old, self._texts = self._texts, {}
             cache, fresh = self._cell_cache, {}
             built = []
             for session in snap.sessions:
@@ -220,13 +222,18 @@ class PostgresPanel(Panel):
         """One Text per distinct cell value: sessions share users, states, durations, clients,
         applications and often queries, and a Text costs more to build than to look up (1000
         durations and the cells of 200 churning sessions each refresh). Texts in a table are
-        never changed in place, so one object can stand in several cells."""
+        never changed in place, so one object can stand in several cells. A text lives for two
+        snapshots unless used again (a bound that filled in ten minutes of a soak looked like a
+        leak, and a full gen-2 garbage collection walked every cached text)."""
         key = (make, *args)
         found = self._texts.get(key)
         if found is None:
+            found = self._texts_old.pop(key, None)
+            if found is None:  # (not `or`: an empty Text is falsy, and would be made anew each time)
+                found = make(*args)
             if len(self._texts) >= TEXT_CACHE:
                 self._texts.clear()
-            found = self._texts[key] = make(*args)
+            self._texts[key] = found
         return found
 
     def _render_side(self, snap: PostgresSnapshot) -> None:

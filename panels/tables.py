@@ -20,12 +20,14 @@ from rich.style import Style
 from rich.text import Text
 from textual._two_way_dict import TwoWayDict
 from textual._types import SegmentLines
+from textual.cache import LRUCache
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 from textual.widgets.data_table import Row as TableRow
 
 Row = tuple[str, Sequence[Text]]  # (row key, one Text per column)
 PARKED_ROWS = 5000  # rows kept off the table for a filter to bring back, at most
+RENDER_CACHE_LINES = 240  # lines in each of DataTable's render caches: a few screens (was 1000)
 
 
 class KeyedTable(DataTable):
@@ -39,12 +41,23 @@ class KeyedTable(DataTable):
         kwargs.setdefault("cursor_type", "row")
         kwargs.setdefault("zebra_stripes", False)
         super().__init__(**kwargs)
+        # DataTable keys its render caches by _update_count, which each refresh bumps: sized for
+        # 1000 rows (10000 cells), they filled with the lines of past refreshes — 10^5 objects
+        # (each Strip has seven caches of its own) that every full garbage collection walked,
+        # 60-80 ms of a stopped event loop every few seconds at 1000 sessions (bench/CHANGES.md).
+        # A few screens' worth is all a refresh or a key press reuses.
+        self._row_render_cache = LRUCache(RENDER_CACHE_LINES)
+        self._line_cache = LRUCache(RENDER_CACHE_LINES)
+        self._row_renderable_cache = LRUCache(RENDER_CACHE_LINES)
+        self._cell_render_cache = LRUCache(RENDER_CACHE_LINES * 4)
         self._column_spec = list(columns)
         # Row key -> the cells object last synced: the same object again is unchanged, without
         # comparing its texts (a panel that re-filters the same snapshot passes the same rows).
         self._given: dict[str, Sequence[Text]] = {}
         # See _render_cell: (cell, drawing state) -> (the cell, its lines by (row, column)).
         self._cell_lines: dict[tuple, tuple[object, dict[tuple[int, int], SegmentLines]]] = {}
+        # The lines drawn before the last sync: kept only if drawn again before the next one.
+        self._cell_lines_old: dict[tuple, tuple[object, dict[tuple[int, int], SegmentLines]]] = {}
         # Rows a sync took off the table: key -> (cells by column, the cells given).
         self._parked: dict[str, tuple[dict, Sequence[Text] | None]] = {}
         self._row_keys: dict[str, RowKey] = {}  # one RowKey per key (TwoWayDict rebuilds hash them)
@@ -76,6 +89,7 @@ class KeyedTable(DataTable):
         structure = False  # rows added or removed
         wider = False  # a cell grew past its column's width
         changed: list[str] = []  # rows that stay, with at least one new cell
+        fresh = False  # a row or cell that the table has not had
         table, given, parked, row_keys = self._data, self._given, self._parked, self._row_keys
         gone = [key for key in self._order if key not in first]
         if len(parked) + len(gone) > PARKED_ROWS:
@@ -105,6 +119,7 @@ class KeyedTable(DataTable):
                     if was is not None:
                         given[key] = was
                 else:
+                    fresh = True
                     given[key] = cells
                     table[row_key] = dict(zip(columns, cells, strict=True))
                     # Measured here (one-line Text: its cell length), not by DataTable on idle,
@@ -132,6 +147,12 @@ class KeyedTable(DataTable):
                     wider = True
             if new:
                 changed.append(key)
+                fresh = True
+        if fresh:
+            # Cell lines live for two syncs that bring new cells (a refresh; a filter key brings
+            # back rows it hid, which keep theirs): the lines of cells a refresh replaced, and
+            # their Texts, are let go rather than held until a size bound.
+            self._cell_lines_old, self._cell_lines = self._cell_lines, {}
         if len(row_keys) > len(first) + len(parked) + PARKED_ROWS:
             self._row_keys = row_keys = {k: row_keys[k] for k in (*first, *parked)}
         order = list(first)
@@ -177,6 +198,10 @@ class KeyedTable(DataTable):
                self._pseudo_class_state, self.show_cursor, self.cursor_type, self.cell_padding)  # fmt: skip
         at = (row_index, column_index)
         hit = self._cell_lines.get(key)
+        if hit is None:
+            hit = self._cell_lines_old.pop(key, None)
+            if hit is not None:
+                self._cell_lines[key] = hit
         if hit is not None and hit[0] is value:
             placed = hit[1]
             lines = placed.get(at)
@@ -196,10 +221,12 @@ class KeyedTable(DataTable):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._cell_lines.clear()
+        self._cell_lines_old.clear()
 
     def _clear_caches(self) -> None:
         super()._clear_caches()
         self._cell_lines.clear()
+        self._cell_lines_old.clear()
 
     def _refresh_rows(self, indexes: list[int]) -> None:
         """Redraw the rows at these indexes that are on screen. A row scrolled out of view is

@@ -162,3 +162,18 @@ async def test_rows_filtered_out_and_back_are_not_rendered_again_and_clicks_find
         await pilot.click(KeyedTable, offset=(2, 4))  # the header is line 0: the 4th row shown
         await pilot.pause()
         assert table.cursor_row == 503 and table.selected_key == str(999 - 503)
+
+
+async def test_rendered_cells_of_past_refreshes_are_let_go():
+    """The rendered lines (and Texts) of cells that refreshes replaced are not kept: what the
+    cache holds stays at about two screens, however many refreshes (a size bound filled over
+    ten minutes of a soak and looked like a leak)."""
+    app = One()
+    async with app.run_test(size=(60, 20)) as pilot:
+        table = app.query_one(KeyedTable)
+        for second in range(40):  # every row's age changes each refresh
+            table.sync(rows(range(1000), age=f"{second}s"))
+            await pilot.pause()
+        held = len(table._cell_lines) + len(table._cell_lines_old)
+        on_screen = 2 * table.size.height  # two columns
+        assert 0 < held <= 2 * on_screen

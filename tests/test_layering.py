@@ -1,17 +1,33 @@
-"""The engine (console/) must import and work without Textual or the panels (DESIGN.md section 1)."""
+"""The engine (console/) must import and work without Textual or the panels (DESIGN.md section 1).
+
+The UI lives in panels/ (the widgets, the Textual app, the soak's headless console, the ``serve``
+web server); ``console.app`` is the engine's one door to it, loading each UI module on first use.
+Every other module of console/ is the engine: it imports none of ``textual``, ``panels`` or
+``textual_serve``, not even inside a function, and imports ``console.app`` only inside a function
+(``console.cli`` opening the console for ``run``).
+Two checks: every engine module imports with those packages blocked, and the source of every
+engine module, read with ``ast``, has no such import anywhere (which also catches an import in a
+function that no test calls).
+"""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+ENGINE = ROOT / "console"
+FORBIDDEN = ("textual", "panels", "textual_serve")
+UI = "console.app"
+# Calls that import (or locate) a module named by a string.
+IMPORT_CALLS = ("import_module", "__import__", "find_spec")
 
 PROBE = textwrap.dedent(
     """
-    import importlib, importlib.abc, pkgutil, sys
+    import importlib, importlib.abc, sys
 
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
@@ -20,25 +36,177 @@ PROBE = textwrap.dedent(
             return None
 
     sys.meta_path.insert(0, Block())
-    import console
-    allowed = {"console.app"}
-    imported = []
-    for info in pkgutil.walk_packages(console.__path__, "console."):
-        if info.name in allowed or info.name.startswith("console.app."):
-            continue
-        importlib.import_module(info.name)
-        imported.append(info.name)
-    print(len(imported), " ".join(sorted(imported)))
+    for name in sys.argv[1:]:
+        importlib.import_module(name)
+    loaded = sorted(m for m in sys.modules if m == "console.app" or m.startswith("console.app."))
+    print(" ".join(loaded) or "-")
     """
 )
 
 
+def engine_files() -> list[Path]:
+    """Every module of console/ but console/app.py."""
+    return sorted(
+        path for path in ENGINE.rglob("*.py") if "__pycache__" not in path.parts and path != ENGINE / "app.py"
+    )
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def is_ui(name: str) -> bool:
+    return name == UI or name.startswith(UI + ".")
+
+
+def imported(node: ast.AST, module: str, is_package: bool) -> list[str]:
+    """The modules ``node`` imports (for ``from m import n``: m and m.n, n may be a module)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom):
+        base = node.module or ""
+        if node.level:
+            package = module.split(".") if is_package else module.split(".")[:-1]
+            package = package[: len(package) - (node.level - 1)]
+            base = ".".join(package + ([node.module] if node.module else []))
+        return [base, *(f"{base}.{alias.name}" for alias in node.names)]
+    if isinstance(node, ast.Call) and node.args:
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        first = node.args[0]
+        if name in IMPORT_CALLS and isinstance(first, ast.Constant) and isinstance(first.value, str):
+            return [first.value]
+    return []
+
+
+def violations(source: str, module: str, is_package: bool = False) -> list[tuple[int, str]]:
+    """(line, what) for every import of Textual, panels or textual-serve anywhere in ``source``
+    (module level, functions, classes, ``if TYPE_CHECKING:``), and every import of console.app
+    that is not inside a function (one that runs when the module is imported)."""
+    found: list[tuple[int, str]] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            targets = imported(child, module, is_package)
+            bad = [t for t in targets if t.split(".")[0] in FORBIDDEN]
+            if bad:
+                found.append(
+                    (
+                        child.lineno,
+                        f"imports {bad[0]} (UI code belongs in panels/, reached through console.app)",
+                    )
+                )
+            elif not in_function and any(is_ui(t) for t in targets):
+                ui = next(t for t in targets if is_ui(t))
+                found.append((child.lineno, f"imports {ui} at import time (only inside a function)"))
+            function = isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+            visit(child, in_function or function)
+
+    visit(ast.parse(source), False)
+    return found
+
+
 def test_engine_imports_without_textual_or_panels():
+    names = [module_name(path) for path in engine_files()]
     result = subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", PROBE, *names], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    count, names = result.stdout.split(" ", 1)
-    assert int(count) >= 10, names
-    for module in ("console.config", "console.rules", "console.poller", "console.cli"):
-        assert module in names.split()
+    # Every engine module was imported, and none of them pulled in the UI package.
+    assert len(names) >= 40, names
+    for module in ("console.config", "console.rules", "console.poller", "console.cli", "console.soak"):
+        assert module in names
+    assert result.stdout.split() == ["-"], result.stdout
+
+
+def test_no_engine_module_imports_textual_panels_or_textual_serve_even_inside_a_function():
+    problems = []
+    files = engine_files()
+    for path in files:
+        for line, what in violations(path.read_text(), module_name(path), path.name == "__init__.py"):
+            problems.append(f"{path.relative_to(ROOT)}:{line}: {what}")
+    assert len(files) >= 40 and ENGINE / "cli.py" in files and ENGINE / "soak.py" in files
+    assert not problems, "\n".join(problems)
+
+
+def test_the_source_check_finds_nested_typing_and_dynamic_imports():
+    source = textwrap.dedent(
+        """
+        import importlib
+        from typing import TYPE_CHECKING
+
+        import textualize_not_textual
+        from console.config import Config
+        from . import rules
+        from console.app import ConsoleApp
+
+        if TYPE_CHECKING:
+            from textual_serve.app_service import AppService
+
+
+        class Thing:
+            import panels
+
+            def method(self):
+                import textual.constants
+
+
+        async def driver():
+            from panels.postgres import PostgresPanel
+            from console.app import run_console
+            from . import app
+            importlib.import_module("textual.app")
+            return importlib.util.find_spec("textual_serve")
+
+
+        from console import app
+        from .app.web import COOKIE
+        handler = lambda: __import__("console.app.web")
+        """
+    )
+    assert violations(source, "console.example") == [
+        (8, "imports console.app at import time (only inside a function)"),
+        (11, "imports textual_serve.app_service (UI code belongs in panels/, reached through console.app)"),
+        (15, "imports panels (UI code belongs in panels/, reached through console.app)"),
+        (18, "imports textual.constants (UI code belongs in panels/, reached through console.app)"),
+        (22, "imports panels.postgres (UI code belongs in panels/, reached through console.app)"),
+        (25, "imports textual.app (UI code belongs in panels/, reached through console.app)"),
+        (26, "imports textual_serve (UI code belongs in panels/, reached through console.app)"),
+        (29, "imports console.app at import time (only inside a function)"),
+        (30, "imports console.app.web at import time (only inside a function)"),
+    ]
+    # Relative imports resolve from the module's package; in a package's __init__, from itself.
+    assert violations("from ..app import web", "console.demo.cli") == [
+        (1, "imports console.app at import time (only inside a function)")
+    ]
+    assert violations("from .app import web", "console", is_package=True) == [
+        (1, "imports console.app at import time (only inside a function)")
+    ]
+    assert violations("from .app import web", "console.demo", is_package=True) == []
+
+
+def test_the_door_to_the_ui_loads_textual_only_for_the_app():
+    """console.app itself loads nothing of the UI; ``serve``'s process takes its web server
+    through it without Textual or the app; ``from console.app import ConsoleApp`` loads them."""
+    probe = textwrap.dedent(
+        """
+        import sys
+        import console.app
+        ui = lambda: sorted({m for m in sys.modules if m.split(".")[0] in ("textual", "panels")} & {"textual", "panels.app"})
+        print(ui(), "panels" in sys.modules)
+        from console.app import serve_forever
+        print(ui(), serve_forever.__module__)
+        from console.app import ConsoleApp, run_console
+        print(ui(), ConsoleApp.__module__, run_console.__module__)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "[] False",
+        "[] panels.serve_web",
+        "['panels.app', 'textual'] panels.app panels.app",
+    ]

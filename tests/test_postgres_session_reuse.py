@@ -1,8 +1,40 @@
 """An unchanged session is not parsed again: the same Session object comes back, and a session
 that changed comes back with its new values (bench/RESULTS.md: parsing 1000 sessions a second
-was a fifth of the engine's time)."""
+was a fifth of the engine's time). An idle session unchanged since the last refresh is not even
+sent: the statement gives its bare pid (bench/CHANGES.md)."""
 
 from __future__ import annotations
+
+import asyncio
+
+from console.sources.postgres import LOCKS_EVERY, SINCE_MARGIN
+
+
+def by_pid(snapshot):
+    assert snapshot.error is None, snapshot.error
+    return {s.pid: s for s in snapshot.sessions}
+
+
+def recording(source) -> list[list]:
+    """The rows each refresh's statement sent (observed, not changed)."""
+    sent: list[list] = []
+    parse = source._sessions
+
+    def spy(rows):
+        sent.append(list(rows))
+        return parse(rows)
+
+    source._sessions = spy
+    return sent
+
+
+def bare(rows) -> set[int]:
+    """Pids sent as unchanged since the last refresh (the header row's list), not as rows."""
+    header = next(row for row in rows if row["kind"] == 0)
+    sent = {row["pid"] for row in rows if row["kind"] == 1}
+    unchanged = set(header["unchanged"] or ())
+    assert not unchanged & sent
+    return unchanged
 
 
 async def test_unchanged_sessions_are_the_same_objects_changed_ones_are_new(
@@ -12,10 +44,6 @@ async def test_unchanged_sessions_are_the_same_objects_changed_ones_are_new(
     await idle.execute("SELECT 1")
     busy = await pg_sessions.open(application_name="ic-reuse-busy")
     source = pg_source(pg_server)
-
-    def by_pid(snapshot):
-        assert snapshot.error is None, snapshot.error
-        return {s.pid: s for s in snapshot.sessions}
 
     first = by_pid(await source.poll())
     second = by_pid(await source.poll())
@@ -27,4 +55,100 @@ async def test_unchanged_sessions_are_the_same_objects_changed_ones_are_new(
     assert changed is not first[busy.get_server_pid()] and "another query" in changed.query
     await idle.close()
     fourth = by_pid(await source.poll())
-    assert idle.get_server_pid() not in fourth and len(source._known) == len(fourth)
+    assert idle.get_server_pid() not in fourth and set(source._last) == set(fourth)
+
+
+async def test_idle_sessions_unchanged_since_the_last_refresh_come_as_their_pid(
+    pg_server, pg_sessions, pg_source
+):
+    idle = await pg_sessions.open(application_name="ic-since-idle")
+    await idle.execute("SELECT 'idle one'")
+    in_tx = await pg_sessions.open(application_name="ic-since-tx")
+    await in_tx.execute("BEGIN; SELECT 'in a transaction'")
+    active = await pg_sessions.open(application_name="ic-since-active")
+    sleeping = asyncio.ensure_future(active.execute("SELECT pg_sleep(30) /* still running */"))
+    source = pg_source(pg_server)
+    sent = recording(source)
+    try:
+        first = by_pid(await source.poll())
+        pids = {idle.get_server_pid(), in_tx.get_server_pid()}
+        assert pids <= set(first) and active.get_server_pid() in first
+        assert not bare(sent[-1]), "the first refresh sends every session"
+
+        # Once the idle and idle-in-transaction sessions' states are older than the last refresh
+        # (less the margin), the next refresh sends their pids only.
+        await asyncio.sleep(SINCE_MARGIN + 0.3)
+        await source.poll()
+        second = by_pid(await source.poll())
+        assert pids <= bare(sent[-1])
+        assert active.get_server_pid() not in bare(sent[-1])  # an active one may change any time
+        for pid in pids:
+            assert second[pid] is first[pid]
+        assert second[in_tx.get_server_pid()].state == "idle in transaction"
+        assert "'idle one'" in second[idle.get_server_pid()].query
+
+        # A new query: a state change after the last refresh, so the session comes in full.
+        await idle.execute("SELECT 'a new query'")
+        third = by_pid(await source.poll())
+        await asyncio.sleep(SINCE_MARGIN + 0.3)
+        await source.poll()
+        fourth = by_pid(await source.poll())
+        assert "'a new query'" in third[idle.get_server_pid()].query
+        assert fourth[idle.get_server_pid()] is third[idle.get_server_pid()]
+        assert idle.get_server_pid() in bare(sent[-1])
+    finally:
+        sleeping.cancel()
+        active.terminate()
+
+
+async def test_a_bare_pid_the_source_does_not_know_gets_the_refresh_again_in_full(
+    pg_server, pg_sessions, pg_source
+):
+    idle = await pg_sessions.open(application_name="ic-since-lost")
+    await idle.execute("SELECT 'remember me'")
+    source = pg_source(pg_server)
+    sent = recording(source)
+    await source.poll()
+    await asyncio.sleep(SINCE_MARGIN + 0.3)
+    first = by_pid(await source.poll())
+    # As if the last refresh had not had this session.
+    source._last = {pid: s for pid, s in first.items() if pid != idle.get_server_pid()}
+    second = by_pid(await source.poll())
+    assert len(sent) == 4, "a second statement, with every session in full"
+    assert idle.get_server_pid() in bare(sent[2]) and not bare(sent[3])
+    assert "'remember me'" in second[idle.get_server_pid()].query
+
+
+async def test_pg_locks_is_read_again_only_for_a_new_wait_or_after_locks_every(
+    pg_server, pg_lock_chain, pg_source
+):
+    """The lock details of sessions that still wait as they did come from the last read of
+    pg_locks (bench/CHANGES.md: pg_lock_status() costs more the larger max_connections); a new
+    wait is read at once, and all of them again after LOCKS_EVERY."""
+    source = pg_source(pg_server)
+    sent = recording(source)
+    first = await source.poll()
+    chain = await pg_lock_chain()
+
+    def read(rows) -> bool:
+        return next(row for row in rows if row["kind"] == 0)["locks_read"]
+
+    second = await source.poll()  # two sessions started waiting: read
+    assert read(sent[-1])
+    waiting = {s.pid: s for s in second.sessions if s.lock is not None}
+    assert set(waiting) == {chain.second, chain.third}
+    third = await source.poll()  # the same waits: not read, the same details
+    assert not read(sent[-1])
+    again = {s.pid: s for s in third.sessions if s.lock is not None}
+    assert set(again) == set(waiting) and all(again[p].lock == waiting[p].lock for p in again)
+    assert again[chain.second].lock.relation.endswith(chain.table)
+    other = await pg_lock_chain()  # new waits, well before LOCKS_EVERY: read at once
+    fourth = await source.poll()
+    assert read(sent[-1])
+    assert {s.pid for s in fourth.sessions if s.lock is not None} == {*waiting, other.second, other.third}
+    await source.poll()
+    assert not read(sent[-1])
+    source._locks_at -= LOCKS_EVERY  # as if LOCKS_EVERY had passed
+    await source.poll()
+    assert read(sent[-1])
+    assert first.error is None  # (the fixture releases both chains)

@@ -519,6 +519,20 @@ def test_tree_breaks_cycles_and_keeps_every_blocker():
     assert build_lock_tree(sessions) == build_lock_tree(list(reversed(sessions)))
 
 
+def test_tree_draws_a_lock_queue_once_per_waiter_and_keeps_every_blocker():
+    # pg_blocking_pids() gives a waiter in a queue every session ahead of it: 1 holds, 2, 3, 4 wait.
+    queue = [_s(1), _s(2, (1,)), _s(3, (1, 2)), _s(4, (1, 2, 3))]
+    (root,) = build_lock_tree(queue, server_now=103.0)
+    assert [n.pid for _, n in root.walk()] == [1, 2, 3, 4]
+    assert [c.pid for c in root.children] == [2] and [c.pid for c in root.children[0].children] == [3]
+    # Two independent blockers both show the waiter; a blocker inside a cycle is not lost.
+    fan = [_s(1), _s(2), _s(3, (1, 2))]
+    assert [[c.pid for c in r.children] for r in build_lock_tree(fan)] == [[3], [3]]
+    cycle = [_s(1), _s(2, (1, 3)), _s(3, (1, 2))]
+    tree = build_lock_tree(cycle)
+    assert tree[0].pid == 1 and {n.pid for _, n in tree[0].walk()} == {1, 2, 3}
+
+
 # --- the private cluster itself --------------------------------------------------------------
 
 
@@ -543,3 +557,19 @@ def test_private_cluster_survives_a_stale_pid_file():
         assert not cluster.is_running() and cluster.postmaster_pid() is None
     finally:
         cluster.destroy()
+
+
+async def test_top_statements_are_read_every_statements_every_seconds(private_pg, pg_sessions, pg_source):
+    """Between two reads the top list is the one last read (pg_stat_statements() is not run:
+    bench/CHANGES.md); statements_every 0 reads it on every refresh."""
+    worker = await pg_sessions.open(private_pg)
+    seldom = pg_source(private_pg, name="seldom", statements_every=3600, statements_top=200)
+    always = pg_source(private_pg, name="always", statements_every=0, statements_top=200)
+    first, _ = await seldom.poll(), await always.poll()
+    assert first.statements_status == "ok" and first.statements
+    for _ in range(2):
+        await worker.execute("SELECT * FROM pg_sleep(0.02) AS ic_statements_every")
+    second, fresh = await seldom.poll(), await always.poll()
+    assert second.statements is first.statements
+    assert not any("ic_statements_every" in st.query for st in second.statements)
+    assert any("ic_statements_every" in st.query for st in fresh.statements)

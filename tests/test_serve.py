@@ -28,7 +28,7 @@ from PIL import Image
 from console.app import ConsoleApp
 from console.config import Config
 from console.serve import TOKEN_ENV, ServeError, exposure_problem, read_token
-from console.serve_web import COOKIE
+from panels.serve_web import COOKIE
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "console.cli"]

@@ -2,8 +2,12 @@
 
 One dedicated asyncpg connection per source, on the caller's event loop (DESIGN.md section 2),
 opened with :func:`connect` like every other console connection. In steady state a refresh is
-ONE statement (CTEs + json_agg, one round trip with asyncpg's statement cache); sessions come
-as one JSON text each, and a text seen in the last refresh is not parsed again. What the role
+ONE statement (CTEs, one round trip with asyncpg's statement cache) returning plain rows: a
+header, a row per session and one per awaited lock. An idle session unchanged since the last
+refresh comes as a pid in the header only, and a session row with the values of the last
+refresh is not built again; the top statements are read every ``statements_every`` seconds
+(pg_stat_activity is read once per refresh, where pg_activity reads it three times: see
+bench/CHANGES.md). What the role
 may see and whether pg_stat_statements is usable are detected once per connection (and again
 every :data:`CAPABILITY_TTL` seconds); the statement text is then picked among constant texts.
 Values such as the console's own pids and the text cap are bind parameters, never spliced in.
@@ -20,13 +24,12 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import re
 import socket
 import ssl
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -67,6 +70,14 @@ APPLICATION_NAME = "incident-console"
 QUERY_TEXT_CAP = 4096
 #: Seconds after which capabilities (privileges, pg_stat_statements) are detected again.
 CAPABILITY_TTL = 300.0
+#: Seconds before the last refresh's server time from which an idle session counts as changed:
+#: a state change stamped just before that refresh may reach shared memory just after it.
+SINCE_MARGIN = 1.0
+#: Seconds between two reads of pg_locks while every waiting session still waits as it did
+#: (same pid, statement and wait event); a new or changed wait is read at once. pg_lock_status()
+#: walks every backend's fast-path slots and the predicate-lock table, whose size follows
+#: max_connections: ~1.9 ms of a refresh at max_connections 5200 (bench/CHANGES.md).
+LOCKS_EVERY = 5.0
 #: Upper bounds for the blocking tree, so that a pathological lock graph cannot blow up a poll.
 TREE_MAX_NODES = 2000
 TREE_MAX_DEPTH = 64
@@ -268,20 +279,24 @@ _PSS_PROBE_SQL = "SELECT 1 FROM pg_stat_statements LIMIT 1"
 _ACTIVITY_TEMPLATE = """
 WITH act AS MATERIALIZED (
     SELECT a.pid, a.usesysid, a.usename::text AS usename, a.datname::text AS datname,
-           a.application_name,
-           CASE WHEN a.client_port = -1 THEN 'local'
-                ELSE coalesce(a.client_hostname, pg_catalog.host(a.client_addr), '') END AS client,
+           a.application_name, a.client_port, a.client_hostname, a.client_addr,
            a.state, a.wait_event_type, a.wait_event, a.backend_type,
-           a.backend_start, a.xact_start, a.query_start, a.state_change,
-           pg_catalog.left(a.query, $2::int) AS query,
-           @QUERY_ID@ AS query_id
-    FROM pg_catalog.pg_stat_activity a
+           a.backend_start, a.xact_start, a.query_start, a.state_change, a.query,
+           @QUERY_ID@ AS query_id, c.is_client,
+           (a.pid <> ALL ($1::int[]) AND (c.is_client OR a.xact_start IS NOT NULL
+                                          OR a.wait_event_type = 'Lock')) AS is_shown,
+           CASE WHEN a.wait_event_type = 'Lock'
+                THEN a.pid::text || ' ' || coalesce(pg_catalog.date_part('epoch', a.query_start)::text, '')
+                     || ' ' || coalesce(a.wait_event, '') END AS lock_key
+    FROM pg_catalog.pg_stat_activity a,
+         LATERAL (SELECT a.backend_type = 'client backend'
+                         OR (a.backend_type IS NULL AND a.datname IS NOT NULL) AS is_client) c
 ),
-shown AS (
-    SELECT * FROM act
-    WHERE pid <> ALL ($1::int[])
-      AND (backend_type = 'client backend' OR xact_start IS NOT NULL OR wait_event_type = 'Lock'
-           OR (backend_type IS NULL AND datname IS NOT NULL))
+shown AS NOT MATERIALIZED (SELECT * FROM act WHERE is_shown),
+read_locks AS (
+    SELECT EXISTS (SELECT 1 FROM shown s
+                   WHERE s.wait_event_type = 'Lock' AND ($4::bool OR s.lock_key <> ALL ($5::text[])))
+           AS yes
 ),
 lk AS (
     SELECT l.pid, l.locktype, l.mode, l.granted, l.database, l.relation, l.page, l.tuple,
@@ -289,13 +304,13 @@ lk AS (
            @WAITSTART@ AS waitstart
     FROM pg_catalog.pg_locks l
     WHERE (NOT l.granted OR l.locktype = 'tuple')
-      AND EXISTS (SELECT 1 FROM shown s WHERE s.wait_event_type = 'Lock')
+      AND (SELECT yes FROM read_locks)
 ),
 waits AS (
     SELECT DISTINCT ON (w.pid) w.pid, w.locktype, w.mode,
            coalesce(w.database, t.database) AS database, coalesce(w.relation, t.relation) AS relation,
            w.page, w.tuple, w.xid, w.virtualxid, w.classid, w.objid, w.objsubid,
-           extract(epoch FROM w.waitstart)::float8 AS since
+           pg_catalog.date_part('epoch', w.waitstart) AS since
     FROM lk w
     LEFT JOIN lk t ON w.locktype = 'transactionid' AND t.pid = w.pid AND t.granted
                    AND t.locktype = 'tuple'
@@ -312,38 +327,51 @@ waits_named AS (
            (SELECT d.datname::text FROM pg_catalog.pg_database d WHERE d.oid = w.database) AS lock_db
     FROM waits w
 ),
-sessions AS (
-    SELECT pg_catalog.string_agg('[' || pg_catalog.concat_ws(',',
-        s.pid, @J(s.usename)@, @J(s.datname)@, @J(s.application_name)@, @J(s.client)@,
-        @J(s.state)@, @J(s.wait_event_type)@, @J(s.wait_event)@, @J(s.backend_type)@,
-        @T(s.backend_start)@, @T(s.xact_start)@, @T(s.query_start)@, @T(s.state_change)@,
-        @J(s.query)@,
-        coalesce(CASE WHEN s.wait_event_type = 'Lock'
-                      THEN pg_catalog.array_to_json(pg_catalog.pg_blocking_pids(s.pid))::text END, 'null'),
-        coalesce(CASE WHEN w.pid IS NOT NULL THEN pg_catalog.json_build_object(
-            'locktype', w.locktype, 'mode', w.mode, 'relname', w.relname, 'relation', w.relation,
-            'database', w.lock_db, 'page', w.page, 'tuple', w.tuple, 'xid', w.xid,
-            'virtualxid', w.virtualxid, 'classid', w.classid, 'objid', w.objid,
-            'objsubid', w.objsubid, 'since', w.since)::text END, 'null')
-    ) || ']', E'\n' ORDER BY s.pid) AS data
-    FROM shown s LEFT JOIN waits_named w ON w.pid = s.pid
-),
 counts AS (
     SELECT pg_catalog.json_agg(pg_catalog.json_build_array(c.state, c.n) ORDER BY c.state) AS data
     FROM (SELECT coalesce(a.state, 'unknown') AS state, count(*) AS n
           FROM act a
-          WHERE a.backend_type = 'client backend' OR (a.backend_type IS NULL AND a.datname IS NOT NULL)
+          WHERE a.is_client
           GROUP BY 1) c
 ),
 stmts AS (@STATEMENTS@)
-SELECT extract(epoch FROM pg_catalog.now())::float8 AS server_now,
+SELECT 0::int2 AS kind, NULL::int AS pid,
+       pg_catalog.date_part('epoch', pg_catalog.now()) AS server_now,
        pg_catalog.current_setting('max_connections')::int AS max_connections,
        pg_catalog.current_setting('superuser_reserved_connections')::int
            + coalesce(pg_catalog.current_setting('reserved_connections', true)::int, 0) AS reserved,
        (SELECT sum(d.xact_commit + d.xact_rollback) FROM pg_catalog.pg_stat_database d)::int8 AS xact_total,
-       (SELECT data FROM sessions) AS sessions,
-       (SELECT data FROM counts) AS counts,
-       (SELECT data FROM stmts) AS statements
+       (SELECT data FROM counts)::text AS counts,
+       (SELECT data FROM stmts)::text AS statements,
+       (SELECT pg_catalog.array_agg(s.pid) FROM shown s WHERE @UNCHANGED@) AS unchanged,
+       (SELECT yes FROM read_locks) AS locks_read,
+       NULL::text AS "user", NULL::text AS database, NULL::text AS application, NULL::text AS client,
+       NULL::text AS state, NULL::text AS wait_event_type, NULL::text AS wait_event,
+       NULL::text AS backend_type, NULL::float8 AS backend_start, NULL::float8 AS xact_start,
+       NULL::float8 AS query_start, NULL::float8 AS state_change, NULL::text AS query,
+       NULL::text AS blocked_by, NULL::text AS lock_key, NULL::text AS locktype, NULL::text AS mode, NULL::text AS relname,
+       NULL::oid AS relation, NULL::text AS lock_database, NULL::int AS page, NULL::int2 AS tuple,
+       NULL::text AS xid, NULL::text AS virtualxid, NULL::oid AS classid, NULL::oid AS objid,
+       NULL::int2 AS objsubid, NULL::float8 AS lock_since
+UNION ALL
+SELECT 1, s.pid, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       s.usename, s.datname, s.application_name,
+       CASE WHEN s.client_port = -1 THEN 'local'
+            ELSE coalesce(s.client_hostname, pg_catalog.host(s.client_addr), '') END,
+       s.state, s.wait_event_type, s.wait_event,
+       s.backend_type, pg_catalog.date_part('epoch', s.backend_start),
+       pg_catalog.date_part('epoch', s.xact_start), pg_catalog.date_part('epoch', s.query_start),
+       pg_catalog.date_part('epoch', s.state_change), pg_catalog.left(s.query, $2::int),
+       CASE WHEN s.wait_event_type = 'Lock' THEN pg_catalog.pg_blocking_pids(s.pid)::text END,
+       s.lock_key, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM shown s
+WHERE NOT coalesce(@UNCHANGED@, false)
+UNION ALL
+SELECT 2, w.pid, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       w.locktype, w.mode, w.relname, w.relation, w.lock_db, w.page, w.tuple, w.xid, w.virtualxid,
+       w.classid, w.objid, w.objsubid, w.since
+FROM waits_named w
 """
 
 _NO_STATEMENTS = "SELECT NULL::json AS data"
@@ -358,7 +386,7 @@ _STATEMENTS = """
                             WHERE me.pid = pg_catalog.pg_backend_pid()
                               AND me.usesysid = p.userid AND me.query_id = p.queryid)
           ORDER BY p.@MEAN@ DESC
-          LIMIT $3::int) p
+          LIMIT $6::int) p
 """
 _PSS_COLUMNS = {
     "exec": ("total_exec_time", "mean_exec_time"),  # PostgreSQL 13+ (pg_stat_statements 1.8+)
@@ -366,19 +394,17 @@ _PSS_COLUMNS = {
 }
 
 
-# A session is one JSON array (SESSION_FIELDS, in order): built from each field's own JSON
-# (to_json escapes a text as json_build_object does), it costs the server about a quarter less
-# than one json_build_object with the field names, at 1000 sessions (bench/CHANGES.md).
-SESSION_FIELDS = (
-    "pid", "user", "database", "application", "client", "state", "wait_event_type", "wait_event",
-    "backend_type", "backend_start", "xact_start", "query_start", "state_change", "query",
-    "blocked_by", "lock",
-)  # fmt: skip
-
-
-def _json_fields(sql: str) -> str:
-    sql = re.sub(r"@J\(([\w.]+)\)@", r"coalesce(pg_catalog.to_json(\1)::text, 'null')", sql)
-    return re.sub(r"@T\(([\w.]+)\)@", r"coalesce((extract(epoch FROM \1)::float8)::text, 'null')", sql)
+# A refresh is rows: one header (kind 0: server time, counts, the top statements, and the pids
+# of the idle sessions whose state and backend are older than $3 — the last refresh's server
+# time less SINCE_MARGIN —, which cannot have changed since: the source reuses the Session it
+# had), one row per other session (kind 1, columns named as Session's fields) and one row per
+# lock a session waits for (kind 2, by pid). Plain columns in the binary protocol cost the
+# server about half as much as one JSON text per session, and most of 1000 sessions are idle
+# (bench/CHANGES.md). $3 NULL sends every session.
+_UNCHANGED = """(s.state IN ('idle', 'idle in transaction', 'idle in transaction (aborted)')
+     AND s.wait_event_type IS DISTINCT FROM 'Lock'
+     AND pg_catalog.date_part('epoch', s.state_change) < $3::float8
+     AND pg_catalog.date_part('epoch', s.backend_start) < $3::float8)"""
 
 
 def _activity_sql(pss: str | None, pg14: bool) -> str:
@@ -387,8 +413,8 @@ def _activity_sql(pss: str | None, pg14: bool) -> str:
         total, mean = _PSS_COLUMNS[pss]
         statements = _STATEMENTS.replace("@TOTAL@", total).replace("@MEAN@", mean)
     return (
-        _json_fields(_ACTIVITY_TEMPLATE)
-        .replace("@STATEMENTS@", statements)
+        _ACTIVITY_TEMPLATE.replace("@STATEMENTS@", statements)
+        .replace("@UNCHANGED@", _UNCHANGED)
         .replace("@QUERY_ID@", "a.query_id" if pg14 else "NULL::int8")
         .replace("@WAITSTART@", "l.waitstart" if pg14 else "NULL::timestamptz")
     )
@@ -523,7 +549,7 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
-def _lock_detail(lock: dict[str, Any]) -> str:
+def _lock_detail(lock: Mapping[str, Any] | asyncpg.Record) -> str:
     kind = lock.get("locktype")
     if kind == "tuple" and lock.get("page") is not None:
         return f"tuple ({lock.get('page')},{lock.get('tuple')})"
@@ -540,26 +566,35 @@ def _lock_detail(lock: dict[str, Any]) -> str:
     return ""
 
 
-def _lock(raw: Any) -> LockWait | None:
-    if not isinstance(raw, dict):
-        return None
+def _lock(raw: Mapping[str, Any] | asyncpg.Record) -> LockWait:
+    """The lock a session waits for, from its row's lock columns."""
     relation = ""
     if raw.get("relname"):
         relation = _text(raw["relname"], 200)
     elif raw.get("relation") is not None:
-        where = f" in database {_text(raw['database'], 63)}" if raw.get("database") else ""
+        where = f" in database {_text(raw['lock_database'], 63)}" if raw.get("lock_database") else ""
         relation = f"oid {_int(raw['relation'])}{where}"
     return LockWait(
         locktype=_text(raw.get("locktype"), 40),
         mode=_text(raw.get("mode"), 40),
         relation=relation,
         detail=_lock_detail(raw),
-        since=_num(raw.get("since")),
+        since=_num(raw.get("lock_since")),
     )
 
 
-def _session(raw: dict[str, Any]) -> Session:
-    blocked = raw.get("blocked_by") or ()
+def _blocked_by(text: str | None) -> tuple[int, ...]:
+    """pg_blocking_pids() as text, '{12,34}'."""
+    pids = set()
+    for part in (text or "").strip("{}").split(","):
+        if part.strip().isdigit():
+            pids.add(int(part))
+    return tuple(sorted(pids))
+
+
+def _session(
+    raw: Mapping[str, Any] | asyncpg.Record, lock: Mapping[str, Any] | asyncpg.Record | None
+) -> Session:
     return Session(
         pid=_int(raw.get("pid")),
         backend_start=_num(raw.get("backend_start")),
@@ -575,8 +610,8 @@ def _session(raw: dict[str, Any]) -> Session:
         state_change=_num(raw.get("state_change")),
         backend_type=_text(raw.get("backend_type"), 60),
         query=_query(raw.get("query")),
-        blocked_by=tuple(sorted({_int(p) for p in blocked if isinstance(p, int)})),
-        lock=_lock(raw.get("lock")),
+        blocked_by=_blocked_by(raw.get("blocked_by")),
+        lock=None if lock is None else _lock(lock),
     )
 
 
@@ -595,6 +630,23 @@ def _statement(raw: dict[str, Any]) -> Statement:
 # --- blocking tree -------------------------------------------------------------------------
 
 
+def _direct_blockers(pid: int, by_pid: dict[int, Session]) -> set[int]:
+    """The blockers of ``pid`` that no other of its blockers waits for. pg_blocking_pids() gives
+    a waiter in a queue every session ahead of it, so a queue of n waiters drawn with every
+    edge repeats each waiter under each one ahead (2^n nodes); without the implied edges it is
+    one line per waiter, and each blocker still has the waiter in its subtree. A blocker that
+    waits for ``pid`` (a cycle) implies nothing."""
+    blockers = {b for b in by_pid[pid].blocked_by if b != pid}
+    if len(blockers) < 2:
+        return blockers
+    implied: set[int] = set()
+    for other in blockers:
+        session = by_pid.get(other)
+        if session is not None and pid not in session.blocked_by:
+            implied.update(session.blocked_by)
+    return (blockers - implied) or blockers
+
+
 def build_lock_tree(
     sessions: Iterable[Session],
     server_now: float | None = None,
@@ -605,7 +657,8 @@ def build_lock_tree(
 ) -> tuple[LockNode, ...]:
     """Root blockers (blocking others, waiting on nobody) with their waiters as children.
 
-    A waiter blocked by several sessions appears under each of them. Pids that block someone
+    A waiter blocked by several sessions appears under each of them that none of the others
+    waits for (see :func:`_direct_blockers`: a lock queue is a line per waiter). Pids that block someone
     but are not in ``sessions`` (hidden, or the console's own: ``console``) become bare nodes.
     A cycle has no natural root: its smallest pid becomes one, and the edge back to a node
     already on the path is dropped, so the result is always a finite tree. Roots and children
@@ -614,8 +667,11 @@ def build_lock_tree(
     by_pid = {s.pid: s for s in sessions}
     waiters: dict[int, list[int]] = defaultdict(list)
     for pid in sorted(by_pid):
+        for blocker in sorted(_direct_blockers(pid, by_pid)):
+            waiters[blocker].append(pid)
+    for pid in sorted(by_pid):  # a blocker that lost every edge to the reduction (cycles) keeps its own
         for blocker in by_pid[pid].blocked_by:
-            if blocker != pid:
+            if blocker != pid and blocker not in waiters:
                 waiters[blocker].append(pid)
     if not waiters:
         return ()
@@ -685,7 +741,13 @@ class PostgresSource:
         self._conn: asyncpg.Connection | None = None
         self._caps: _Capabilities | None = None
         self._lock = asyncio.Lock()
-        self._known: dict[str, Session] = {}  # a session's JSON text -> its Session, last refresh
+        self._known: dict[tuple, Session] = {}  # a session row's values -> its Session, last refresh
+        self._last: dict[int, Session] = {}  # pid -> Session, every session of the last refresh
+        self._since: float | None = None  # server time (epoch) the last refresh's sessions are from
+        self._statements: tuple[Statement, ...] = ()  # the top list last read, and when (monotonic)
+        self._statements_at: float | None = None
+        self._locks: dict[str, asyncpg.Record] = {}  # a waiter's lock_key -> its lock row, last read
+        self._locks_at: float | None = None
 
     def __repr__(self) -> str:
         return f"PostgresSource({self.key!r}, dsn={self.dsn!r})"
@@ -749,35 +811,61 @@ class PostgresSource:
     async def _poll(self) -> PostgresSnapshot:
         watch = Stopwatch()
         conn, caps = await self._ensure()
+        since = self._since if self._last else None
+        every = self.cluster.statements_every
+        due = self._statements_at is None or time.monotonic() - self._statements_at >= every
+        locks = self._locks_at is None or time.monotonic() - self._locks_at >= LOCKS_EVERY
         try:
-            row = await self._activity(conn, caps)
+            rows = await self._activity(conn, caps, since, due, locks)
         except pgexc.PostgresError as exc:
             if caps.pss_columns is None or getattr(exc, "sqlstate", None) not in _PSS_TROUBLE:
                 raise
             caps = self._caps = await _detect(conn)  # pg_stat_statements changed: once more
-            row = await self._activity(conn, caps)
-        return self._snapshot(row, caps, watch)
+            rows = await self._activity(conn, caps, since, due, locks)
+        row, sessions = self._sessions(rows)
+        if sessions is None:  # a pid we do not know came as unchanged: again, every session in full
+            rows = await self._activity(conn, caps, None, due, True)
+            row, sessions = self._sessions(rows)
+        if row is None or sessions is None:
+            raise pgexc.ProtocolViolationError("the refresh statement returned no header row")
+        if due:
+            self._statements_at = time.monotonic()
+            self._statements = tuple(
+                _statement(raw) for raw in _json(row["statements"]) or () if isinstance(raw, dict)
+            )
+        server_now = _num(row["server_now"])
+        self._since = None if server_now is None else server_now - SINCE_MARGIN
+        return self._snapshot(row, sessions, caps, watch)
 
-    async def _activity(self, conn: asyncpg.Connection, caps: _Capabilities) -> asyncpg.Record:
+    async def _activity(
+        self,
+        conn: asyncpg.Connection,
+        caps: _Capabilities,
+        since: float | None,
+        statements: bool,
+        locks: bool,
+    ) -> list[asyncpg.Record]:
+        """The refresh statement; without ``statements`` it asks for the top 0: LIMIT 0 never
+        runs pg_stat_statements(), and the statement (so its query id) stays the same. Without
+        ``locks`` it reads pg_locks only if a session waits in a way the source has not seen."""
         top = self.cluster.statements_top
         pss = caps.pss_columns if top > 0 else None
         sql = ACTIVITY_SQL[(pss, caps.version_num >= 140000)]
         own = sorted(console_pids(self.cluster))
+        known = [] if locks else list(self._locks)
         if pss is None:
-            return await conn.fetchrow(sql, own, QUERY_TEXT_CAP)
-        return await conn.fetchrow(sql, own, QUERY_TEXT_CAP, top)
+            return await conn.fetch(sql, own, QUERY_TEXT_CAP, since, locks, known)
+        return await conn.fetch(sql, own, QUERY_TEXT_CAP, since, locks, known, top if statements else 0)
 
-    def _snapshot(self, row: asyncpg.Record, caps: _Capabilities, watch: Stopwatch) -> PostgresSnapshot:
+    def _snapshot(
+        self, row: asyncpg.Record, sessions: tuple[Session, ...], caps: _Capabilities, watch: Stopwatch
+    ) -> PostgresSnapshot:
         server_now = _num(row["server_now"])
-        # One line per session (JSON text escapes newlines); one text value, so that it is
-        # decoded like every other text (lossy, see _decode_text).
-        sessions = self._sessions((row["sessions"] or "").split("\n"))
         counts = tuple(
             (one_line(pair[0], 40), _int(pair[1]))
             for pair in _json(row["counts"]) or ()
             if isinstance(pair, list) and len(pair) == 2
         )
-        statements = tuple(_statement(raw) for raw in _json(row["statements"]) or () if isinstance(raw, dict))
         xact_total = row["xact_total"]
         return PostgresSnapshot(
             source=self.key,
@@ -795,30 +883,56 @@ class PostgresSource:
             connections_by_state=counts,
             xact_total=int(xact_total) if xact_total is not None else None,
             lock_tree=build_lock_tree(sessions, server_now, console=console_pids(self.cluster)),
-            statements=statements,
+            statements=self._statements,
             statements_status=caps.statements_status,
             notes=caps.notes,
         )
 
-    def _sessions(self, texts: Iterable[str]) -> tuple[Session, ...]:
-        """One JSON text per session: a session whose text is the same as in the last refresh
-        (most of them: idle sessions, long queries) is the same Session object, not parsed or
-        sanitised again."""
-        known, seen = self._known, {}
-        out = []
-        for text in texts:
-            session = known.get(text)
-            if session is None and text:
-                raw = json.loads(text)
-                if not isinstance(raw, list) or len(raw) != len(SESSION_FIELDS):
-                    continue
-                session = _session(dict(zip(SESSION_FIELDS, raw, strict=True)))
+    def _sessions(
+        self, rows: Iterable[asyncpg.Record]
+    ) -> tuple[asyncpg.Record | None, tuple[Session, ...] | None]:
+        """The header row and the sessions (by pid) of the statement's rows. A session whose
+        row (and lock row) has the same values as in the last refresh — long queries, waiters —
+        and an idle session unchanged since then (the header's ``unchanged`` pids) are the last
+        refresh's Session object, not built or sanitised again. Sessions are None when an
+        unchanged pid is not one of the last refresh's."""
+        header, full, locks = None, [], {}
+        for row in rows:
+            kind = row["kind"]
+            if kind == 1:
+                full.append(row)
+            elif kind == 2:
+                locks[row["pid"]] = row
+            elif kind == 0:
+                header = row
+        if header is None:
+            return None, ()
+        read = bool(header["locks_read"])
+        held = {} if read else self._locks  # lock_key -> lock row: read now, or as last read
+        known, last, seen, by_pid = self._known, self._last, {}, {}
+        for pid in header["unchanged"] or ():
+            session = last.get(pid)
             if session is None:
-                continue
-            seen[text] = session
-            out.append(session)
-        self._known = seen
-        return tuple(out)
+                return header, None
+            by_pid[pid] = session
+        for row in full:
+            lock_key = row["lock_key"]
+            if lock_key is None:
+                lock = None
+            elif read:
+                lock = held[lock_key] = locks.get(row["pid"])
+            else:
+                lock = held.get(lock_key)
+            values = tuple(row) if lock is None else (*row, *lock)
+            session = known.get(values)
+            if session is None:
+                session = _session(row, lock)
+            seen[values] = session
+            by_pid[session.pid] = session
+        self._known, self._last = seen, by_pid
+        if read:
+            self._locks, self._locks_at = {k: v for k, v in held.items() if v is not None}, time.monotonic()
+        return header, tuple(by_pid[pid] for pid in sorted(by_pid))
 
     def _drop(self) -> None:
         conn, self._conn, self._caps = self._conn, None, None

@@ -1,4 +1,5 @@
-"""The web server behind ``incident-console serve`` (aiohttp + textual-serve's AppService).
+"""The web server behind ``incident-console serve`` (aiohttp + textual-serve's AppService). UI
+side: console/serve.py parses and checks, then takes this through console.app when serve starts.
 
 Routes: ``/`` the page, ``/ws`` one viewer (a console process per websocket), ``/static`` the
 terminal's JavaScript, CSS and font from the textual-serve package. Nothing loads from elsewhere

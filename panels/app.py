@@ -1,0 +1,776 @@
+"""The Textual application: wires the poller to the panels. The engine reaches it through
+``console.app`` (its one door to the UI) only.
+
+Polling follows DESIGN.md section 2: one async worker per source, each in its own group with
+``exit_on_error=False``; the next poll of a source is scheduled with ``set_timer`` when the
+previous one finished, never with ``set_interval``. Keys never wait on a backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import gc
+import os
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Container
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Input, Tab, Tabs
+
+from console.actions import Executor, Plan, RenderError, Result
+from console.audit import Journal, JournalError, record_breaches, timeline
+from console.config import Config, load_config
+from console.model import PrometheusSnapshot, Severity, Silence
+from console.poller import ConsoleState, Poller, next_delay
+from console.rules import Breach, State, silence_for
+from console.runbooks import Pack, RunbookSession, pack_for
+from console.sanitize import one_line
+from console.yamlfile import ConfigError
+from panels.base import Panel
+from panels.breaches import BreachesPanel
+from panels.confirm import ConfirmScreen
+from panels.demo_menu import DemoMenu, DemoRequest
+from panels.detail import DetailScreen, breach_detail, session_detail
+from panels.footer import Footer
+from panels.header import ConsoleHeader
+from panels.health import HealthPanel
+from panels.help import HelpScreen
+from panels.messages import AckBreach, ShowBreach, ShowRunbooks, ShowSession, ShowText, SignalBackend
+from panels.metrics import MetricsPanel
+from panels.plan import answer, confirm_for, result_line, result_severity
+from panels.postgres import PostgresPanel
+from panels.runbook import NoteScreen, RunbookPicker, RunbookScreen, StepRequest
+from panels.strips import install as install_strip_fix
+from panels.terminal import ScreenMemory
+from panels.text import use_monochrome
+from panels.timeline import TimelineScreen
+from panels.wall import WallScreen
+
+if TYPE_CHECKING:
+    from console.demo.control import DemoControl
+
+NARROW_WIDTH, NARROW_HEIGHT = 120, 36
+FLASH_SECONDS = 1.5
+EXIT_GRACE_SECONDS = 3.0
+TIMELINE_WINDOW = 24 * 3600
+
+install_strip_fix()  # Textual's Strip.divide keeps every drawn line in a reference cycle
+
+
+class ConsoleApp(App[int]):
+    TITLE = "incident-console"
+    CSS = """
+    #panel-tabs { display: none; height: 2; }
+    #panels { layout: grid; grid-size: 2; grid-gutter: 0 1; height: 1fr; }
+    #panels > BreachesPanel { column-span: 2; }
+    #panels > PostgresPanel { column-span: 2; }
+    #panels.-single > Panel { column-span: 2; }
+    #filter { dock: bottom; display: none; }
+    #filter.-open { display: block; }
+    .-narrow #panel-tabs { display: block; }
+    .-narrow #panels { layout: vertical; }
+    .-narrow #panels > Panel { display: none; height: 1fr; }
+    .-narrow #panels > Panel.-active { display: block; }
+    .-narrow KeyedTable { scrollbar-size-horizontal: 0; }
+    .-narrow PostgresPanel #pg-side { display: none; width: 1fr; margin-left: 0; }
+    .-narrow PostgresPanel.-side #pg-side { display: block; }
+    .-narrow PostgresPanel.-side #pg-sessions { display: none; }
+    """
+    BINDINGS = [
+        Binding("q", "quit_console", "Quit", id="quit"),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("p", "pause", "Pause", id="pause"),
+        Binding("r", "refresh", "Refresh", id="refresh"),
+        Binding("slash", "filter", "Filter", id="filter"),
+        Binding("R", "runbooks", "Runbooks", id="runbooks"),
+        Binding("t", "timeline", "Timeline", id="timeline"),
+        Binding("D", "demo_menu", "Demo", id="demo_menu"),
+        # Priority: the Screen binds tab to focus_next. In dialogs the default behaviour returns.
+        Binding("tab", "next_panel", "Next panel", id="next_panel", show=False, priority=True),
+        Binding(
+            "shift+tab", "previous_panel", "Previous panel", id="previous_panel", show=False, priority=True
+        ),
+    ]
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        poller: Poller | None = None,
+        clock: Callable[[], float] = time.time,
+        autopoll: bool = True,
+        wall: bool = False,
+        read_only: bool = False,
+        web: bool = False,
+        journal: Journal | None = None,
+        pack: Pack | None = None,
+        demo: DemoControl | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.clock = clock
+        self.poller = poller or Poller(config, clock=clock)
+        self.autopoll = autopoll
+        self.wall = wall or web
+        self.web = web
+        self.read_only = read_only or self.wall or config.read_only
+        self.journal = journal or Journal(config.journal_path(), environment=config.environment.name)
+        mode = "web" if web else ("wall" if wall else "console")
+        # The explicit flag only: the executor names config and wall/web modes as reasons itself.
+        self.executor = Executor(config, self.journal, read_only=read_only, mode=mode, clock=clock)
+        self._pack = pack
+        self._hints: dict[str, str] = {}  # breach id -> best-ranked runbook id
+        self.demo = demo
+        self.journal_problem = ""
+        self._journaled: tuple[Breach, ...] = ()  # the breach list the journal has seen
+        self.paused = False
+        self.state: ConsoleState = self.poller.state
+        self._poll_timers: dict[str, Timer] = {}
+        self._inflight: set[str] = set()
+        self._critical_seen: set[str] = set()
+        self._terminal = ScreenMemory()
+        use_monochrome(self.no_color)
+        self.header = ConsoleHeader(config.environment.name, config.environment.production, id="header")
+        self.header.read_only = self.read_only
+        self.header.monochrome = self.no_color
+        self.panels = [] if self.wall else self._make_panels()
+        self.wall_screen: WallScreen | None = None
+        if self.wall:
+            self.header.mode = "WALL"
+            self.wall_screen = WallScreen(self.header, config.ui.wall.rotate, config.ui.wall.tiles)
+
+    # --- layout -----------------------------------------------------------------------------
+
+    def _make_panels(self) -> list[Panel]:
+        config = self.config
+        breaches = BreachesPanel(id="p-breaches")
+        breaches.hints = self._hints
+        panels: list[Panel] = [breaches]
+        if config.health:
+            panels.append(HealthPanel([t.name for t in config.health], id="p-health"))
+        if config.prometheus and config.prometheus.queries:
+            thresholds = {
+                b.metric.removeprefix("query:"): b
+                for b in config.thresholds()
+                if b.metric.startswith("query:")
+            }
+            queries = [(q.id, q.title, q.unit) for q in config.prometheus.queries]
+            panels.append(MetricsPanel(queries, thresholds, id="p-metrics"))
+        panels += [PostgresPanel(c.name, id=f"p-pg-{i}") for i, c in enumerate(config.postgres)]
+        return panels
+
+    def compose(self) -> ComposeResult:
+        if self.wall:
+            return
+        yield self.header
+        yield Tabs(*(Tab(Text(p.title), id=f"tab-{p.id}") for p in self.panels), id="panel-tabs")
+        with Container(id="panels"):
+            yield from self.panels
+        yield Input(placeholder="filter (Enter to keep, empty to clear)", id="filter")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        if self.config.ui.keymap:
+            self.set_keymap(self.config.ui.keymap)
+        self.set_interval(1.0, self._tick)
+        self._install_signal_handlers()
+        if self.wall_screen is not None:
+            self.push_screen(self.wall_screen)
+        else:
+            self._layout_panels()
+        self.render_state(self.state)
+        self.run_worker(self._journal_breaches(), group="journal", exit_on_error=False)
+        self.run_worker(self._load_pack(), group="runbooks", exit_on_error=False)
+        if self.autopoll:
+            for key in self.poller.sources:
+                self._start_poll(key)
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            # Not possible off the main thread (tests) or on platforms without signals.
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _layout_panels(self) -> None:
+        middle = [p for p in self.panels if isinstance(p, HealthPanel | MetricsPanel)]
+        grid = self.query_one("#panels")
+        grid.set_class(len(middle) == 1, "-single")
+        clusters = sum(1 for p in self.panels if isinstance(p, PostgresPanel))
+        grid.styles.grid_rows = " ".join(["1fr"] + (["1fr"] if middle else []) + ["2fr"] * clusters)
+        self._apply_size(self.size.width, self.size.height)
+        self._activate(self.panels[0])
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        """A lost terminal (SIGHUP) or a stop request (SIGTERM) ends the process cleanly.
+
+        After SIGHUP the tty is gone: Textual's writer thread dies on EIO and its shutdown then
+        blocks forever putting the terminal-restore sequences on that thread's queue. So the
+        backends are closed first, and a watchdog ends the process if the restore never returns
+        (journal lines are fsynced as they are written; nothing is left to flush)."""
+        code = 128 + int(sig)
+        watchdog = threading.Timer(EXIT_GRACE_SECONDS, os._exit, (code,))
+        watchdog.daemon = True
+        watchdog.start()
+
+        async def close_then_exit() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.poller.aclose(), EXIT_GRACE_SECONDS / 2)
+            self.exit(code)
+
+        asyncio.get_running_loop().create_task(close_then_exit())
+
+    def _display(self, screen: Screen, renderable) -> None:
+        # Only the cells that changed reach the terminal (panels/terminal.py).
+        super()._display(screen, self._terminal.filter_for(self, renderable))
+
+    def on_resize(self, event) -> None:
+        if not self.wall:
+            self._apply_size(event.size.width, event.size.height)
+
+    def _apply_size(self, width: int, height: int) -> None:
+        self.screen.set_class(width < NARROW_WIDTH or height < NARROW_HEIGHT, "-narrow")
+
+    @property
+    def narrow(self) -> bool:
+        return self.screen.has_class("-narrow")
+
+    # --- polling ----------------------------------------------------------------------------
+
+    def _start_poll(self, key: str) -> None:
+        if key in self._inflight or self.paused:
+            return
+        self._inflight.add(key)
+        # The work as a callable: a coroutine made here and never started (the worker cancelled
+        # first, as at exit) was 'never awaited', a RuntimeWarning on the way out (found by the soak).
+        poll = functools.partial(self._poll, key)
+        self.run_worker(poll, group=f"poll:{key}", exit_on_error=False, exclusive=False)
+
+    async def _poll(self, key: str) -> None:
+        started = time.monotonic()
+        try:
+            snapshot = await self.poller.poll_source(key)
+            self.render_state(self.poller.publish(snapshot))
+            await self._journal_breaches()
+        finally:
+            self._inflight.discard(key)
+            self._schedule(key, next_delay(self.poller.sources[key].interval, time.monotonic() - started))
+
+    def _schedule(self, key: str, delay: float) -> None:
+        if timer := self._poll_timers.pop(key, None):
+            timer.stop()
+        if not self.paused and self.autopoll:
+            self._poll_timers[key] = self.set_timer(delay, lambda: self._start_poll(key))
+
+    def render_state(self, state: ConsoleState) -> None:
+        """Show a new ConsoleState on every panel (also the entry point for tests)."""
+        self.state = state
+        now = self.clock()
+        self._suggest_runbooks(state)
+        acks = self._acks(state)
+        for panel in self.panels:
+            if isinstance(panel, BreachesPanel):
+                panel.acks = acks
+        with self.batch_update():
+            for panel in self.panels:
+                panel.update_state(state, now)
+            if self.wall_screen is not None and self.wall_screen.is_mounted:
+                self.wall_screen.show(state, now)
+            self.header.show(state, now)
+        self._ring_for_new_criticals(state)
+        if self.freeze_heap and len(state.snapshots) >= len(state.intervals):
+            self.freeze_heap = False
+            self.call_after_refresh(settle_heap)
+
+    #: settle_heap() once every source has been drawn; only in the console's own process
+    #: (run_console): in a process that makes many apps (tests) it would keep each one.
+    freeze_heap = False
+
+    async def _journal_breaches(self) -> None:
+        """Breach start/change/end into the journal; a wall or web viewer only watches."""
+        before, after = self._journaled, self.state.breaches
+        if self.wall or before == after:
+            return
+        self._journaled = after
+        try:
+            await asyncio.to_thread(record_breaches, self.journal, before, after)
+        except JournalError as exc:
+            if not self.journal_problem:
+                self.notify(f"journal: {exc}", severity="error", timeout=10)
+            self.journal_problem = str(exc)
+        else:
+            self.journal_problem = ""
+
+    async def _load_pack(self) -> None:
+        """The runbook pack, off the event loop, for the Runbooks column and ``R``."""
+        if self._pack is not None or self.wall:
+            return
+        try:
+            self._pack = await asyncio.to_thread(pack_for, self.config)
+        except ConfigError as exc:
+            self.notify(f"runbooks: {exc.problems[0]}", severity="error", timeout=10)
+            return
+        self.render_state(self.state)
+
+    def _suggest_runbooks(self, state: ConsoleState) -> None:
+        """The best-ranked runbook for each breach the config links none to (Runbooks column)."""
+        if self._pack is None:
+            return
+        new = [b for b in state.breaches if not b.runbooks and b.id not in self._hints]
+        for breach in new:
+            matches = self._pack.rank(breach, self.config)
+            self._hints[breach.id] = matches[0].runbook.id if matches else ""
+
+    def _ring_for_new_criticals(self, state: ConsoleState) -> None:
+        critical = {
+            b.id for b in state.breaches if b.severity == Severity.CRITICAL and b.state == State.FIRING
+        }
+        new = critical - self._critical_seen
+        self._critical_seen = critical
+        if new:
+            if self.config.ui.bell:
+                self.bell()
+            self.header.add_class("-flash")
+            self.set_timer(FLASH_SECONDS, lambda: self.header.remove_class("-flash"))
+
+    def _tick(self) -> None:
+        now = self.clock()
+        for panel in self.panels:
+            panel.tick(now)
+        self.header.show(self.state, now)
+
+    # --- panels and focus -------------------------------------------------------------------
+
+    def focused_panel(self) -> Panel:
+        node = self.focused
+        while node is not None:
+            if isinstance(node, Panel):
+                return node
+            node = node.parent
+        return next((p for p in self.panels if p.has_class("-active")), self.panels[0])
+
+    def _activate(self, panel: Panel) -> None:
+        for other in self.panels:
+            other.set_class(other is panel, "-active")
+        tabs = self.query_one("#panel-tabs", Tabs)
+        if tabs.active != f"tab-{panel.id}":
+            tabs.active = f"tab-{panel.id}"
+        table = next(iter(panel.query("KeyedTable")), None)
+        if table is not None and table.can_focus:
+            table.focus()
+
+    def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+        panel_id = event.tab.id.removeprefix("tab-") if event.tab.id else ""
+        panel = next((p for p in self.panels if p.id == panel_id), None)
+        if panel is not None and not panel.has_class("-active"):
+            self._activate(panel)
+
+    def action_next_panel(self) -> None:
+        self._step_panel(1)
+
+    def action_previous_panel(self) -> None:
+        self._step_panel(-1)
+
+    def _step_panel(self, step: int) -> None:
+        if self.screen is not self.screen_stack[0] or self.query_one("#filter").has_class("-open"):
+            (self.screen.focus_next if step > 0 else self.screen.focus_previous)()
+            return
+        index = self.panels.index(self.focused_panel())
+        self._activate(self.panels[(index + step) % len(self.panels)])
+
+    def on_descendant_focus(self, event) -> None:
+        if not self.panels:
+            return
+        panel = self.focused_panel()
+        if not panel.has_class("-active"):
+            for other in self.panels:
+                other.set_class(other is panel, "-active")
+
+    # --- keys -------------------------------------------------------------------------------
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        self.header.paused = self.paused
+        if self.paused:
+            for timer in self._poll_timers.values():
+                timer.stop()
+            self._poll_timers.clear()
+        else:
+            for key in self.poller.sources:
+                self._start_poll(key)
+        self.header.show(self.state, self.clock())
+
+    def action_refresh(self) -> None:
+        for key in self.poller.sources:
+            if timer := self._poll_timers.pop(key, None):
+                timer.stop()
+            if not self.paused:
+                self._start_poll(key)
+
+    def action_filter(self) -> None:
+        panel = self.focused_panel()
+        if not hasattr(panel, "text_filter"):
+            self.notify("this panel has no filter", severity="warning")
+            return
+        field = self.query_one("#filter", Input)
+        field.value = panel.text_filter
+        field.add_class("-open")
+        field.focus()
+        self._filter_target = panel
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter" and (panel := getattr(self, "_filter_target", None)) is not None:
+            panel.text_filter = event.value.strip()
+            if isinstance(panel, PostgresPanel):
+                panel.refresh_view()
+            else:
+                panel.update_state(self.state, self.clock())
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self._close_filter()
+
+    def _close_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.remove_class("-open")
+        if (panel := getattr(self, "_filter_target", None)) is not None:
+            self._activate(panel)
+
+    def on_key(self, event) -> None:
+        # The wall has no filter field (escape used to crash it: NoMatches).
+        if event.key == "escape" and not self.wall and self.query_one("#filter", Input).has_class("-open"):
+            event.stop()
+            self._close_filter()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(list(self.key_rows())))
+
+    def key_rows(self) -> Iterable[tuple[str, str, str]]:
+        """Every binding of the app and its panels, with the keys the keymap gives it."""
+        keymap = self._keymap if hasattr(self, "_keymap") else {}
+        owners: list[tuple[str, type]] = [("everywhere", type(self))]
+        owners += [(p.title, type(p)) for p in self.panels]
+        seen: set[tuple[str, str]] = set()
+        for where, owner in owners:
+            for binding in owner.BINDINGS:
+                if not isinstance(binding, Binding) or (where, binding.action) in seen:
+                    continue
+                if where == "everywhere" and not self.check_action(binding.action, ()):
+                    continue
+                seen.add((where, binding.action))
+                keys = keymap.get(binding.id, binding.key) if binding.id else binding.key
+                yield (keys, binding.description or binding.action, where)
+        if self.check_action("command_palette", ()):
+            yield ("ctrl+p", "Command palette", "everywhere")
+        if self.panels:
+            yield ("enter", "Details of the selected row", "tables")
+
+    @property
+    def action_running(self) -> bool:
+        return self.executor.running is not None
+
+    async def action_quit_console(self) -> None:
+        if self.action_running:
+            self.push_screen(
+                ConfirmScreen("An action is running. Quit anyway?", "The action keeps running on the server side; "
+                              "its result will be missing from this console's journal.", confirm_label="Quit"),
+                lambda ok: self.exit(0) if ok else None,
+            )  # fmt: skip
+            return
+        self.exit(0)
+
+    async def on_unmount(self) -> None:
+        await self.poller.aclose()
+
+    # --- intents from panels ----------------------------------------------------------------
+
+    def on_show_breach(self, message: ShowBreach) -> None:
+        self.push_screen(DetailScreen(message.breach.title, breach_detail(message.breach, self.clock())))
+
+    def on_show_text(self, message: ShowText) -> None:
+        self.push_screen(DetailScreen(message.title, message.body))
+
+    def on_show_session(self, message: ShowSession) -> None:
+        snapshot = self.state.last_good.get(f"postgres:{message.cluster}")
+        server_now = getattr(snapshot, "server_now", None)
+        title = f"{message.cluster}: pid {message.session.pid}"
+        self.push_screen(DetailScreen(title, session_detail(message.cluster, message.session, server_now)))
+
+    # --- actions: everything runs through the one executor -----------------------------------
+
+    def _run_action(self, work: Awaitable[None], name: str) -> None:
+        self.run_worker(work, group="action", name=name, exit_on_error=False)
+
+    async def confirm_and_execute(
+        self,
+        plan: Plan,
+        execute: Callable[..., Awaitable[Result]] | None = None,
+        decline: Callable[[Plan], Awaitable[None]] | None = None,
+    ) -> Result | None:
+        """Show the plan, ask (default No / the typed word), run it, say what happened.
+
+        Must run in a worker (it waits for the dialog). In read-only mode nothing is asked: the
+        executor refuses and the refusal is shown and journaled."""
+        execute = execute or self.executor.execute
+        if self.executor.read_only:
+            result = await execute(plan)
+        else:
+            dialog = confirm_for(plan)
+            confirmed = await self.push_screen_wait(dialog)
+            if not confirmed:
+                await (decline or self.executor.decline)(plan)
+                self.notify(f"not run: {plan.summary}", timeout=4)
+                return None
+            self.notify(f"running: {plan.summary}", timeout=3)
+            result = await execute(plan, answer(dialog, True))
+        self.notify(result_line(result), severity=result_severity(result), timeout=8)
+        return result
+
+    def on_signal_backend(self, message: SignalBackend) -> None:
+        session = message.session
+        try:
+            plan = self.executor.signal_plan(
+                message.cluster, session.pid, session.backend_start, message.kind, seen=session.query
+            )
+        except RenderError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if self.executor.read_only:
+            self.notify(self.executor.read_only_reason, severity="warning")
+            return
+
+        async def run() -> None:
+            await self.confirm_and_execute(await self.executor.preview(plan))
+            self.action_refresh()
+
+        self._run_action(run(), f"signal {session.pid}")
+
+    def on_ack_breach(self, message: AckBreach) -> None:
+        breach = message.breach
+        if message.ack:
+            try:
+                plan = self.executor.silence_plan(
+                    breach, comment=f"ack from incident-console: {breach.title}"
+                )
+            except RenderError as exc:
+                self.notify(str(exc), severity="warning")
+                return
+        else:
+            silence = silence_for(breach, self._silences())
+            if silence is None:
+                self.notify("no active silence covers this alert", severity="warning")
+                return
+            silence_id = silence.id
+            plan = self.executor.expire_silence_plan(silence_id)
+
+        async def run() -> None:
+            result = await self.confirm_and_execute(await self.executor.preview(plan))
+            if result is not None and result.ok:
+                self.action_refresh()  # Alertmanager's silences are the truth: read them again
+
+        self._run_action(run(), f"ack {breach.id}")
+
+    def _silences(self) -> tuple[Silence, ...]:
+        snapshot = self.state.last_good.get("prometheus")
+        return snapshot.silences if isinstance(snapshot, PrometheusSnapshot) else ()
+
+    def _acks(self, state: ConsoleState) -> dict[str, str]:
+        """'acked until 14:05Z by alice' for each alert an active silence covers."""
+        silences = self._silences()
+        acks = {}
+        for breach in state.breaches:
+            if breach.kind == "alert" and (silence := silence_for(breach, silences)) is not None:
+                until = time.strftime("%H:%MZ", time.gmtime(silence.ends_at)) if silence.ends_at else "?"
+                who = f" by {silence.created_by.split('@')[0]}" if silence.created_by else ""
+                acks[breach.id] = f"acked until {until}{who}"
+        return acks
+
+    # --- runbooks -------------------------------------------------------------------------------
+
+    def pack(self) -> Pack | None:
+        if self._pack is None:
+            try:
+                self._pack = pack_for(self.config)
+            except ConfigError as exc:
+                self.notify(f"runbooks: {exc.problems[0]}", severity="error", timeout=10)
+                return None
+        return self._pack
+
+    def on_show_runbooks(self, message: ShowRunbooks) -> None:
+        self._pick_runbook(message.breach)
+
+    def action_runbooks(self) -> None:
+        panel = self.focused_panel() if self.panels else None
+        breach = panel.selected if isinstance(panel, BreachesPanel) else None
+        self._pick_runbook(breach)
+
+    def _pick_runbook(self, breach: Breach | None) -> None:
+        pack = self.pack()
+        if pack is None:
+            return
+        matches = pack.rank(breach, self.config) if breach is not None else []
+        title = f"Runbooks for {breach.title}" if breach is not None else "Runbooks"
+        picker = RunbookPicker(title, matches, pack.runbooks)
+
+        def opened(runbook_id: str | None) -> None:
+            runbook = pack.get(runbook_id) if runbook_id else None
+            if runbook is not None:
+                self._run_action(self._open_runbook(runbook, breach), f"open {runbook.id}")
+
+        self.push_screen(picker, opened)
+
+    async def _open_runbook(self, runbook, breach: Breach | None) -> None:
+        session = await RunbookSession.open(runbook, self.executor, breach=breach)
+        if session.last_error:
+            self.notify(f"journal: {session.last_error}", severity="error", timeout=10)
+        await self.push_screen(RunbookScreen(session))
+
+    def on_step_request(self, message: StepRequest) -> None:
+        self._run_action(self._step(message), f"step {message.step_id}")
+
+    async def _step(self, message: StepRequest) -> None:
+        screen, session = message.screen, message.screen.session
+        step = session.runbook.step(message.step_id)
+        try:
+            if message.what == "execute":
+                await self._execute_step(session, step)
+            elif message.what == "dry_run":
+                result = await session.dry_run(step)
+                self.notify(result_line(result), severity=result_severity(result), timeout=6)
+            elif message.what == "done":
+                await session.mark_done(step)
+            elif message.what == "skip":
+                await session.skip(step)
+            elif message.what == "reopen":
+                await session.reopen(step)
+            elif message.what == "note":
+                text = await self.push_screen_wait(NoteScreen(f"Note on: {session.title(step)}"))
+                if text:
+                    await session.note(text, step)
+        except RenderError as exc:
+            self.notify(f"cannot run this step: {exc}", severity="error", timeout=8)
+        if session.last_error:
+            self.notify(f"journal: {session.last_error}", severity="error", timeout=10)
+        if screen.is_mounted:
+            screen.refresh_steps()
+
+    async def _execute_step(self, session: RunbookSession, step) -> None:
+        if step.kind in ("manual", "escalate"):
+            await session.mark_done(step)
+            return
+        if step.kind in ("check", "wait"):
+            result = await session.execute(step)
+            self.notify(result_line(result), severity=result_severity(result), timeout=6)
+            return
+        plan = await session.prepare(step)
+        await self.confirm_and_execute(
+            plan,
+            execute=lambda p, c=None: session.execute(step, c, p),
+            decline=session.decline,
+        )
+
+    # --- timeline and demo --------------------------------------------------------------------
+
+    def action_timeline(self) -> None:
+        async def show() -> None:
+            read = await asyncio.to_thread(self.journal.read, self.clock() - TIMELINE_WINDOW)
+            problem = read.error or (f"{read.skipped} unreadable line(s) skipped" if read.skipped else "")
+            title = f"Timeline (last {TIMELINE_WINDOW // 3600:.0f} h, {self.journal.path})"
+            await self.push_screen(TimelineScreen(timeline(read.events), title, problem))
+
+        self.run_worker(show(), group="timeline", exit_on_error=False)
+
+    def action_demo_menu(self) -> None:
+        if self.demo is None:
+            self.notify("the demo menu exists in `incident-console demo` only", severity="warning")
+            return
+        menu = DemoMenu(self.demo.scenarios())
+        self.push_screen(menu)
+        self.run_worker(self._demo_status(menu), group="demo", exit_on_error=False)
+
+    async def _demo_status(self, menu: DemoMenu, message: str = "") -> None:
+        try:
+            status = await self.demo.astatus()
+        except Exception as exc:  # the stack is gone: say so, keep the console
+            menu.show_status(None, f"demo stack: {one_line(exc, 200)}")
+            return
+        menu.show_status(status, message)
+
+    def on_demo_request(self, request: DemoRequest) -> None:
+        menu = self.screen if isinstance(self.screen, DemoMenu) else None
+
+        async def run() -> None:
+            try:
+                if request.on and request.name:
+                    said = await self.demo.ainject(request.name)
+                else:
+                    said = await self.demo.areset(request.name)
+            except Exception as exc:
+                said = f"demo: {one_line(exc, 200)}"
+            self.notify(said, timeout=8)
+            if menu is not None:
+                await self._demo_status(menu, said)
+
+        self.run_worker(run(), group="demo", exit_on_error=False)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Pause / resume polling", "Stop or restart every poll", self.action_pause)
+        yield SystemCommand("Refresh now", "Poll every source now", self.action_refresh)
+        if not self.wall:
+            yield SystemCommand("Runbooks", "Every runbook of the pack", lambda: self._pick_runbook(None))
+            yield SystemCommand("Timeline", "The incident timeline from the journal", self.action_timeline)
+        if self.demo is not None:
+            yield SystemCommand("Demo scenarios", "Turn demo faults on or off", self.action_demo_menu)
+        for panel in self.panels:
+            yield SystemCommand(f"Show {panel.title}", "Focus this panel", lambda p=panel: self._activate(p))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "demo_menu" and self.demo is None:
+            return False
+        if self.web:  # a browser viewer (``serve``): look and read the help, nothing else
+            return action == "help"
+        return not self.wall or action in ("quit_console", "help", "command_palette", "quit")
+
+
+#: Net new objects between two young garbage collections (Python's default is 700).
+YOUNG_GC_THRESHOLD = 10_000
+
+
+def settle_heap() -> None:
+    """What the process holds once every source is drawn is mostly for its lifetime (code,
+    Textual, the screens, the panels): gc.freeze() takes it out of the garbage collector's full
+    passes, which walked all of it every few seconds and stopped the event loop for 90-190 ms,
+    the slowest key presses at 1000 sessions. With Textual's strip cycle gone (panels/strips.py)
+    a refresh leaves little cyclic garbage, so young collections can wait for 10,000 new
+    objects rather than 700: fewer, and fewer objects promoted to the full passes. Key press
+    p99 at 1000 sessions 164-173 -> 64-77 ms in quick runs (bench/CHANGES.md)."""
+    gc.freeze()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, 10, 10)
+
+
+def run_console(
+    config_path: str | Path | None = None,
+    *,
+    config: Config | None = None,
+    wall: bool = False,
+    read_only: bool = False,
+    web: bool = False,
+    demo: DemoControl | None = None,
+) -> int:
+    config = config or load_config(config_path)
+    app = ConsoleApp(config, wall=wall, read_only=read_only, web=web, demo=demo)
+    app.freeze_heap = True
+    result = app.run()
+    return int(result or 0)
