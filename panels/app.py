@@ -216,17 +216,22 @@ class ConsoleApp(App[int]):
         """A lost terminal (SIGHUP) or a stop request (SIGTERM) ends the process cleanly.
 
         After SIGHUP the tty is gone: Textual's writer thread dies on EIO and its shutdown then
-        blocks forever putting the terminal-restore sequences on that thread's queue. So the
-        backends are closed first, and a watchdog ends the process if the restore never returns
-        (journal lines are fsynced as they are written; nothing is left to flush)."""
+        blocks forever putting the terminal-restore sequences on that thread's queue, before it
+        cancels any worker. So a running action is cancelled here first (the executor journals
+        'action.failed' and stops its process), then the backends are closed, and a watchdog
+        ends the process if the restore never returns (journal lines are fsynced as written)."""
         code = 128 + int(sig)
         watchdog = threading.Timer(EXIT_GRACE_SECONDS, os._exit, (code,))
         watchdog.daemon = True
         watchdog.start()
 
         async def close_then_exit() -> None:
+            actions = self.workers.cancel_group(self, "action")
+            waits = asyncio.gather(*(worker.wait() for worker in actions), return_exceptions=True)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.poller.aclose(), EXIT_GRACE_SECONDS / 2)
+                await asyncio.wait_for(waits, EXIT_GRACE_SECONDS / 3)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.poller.aclose(), EXIT_GRACE_SECONDS / 3)
             self.exit(code)
 
         asyncio.get_running_loop().create_task(close_then_exit())
