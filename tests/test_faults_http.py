@@ -51,6 +51,15 @@ class Switch:
                 self.server.route(path, handler=answer)
 
 
+async def switch_between_polls(pilot, app: ConsoleApp, switch: Switch, mode: str) -> None:
+    """Switch with no poll in flight: a poll that straddles the switch gets some answers good
+    and some faulty (a partial answer, not the fault under test)."""
+    app.action_pause()
+    await wait_for(pilot, lambda: not app._inflight, 10, "the poll in flight to end")
+    switch.set(mode)
+    app.action_pause()
+
+
 def json_answer(doc: Any, status: int = 200) -> Callable[[Request], tuple]:
     body = json.dumps(doc).encode()
     return lambda request: (status, {"Content-Type": "application/json"}, body)
@@ -251,7 +260,7 @@ async def test_prometheus_fault_mid_run(tmp_path, http_server, fault):
             pilot, lambda: prom_snapshot(app) is not None and prom_snapshot(app).ok, 10, "a good poll"
         )
         assert rps(app) == "42"
-        switch.set(fault)
+        await switch_between_polls(pilot, app, switch, fault)
         await wait_for(pilot, lambda: prom_snapshot(app).error is not None, 10, "the fault")
         assert expected in str(prom_snapshot(app).error), prom_snapshot(app).error
         status = str(panel.status.render())
