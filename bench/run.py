@@ -47,6 +47,7 @@ class Mode:
     scale_targets: tuple[int, ...]
     scale_cycles: int
     max_connections: int
+    repeats: int = 1  # measured windows per tool at KEY_SHAPE, the tools taking turns
 
 
 MODES = {
@@ -65,10 +66,11 @@ MODES = {
         (10, 100, 500),
         20,
         5200,
+        3,
     ),
     "quick": Mode("quick", (0, 1000), 8, 2, 0, 30, 0, 200, 500, 50, (10, 100, 1000), (10, 100), 5, 1200),
 }
-KEY_SHAPE = 1000
+KEY_SHAPE = report.KEY_SHAPE
 
 
 def log(*args: object) -> None:
@@ -82,7 +84,7 @@ def loadavg() -> tuple[float, float, float]:
 # --- one tool, one shape ---------------------------------------------------------------------
 
 
-def measure(cluster: BenchCluster, tool: tools.Tool, mode: Mode, sessions: int) -> dict:
+def measure(cluster: BenchCluster, tool: tools.Tool, mode: Mode, sessions: int, rss: bool = True) -> dict:
     """Start the tool in a 120x40 pty, wait for its first data, then measure a window."""
     process = PtyProcess(tool.argv, tool.env).start()
     out: dict = {"tool": tool.name, "sessions": sessions}
@@ -109,7 +111,7 @@ def measure(cluster: BenchCluster, tool: tools.Tool, mode: Mode, sessions: int) 
             rss_mb=process.rss_mb(),
             rss_at_s=time.monotonic() - process.started,
         )
-        if mode.rss_at and sessions == KEY_SHAPE:
+        if rss and mode.rss_at and sessions == KEY_SHAPE:
             time.sleep(max(0.0, process.started + mode.rss_at - time.monotonic()))
             out.update(rss_mb=process.rss_mb(), rss_at_s=time.monotonic() - process.started)
         out["statement_texts"] = [(n, text[:160]) for n, text in after.texts()[:8]]
@@ -321,9 +323,11 @@ def main() -> None:
                 result.setdefault("shapes", {})[str(sessions)] = load.counts
                 order = both if index % 2 == 0 else both[::-1]
                 if "tools" not in skip:
-                    for tool in order:
-                        log(f"  {tool.name}: {mode.duration:g}s window")
-                        result["runs"].append(measure(cluster, tool, mode, sessions))
+                    repeats = mode.repeats if sessions == KEY_SHAPE else 1
+                    for repeat in range(repeats):  # A B, B A, A B: a drifting machine weighs on both
+                        for tool in order if repeat % 2 == 0 else order[::-1]:
+                            log(f"  {tool.name}: {mode.duration:g}s window ({repeat + 1}/{repeats})")
+                            result["runs"].append(measure(cluster, tool, mode, sessions, rss=repeat == 0))
                 if sessions == KEY_SHAPE:
                     if "keys" not in skip:
                         for tool in order:
