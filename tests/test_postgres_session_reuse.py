@@ -1,7 +1,7 @@
 """An unchanged session is not parsed again: the same Session object comes back, and a session
 that changed comes back with its new values (bench/RESULTS.md: parsing 1000 sessions a second
 was a fifth of the engine's time). An idle session unchanged since the last refresh is not even
-sent: the statement gives its bare pid (bench/CHANGES.md)."""
+sent: the statement gives its bare pid and state (bench/CHANGES.md)."""
 
 from __future__ import annotations
 
@@ -29,11 +29,11 @@ def recording(source) -> list[list]:
 
 
 def bare(rows) -> set[int]:
-    """Pids sent as unchanged since the last refresh (the header row's list), not as rows."""
-    header = next(row for row in rows if row["kind"] == 0)
+    """Pids sent as unchanged since the last refresh (kind 3: pid and state only), not in full."""
     sent = {row["pid"] for row in rows if row["kind"] == 1}
-    unchanged = set(header["unchanged"] or ())
+    unchanged = {row["pid"] for row in rows if row["kind"] == 3}
     assert not unchanged & sent
+    assert all(row["query"] is None and row["user"] is None for row in rows if row["kind"] == 3)
     return unchanged
 
 
@@ -124,31 +124,42 @@ async def test_pg_locks_is_read_again_only_for_a_new_wait_or_after_locks_every(
 ):
     """The lock details of sessions that still wait as they did come from the last read of
     pg_locks (bench/CHANGES.md: pg_lock_status() costs more the larger max_connections); a new
-    wait is read at once, and all of them again after LOCKS_EVERY."""
+    wait is read at once, by a second statement for the new waiters only, and every wait again
+    by the refresh statement itself after LOCKS_EVERY."""
     source = pg_source(pg_server)
     sent = recording(source)
     first = await source.poll()
     chain = await pg_lock_chain()
 
-    def read(rows) -> bool:
-        return next(row for row in rows if row["kind"] == 0)["locks_read"]
+    def read(rows) -> tuple[str, set[int]]:
+        """What the refresh read of pg_locks: every wait, the new ones only, or nothing."""
+        header = next(row for row in rows if row["kind"] == 0)
+        pids = {row["pid"] for row in rows if row["kind"] == 2}
+        return ("every" if header["locks_read"] else "new" if pids else "none"), pids
 
-    second = await source.poll()  # two sessions started waiting: read
-    assert read(sent[-1])
+    assert read(sent[-1])[0] == "every"  # the first refresh
+    second = await source.poll()  # two sessions started waiting: read at once
+    assert read(sent[-1]) == ("new", {chain.second, chain.third})
     waiting = {s.pid: s for s in second.sessions if s.lock is not None}
     assert set(waiting) == {chain.second, chain.third}
     third = await source.poll()  # the same waits: not read, the same details
-    assert not read(sent[-1])
+    assert read(sent[-1]) == ("none", set())
     again = {s.pid: s for s in third.sessions if s.lock is not None}
     assert set(again) == set(waiting) and all(again[p].lock == waiting[p].lock for p in again)
     assert again[chain.second].lock.relation.endswith(chain.table)
-    other = await pg_lock_chain()  # new waits, well before LOCKS_EVERY: read at once
+    other = await pg_lock_chain()  # new waits, well before LOCKS_EVERY: only those are read
     fourth = await source.poll()
-    assert read(sent[-1])
+    assert read(sent[-1]) == ("new", {other.second, other.third})
     assert {s.pid for s in fourth.sessions if s.lock is not None} == {*waiting, other.second, other.third}
+    assert all(
+        s.lock.relation.endswith(other.table) for s in fourth.sessions if s.pid in (other.second, other.third)
+    )
     await source.poll()
-    assert not read(sent[-1])
+    assert read(sent[-1])[0] == "none"
     source._locks_at -= LOCKS_EVERY  # as if LOCKS_EVERY had passed
-    await source.poll()
-    assert read(sent[-1])
+    fifth = await source.poll()
+    assert read(sent[-1]) == ("every", {*waiting, other.second, other.third})
+    assert {s.pid: s.lock for s in fifth.sessions if s.lock is not None} == {
+        s.pid: s.lock for s in fourth.sessions if s.lock is not None
+    }
     assert first.error is None  # (the fixture releases both chains)

@@ -16,12 +16,15 @@ import tempfile
 import time
 from collections.abc import Callable
 
+import asyncpg
 import pytest
 
 from console.demo.pgcluster import PrivateCluster, free_port
 from console.model import ErrorKind, LockNode, LockWait, PostgresSnapshot, Session
 from console.sources.postgres import (
+    ACTIVITY_SQL,
     APPLICATION_NAME,
+    LOCKS_SQL,
     PostgresSource,
     build_lock_tree,
     connect,
@@ -326,6 +329,32 @@ async def test_one_statement_per_refresh_counted_by_pg_stat_statements(private_p
     for _ in range(5):
         assert (await source.poll()).ok
     assert await calls() - before == 5
+
+
+async def test_every_statement_variant_prepares_on_a_real_server(private_pg):
+    """The variants for servers before 14 (no query_id, no waitstart) are built from the same
+    fragments: each must at least parse and plan here. ("plain" names pg_stat_statements'
+    columns before 13, which this server does not have: 42703 says so.)"""
+    conn = await private_pg.connect()
+    try:
+        for (pss, _pg14), sql in ACTIVITY_SQL.items():
+            if pss == "plain":
+                with pytest.raises(asyncpg.exceptions.UndefinedColumnError):
+                    await conn.prepare(sql)
+            else:
+                await conn.prepare(sql)
+        for sql in LOCKS_SQL.values():
+            await conn.prepare(sql)
+    finally:
+        await conn.close()
+
+
+async def test_the_refresh_statement_is_planned_once(pg_server, pg_source):
+    """Postgres re-planned the refresh statement on every call (~1 ms of ~8, bench/CHANGES.md):
+    the monitor connection asks for generic plans."""
+    source = pg_source(pg_server)
+    assert (await source.poll()).ok
+    assert await source._conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
 
 
 async def test_one_round_trip_per_refresh_on_the_wire(pg_server, pg_proxy):

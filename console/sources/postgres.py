@@ -273,38 +273,21 @@ LEFT JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
 LEFT JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass('pg_stat_statements')
 """
 
+_GENERIC_PLANS_SQL = "SET plan_cache_mode = force_generic_plan"  # PostgreSQL 12+
+
 # Executes the pg_stat_statements function once: "not loaded" and "permission denied" show here.
 _PSS_PROBE_SQL = "SELECT 1 FROM pg_stat_statements LIMIT 1"
 
-_ACTIVITY_TEMPLATE = """
-WITH act AS MATERIALIZED (
-    SELECT a.pid, a.usesysid, a.usename::text AS usename, a.datname::text AS datname,
-           a.application_name, a.client_port, a.client_hostname, a.client_addr,
-           a.state, a.wait_event_type, a.wait_event, a.backend_type,
-           a.backend_start, a.xact_start, a.query_start, a.state_change, a.query,
-           @QUERY_ID@ AS query_id, c.is_client,
-           (a.pid <> ALL ($1::int[]) AND (c.is_client OR a.xact_start IS NOT NULL
-                                          OR a.wait_event_type = 'Lock')) AS is_shown,
-           CASE WHEN a.wait_event_type = 'Lock'
-                THEN a.pid::text || ' ' || coalesce(pg_catalog.date_part('epoch', a.query_start)::text, '')
-                     || ' ' || coalesce(a.wait_event, '') END AS lock_key
-    FROM pg_catalog.pg_stat_activity a,
-         LATERAL (SELECT a.backend_type = 'client backend'
-                         OR (a.backend_type IS NULL AND a.datname IS NOT NULL) AS is_client) c
-),
-shown AS NOT MATERIALIZED (SELECT * FROM act WHERE is_shown),
-read_locks AS (
-    SELECT EXISTS (SELECT 1 FROM shown s
-                   WHERE s.wait_event_type = 'Lock' AND ($4::bool OR s.lock_key <> ALL ($5::text[])))
-           AS yes
-),
+# The lock a session waits for, from pg_locks (read only when @READ_LOCKS@ holds: see
+# PostgresSource._poll). A transactionid wait names the row's relation through the tuple lock
+# the same session holds.
+_LOCK_CTES = """
 lk AS (
     SELECT l.pid, l.locktype, l.mode, l.granted, l.database, l.relation, l.page, l.tuple,
            l.transactionid::text AS xid, l.virtualxid, l.classid, l.objid, l.objsubid,
            @WAITSTART@ AS waitstart
     FROM pg_catalog.pg_locks l
-    WHERE (NOT l.granted OR l.locktype = 'tuple')
-      AND (SELECT yes FROM read_locks)
+    WHERE (NOT l.granted OR l.locktype = 'tuple') AND @READ_LOCKS@
 ),
 waits AS (
     SELECT DISTINCT ON (w.pid) w.pid, w.locktype, w.mode,
@@ -326,27 +309,42 @@ waits_named AS (
            END AS relname,
            (SELECT d.datname::text FROM pg_catalog.pg_database d WHERE d.oid = w.database) AS lock_db
     FROM waits w
-),
-counts AS (
-    SELECT pg_catalog.json_agg(pg_catalog.json_build_array(c.state, c.n) ORDER BY c.state) AS data
-    FROM (SELECT coalesce(a.state, 'unknown') AS state, count(*) AS n
-          FROM act a
-          WHERE a.is_client
-          GROUP BY 1) c
-),
-stmts AS (@STATEMENTS@)
+)"""
+
+# Rows of kind 2: one per awaited lock, by pid.
+_LOCK_ROWS = """
+SELECT 2, w.pid, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       w.locktype, w.mode, w.relname, w.relation, w.lock_db, w.page, w.tuple, w.xid, w.virtualxid,
+       w.classid, w.objid, w.objsubid, w.since
+FROM waits_named w"""
+
+# A refresh is rows, from one pass over pg_stat_activity (no CTE holds its rows: materializing
+# them cost as much again as reading them, bench/CHANGES.md):
+#   kind 0, one header: server time, the top statements, whether pg_locks was read ($4);
+#   kind 1, a session in full (columns named as Session's fields);
+#   kind 3, an idle session whose state and backend are older than $3 — the last refresh's server
+#     time less SINCE_MARGIN —, so it cannot have changed: pid and state only, the source reuses
+#     the Session it had (most of 1000 sessions are idle);
+#   kind 4, one of the console's own sessions ($1): counted, not shown;
+#   kind 2, the lock a session waits for, when $4 (pg_locks is the other large cost).
+# The flags are computed in a subquery kept apart (OFFSET 0): pulled up, each use of a flag
+# would evaluate its expression again. Connections by state are counted by the source.
+_ACTIVITY_TEMPLATE = """
+WITH stmts AS (@STATEMENTS@),
+@LOCK_CTES@
 SELECT 0::int2 AS kind, NULL::int AS pid,
        pg_catalog.date_part('epoch', pg_catalog.now()) AS server_now,
        pg_catalog.current_setting('max_connections')::int AS max_connections,
        pg_catalog.current_setting('superuser_reserved_connections')::int
            + coalesce(pg_catalog.current_setting('reserved_connections', true)::int, 0) AS reserved,
        (SELECT sum(d.xact_commit + d.xact_rollback) FROM pg_catalog.pg_stat_database d)::int8 AS xact_total,
-       (SELECT data FROM counts)::text AS counts,
        (SELECT data FROM stmts)::text AS statements,
-       (SELECT pg_catalog.array_agg(s.pid) FROM shown s WHERE @UNCHANGED@) AS unchanged,
-       (SELECT yes FROM read_locks) AS locks_read,
+       $4::bool AS locks_read,
+       NULL::bool AS is_client,
+       NULL::text AS state,
        NULL::text AS "user", NULL::text AS database, NULL::text AS application, NULL::text AS client,
-       NULL::text AS state, NULL::text AS wait_event_type, NULL::text AS wait_event,
+       NULL::text AS wait_event_type, NULL::text AS wait_event,
        NULL::text AS backend_type, NULL::float8 AS backend_start, NULL::float8 AS xact_start,
        NULL::float8 AS query_start, NULL::float8 AS state_change, NULL::text AS query,
        NULL::text AS blocked_by, NULL::text AS lock_key, NULL::text AS locktype, NULL::text AS mode, NULL::text AS relname,
@@ -354,24 +352,50 @@ SELECT 0::int2 AS kind, NULL::int AS pid,
        NULL::text AS xid, NULL::text AS virtualxid, NULL::oid AS classid, NULL::oid AS objid,
        NULL::int2 AS objsubid, NULL::float8 AS lock_since
 UNION ALL
-SELECT 1, s.pid, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       s.usename, s.datname, s.application_name,
-       CASE WHEN s.client_port = -1 THEN 'local'
+SELECT s.kind, s.pid, NULL, NULL, NULL, NULL, NULL, NULL, s.is_client, s.state,
+       CASE WHEN s.kind = 1 THEN s.usename::text END,
+       CASE WHEN s.kind = 1 THEN s.datname::text END,
+       CASE WHEN s.kind = 1 THEN s.application_name END,
+       CASE WHEN s.kind <> 1 THEN NULL WHEN s.client_port = -1 THEN 'local'
             ELSE coalesce(s.client_hostname, pg_catalog.host(s.client_addr), '') END,
-       s.state, s.wait_event_type, s.wait_event,
-       s.backend_type, pg_catalog.date_part('epoch', s.backend_start),
-       pg_catalog.date_part('epoch', s.xact_start), pg_catalog.date_part('epoch', s.query_start),
-       pg_catalog.date_part('epoch', s.state_change), pg_catalog.left(s.query, $2::int),
-       CASE WHEN s.wait_event_type = 'Lock' THEN pg_catalog.pg_blocking_pids(s.pid)::text END,
-       s.lock_key, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-FROM shown s
-WHERE NOT coalesce(@UNCHANGED@, false)
+       CASE WHEN s.kind = 1 THEN s.wait_event_type END,
+       CASE WHEN s.kind = 1 THEN s.wait_event END,
+       CASE WHEN s.kind = 1 THEN s.backend_type END,
+       CASE WHEN s.kind = 1 THEN pg_catalog.date_part('epoch', s.backend_start) END,
+       CASE WHEN s.kind = 1 THEN pg_catalog.date_part('epoch', s.xact_start) END,
+       CASE WHEN s.kind = 1 THEN pg_catalog.date_part('epoch', s.query_start) END,
+       CASE WHEN s.kind = 1 THEN pg_catalog.date_part('epoch', s.state_change) END,
+       CASE WHEN s.kind = 1 THEN pg_catalog.left(s.query, $2::int) END,
+       CASE WHEN s.kind = 1 AND s.wait_event_type = 'Lock' THEN pg_catalog.pg_blocking_pids(s.pid)::text END,
+       CASE WHEN s.kind = 1 AND s.wait_event_type = 'Lock'
+            THEN s.pid::text || ' ' || coalesce(pg_catalog.date_part('epoch', s.query_start)::text, '')
+                 || ' ' || coalesce(s.wait_event, '') END,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM (SELECT a.*, c.is_client,
+             CASE WHEN a.pid = ANY ($1::int[]) THEN 4
+                  WHEN a.state IN ('idle', 'idle in transaction', 'idle in transaction (aborted)')
+                       AND a.wait_event_type IS DISTINCT FROM 'Lock'
+                       AND a.state_change < pg_catalog.to_timestamp($3::float8)
+                       AND a.backend_start < pg_catalog.to_timestamp($3::float8) THEN 3
+                  ELSE 1 END::int2 AS kind
+      FROM pg_catalog.pg_stat_activity a,
+           LATERAL (SELECT a.backend_type = 'client backend'
+                           OR (a.backend_type IS NULL AND a.datname IS NOT NULL) AS is_client) c
+      WHERE c.is_client OR a.xact_start IS NOT NULL OR a.wait_event_type = 'Lock'
+      OFFSET 0) s
 UNION ALL
-SELECT 2, w.pid, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       w.locktype, w.mode, w.relname, w.relation, w.lock_db, w.page, w.tuple, w.xid, w.virtualxid,
-       w.classid, w.objid, w.objsubid, w.since
-FROM waits_named w
+@LOCK_ROWS@
+"""
+
+# The lock rows of some waiting sessions ($1), when a refresh finds waits it has not seen
+# without reading pg_locks: the refresh's second statement.
+_LOCKS_TEMPLATE = """
+WITH @LOCK_CTES@
+SELECT * FROM (@LOCK_ROWS@) AS locks (kind, pid, server_now, max_connections, reserved, xact_total,
+    statements, locks_read, is_client, state, "user", database, application, client,
+    wait_event_type, wait_event, backend_type, backend_start, xact_start, query_start,
+    state_change, query, blocked_by, lock_key, locktype, mode, relname, relation, lock_database,
+    page, tuple, xid, virtualxid, classid, objid, objsubid, lock_since)
 """
 
 _NO_STATEMENTS = "SELECT NULL::json AS data"
@@ -382,29 +406,15 @@ _STATEMENTS = """
         'total_ms', p.total_ms, 'mean_ms', p.mean_ms, 'rows', p.rows) ORDER BY p.mean_ms DESC) AS data
     FROM (SELECT p.queryid, p.query, p.calls, p.@TOTAL@ AS total_ms, p.@MEAN@ AS mean_ms, p.rows
           FROM pg_stat_statements p
-          WHERE NOT EXISTS (SELECT 1 FROM act me
-                            WHERE me.pid = pg_catalog.pg_backend_pid()
-                              AND me.usesysid = p.userid AND me.query_id = p.queryid)
+          WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) me
+                            WHERE me.usesysid = p.userid AND @ME_QUERY_ID@ = p.queryid)
           ORDER BY p.@MEAN@ DESC
-          LIMIT $6::int) p
+          LIMIT $5::int) p
 """
 _PSS_COLUMNS = {
     "exec": ("total_exec_time", "mean_exec_time"),  # PostgreSQL 13+ (pg_stat_statements 1.8+)
     "plain": ("total_time", "mean_time"),  # before 13
 }
-
-
-# A refresh is rows: one header (kind 0: server time, counts, the top statements, and the pids
-# of the idle sessions whose state and backend are older than $3 — the last refresh's server
-# time less SINCE_MARGIN —, which cannot have changed since: the source reuses the Session it
-# had), one row per other session (kind 1, columns named as Session's fields) and one row per
-# lock a session waits for (kind 2, by pid). Plain columns in the binary protocol cost the
-# server about half as much as one JSON text per session, and most of 1000 sessions are idle
-# (bench/CHANGES.md). $3 NULL sends every session.
-_UNCHANGED = """(s.state IN ('idle', 'idle in transaction', 'idle in transaction (aborted)')
-     AND s.wait_event_type IS DISTINCT FROM 'Lock'
-     AND pg_catalog.date_part('epoch', s.state_change) < $3::float8
-     AND pg_catalog.date_part('epoch', s.backend_start) < $3::float8)"""
 
 
 def _activity_sql(pss: str | None, pg14: bool) -> str:
@@ -414,8 +424,19 @@ def _activity_sql(pss: str | None, pg14: bool) -> str:
         statements = _STATEMENTS.replace("@TOTAL@", total).replace("@MEAN@", mean)
     return (
         _ACTIVITY_TEMPLATE.replace("@STATEMENTS@", statements)
-        .replace("@UNCHANGED@", _UNCHANGED)
-        .replace("@QUERY_ID@", "a.query_id" if pg14 else "NULL::int8")
+        .replace("@LOCK_CTES@", _LOCK_CTES.strip().replace("@READ_LOCKS@", "$4::bool"))
+        .replace("@LOCK_ROWS@", _LOCK_ROWS.strip())
+        .replace("@ME_QUERY_ID@", "me.query_id" if pg14 else "NULL::int8")
+        .replace("@WAITSTART@", "l.waitstart" if pg14 else "NULL::timestamptz")
+    )
+
+
+def _locks_sql(pg14: bool) -> str:
+    return (
+        _LOCKS_TEMPLATE.replace(
+            "@LOCK_CTES@", _LOCK_CTES.strip().replace("@READ_LOCKS@", "l.pid = ANY ($1::int[])")
+        )
+        .replace("@LOCK_ROWS@", _LOCK_ROWS.strip())
         .replace("@WAITSTART@", "l.waitstart" if pg14 else "NULL::timestamptz")
     )
 
@@ -424,6 +445,8 @@ def _activity_sql(pss: str | None, pg14: bool) -> str:
 ACTIVITY_SQL: dict[tuple[str | None, bool], str] = {
     (pss, pg14): _activity_sql(pss, pg14) for pss in (None, "exec", "plain") for pg14 in (False, True)
 }
+#: The lock rows of the given pids (a refresh's second statement; see PostgresSource._poll).
+LOCKS_SQL: dict[bool, str] = {pg14: _locks_sql(pg14) for pg14 in (False, True)}
 
 # SQLSTATEs that mean pg_stat_statements changed under us: detect again and retry once.
 _PSS_TROUBLE = {"55000", "42501", "42P01", "42703", "42883"}
@@ -724,6 +747,20 @@ def build_lock_tree(
 # --- the source ----------------------------------------------------------------------------
 
 
+def _connections_by_state(rows: Iterable[asyncpg.Record]) -> tuple[tuple[str, int], ...]:
+    """Client sessions by state, the console's own included (kinds 1, 3 and 4)."""
+    counts: dict[str | None, int] = {}
+    for row in rows:
+        if row["is_client"]:
+            state = row["state"]
+            counts[state] = counts.get(state, 0) + 1
+    named: dict[str, int] = {}
+    for state, n in counts.items():
+        name = one_line(state if state is not None else "unknown", 40)
+        named[name] = named.get(name, 0) + n
+    return tuple(sorted(named.items()))
+
+
 class PostgresSource:
     """Polls one cluster. ``poll()`` never raises (cancellation aside); see the module docstring."""
 
@@ -746,7 +783,8 @@ class PostgresSource:
         self._since: float | None = None  # server time (epoch) the last refresh's sessions are from
         self._statements: tuple[Statement, ...] = ()  # the top list last read, and when (monotonic)
         self._statements_at: float | None = None
-        self._locks: dict[str, asyncpg.Record] = {}  # a waiter's lock_key -> its lock row, last read
+        # A waiter's lock_key -> its lock row as last read (None: pg_locks had none for it).
+        self._locks: dict[str, asyncpg.Record | None] = {}
         self._locks_at: float | None = None
 
     def __repr__(self) -> str:
@@ -803,9 +841,16 @@ class PostgresSource:
             except TimeoutError as exc:
                 raise _ConnectTimeout() from exc
             self._conn, self._caps = conn, None
+            fresh = True
+        else:
+            fresh = False
         caps = self._caps
         if caps is None or time.monotonic() - caps.detected_at > CAPABILITY_TTL:
             caps = self._caps = await _detect(conn)
+        if fresh and caps.version_num >= 120000:
+            # The refresh statement's plan does not depend on its parameters, but Postgres kept
+            # planning it for each call (its custom plans look cheaper): ~1 ms of ~8 (bench/CHANGES.md).
+            await conn.execute(_GENERIC_PLANS_SQL)
         return conn, caps
 
     async def _poll(self) -> PostgresSnapshot:
@@ -822,6 +867,8 @@ class PostgresSource:
                 raise
             caps = self._caps = await _detect(conn)  # pg_stat_statements changed: once more
             rows = await self._activity(conn, caps, since, due, locks)
+        if not locks and (new := self._new_waits(rows)):  # waits not seen before: read them now
+            rows = [*rows, *await conn.fetch(LOCKS_SQL[caps.version_num >= 140000], new)]
         row, sessions = self._sessions(rows)
         if sessions is None:  # a pid we do not know came as unchanged: again, every session in full
             rows = await self._activity(conn, caps, None, due, True)
@@ -835,7 +882,7 @@ class PostgresSource:
             )
         server_now = _num(row["server_now"])
         self._since = None if server_now is None else server_now - SINCE_MARGIN
-        return self._snapshot(row, sessions, caps, watch)
+        return self._snapshot(row, rows, sessions, caps, watch)
 
     async def _activity(
         self,
@@ -847,25 +894,30 @@ class PostgresSource:
     ) -> list[asyncpg.Record]:
         """The refresh statement; without ``statements`` it asks for the top 0: LIMIT 0 never
         runs pg_stat_statements(), and the statement (so its query id) stays the same. Without
-        ``locks`` it reads pg_locks only if a session waits in a way the source has not seen."""
+        ``locks`` it does not read pg_locks."""
         top = self.cluster.statements_top
         pss = caps.pss_columns if top > 0 else None
         sql = ACTIVITY_SQL[(pss, caps.version_num >= 140000)]
         own = sorted(console_pids(self.cluster))
-        known = [] if locks else list(self._locks)
         if pss is None:
-            return await conn.fetch(sql, own, QUERY_TEXT_CAP, since, locks, known)
-        return await conn.fetch(sql, own, QUERY_TEXT_CAP, since, locks, known, top if statements else 0)
+            return await conn.fetch(sql, own, QUERY_TEXT_CAP, since, locks)
+        return await conn.fetch(sql, own, QUERY_TEXT_CAP, since, locks, top if statements else 0)
+
+    def _new_waits(self, rows: Iterable[asyncpg.Record]) -> list[int]:
+        """Pids of the sessions that wait in a way the last read of pg_locks did not see (a new
+        pid, statement or wait event: the row's lock_key)."""
+        known = self._locks
+        return [row["pid"] for row in rows if row["lock_key"] is not None and row["lock_key"] not in known]
 
     def _snapshot(
-        self, row: asyncpg.Record, sessions: tuple[Session, ...], caps: _Capabilities, watch: Stopwatch
+        self,
+        row: asyncpg.Record,
+        rows: Iterable[asyncpg.Record],
+        sessions: tuple[Session, ...],
+        caps: _Capabilities,
+        watch: Stopwatch,
     ) -> PostgresSnapshot:
         server_now = _num(row["server_now"])
-        counts = tuple(
-            (one_line(pair[0], 40), _int(pair[1]))
-            for pair in _json(row["counts"]) or ()
-            if isinstance(pair, list) and len(pair) == 2
-        )
         xact_total = row["xact_total"]
         return PostgresSnapshot(
             source=self.key,
@@ -880,7 +932,7 @@ class PostgresSource:
             max_connections=_int(row["max_connections"]),
             reserved_connections=_int(row["reserved"]),
             sessions=sessions,
-            connections_by_state=counts,
+            connections_by_state=_connections_by_state(rows),
             xact_total=int(xact_total) if xact_total is not None else None,
             lock_tree=build_lock_tree(sessions, server_now, console=console_pids(self.cluster)),
             statements=self._statements,
@@ -891,47 +943,49 @@ class PostgresSource:
     def _sessions(
         self, rows: Iterable[asyncpg.Record]
     ) -> tuple[asyncpg.Record | None, tuple[Session, ...] | None]:
-        """The header row and the sessions (by pid) of the statement's rows. A session whose
-        row (and lock row) has the same values as in the last refresh — long queries, waiters —
-        and an idle session unchanged since then (the header's ``unchanged`` pids) are the last
-        refresh's Session object, not built or sanitised again. Sessions are None when an
-        unchanged pid is not one of the last refresh's."""
+        """The header row and the sessions (by pid) of the refresh's rows. A session whose row
+        (and lock row) has the same values as in the last refresh — long queries, waiters — and
+        an idle session unchanged since then (kind 3) are the last refresh's Session object,
+        not built or sanitised again. Sessions are None when an unchanged pid is not one of the
+        last refresh's. A waiter's lock is the one last read for its lock_key, or its kind 2 row
+        (every lock when the header says pg_locks was read; else those of new waits, read by
+        the refresh's second statement)."""
         header, full, locks = None, [], {}
+        known, last, seen, by_pid = self._known, self._last, {}, {}
         for row in rows:
             kind = row["kind"]
             if kind == 1:
                 full.append(row)
+            elif kind == 3:
+                session = last.get(row["pid"])
+                if session is None:
+                    return row, None
+                by_pid[session.pid] = session
             elif kind == 2:
                 locks[row["pid"]] = row
             elif kind == 0:
                 header = row
         if header is None:
             return None, ()
-        read = bool(header["locks_read"])
-        held = {} if read else self._locks  # lock_key -> lock row: read now, or as last read
-        known, last, seen, by_pid = self._known, self._last, {}, {}
-        for pid in header["unchanged"] or ():
-            session = last.get(pid)
-            if session is None:
-                return header, None
-            by_pid[pid] = session
+        # lock_key -> its lock row (None: pg_locks had none for it), for this refresh's waits.
+        previous, held = {} if header["locks_read"] else self._locks, {}
         for row in full:
             lock_key = row["lock_key"]
             if lock_key is None:
                 lock = None
-            elif read:
-                lock = held[lock_key] = locks.get(row["pid"])
+            elif lock_key in previous:
+                lock = held[lock_key] = previous[lock_key]
             else:
-                lock = held.get(lock_key)
+                lock = held[lock_key] = locks.get(row["pid"])
             values = tuple(row) if lock is None else (*row, *lock)
             session = known.get(values)
             if session is None:
                 session = _session(row, lock)
             seen[values] = session
             by_pid[session.pid] = session
-        self._known, self._last = seen, by_pid
-        if read:
-            self._locks, self._locks_at = {k: v for k, v in held.items() if v is not None}, time.monotonic()
+        self._known, self._last, self._locks = seen, by_pid, held
+        if header["locks_read"]:
+            self._locks_at = time.monotonic()
         return header, tuple(by_pid[pid] for pid in sorted(by_pid))
 
     def _drop(self) -> None:
