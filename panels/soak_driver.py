@@ -22,7 +22,7 @@ from textual.worker import WorkerState
 from console.audit import Journal
 from console.config import Config
 from console.poller import ConsoleState, Poller
-from console.soak import Soak, cycle_scenarios, demo_tracebacks, sample_loop, take_sample
+from console.soak import Sample, Soak, cycle_scenarios, demo_tracebacks, sample_loop, take_sample
 from panels.app import ConsoleApp
 from panels.postgres import PostgresPanel
 
@@ -82,6 +82,25 @@ async def _press_keys(soak: Soak, app, pilot, stop: asyncio.Event, every: float 
         await pilot.press("p")
 
 
+# A request already running in a worker thread (a PromQL query) cannot be cancelled: its
+# connection closes when it ends, at most the request timeout after quitting.
+SETTLE_SECONDS = 7.0
+
+
+async def _settled_sample(soak: Soak, t0: float, errors) -> Sample:
+    """What is left after quitting, once what was closing has closed: sampled until it is no
+    more than before starting, or SETTLE_SECONDS have passed (a leak stays, and is judged)."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        gc.collect()  # what was dropped unawaited or unclosed says so now, while it is counted
+        sample = take_sample(time.monotonic() - t0, len(errors.lines))
+        before = soak.before
+        settled = before is None or (sample.fds <= before.fds and sample.tasks <= before.tasks)
+        if settled or time.monotonic() >= deadline:
+            return sample
+        await asyncio.sleep(0.25)
+
+
 async def run_console_soak(soak: Soak, config: Config, control) -> None:
     """The soak itself, on the running loop (see console/soak.py's module doc)."""
     errors = soak.errors
@@ -136,8 +155,7 @@ async def run_console_soak(soak: Soak, config: Config, control) -> None:
         for log, count in demo_tracebacks(control.state_dir).items():
             if count > tracebacks.get(log, 0):
                 errors.add("demo stack", f"{count - tracebacks.get(log, 0)} traceback(s) in {log}")
-        gc.collect()  # what was dropped unawaited or unclosed says so now, while it is counted
-        soak.after = take_sample(time.monotonic() - t0, len(errors.lines))
+        soak.after = await _settled_sample(soak, t0, errors)
         undo()
         textual.constants.LOG_FILE = None
         errors.scan_textual_log(textual_log)

@@ -231,6 +231,28 @@ async def test_a_timed_out_health_probe_leaves_no_connection_behind(http_server)
     await source.aclose()
 
 
+async def test_what_is_left_after_quitting_is_sampled_once_closing_is_done(tmp_path, monkeypatch):
+    """A request running in a worker thread (PromQL) cannot be cancelled at quit: its socket
+    closes when it ends. The after-quit sample waits for that (a fresh-clone CI soak counted
+    one descriptor more than before starting), but a descriptor nobody closes stays counted."""
+    from console.soak import Soak, take_sample
+    from panels import soak_driver
+
+    monkeypatch.setattr(soak_driver, "SETTLE_SECONDS", 1.5)
+    run = Soak(duration=1, out_dir=tmp_path)
+    run.before = take_sample(0.0, 0)
+    closing = open(tmp_path / "closing", "w")  # noqa: SIM115
+    asyncio.get_running_loop().call_later(0.5, closing.close)
+    settled = await soak_driver._settled_sample(run, 0.0, ErrorLog())
+    assert settled.fds <= run.before.fds and settled.t >= 0.0
+    leaked = open(tmp_path / "leaked", "w")  # noqa: SIM115
+    try:
+        left = await soak_driver._settled_sample(run, 0.0, ErrorLog())
+        assert left.fds == run.before.fds + 1
+    finally:
+        leaked.close()
+
+
 async def test_a_timed_out_prometheus_request_closes_the_client_after_the_poll(http_server):
     from console.config import Prometheus
     from console.sources.prometheus import PrometheusSource
