@@ -311,12 +311,13 @@ waits_named AS (
     FROM waits w
 )"""
 
-# Rows of kind 2: one per awaited lock, by pid.
+# Rows of kind 2: one per awaited lock, by pid. In the refresh statement the header names the
+# columns; alone (the second statement) these names do, the NULL ones being unused.
 _LOCK_ROWS = """
-SELECT 2, w.pid, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+SELECT 2::int2 AS kind, w.pid, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       w.locktype, w.mode, w.relname, w.relation, w.lock_db, w.page, w.tuple, w.xid, w.virtualxid,
-       w.classid, w.objid, w.objsubid, w.since
+       w.locktype, w.mode, w.relname, w.relation, w.lock_db AS lock_database, w.page, w.tuple,
+       w.xid, w.virtualxid, w.classid, w.objid, w.objsubid, w.since AS lock_since
 FROM waits_named w"""
 
 # A refresh is rows, from one pass over pg_stat_activity (no CTE holds its rows: materializing
@@ -391,11 +392,7 @@ UNION ALL
 # without reading pg_locks: the refresh's second statement.
 _LOCKS_TEMPLATE = """
 WITH @LOCK_CTES@
-SELECT * FROM (@LOCK_ROWS@) AS locks (kind, pid, server_now, max_connections, reserved, xact_total,
-    statements, locks_read, is_client, state, "user", database, application, client,
-    wait_event_type, wait_event, backend_type, backend_start, xact_start, query_start,
-    state_change, query, blocked_by, lock_key, locktype, mode, relname, relation, lock_database,
-    page, tuple, xid, virtualxid, classid, objid, objsubid, lock_since)
+@LOCK_ROWS@
 """
 
 _NO_STATEMENTS = "SELECT NULL::json AS data"
@@ -751,7 +748,7 @@ def _connections_by_state(rows: Iterable[asyncpg.Record]) -> tuple[tuple[str, in
     """Client sessions by state, the console's own included (kinds 1, 3 and 4)."""
     counts: dict[str | None, int] = {}
     for row in rows:
-        if row["is_client"]:
+        if row["kind"] != 2 and row["is_client"]:  # lock rows of the second statement have no is_client
             state = row["state"]
             counts[state] = counts.get(state, 0) + 1
     named: dict[str, int] = {}
@@ -835,15 +832,13 @@ class PostgresSource:
         if conn is not None and conn.is_closed():
             self._drop()
             conn = None
-        if conn is None:
+        fresh = conn is None
+        if fresh:
             try:
                 conn = await connect(self.cluster, purpose="monitor")
             except TimeoutError as exc:
                 raise _ConnectTimeout() from exc
             self._conn, self._caps = conn, None
-            fresh = True
-        else:
-            fresh = False
         caps = self._caps
         if caps is None or time.monotonic() - caps.detected_at > CAPABILITY_TTL:
             caps = self._caps = await _detect(conn)
