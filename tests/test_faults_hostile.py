@@ -45,7 +45,7 @@ from tests.fixtures.faults import (
     unsafe_characters,
     wait_for,
 )
-from tests.fixtures.http_servers import free_port
+from tests.fixtures.http_servers import free_port, stop_server
 from tests.fixtures.postgres import quote_literal
 from tests.fixtures.prometheus import (
     PROMETHEUS_BIN,
@@ -288,9 +288,7 @@ def hostile_prometheus(tmp_path_factory) -> Iterator[HostilePrometheus]:
         yield HostilePrometheus(url, server)
     finally:
         _stop(process)
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        stop_server(server, thread)
 
 
 async def test_prometheus_corpus_in_labels_and_annotations_renders_literally(tmp_path, hostile_prometheus):

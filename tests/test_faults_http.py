@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 
 from console.app import ConsoleApp
@@ -26,7 +29,7 @@ from panels.confirm import ConfirmScreen
 from panels.health import HealthPanel
 from panels.metrics import MetricsPanel
 from tests.fixtures.faults import console_config, keys_answer, screen_text, wait_for
-from tests.fixtures.http_servers import Request, StubServer
+from tests.fixtures.http_servers import Request, StubServer, serve_in_thread, stop_server
 
 # --- a backend that can be switched between good and broken -------------------------------
 
@@ -105,14 +108,13 @@ class ChunkedFlood:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._thread = serve_in_thread(self.httpd)
 
     def url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop_server(self.httpd, self._thread)
 
 
 # --- health endpoints -----------------------------------------------------------------------
@@ -190,6 +192,31 @@ async def test_self_signed_tls_says_so(tmp_path, https_server):
         assert snapshot("trusting").ok  # the same server, its CA file configured
         assert "tls error" in screen_text(app)
         assert app.is_running
+
+
+def test_a_client_that_never_finishes_its_tls_handshake_blocks_neither_serving_nor_teardown(tmp_path):
+    """A fixture's teardown is bounded: the HTTPS stub used to handshake inside accept() on its
+    serving thread, so one silent client stopped it serving and made shutdown() wait for good
+    (a fresh-clone CI run timed out at this test file's teardown)."""
+    server = StubServer(tls_dir=tmp_path)
+    server.route("/h", json=PASS_BODY)
+    silent = socket.create_connection(("127.0.0.1", server.port))  # connects, never says hello
+    half = socket.create_connection(("127.0.0.1", server.port))
+    half.sendall(b"\x16\x03\x01\x02\x00")  # a TLS record header, then nothing
+    try:
+        answer = httpx.get(
+            server.url("/h"), verify=ssl.create_default_context(cafile=server.ca_file), timeout=3
+        )
+        assert answer.json() == PASS_BODY
+        stopping = threading.Thread(target=server.close, daemon=True)
+        started = time.monotonic()
+        stopping.start()
+        stopping.join(10)
+        assert not stopping.is_alive(), "the server's teardown is still waiting after 10 s"
+        assert time.monotonic() - started < 2
+    finally:
+        silent.close()
+        half.close()
 
 
 # --- Prometheus over HTTP ----------------------------------------------------------------------
