@@ -20,6 +20,9 @@ _SECRET_PARAM = re.compile(
 )
 _AUTH_SCHEME = re.compile(r"(?i)bearer|basic|token|digest|apikey|negotiate")
 _KV_PASSWORD = re.compile(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
+#: ``scheme://user:password@`` anywhere in a text, also where the whole is no valid URL (an
+#: unclosed ``${VAR:-postgresql://u:p@h/db`` in a config error).
+_USERINFO_PASSWORD = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^\s:/@]*:)([^\s@/]+)(?=@)")
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -53,10 +56,13 @@ def registered() -> frozenset[str]:
 
 
 def scrub(text: str) -> str:
-    """Mask every registered secret in ``text``, and any ``password=...`` pair."""
+    """Mask every registered secret in ``text``, any ``password=...`` pair and the password of
+    any ``scheme://user:password@``."""
     pattern = _pattern
     if pattern is not None:
         text = pattern.sub(MASK, text)
+    if "://" in text:
+        text = _USERINFO_PASSWORD.sub(lambda m: m.group(1) + MASK, text)
     return _KV_PASSWORD.sub(lambda m: m.group(1) + MASK, text)
 
 

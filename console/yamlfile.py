@@ -78,7 +78,8 @@ class Document:
         return Problem(self.file, line, col, message)
 
 
-_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+#: ``$$``, a well-formed ``${NAME}`` / ``${NAME:-default}``, or any other ``${`` (a problem).
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 
 
 class _Builder:
@@ -127,6 +128,16 @@ class _Builder:
         def replace(match: re.Match[str]) -> str:
             if match.group() == "$$":
                 return "$"
+            if match.group() == "${":
+                closed = "}" in text[match.end() :]
+                self._add(
+                    node,
+                    "a variable is ${NAME} or ${NAME:-default} (NAME: letters, digits, _)"
+                    if closed
+                    else "unclosed '${' (no '}' after it)",
+                    offset=match.start(),
+                )
+                return match.group()
             name, default = match.group(1), match.group(2)
             value = self.env.get(name)
             if value is None or (value == "" and default is not None):
@@ -138,9 +149,14 @@ class _Builder:
 
         return _VAR.sub(replace, text) if "$" in text else text
 
-    def _add(self, node: yaml.Node, message: str) -> None:
+    def _add(self, node: yaml.Node, message: str, offset: int | None = None) -> None:
+        """A problem at ``node``; ``offset`` into a scalar's value points at its column when the
+        scalar is on one line (plain, or quoted: one character further)."""
         mark = node.start_mark
-        self.problems.append(Problem(self.file, mark.line + 1, mark.column + 1, message))
+        col = mark.column + 1
+        if offset is not None and isinstance(node, yaml.ScalarNode) and mark.line == node.end_mark.line:
+            col += offset + (1 if node.style in ("'", '"') else 0)
+        self.problems.append(Problem(self.file, mark.line + 1, col, message))
 
 
 class _TooBig(Exception):

@@ -133,6 +133,11 @@ def test_env_interpolation(tmp_path):
             r":1:21: undefined environment variable \$\{PROD_NAME\}",
         ),
         (
+            ("{name: prod-eu", '{name: "prod-${1ST}"'),
+            r":1:27: a variable is \$\{NAME\} or \$\{NAME:-default\}",
+        ),
+        (("{name: prod-eu", '{name: "prod-${ENV"'), r":1:27: unclosed '\$\{' \(no '\}' after it\)"),
+        (
             ("name: sync-worker", "name: storefront"),
             r":12:11: duplicate health target name 'storefront' \(first defined at line 5\)",
         ),

@@ -43,6 +43,10 @@ BROKEN = {
     ),
     "missing env var": ("{name: cfg-faults}", '{name: "${IC_NO_SUCH_VARIABLE}"}'),
     "binary junk": None,
+    "unclosed variable": (
+        f"dsn: postgresql://console:{PASSWORD}@",
+        f"dsn: ${{PG_DSN:-postgresql://console:{PASSWORD}@",
+    ),
 }
 
 # (command, exit code for a bad config)
@@ -105,6 +109,15 @@ def test_the_console_process_with_a_broken_config_prints_one_line_and_leaves_the
         f"{config}:7:5: unknown key 'retries' in health[0] "
         "(allowed: name, url, format, timeout, verify_tls, headers, severity, for, latency, runbooks)"
     ]
+
+
+def test_an_unclosed_variable_is_named_at_its_column_and_the_dsn_in_it_masked(tmp_path, capsys):
+    config = broken_config(tmp_path, "unclosed variable")
+    assert main(["check-config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert PASSWORD not in err
+    assert f"{config}:9:10: unclosed '${{' (no '}}' after it)" in err.splitlines(), err
+    assert "console:***@" in err, err  # the DSN problem still says which DSN, masked
 
 
 def test_a_junk_runbook_file_is_positioned_and_the_rest_of_the_pack_is_still_checked(tmp_path, capsys):

@@ -48,6 +48,9 @@ def test_redact_urls_and_dsns():
     ]
     assert redact.secrets_in_dsn("host=db password='it\\'s ok' user=x") == ["it's ok"]
     assert redact.scrub("FATAL: password=hunter22 failed") == "FATAL: password=*** failed"
+    # a DSN inside text that is no URL as a whole (an unclosed ${VAR:-...} in a config error)
+    assert redact.dsn("${PG_DSN:-postgresql://ic:SECRET@host/db") == "${PG_DSN:-postgresql://ic:***@host/db"
+    assert redact.scrub("see https://x.io/a@b") == "see https://x.io/a@b"  # no userinfo, nothing masked
 
 
 def test_registered_secrets_are_scrubbed_anywhere():
