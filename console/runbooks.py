@@ -963,8 +963,8 @@ class RunbookSession:
         self._apply(result)
         return result
 
-    async def decline(self, plan: Plan) -> None:
-        await self.executor.decline(plan)
+    async def decline(self, plan: Plan, message: str = "") -> None:
+        await self.executor.decline(plan, message)
 
     async def wait(self, step: Step) -> Result:
         """A wait step: wait its seconds, then run its check again; the step follows the check,

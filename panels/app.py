@@ -521,7 +521,7 @@ class ConsoleApp(App[int]):
         self,
         plan: Plan,
         execute: Callable[..., Awaitable[Result]] | None = None,
-        decline: Callable[[Plan], Awaitable[None]] | None = None,
+        decline: Callable[..., Awaitable[None]] | None = None,
     ) -> Result | None:
         """Show the plan, ask (default No / the typed word), run it, say what happened.
 
@@ -531,8 +531,20 @@ class ConsoleApp(App[int]):
         if self.executor.read_only:
             result = await execute(plan)
         else:
-            dialog = confirm_for(plan)
-            confirmed = await self.push_screen_wait(dialog)
+            dialog = confirm_for(
+                plan,
+                on_mistyped=lambda typed: self.run_worker(
+                    self.executor.mistyped(plan, typed), group="journal", exit_on_error=False
+                ),
+            )
+            try:
+                confirmed = await self.push_screen_wait(dialog)
+            except asyncio.CancelledError:  # the console is closing with the dialog open
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(
+                        (decline or self.executor.decline)(plan, "abandoned: the console closed")
+                    )
+                raise
             if not confirmed:
                 await (decline or self.executor.decline)(plan)
                 self.notify(f"not run: {plan.summary}", timeout=4)

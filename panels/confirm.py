@@ -7,6 +7,8 @@ must type the expected text (a pid, a cluster, a service name); the executor che
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -29,9 +31,17 @@ class ConfirmScreen(ModalScreen[bool]):
     """
 
     def __init__(
-        self, title: str, plan: Text | str, *, typed: str | None = None, confirm_label: str = "Run"
+        self,
+        title: str,
+        plan: Text | str,
+        *,
+        typed: str | None = None,
+        confirm_label: str = "Run",
+        on_mistyped: Callable[[str], object] | None = None,
     ) -> None:
         super().__init__()
+        #: Told what was typed each time it does not match (the caller journals the refusal).
+        self.on_mistyped = on_mistyped
         self.title_text = title
         self.plan = plan if isinstance(plan, Text) else Text(plan)
         self.typed = typed
@@ -72,6 +82,8 @@ class ConfirmScreen(ModalScreen[bool]):
         if self.typed is not None:
             self.value = self.query_one("#confirm-input", Input).value.strip()
             if self.value != self.typed:
-                self.notify(f"type {self.typed} exactly to confirm", severity="warning")
+                if self.on_mistyped is not None:
+                    self.on_mistyped(self.value)
+                self.notify(f"not confirmed: type {self.typed} exactly to confirm", severity="warning")
                 return
         self.dismiss(True)

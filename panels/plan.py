@@ -6,6 +6,8 @@ never as markup, because they carry query text, labels and other backend data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.text import Text
 
 from console.actions import Confirmation, ConfirmMode, Plan, Result, Status
@@ -38,11 +40,11 @@ def plan_text(plan: Plan) -> Text:
     return text
 
 
-def confirm_for(plan: Plan) -> ConfirmScreen:
+def confirm_for(plan: Plan, on_mistyped: Callable[[str], object] | None = None) -> ConfirmScreen:
     """The dialog for an action plan: yes/no (default Cancel) or the typed word."""
     typed = plan.confirm.expected if plan.confirm.mode == ConfirmMode.TYPED else None
     title = ("DANGEROUS: " if plan.dangerous else "") + plan.summary
-    return ConfirmScreen(title, plan_text(plan), typed=typed)
+    return ConfirmScreen(title, plan_text(plan), typed=typed, on_mistyped=on_mistyped)
 
 
 def answer(dialog: ConfirmScreen, confirmed: bool) -> Confirmation:

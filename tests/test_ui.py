@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import pytest
 from textual.command import CommandPalette
+from textual.worker import WorkerCancelled
 
 from console.app import ConsoleApp
+from console.audit import Journal, read_journal
 from console.model import ErrorKind, SourceError
 from panels.breaches import BreachesPanel
 from panels.confirm import ConfirmScreen
@@ -16,7 +19,7 @@ from panels.health import HealthPanel
 from panels.help import HelpScreen
 from panels.postgres import PostgresPanel
 from tests import ui_data
-from tests.pilot import wait_for_screen
+from tests.pilot import wait_for, wait_for_screen
 from tests.ui_data import NOW
 
 
@@ -163,8 +166,11 @@ async def test_enter_on_a_session_shows_the_full_hostile_text_literally():
         assert app.is_running
 
 
-async def test_cancel_and_terminate_ask_first_and_default_to_cancel():
-    app = make_app(config=ui_data.config(environment={"name": "staging", "production": False}))
+async def test_cancel_and_terminate_ask_first_and_default_to_cancel(tmp_path):
+    journal = tmp_path / "journal.jsonl"
+    app = make_app(
+        config=ui_data.config(environment={"name": "staging", "production": False}), journal=Journal(journal)
+    )
     async with app.run_test(size=(160, 48)) as pilot:
         await goto(pilot, app, PostgresPanel)
         await pilot.press("c")
@@ -182,6 +188,36 @@ async def test_cancel_and_terminate_ask_first_and_default_to_cancel():
         assert app.screen is dialog
         await pilot.press("escape")
         assert not isinstance(app.screen, ConfirmScreen)
+        # Every refused try and the abandoned dialog are in the journal, in order.
+        await wait_for(pilot, lambda: "action.declined" in kinds(journal), 5, "the declined dialog journaled")
+        actions = [e for e in read_journal(journal).events if e.kind.startswith("action.")]
+        assert [(e.kind, e.get("message")) for e in actions] == [
+            ("action.requested", ""),  # c (its preview), then Enter on Cancel
+            ("action.declined", ""),
+            ("action.requested", ""),
+            ("action.refused", "not confirmed: type '4300' to run this"),
+            ("action.refused", "not confirmed: typed '4301', expected '4300'"),
+            ("action.declined", ""),
+        ]
+        assert all(e.get("plan", {}).get("target") for e in actions)
+
+
+def kinds(journal) -> list[str]:
+    return [e.kind for e in read_journal(journal).events]
+
+
+async def test_a_dialog_open_as_the_console_closes_is_journaled_as_abandoned(tmp_path):
+    journal = tmp_path / "journal.jsonl"
+    app = make_app(journal=Journal(journal))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await goto(pilot, app, PostgresPanel)
+        await pilot.press("K")
+        await wait_for_screen(pilot, ConfirmScreen)
+        [worker] = app.workers.cancel_group(app, "action")
+        with contextlib.suppress(WorkerCancelled):
+            await worker.wait()
+    [declined] = [e for e in read_journal(journal).events if e.kind == "action.declined"]
+    assert declined.get("message") == "abandoned: the console closed"
 
 
 async def test_production_makes_even_cancel_typed():

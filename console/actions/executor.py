@@ -276,10 +276,24 @@ class Executor:
             events=tuple(events),
         )
 
-    async def decline(self, plan: Plan) -> None:
-        """The operator answered No (or closed the dialog)."""
+    async def decline(self, plan: Plan, message: str = "") -> None:
+        """The operator answered No, closed the dialog, or left it open as the console closed."""
+        extra = {"message": message} if message else {}
         with contextlib.suppress(JournalError):
-            await self.journal.aappend("action.declined", **plan.journal_fields())
+            await self.journal.aappend("action.declined", **plan.journal_fields(), **extra)
+
+    async def mistyped(self, plan: Plan, typed: str) -> Result:
+        """A typed confirmation that does not match: refused and journaled; the dialog stays
+        open for another try."""
+        return await self._refuse(plan, self.confirmation_problem(plan, Confirmation(yes=True, typed=typed)))
+
+    async def _refuse(self, plan: Plan, message: str) -> Result:
+        events = []
+        with contextlib.suppress(JournalError):
+            events.append(
+                await self.journal.aappend("action.refused", **plan.journal_fields(), message=message)
+            )
+        return Result(plan=plan, status=Status.REFUSED, message=message, events=tuple(events))
 
     # -- execution -------------------------------------------------------------------------------
 
@@ -298,12 +312,7 @@ class Executor:
             )
         refusal = refusal or self.confirmation_problem(plan, confirmation) or self._target_problem(plan)
         if refusal:
-            events = []
-            with contextlib.suppress(JournalError):
-                events.append(
-                    await self.journal.aappend("action.refused", **plan.journal_fields(), message=refusal)
-                )
-            return Result(plan=plan, status=Status.REFUSED, message=refusal, events=tuple(events))
+            return await self._refuse(plan, refusal)
         self.running, self._running_since = plan, time.monotonic()  # set before any await: single flight
         try:
             return await self._execute(plan, confirmation)
