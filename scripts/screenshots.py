@@ -9,6 +9,7 @@ chromium in headless mode. Nothing here is drawn by hand.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import signal
@@ -28,6 +29,7 @@ from console.config import load_config  # noqa: E402
 from console.demo.control import DemoControl  # noqa: E402
 from panels.confirm import ConfirmScreen  # noqa: E402
 from panels.runbook import RunbookScreen  # noqa: E402
+from tests.fixtures.chromium import launched  # noqa: E402
 
 OUT = ROOT / "screenshots"
 FAULTS = ("lock-contention", "error-spike", "provider-down", "idle-in-transaction")
@@ -98,6 +100,38 @@ async def shoot(config_path: Path, control: DemoControl, journal: Path) -> list[
     return saved
 
 
+async def shoot_served_wall(config_path: Path) -> Path:
+    """The wall as a browser shows it: ``incident-console serve`` on the demo's config, one
+    headless Chromium viewer, a 1600x900 PNG of the page."""
+    cli = [sys.executable, "-m", "console.cli", "serve", "--config", str(config_path), "--port", "0"]
+    serve = subprocess.Popen(
+        cli, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT, start_new_session=True
+    )
+    try:
+        assert serve.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(serve.stdout.readline), 60)
+        match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+        if not match:
+            raise SystemExit(f"screenshots: serve did not start: {line!r}")
+        async with launched() as browser:
+            page = await browser.open(match.group(1), width=1600, height=900)
+            await page.wait_for(
+                lambda: "WALL" in page.screen_text() and "CRIT" in page.screen_text(), "the wall"
+            )
+            await asyncio.sleep(1.5)  # let the browser paint the last frame it got
+            path = OUT / "serve-wall.png"
+            await page.screenshot(path)
+            print(f"  saved {path.relative_to(ROOT)}")
+            return path
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait(timeout=30)
+
+
 def to_png(svg: Path) -> Path:
     match = re.search(r'viewBox="0 0 ([\d.]+) ([\d.]+)"', svg.read_text())
     width, height = (int(float(v)) for v in match.groups()) if match else (1600, 1000)
@@ -137,6 +171,7 @@ def main() -> int:
         for fault in FAULTS:
             print(" ", control.inject(fault))
         svgs = asyncio.run(shoot(config_path, control, state_dir / "journal.jsonl"))
+        asyncio.run(shoot_served_wall(config_path))
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)

@@ -32,7 +32,6 @@ from panels.serve_web import COOKIE
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "console.cli"]
-SCREENSHOT = ROOT / "screenshots" / "serve-wall.png"
 ENVIRONMENT = "ops-room"
 TOKEN = "wall-token-" + "k3Jq9xZ2vT7pLm4R"
 WALL_SIZE = (1600, 900)
@@ -191,7 +190,7 @@ def reddish(image: Image.Image, box: tuple[int, int, int, int]) -> float:
 
 
 @pytest.mark.timeout(300)
-async def test_the_wall_draws_in_headless_chromium(chromium, wall_config, pg_server, pg_sessions):
+async def test_the_wall_draws_in_headless_chromium(chromium, wall_config, pg_server, pg_sessions, tmp_path):
     idle = await pg_sessions.open(pg_server, application_name="ic-serve-idle")
     await idle.execute("BEGIN; SELECT 1")  # idle in transaction: a warning tile
     with serving(wall_config) as served:
@@ -219,8 +218,9 @@ async def test_the_wall_draws_in_headless_chromium(chromium, wall_config, pg_ser
         assert b"--web" in cmdline and str(wall_config).encode() in cmdline
 
         await asyncio.sleep(1.5)  # let the browser paint the last frame it got
-        data = await page.screenshot(SCREENSHOT)
-        image = Image.open(SCREENSHOT)
+        shot = tmp_path / "serve-wall.png"  # screenshots/ is written by make screenshots only
+        data = await page.screenshot(shot)
+        image = Image.open(shot)
         assert image.size == WALL_SIZE and len(data) > 10_000
         width, height = image.size
         # The header line (environment, badges, clock), the tiles, and the critical payments tile.
