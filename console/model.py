@@ -203,7 +203,9 @@ class PrometheusSnapshot(Snapshot):
     alerts: tuple[PromAlert, ...] = ()
     rule_groups: tuple[RuleGroup, ...] = ()
     targets: tuple[ScrapeTarget, ...] = ()
-    warnings: tuple[str, ...] = ()  # the API's partial-data warnings, as Prometheus said them
+    warnings: tuple[str, ...] = ()  # the API's partial-data warnings and infos, as Prometheus said them
+    #: ("alerts" | "rules" | "targets", why) for each API endpoint that failed while others worked
+    endpoint_errors: tuple[tuple[str, SourceError], ...] = ()
     alertmanager_url: str = ""
     silences: tuple[Silence, ...] = ()
     alertmanager_error: SourceError | None = None

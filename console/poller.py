@@ -18,7 +18,7 @@ from types import MappingProxyType
 from console.config import Config, Environment
 from console.measure import measure
 from console.model import ErrorKind, PrometheusSnapshot, Severity, Snapshot, SourceError
-from console.rules import Breach, ThresholdEngine, alert_breaches, sort_breaches, worst
+from console.rules import Breach, ThresholdEngine, alert_breaches, endpoint_breach, sort_breaches, worst
 from console.sources.base import Source, source_error
 
 Clock = Callable[[], float]
@@ -92,6 +92,7 @@ class Poller:
         self.alert_runbooks = alert_runbooks or {}
         self._snapshots: dict[str, Snapshot] = {}
         self._last_good: dict[str, Snapshot] = {}
+        self._endpoints_failing_since: dict[str, float] = {}
         self._intervals = MappingProxyType({key: s.interval for key, s in self.sources.items()})
         self.state = self._state()
 
@@ -112,6 +113,10 @@ class Poller:
         self._snapshots[snapshot.source] = snapshot
         if snapshot.error is None:
             self._last_good[snapshot.source] = snapshot
+        if isinstance(snapshot, PrometheusSnapshot) and snapshot.endpoint_errors:
+            self._endpoints_failing_since.setdefault(snapshot.source, snapshot.taken_at)
+        else:
+            self._endpoints_failing_since.pop(snapshot.source, None)
         self.engine.update(measure(snapshot, self.engine.thresholds.values()), self.clock())
         self.state = self._state()
         return self.state
@@ -121,6 +126,9 @@ class Poller:
         for snapshot in self._snapshots.values():
             if isinstance(snapshot, PrometheusSnapshot):
                 breaches += alert_breaches(snapshot, self.alert_runbooks)
+                since = self._endpoints_failing_since.get(snapshot.source, snapshot.taken_at)
+                if (failing := endpoint_breach(snapshot, since)) is not None:
+                    breaches.append(failing)
         return ConsoleState(
             taken_at=self.clock(),
             environment=self.config.environment,

@@ -86,14 +86,24 @@ def _prometheus_lines(s: PrometheusSnapshot, now: float) -> list[str]:
         else:
             value = "no data" if q.value is None else f"{q.value:.6g} {q.unit}".strip()
             lines.append(f"  {q.id:<24}{value}")
-    for warning in s.warnings:
-        lines.append(f"  warning: {one_line(warning, 140)}")
+    for warning in s.warnings:  # infos come marked "info: "
+        label = "" if warning.startswith("info: ") else "warning: "
+        lines.append(f"  {label}{one_line(warning, 140)}")
+    failed = dict(s.endpoint_errors)
     firing = [a for a in s.alerts if a.state == "firing"]
-    lines.append(f"  alerts: {len(firing)} firing, {len(s.alerts) - len(firing)} pending")
+    if error := failed.get("alerts"):
+        lines.append(f"  alerts: {ERROR_BADGE} {error}")
+    else:
+        lines.append(f"  alerts: {len(firing)} firing, {len(s.alerts) - len(firing)} pending")
     down = [t for t in s.targets if t.health != "up"]
-    lines.append(f"  targets: {len(s.targets) - len(down)} up, {len(down)} down")
+    if error := failed.get("targets"):
+        lines.append(f"  targets: {ERROR_BADGE} {error}")
+    else:
+        lines.append(f"  targets: {len(s.targets) - len(down)} up, {len(down)} down")
     for t in down:
         lines.append(f"    {t.job} {t.instance}: {t.health} {one_line(t.last_error, 100)}")
+    if error := failed.get("rules"):
+        lines.append(f"  rules: {ERROR_BADGE} {error}")
     if s.alertmanager_url:
         if s.alertmanager_error is not None:
             lines.append(f"  alertmanager: {ERROR_BADGE} {s.alertmanager_error}")

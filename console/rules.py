@@ -45,7 +45,7 @@ class Breach:
     """One line of the breach list: a threshold not ok, or a Prometheus alert."""
 
     id: str
-    kind: str  # "threshold" | "alert"
+    kind: str  # "threshold" | "alert" | "source" (a source's API failing in part)
     source: str
     title: str
     state: State
@@ -326,6 +326,26 @@ def alert_breaches(
             )
         )
     return out
+
+
+def endpoint_breach(snapshot: PrometheusSnapshot, since: float) -> Breach | None:
+    """One ERROR row for a Prometheus whose alerts, rules or targets API failed while the rest
+    answered: its alerts unread are not "no alerts"."""
+    if not snapshot.endpoint_errors:
+        return None
+    names = ", ".join(name for name, _ in snapshot.endpoint_errors)
+    return Breach(
+        id=f"{snapshot.source}.api",
+        kind="source",
+        source=snapshot.source,
+        title=f"Prometheus {names} API",
+        state=State.ERROR,
+        severity=Severity.UNKNOWN,
+        since=since,
+        value_text=str(snapshot.endpoint_errors[0][1]),
+        summary="; ".join(f"{name}: {error}" for name, error in snapshot.endpoint_errors),
+        subject=snapshot.url,
+    )
 
 
 def with_runbooks(breach: Breach, runbooks: tuple[str, ...]) -> Breach:

@@ -83,12 +83,25 @@ class MetricsPanel(Panel):
     def _summary(snapshot: object) -> Text:
         if not isinstance(snapshot, PrometheusSnapshot):
             return Text("")
-        firing = sum(1 for a in snapshot.alerts if a.state == "firing")
-        pending = len(snapshot.alerts) - firing
-        down = sum(1 for t in snapshot.targets if t.health != "up")
-        out = Text(f"alerts {firing} firing, {pending} pending · targets {len(snapshot.targets) - down} up")
-        if down:
-            out.append(f", {down} down", style="bold red")
+        failed = dict(snapshot.endpoint_errors)
+        out = Text()
+        if error := failed.get("alerts"):
+            out.append("alerts ")
+            out.append_text(error_text(error.kind))
+        else:
+            firing = sum(1 for a in snapshot.alerts if a.state == "firing")
+            out.append(f"alerts {firing} firing, {len(snapshot.alerts) - firing} pending")
+        out.append(" · targets ")
+        if error := failed.get("targets"):
+            out.append_text(error_text(error.kind))
+        else:
+            down = sum(1 for t in snapshot.targets if t.health != "up")
+            out.append(f"{len(snapshot.targets) - down} up")
+            if down:
+                out.append(f", {down} down", style="bold red")
+        if error := failed.get("rules"):
+            out.append(" · rules ")
+            out.append_text(error_text(error.kind))
         if snapshot.alertmanager_url:
             if snapshot.alertmanager_error is not None:
                 out.append(" · alertmanager ")

@@ -13,6 +13,8 @@ import contextlib
 import json
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from console.app import ConsoleApp
 from console.audit import Journal
@@ -28,7 +31,7 @@ from panels.breaches import BreachesPanel
 from panels.confirm import ConfirmScreen
 from panels.health import HealthPanel
 from panels.metrics import MetricsPanel
-from tests.fixtures.faults import console_config, keys_answer, screen_text, wait_for
+from tests.fixtures.faults import ROOT, console_config, keys_answer, screen_text, wait_for
 from tests.fixtures.http_servers import Request, StubServer, serve_in_thread, stop_server
 
 # --- a backend that can be switched between good and broken -------------------------------
@@ -318,6 +321,51 @@ async def test_prometheus_partial_answer_with_warnings(tmp_path, http_server):
         await wait_for(
             pilot, lambda: "warnings" not in str(panel.summary.render()), 10, "the warning to clear"
         )
+
+
+def prom_wrong_shape(request: Request) -> tuple:
+    """The query answers; /alerts, /rules and /targets answer an empty instant vector."""
+    if request.path.startswith("/api/v1/query"):
+        return prom_good()(request)
+    doc = {"status": "success", "data": {"resultType": "vector", "result": []}}
+    return 200, {"Content-Type": "application/json"}, json.dumps(doc).encode()
+
+
+async def test_a_prometheus_answering_the_wrong_shape_is_an_error_not_all_clear(tmp_path, http_server):
+    """It used to read as "alerts 0 firing, 0 pending · targets 0 up": a broken backend that
+    looked healthy. Now one ERROR row names the endpoints, and `snapshot` exits 3 (unknown)."""
+    switch = Switch(http_server, PROM_PATHS, prom_good())
+    switch.faults["wrong"] = prom_wrong_shape
+    switch.set("wrong")
+    app = prometheus_app(tmp_path, http_server.url())
+    async with app.run_test(size=(160, 48)) as pilot:
+        panel = next(p for p in app.panels if isinstance(p, MetricsPanel))
+        breach = lambda: next((b for b in app.state.breaches if b.id == "prometheus.api"), None)  # noqa: E731
+        await wait_for(pilot, breach, 10, "the API error row")
+        assert breach().state.value == "error" and breach().title == "Prometheus alerts, rules, targets API"
+        summary = str(panel.summary.render())
+        assert "alerts ! ERROR" in summary and "targets ! ERROR" in summary, summary
+        assert "0 firing" not in summary, summary
+        assert rps(app) == "42"  # the queries that worked still show
+        assert "Prometheus alerts, rules, targets API" in screen_text(app)
+        switch.set("good")  # a healthy answer clears it
+        await wait_for(pilot, lambda: breach() is None, 10, "the row to clear")
+    switch.set("wrong")
+    config = tmp_path / "console.yaml"
+    data = app.config.model_dump(mode="json", exclude_defaults=True)
+    (tmp_path / "no-runbooks").mkdir()
+    config.write_text(yaml.safe_dump({**data, "runbooks_dir": str(tmp_path / "no-runbooks")}))
+    code, out = await asyncio.to_thread(snapshot_cli, config)
+    assert code == 3, out
+    assert "alerts: ! ERROR bad response: no 'alerts' in the answer's data" in out, out
+
+
+def snapshot_cli(config) -> tuple[int, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "console.cli", "snapshot", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    return done.returncode, done.stdout + done.stderr
 
 
 async def test_prometheus_fifty_megabyte_answer_is_refused_without_reading_it_all(tmp_path):

@@ -389,6 +389,38 @@ async def test_api_warnings_are_kept(http_server: StubServer, sources: Any) -> N
     assert snapshot.warnings == ("partial data: store eu-1 unreachable", "alerts from one replica only")
 
 
+async def test_infos_are_shown_next_to_warnings(http_server: StubServer, sources: Any) -> None:
+    fake_prometheus(
+        http_server,
+        query={"json": ok(vector(({"job": "api"}, "7")), infos=["PromQL info: metric might not be a counter"])},
+    )
+    snapshot = await sources(http_server.url(), query("q", "up")).poll()
+    assert snapshot.warnings == ("info: PromQL info: metric might not be a counter",)
+
+
+EMPTY_VECTOR = ok({"resultType": "vector", "result": []})
+
+
+async def test_an_answer_of_the_wrong_shape_is_an_error_not_an_empty_list(
+    http_server: StubServer, sources: Any
+) -> None:
+    """An empty instant vector served on /alerts, /rules and /targets read as "0 firing, 0 up":
+    a broken backend looked healthy."""
+    fake_prometheus(http_server, alerts={"json": EMPTY_VECTOR}, rules={"json": EMPTY_VECTOR},
+                    targets={"json": ok({"activeTargets": "none"})})  # fmt: skip
+    snapshot = await sources(http_server.url(), query("q", "up")).poll()
+    assert snapshot.ok and snapshot.queries[0].value == 3  # the queries still answered
+    errors = dict(snapshot.endpoint_errors)
+    assert set(errors) == {"alerts", "rules", "targets"}
+    assert all(e.kind is ErrorKind.BAD_RESPONSE for e in errors.values())
+    assert errors["alerts"].reason == "no 'alerts' in the answer's data (its keys: resultType, result)"
+    assert errors["targets"].reason == "'activeTargets' is str, expected a list"
+    # the same on the query path: data without a result
+    fake_prometheus(http_server, query={"json": ok({"resultType": "vector"})})
+    snapshot = await sources(http_server.url(), query("q", "up")).poll()
+    assert snapshot.queries[0].error is not None and "no 'result'" in snapshot.queries[0].error.reason
+
+
 async def test_slow_prometheus_times_out(http_server: StubServer, sources: Any) -> None:
     all_paths(http_server, json=ok({}), delay=3)
     source = sources(http_server.url(), query("q", "up"), query("r", "up"), timeout=0.5)
@@ -406,7 +438,9 @@ async def test_partial_failure_keeps_what_worked(http_server: StubServer, source
     assert snapshot.ok and snapshot.queries[0].value == 3
     assert [t.job for t in snapshot.targets] == ["api"]
     assert snapshot.alerts == ()
-    assert snapshot.warnings == ("alerts unavailable: bad response: HTTP 500: internal error",)
+    assert snapshot.warnings == ()
+    [(name, error)] = snapshot.endpoint_errors
+    assert name == "alerts" and str(error) == "bad response: HTTP 500: internal error"
 
 
 async def test_prometheus_query_timeout_error_type_is_timeout(http_server: StubServer, sources: Any) -> None:
@@ -454,7 +488,9 @@ async def test_secret_headers_sent_everywhere_and_never_shown(http_server: StubS
         assert request.headers.get("Authorization") == token, request.path
         assert request.headers.get("X-Org") == "ops"
     assert snapshot.ok and snapshot.alertmanager_error is None
-    assert snapshot.warnings == ("alerts unavailable: auth failed: HTTP 401: bad credentials: ***",)
+    assert [(name, str(error)) for name, error in snapshot.endpoint_errors] == [
+        ("alerts", "auth failed: HTTP 401: bad credentials: ***")
+    ]
     assert not any("s3cr3t" in text for text in strings(snapshot))
 
 

@@ -15,9 +15,10 @@ What a snapshot says when something fails
       failed and every query has an error. It is the alerts endpoint's error.
     - A query that fails (bad PromQL, timeout...) has its own ``QueryResult.error``; the other
       queries keep their values.
-    - An endpoint that fails while something else worked leaves its tuple empty and adds
-      ``"<alerts|rules|targets> unavailable: <kind>: <reason>"`` to ``warnings``, after the
-      API's own warnings (so an empty ``alerts`` never silently means "no alerts").
+    - An endpoint that fails while something else worked leaves its tuple empty and is named
+      with its error in ``endpoint_errors`` (so an empty ``alerts`` never silently means "no
+      alerts"); a body without the expected field (``alerts``, ``groups``, ``activeTargets``,
+      ``result``) is such a failure. ``warnings`` holds the API's own warnings and infos.
     - Alertmanager failures go to ``alertmanager_error`` only.
 
 Every string from Prometheus or Alertmanager is sanitised here (``console.sanitize``) with a
@@ -145,18 +146,19 @@ def _api_error(status: int, doc: dict[str, Any]) -> SourceError:
 
 
 def _envelope(status: int, content_type: str, body: bytes) -> tuple[Any, tuple[str, ...]]:
-    """``data`` and ``warnings`` of a Prometheus API response; _Failed on anything else."""
+    """``data``, and the ``warnings`` and ``infos`` of a Prometheus API response (infos marked
+    ``info:``); _Failed on anything else."""
     doc = _parse_json(status, content_type, body)
     if not isinstance(doc, dict):
         raise _bad(f"expected a JSON object, got {type(doc).__name__}")
     if status >= 300 or doc.get("status") != "success":
         raise _Failed(_api_error(status, doc))
-    return doc.get("data"), _warnings(doc.get("warnings"))
+    return doc.get("data"), _warnings(doc.get("warnings")) + _warnings(doc.get("infos"), "info: ")
 
 
-def _warnings(raw: object) -> tuple[str, ...]:
+def _warnings(raw: object, prefix: str = "") -> tuple[str, ...]:
     items = raw if isinstance(raw, list) else [raw] if raw else []
-    return tuple(one_line(w, 400) for w in items[:MAX_WARNINGS])
+    return tuple(prefix + one_line(w, 400) for w in items[:MAX_WARNINGS])
 
 
 def _dicts(raw: object) -> Iterator[dict[str, Any]]:
@@ -166,9 +168,21 @@ def _dicts(raw: object) -> Iterator[dict[str, Any]]:
 
 
 def _field(data: object, key: str) -> Any:
+    """``data[key]``; a body without it is a bad response, never an empty answer (an instant
+    vector served on /api/v1/alerts must not read as "no alerts")."""
     if not isinstance(data, dict):
         raise _bad(f"expected an object with '{key}', got {type(data).__name__}")
-    return data.get(key)
+    if key not in data:
+        keys = ", ".join(one_line(k, NAME_LIMIT) for k in islice(data, 5)) or "none"
+        raise _bad(f"no '{key}' in the answer's data (its keys: {keys})")
+    return data[key]
+
+
+def _list(data: object, key: str) -> list[Any]:
+    value = _field(data, key)
+    if not isinstance(value, list):
+        raise _bad(f"'{key}' is {type(value).__name__}, expected a list")
+    return value
 
 
 def _labels(raw: object, *, multiline: bool = False) -> Labels:
@@ -275,7 +289,7 @@ def _alert(raw: dict[str, Any]) -> PromAlert:
 
 
 def _alerts(data: object) -> tuple[PromAlert, ...]:
-    alerts = [_alert(raw) for raw in _dicts(_field(data, "alerts"))]
+    alerts = [_alert(raw) for raw in _dicts(_list(data, "alerts"))]
     alerts.sort(key=lambda a: (-a.severity, a.state != "firing", a.active_at or 0.0, a.name))
     return tuple(alerts[:MAX_ITEMS])
 
@@ -294,7 +308,7 @@ def _rule(raw: dict[str, Any]) -> PromRule:
 def _rule_groups(data: object) -> tuple[RuleGroup, ...]:
     groups: list[RuleGroup] = []
     room = MAX_ITEMS
-    for raw in islice(_dicts(_field(data, "groups")), MAX_ITEMS):
+    for raw in islice(_dicts(_list(data, "groups")), MAX_ITEMS):
         rules = [_rule(rule) for rule in islice(_dicts(raw.get("rules")), room)]
         room -= len(rules)
         name, file = one_line(raw.get("name"), NAME_LIMIT), one_line(raw.get("file"), VALUE_LIMIT)
@@ -314,7 +328,7 @@ def _target(raw: dict[str, Any]) -> ScrapeTarget:
 
 
 def _targets(data: object) -> tuple[ScrapeTarget, ...]:
-    targets = [_target(raw) for raw in _dicts(_field(data, "activeTargets"))]
+    targets = [_target(raw) for raw in _dicts(_list(data, "activeTargets"))]
     targets.sort(key=lambda t: (t.health == "up", t.job, t.instance))
     return tuple(targets[:MAX_ITEMS])
 
@@ -493,15 +507,15 @@ class PrometheusSource:
             self._silences(),
         )
         parts = {"alerts": alerts, "rules": rules, "targets": targets}
-        failures = [(name, part.error) for name, part in parts.items() if part.error]
+        failures = tuple((name, part.error) for name, part in parts.items() if part.error)
         nothing_worked = len(failures) == len(parts) and all(q.error for q in queries.value)
-        notes = [] if nothing_worked else [f"{name} unavailable: {error}" for name, error in failures]
-        warnings = [*queries.warnings, *(w for part in parts.values() for w in part.warnings), *notes]
+        warnings = [*queries.warnings, *(w for part in parts.values() for w in part.warnings)]
         return PrometheusSnapshot(
             source=self.key,
             taken_at=watch.taken_at,
             latency=watch.elapsed,
             error=failures[0][1] if nothing_worked else None,
+            endpoint_errors=() if nothing_worked else failures,
             url=self.url,
             queries=queries.value,
             alerts=alerts.value,
