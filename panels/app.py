@@ -14,11 +14,12 @@ import functools
 import gc
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
 
 NARROW_WIDTH, NARROW_HEIGHT = 120, 36
 FLASH_SECONDS = 1.5
-EXIT_GRACE_SECONDS = 3.0
+EXIT_GRACE_SECONDS = 2.0  # a stop request or a lost terminal ends the process within this (issue 15)
 TIMELINE_WINDOW = 24 * 3600
 
 install_strip_fix()  # Textual's Strip.divide keeps every drawn line in a reference cycle
@@ -140,6 +141,11 @@ class ConsoleApp(App[int]):
         self._inflight: set[str] = set()
         self._critical_seen: set[str] = set()
         self._terminal = ScreenMemory()
+        self._signal_loop: asyncio.AbstractEventLoop | None = None
+        self._previous_handlers: dict[int, Any] = {}
+        self._stopping: signal.Signals | None = None
+        self._stop_task: asyncio.Task[None] | None = None
+        self.terminal_lost_reason = ""
         use_monochrome(self.no_color)
         self.header = ConsoleHeader(config.environment.name, config.environment.production, id="header")
         self.header.read_only = self.read_only
@@ -196,12 +202,62 @@ class ConsoleApp(App[int]):
             for key in self.poller.sources:
                 self._start_poll(key)
 
+    def get_driver_class(self):
+        """In a terminal, panels/driver.py's TerminalDriver: a lost terminal without SIGHUP (EOF
+        or EIO on the tty) ends the console instead of spinning. Textual chooses otherwise: a
+        TEXTUAL_DRIVER from the environment (``serve``'s web driver), Windows."""
+        from textual import constants
+
+        if constants.DRIVER is not None or sys.platform == "win32":
+            return super().get_driver_class()
+        from panels.driver import TerminalDriver
+
+        return TerminalDriver
+
     def _install_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
+        """SIGHUP and SIGTERM end the process (:meth:`stop_process`). These are plain signal
+        handlers, not the event loop's: Python runs them on the main thread even while the loop
+        is blocked, and the watchdog they arm ends the process regardless. (A handler run by the
+        loop never ran once Textual's writer queue had blocked the loop after a lost terminal:
+        SIGTERM was ignored, issue 15.) The previous handlers come back at unmount."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # not possible off the main thread (tests)
+        self._signal_loop = asyncio.get_running_loop()
         for sig in (signal.SIGHUP, signal.SIGTERM):
-            # Not possible off the main thread (tests) or on platforms without signals.
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, self._on_signal, sig)
+            with contextlib.suppress(ValueError, OSError):
+                self._previous_handlers[sig] = signal.signal(sig, self._signal_handler)
+
+    def _restore_signal_handlers(self) -> None:
+        for sig, handler in self._previous_handlers.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):  # TypeError: set from C
+                signal.signal(sig, handler)
+        self._previous_handlers.clear()
+
+    def _signal_handler(self, signum: int, frame: object) -> None:
+        self.stop_process(signal.Signals(signum))
+
+    def terminal_lost(self, reason: str) -> None:
+        """The terminal is gone and no SIGHUP came (EOF or EIO on it, seen by panels/driver.py in
+        its own threads; under ``make`` only make, the session leader, gets SIGHUP): end as on
+        SIGHUP."""
+        self.terminal_lost_reason = reason
+        self.stop_process(signal.SIGHUP)
+
+    def stop_process(self, sig: signal.Signals) -> None:
+        """End the process as for ``sig``; safe in a signal handler and from any thread. The
+        watchdog is armed here, so the process ends within EXIT_GRACE_SECONDS even if the event
+        loop never runs the clean stop (:meth:`_on_signal`) it is handed. A second request while
+        stopping changes nothing."""
+        if self._stopping is not None:
+            return
+        self._stopping = sig
+        watchdog = threading.Timer(EXIT_GRACE_SECONDS, os._exit, (128 + int(sig),))
+        watchdog.daemon = True
+        watchdog.start()
+        loop = self._signal_loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the watchdog ends it
+                loop.call_soon_threadsafe(self._on_signal, sig)
 
     def _layout_panels(self) -> None:
         middle = [p for p in self.panels if isinstance(p, HealthPanel | MetricsPanel)]
@@ -213,28 +269,28 @@ class ConsoleApp(App[int]):
         self._activate(self.panels[0])
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        """A lost terminal (SIGHUP) or a stop request (SIGTERM) ends the process cleanly.
+        """A lost terminal (SIGHUP, or EOF/EIO on it) or a stop request (SIGTERM) ends the process
+        cleanly; runs on the event loop, handed over by :meth:`stop_process` (which armed the
+        watchdog).
 
-        After SIGHUP the tty is gone: Textual's writer thread dies on EIO and its shutdown then
-        blocks forever putting the terminal-restore sequences on that thread's queue, before it
-        cancels any worker. So a running action is cancelled here first (the executor journals
-        'action.failed' and stops its process), then the backends are closed, and a watchdog
-        ends the process if the restore never returns (journal lines are fsynced as written)."""
+        A running action is cancelled first (the executor journals 'action.failed' and stops its
+        process), then the backends are closed, then the app exits. Textual's shutdown used to
+        block on a dead tty before it cancelled any worker (its writer thread died on EIO and the
+        terminal-restore sequences queued behind it for good); panels/driver.py drops output to a
+        dead terminal now, and the watchdog still ends the process if anything else blocks
+        (journal lines are fsynced as written)."""
         code = 128 + int(sig)
-        watchdog = threading.Timer(EXIT_GRACE_SECONDS, os._exit, (code,))
-        watchdog.daemon = True
-        watchdog.start()
 
         async def close_then_exit() -> None:
             actions = self.workers.cancel_group(self, "action")
             waits = asyncio.gather(*(worker.wait() for worker in actions), return_exceptions=True)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(waits, EXIT_GRACE_SECONDS / 3)
+                await asyncio.wait_for(waits, EXIT_GRACE_SECONDS / 2)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.poller.aclose(), EXIT_GRACE_SECONDS / 3)
+                await asyncio.wait_for(self.poller.aclose(), EXIT_GRACE_SECONDS / 4)
             self.exit(code)
 
-        asyncio.get_running_loop().create_task(close_then_exit())
+        self._stop_task = asyncio.get_running_loop().create_task(close_then_exit())
 
     def _display(self, screen: Screen, renderable) -> None:
         # Only the cells that changed reach the terminal (panels/terminal.py).
@@ -497,6 +553,7 @@ class ConsoleApp(App[int]):
 
     async def on_unmount(self) -> None:
         await self.poller.aclose()
+        self._restore_signal_handlers()
 
     # --- intents from panels ----------------------------------------------------------------
 
