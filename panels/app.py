@@ -141,11 +141,9 @@ class ConsoleApp(App[int]):
         self._inflight: set[str] = set()
         self._critical_seen: set[str] = set()
         self._terminal = ScreenMemory()
-        self._signal_loop: asyncio.AbstractEventLoop | None = None
         self._previous_handlers: dict[int, Any] = {}
         self._stopping: signal.Signals | None = None
         self._stop_task: asyncio.Task[None] | None = None
-        self.terminal_lost_reason = ""
         use_monochrome(self.no_color)
         self.header = ConsoleHeader(config.environment.name, config.environment.production, id="header")
         self.header.read_only = self.read_only
@@ -222,7 +220,6 @@ class ConsoleApp(App[int]):
         SIGTERM was ignored, issue 15.) The previous handlers come back at unmount."""
         if threading.current_thread() is not threading.main_thread():
             return  # not possible off the main thread (tests)
-        self._signal_loop = asyncio.get_running_loop()
         for sig in (signal.SIGHUP, signal.SIGTERM):
             with contextlib.suppress(ValueError, OSError):
                 self._previous_handlers[sig] = signal.signal(sig, self._signal_handler)
@@ -240,7 +237,6 @@ class ConsoleApp(App[int]):
         """The terminal is gone and no SIGHUP came (EOF or EIO on it, seen by panels/driver.py in
         its own threads; under ``make`` only make, the session leader, gets SIGHUP): end as on
         SIGHUP."""
-        self.terminal_lost_reason = reason
         self.stop_process(signal.SIGHUP)
 
     def stop_process(self, sig: signal.Signals) -> None:
@@ -254,7 +250,7 @@ class ConsoleApp(App[int]):
         watchdog = threading.Timer(EXIT_GRACE_SECONDS, os._exit, (128 + int(sig),))
         watchdog.daemon = True
         watchdog.start()
-        loop = self._signal_loop
+        loop = self._loop  # Textual's: set while the app runs (also before mount), then None
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop is closed: the watchdog ends it
                 loop.call_soon_threadsafe(self._on_signal, sig)

@@ -74,7 +74,7 @@ class TerminalDriver(LinuxDriver):
     def __init__(self, app: Any, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self._lost_reported = False
-        self._file = TerminalOutput(sys.__stderr__, self._terminal_lost)  # type: ignore[arg-type]
+        self._file = TerminalOutput(sys.__stderr__, self._terminal_lost)
 
     def _terminal_lost(self, reason: str) -> None:
         """The terminal is gone (any thread). The app's ``terminal_lost(reason)`` must be safe to
@@ -107,10 +107,8 @@ class TerminalDriver(LinuxDriver):
                         data = os.read(fileno, 1024 * 4)
                     except BlockingIOError:  # another process made the tty non-blocking
                         data = None
-                    except OSError as exc:
-                        self._input_ended(
-                            f"{errno.errorcode.get(exc.errno or 0, exc.errno)} reading the terminal"
-                        )
+                    except OSError as exc:  # EIO: a hung-up tty, or a background one of an orphan
+                        self._input_ended(f"{errno.errorcode.get(exc.errno or 0, exc)} reading the terminal")
                         return
                     if data == b"":
                         self._input_ended("EOF on the terminal")
