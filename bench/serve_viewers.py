@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -234,7 +233,8 @@ def main() -> None:
         if demo is not None:
             demo.send_signal(signal.SIGTERM)
             demo.wait(timeout=120)
-        shutil.rmtree(state, ignore_errors=True)
+        # the state dir and the stack's Postgres cluster (in /tmp, outside it, when run as root)
+        subprocess.run([*CLI, "demo", "--state-dir", state, "clean"], cwd=ROOT, timeout=120, check=False)
 
 
 if __name__ == "__main__":

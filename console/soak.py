@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -464,7 +463,9 @@ def demo_stack(attach: str | None, timeout: float = 120.0):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        shutil.rmtree(state_dir, ignore_errors=True)  # the stack's cluster, logs and config
+        from console.demo.cleanup import remove_demo
+
+        remove_demo(state_dir)  # the stack's logs, config, journal and its cluster (in /tmp as root)
 
 
 def soak(duration: float, out_dir: Path, attach: str | None = None, limits: Limits = Limits()):

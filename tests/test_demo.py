@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import httpx
 import pytest
 import yaml
 
+from console.audit import read_journal
 from console.config import load_config
 from console.demo import configwriter, rules, shopdb
 from console.demo.control import DemoControl, DemoError
@@ -31,7 +33,16 @@ from console.demo.faults import FAULTS
 from console.demo.scenarios import SCENARIOS, Expected, Scenario
 from console.demo.state import load_state_file, proc_start
 from console.model import Severity
-from tests.fixtures.demo import CLI, DemoStack, new_state_dir, stack_processes, start_demo
+from tests.fixtures.demo import (
+    CLI,
+    DemoStack,
+    attach_console,
+    clusters_of,
+    new_state_dir,
+    remove_stack_dir,
+    stack_processes,
+    start_demo,
+)
 from tests.fixtures.prometheus import PROMTOOL_BIN, require_binary
 
 SEVERITY = {"critical": Severity.CRITICAL, "warning": Severity.WARNING, "info": Severity.INFO}
@@ -304,13 +315,44 @@ def test_a_second_demo_says_one_runs_and_how_to_attach(demo_stack: DemoStack) ->
     assert demo_stack.demo.process.poll() is None  # the first one is untouched
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_the_demo_console_journals_in_its_state_dir_not_the_users(
+    demo_stack: DemoStack, tmp_path: Path
+) -> None:
+    xdg = tmp_path / "xdg"
+    users_journal = xdg / "incident-console" / "journal.jsonl"
+    demo_journal = demo_stack.state_dir / "journal.jsonl"
+    breach = "postgres.demo.idle_in_transaction"
+    console = attach_console(demo_stack.state_dir, {"XDG_STATE_HOME": str(xdg)})
+    try:
+        console.read_until(b"Breaches", 60)
+        demo_stack.control.inject("idle-in-transaction")
+        deadline = time.monotonic() + 60
+        while not any(e.get("breach") == breach for e in _journal_events(demo_journal)):
+            where = f"the user's journal holds {len(_journal_events(users_journal))} event(s)"
+            assert time.monotonic() < deadline, f"no {breach} in {demo_journal} after 60s; {where}"
+            console.pump(0.3)
+        assert console.quit() == 0
+    finally:
+        console.close()
+        demo_stack.control.reset()
+    assert not users_journal.exists(), _journal_events(users_journal)
+    started = [e for e in _journal_events(demo_journal) if e.get("breach") == breach]
+    assert {e["environment"] for e in started} == {"demo"}
+    assert load_config(demo_stack.config_path).journal_path() == demo_journal
+
+
 # --- life cycle: stacks of their own ------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def lifecycle_dir() -> Path:
-    """One state dir for the lifecycle tests: initdb happens once, the rest reuse the cluster."""
-    return new_state_dir("ic-demo-life-")
+def lifecycle_dir() -> Iterator[Path]:
+    """One state dir for the lifecycle tests: initdb happens once, the rest reuse the cluster;
+    removed at the end with its cluster (in /tmp when the tests run as root)."""
+    state_dir = new_state_dir("ic-demo-life-")
+    yield state_dir
+    remove_stack_dir(state_dir)
 
 
 @pytest.mark.slow
@@ -360,3 +402,162 @@ def test_commands_need_a_running_stack(tmp_path: Path) -> None:
     assert done.returncode == 1 and "no demo stack runs" in done.stderr
     with pytest.raises(Exception, match="no demo stack runs"):
         DemoControl.attach(tmp_path)
+
+
+# --- a restarted demo, the demo's journal, demo clean (issue 15) --------------------------------
+
+
+def _alerts(prometheus: str, name: str) -> list[dict[str, Any]]:
+    alerts = httpx.get(f"{prometheus}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+    return [a for a in alerts if a["labels"].get("alertname") == name]
+
+
+def _silences(alertmanager: str) -> list[dict[str, Any]]:
+    silences = httpx.get(f"{alertmanager}/api/v2/silences", timeout=5).json()
+    return [s for s in silences if s["status"]["state"] != "expired"]
+
+
+def _journal_events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [e.fields for e in read_journal(path).events]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_restarted_demo_shows_only_its_own_run_and_attach_keeps_it(
+    lifecycle_dir: Path, tmp_path: Path
+) -> None:
+    demo = start_demo(lifecycle_dir)
+    try:
+        control = DemoControl.attach(lifecycle_dir)
+        prometheus, alertmanager = control.urls["prometheus"], control.urls["alertmanager"]
+        control.inject("provider-down")
+        deadline = time.monotonic() + 60
+        while not any(a["state"] == "firing" for a in _alerts(prometheus, "IntegrationDown")):
+            assert time.monotonic() < deadline, "IntegrationDown did not fire within 60s of provider-down"
+            time.sleep(0.5)
+        (old_alert,) = [a for a in _alerts(prometheus, "IntegrationDown") if a["state"] == "firing"]
+        old_instance = old_alert["labels"]["instance"]
+        now = time.time()
+        created = httpx.post(
+            f"{alertmanager}/api/v2/silences",
+            json={
+                "matchers": [
+                    {"name": "alertname", "value": "IntegrationDown", "isRegex": False, "isEqual": True}
+                ],
+                "startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 5)),
+                "endsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 3600)),
+                "createdBy": "test",
+                "comment": "the previous run's ack",
+            },
+            timeout=5,
+        )
+        assert created.status_code == 200, created.text
+
+        # A console attached to the running stack (its own process, a real terminal) changes nothing.
+        console = attach_console(lifecycle_dir, {"XDG_STATE_HOME": str(tmp_path / "xdg")})
+        try:
+            console.read_until(b"IntegrationDown", 60)
+            assert console.quit() == 0
+        finally:
+            console.close()
+        assert any(a["state"] == "firing" for a in _alerts(prometheus, "IntegrationDown"))
+        assert [s["id"] for s in _silences(alertmanager)] == [created.json()["silenceID"]]
+        assert demo.stop() == 0
+        assert not demo.leftovers()
+    finally:
+        demo.stop()
+
+    again = start_demo(lifecycle_dir)
+    try:
+        assert "creating the shop database" not in again.output()  # the cluster is reused
+        control = DemoControl.attach(lifecycle_dir)
+        prometheus, alertmanager = control.urls["prometheus"], control.urls["alertmanager"]
+        # The previous run's series ended ~seconds ago, well inside Prometheus' 5-minute lookback:
+        # with its TSDB kept, IntegrationDown fired again at once for the old instance.
+        alerts: set[tuple[str, str]] = set()
+        silences: set[str] = set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (alerts and silences):
+            alerts |= {
+                (a["labels"].get("instance", ""), a["state"]) for a in _alerts(prometheus, "IntegrationDown")
+            }
+            silences |= {f"{s['id']} {s['comment']!r}" for s in _silences(alertmanager)}
+            time.sleep(0.5)
+        assert not alerts and not silences, (
+            f"from the previous run (instance {old_instance}): IntegrationDown {sorted(alerts)}, "
+            f"silences {sorted(silences)}"
+        )
+        old = httpx.get(
+            f"{prometheus}/api/v1/query",
+            params={"query": f'last_over_time(integration_up{{instance="{old_instance}"}}[1h])'},
+            timeout=5,
+        ).json()["data"]["result"]
+        assert old == [], f"the previous run's samples are still in the TSDB: {old}"
+        doc = DemoStack(again, control).snapshot()
+        assert not [b["id"] for b in doc["breaches"] if "IntegrationDown" in b["id"]], doc["breaches"]
+        assert again.stop() == 0
+    finally:
+        again.stop()
+
+
+def _temp_clusters() -> dict[Path, int]:
+    """Every incident-console-demo-* dir in the temp dir, with its size in bytes."""
+    sizes = {}
+    for path in Path("/tmp").glob("incident-console-demo-*"):
+        done = subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True, timeout=60)
+        sizes[path] = int(done.stdout.split()[0]) if done.returncode == 0 else 0
+    return sizes
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_demo_clean_stops_the_stack_and_removes_every_trace(lifecycle_dir: Path) -> None:
+    before = _temp_clusters()
+    demo = start_demo(lifecycle_dir)
+    pg_dir = Path(load_state_file(lifecycle_dir)["postgres"]["dir"])
+    assert pg_dir.is_dir() and clusters_of(lifecycle_dir) == [pg_dir]
+    done = subprocess.run(
+        [*CLI, "demo", "--state-dir", str(lifecycle_dir), "clean"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert demo.process.wait(timeout=30) == 0, demo.output()  # the stack stopped first, cleanly
+    assert not demo.leftovers()
+    assert not lifecycle_dir.exists() and not pg_dir.exists(), done.stdout
+    assert clusters_of(lifecycle_dir) == []
+    after = _temp_clusters()
+    print(
+        f"temp-dir clusters before: {len(before)} ({sum(before.values()) / 2**20:.0f} MiB), "
+        f"after: {len(after)} ({sum(after.values()) / 2**20:.0f} MiB); removed: {done.stdout.strip()}"
+    )
+    assert pg_dir not in after
+
+
+def test_an_orphaned_cluster_is_swept_and_a_claimed_one_kept(tmp_path: Path) -> None:
+    """A temp-dir cluster whose state dir is gone (removed by hand, or by a run that died before
+    its clean-up) is removed at the next start or clean; one whose state dir exists is kept."""
+    token = os.urandom(4).hex()
+    orphan = Path(f"/tmp/incident-console-demo-test-orphan-{token}")
+    claimed = Path(f"/tmp/incident-console-demo-test-claimed-{token}")
+    gone_state = Path(f"/tmp/ic-demo-test-gone-{token}")
+    try:
+        for directory, owner in ((orphan, gone_state), (claimed, tmp_path)):
+            (directory / "data").mkdir(parents=True)
+            (directory / "data" / "PG_VERSION").write_text("15\n")
+            (directory / "state-dir").write_text(f"{owner}\n")
+        done = subprocess.run(
+            [*CLI, "demo", "--state-dir", str(tmp_path / "never-used"), "clean"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert not orphan.exists(), done.stdout
+        assert claimed.is_dir()
+    finally:
+        for directory in (orphan, claimed):
+            shutil.rmtree(directory, ignore_errors=True)

@@ -29,7 +29,7 @@ from panels.confirm import ConfirmScreen
 from panels.detail import DetailScreen
 from panels.postgres import PostgresPanel
 from tests import ui_data
-from tests.fixtures.demo import new_state_dir, stack_processes
+from tests.fixtures.demo import new_state_dir, remove_stack_dir, stack_processes
 from tests.fixtures.faults import ROOT, read_for, screen_text, set_size, start_console, wait_for
 from tests.test_ui_terminal import read_until, wait_exit
 
@@ -438,7 +438,7 @@ def test_a_lost_terminal_without_sighup_ends_the_demo_under_make_and_stops_its_s
         deadline = time.monotonic() + 20
         while (still_running(stack) or stack_processes(markers, groups)) and time.monotonic() < deadline:
             time.sleep(0.1)
-        shutil.rmtree(state_dir, ignore_errors=True)
+        remove_stack_dir(state_dir)  # and its Postgres cluster (in /tmp as root)
     assert_ended_in_time(gone_after, cpu)
     assert not left and not left_named, f"left of the stack: {left} {left_named}"
     assert make_status is not None, "make did not end after the console"

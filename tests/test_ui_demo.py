@@ -4,8 +4,10 @@ runbook's action (typed confirmation) fixes it through the executor, and the bre
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -78,7 +80,7 @@ def test_q_in_the_demo_console_stops_the_whole_stack(tmp_path):
     import sys
     import termios
 
-    from tests.fixtures.demo import stack_processes
+    from tests.fixtures.demo import remove_stack_dir, stack_processes
     from tests.test_ui_terminal import ROOT, read_until, wait_exit
 
     state_dir = tmp_path / "demo"
@@ -112,13 +114,17 @@ def test_q_in_the_demo_console_stops_the_whole_stack(tmp_path):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         os.close(master)
+        remove_stack_dir(state_dir)  # and its cluster, in /tmp when the tests run as root
 
 
 async def test_ack_is_a_real_silence_shown_from_alertmanager_and_un_ack_expires_it(demo_stack, tmp_path):
-    journal_path = tmp_path / "journal.jsonl"
     config = load_config(demo_stack.config_path)
     am = config.prometheus.alertmanager_url
-    app = ConsoleApp(config, journal=Journal(journal_path), demo=demo_stack.control)
+    # The journal of the demo's config, as `incident-console demo` opens it: in the state dir.
+    app = ConsoleApp(config, demo=demo_stack.control)
+    journal_path = app.journal.path
+    users_journal = Path(os.environ["XDG_STATE_HOME"]) / "incident-console" / "journal.jsonl"
+    assert journal_path == demo_stack.state_dir / "journal.jsonl"
     demo_stack.control.inject("error-spike")
     try:
         async with app.run_test(size=(160, 48)) as pilot:
@@ -142,7 +148,7 @@ async def test_ack_is_a_real_silence_shown_from_alertmanager_and_un_ack_expires_
             await wait_for(pilot, lambda: "acked until" in state_cell(), 30, "ack shown from Alertmanager")
             silences = httpx.get(f"{am}/api/v2/silences").json()
             active = [s for s in silences if s["status"]["state"] == "active"]
-            assert len(active) == 1 and active[0]["createdBy"].startswith(Journal(journal_path).operator.user)
+            assert len(active) == 1 and active[0]["createdBy"].startswith(app.journal.operator.user)
 
             await pilot.press("A")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 20, "un-ack dialog")
@@ -152,5 +158,7 @@ async def test_ack_is_a_real_silence_shown_from_alertmanager_and_un_ack_expires_
             assert expired["status"]["state"] == "expired"
     finally:
         demo_stack.control.reset()
-    kinds = [e.kind for e in read_journal(journal_path).events]
-    assert kinds.count("action.succeeded") == 2
+    ours = [e for e in read_journal(journal_path).events if e.get("console") == app.journal.console]
+    assert [e.kind for e in ours].count("action.succeeded") == 2
+    assert {e.get("environment") for e in ours} == {"demo"}
+    assert not users_journal.exists()  # the demo never writes the operator's own journal

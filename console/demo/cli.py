@@ -7,6 +7,7 @@
     incident-console demo reset [NAME]     turn one scenario, or all of them, off
     incident-console demo status           processes and faults of the running stack
     incident-console demo stop             stop the running stack
+    incident-console demo clean            stop it if it runs, then remove every trace of the demo
 
 Exit codes: 0 ok, 1 error, 4 a stack already runs in this state dir (``--attach`` opens the
 console on it instead).
@@ -23,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from console.demo.cleanup import CleanError, remove_demo
 from console.demo.control import DemoControl, DemoError
 from console.demo.pgcluster import ClusterError, set_parent_death_signal
 from console.demo.scenarios import SCENARIOS
@@ -62,6 +64,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     reset.add_argument("name", nargs="?", choices=[s.name for s in SCENARIOS], metavar="NAME")
     sub.add_parser("status", help="show the running stack")
     sub.add_parser("stop", help="stop the running stack")
+    sub.add_parser(
+        "clean",
+        help="stop the stack if it runs, then remove the state dir (config, logs, journal, Prometheus "
+        "and Alertmanager data) and the Postgres cluster, wherever it lives",
+    )
     demo.set_defaults(func=cmd_demo)
 
 
@@ -75,6 +82,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return _scenarios()
         if action == "stop":
             return _stop(state_dir)
+        if action == "clean":
+            return _clean(state_dir)
         demo = DemoControl.attach(state_dir)
         if action == "inject":
             print(demo.inject(args.name))
@@ -83,7 +92,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         else:
             _print_status(demo)
         return EXIT_OK
-    except (DemoNotRunning, DemoError, ClusterError) as exc:
+    except (DemoNotRunning, DemoError, ClusterError, CleanError) as exc:
         print(f"incident-console demo: {exc}", file=sys.stderr)
         return EXIT_ERROR
 
@@ -119,6 +128,19 @@ def _stop(state_dir: Path) -> int:
     while same_process(state["pid"], state.get("pid_start")) and time.monotonic() < deadline:
         time.sleep(0.1)
     print(f"stopped the demo stack in {state_dir}")
+    return EXIT_OK
+
+
+def _clean(state_dir: Path) -> int:
+    try:
+        removed = remove_demo(state_dir, out=print, legacy=True)
+    except OSError as exc:
+        print(f"incident-console demo: clean: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    for path in removed:
+        print(f"removed {path}")
+    if not removed:
+        print(f"nothing to clean: no demo state in {state_dir}")
     return EXIT_OK
 
 

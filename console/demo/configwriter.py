@@ -16,6 +16,8 @@ from console.demo import rules as demo_rules
 
 REPO_RUNBOOKS = Path(__file__).resolve().parents[2] / "config" / "runbooks"
 SCRAPE_INTERVAL = "1s"
+JOURNAL = "journal.jsonl"  # the demo's own journal, in its state dir: never the user's
+PREVIOUS_JOURNAL = "journal.previous.jsonl"  # the run before (a new run starts a new journal)
 RANGE = "10s"  # the demo's rate() window: the real 5m scaled like the rules (demo_rules.DEMO_FACTOR)
 
 STATUS_PAGES = {
@@ -117,6 +119,7 @@ def console_config(
     return {
         "environment": {"name": "demo", "production": False},
         "read_only": False,
+        "journal": str(Path(state_dir).absolute() / JOURNAL),
         "runbooks_dir": str(runbooks_dir(state_dir)),
         "refresh": {"health": "1s", "prometheus": "2s", "postgres": "1s"},
         "variables": {

@@ -16,9 +16,9 @@ starts one that way when it shows the UI).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 
 from console.demo import configwriter, shopdb
+from console.demo.cleanup import claim_pg_directory, sweep_orphans
 from console.demo.configwriter import Endpoints
 from console.demo.pgcluster import ClusterError, PrivateCluster, free_port, set_parent_death_signal
 from console.demo.service import DSN_ENV
@@ -98,40 +99,6 @@ def _child_setup() -> None:  # pragma: no cover - runs in the child between fork
     set_parent_death_signal(signal.SIGTERM)
 
 
-def pg_directory(state_dir: Path) -> Path:
-    """``state_dir/pg``, unless the server's OS user could not reach it (root running the
-    server as ``postgres`` under a 0700 home) or the socket path would be too long: then a
-    directory in /tmp named after the state dir, so that the next start finds it again."""
-    wanted = state_dir / "pg"
-    if len(str(wanted / "sock")) <= 90 and _reachable_by_postgres(state_dir):
-        return wanted
-    digest = hashlib.sha1(str(state_dir).encode(), usedforsecurity=False).hexdigest()[:10]
-    return Path("/tmp") / f"incident-console-demo-{digest}"
-
-
-def _reachable_by_postgres(path: Path) -> bool:
-    if os.geteuid() != 0:
-        return True
-    import pwd
-
-    try:
-        entry = pwd.getpwnam("postgres")
-    except KeyError:
-        return True
-    for parent in [path, *path.parents]:
-        try:
-            st = parent.stat()
-        except FileNotFoundError:
-            continue
-        if not (
-            st.st_mode & 0o001
-            or (st.st_uid == entry.pw_uid and st.st_mode & 0o100)
-            or (st.st_gid == entry.pw_gid and st.st_mode & 0o010)
-        ):
-            return False
-    return True
-
-
 class Stack:
     def __init__(
         self,
@@ -189,6 +156,8 @@ class Stack:
             raise AlreadyRunning(self.state_dir, load_state_file(self.state_dir))
         self._owns_lock = True
         self.cleanup_stale()
+        sweep_orphans(self.out)
+        self.fresh_start()
         self.logs.mkdir(exist_ok=True)
         token_file = self.state_dir / "admin-token"
         token = secrets.token_urlsafe(24)
@@ -260,6 +229,23 @@ class Stack:
         self.state["ready_seconds"] = round(time.monotonic() - self.started, 2)
         self._save()
 
+    def fresh_start(self) -> None:
+        """A new run shows only itself: Prometheus' TSDB (whose last samples of the previous run's
+        targets kept its alerts firing for the 5-minute lookback, restored at once from
+        ALERTS_FOR_STATE) and Alertmanager's silences and notification log go; the previous
+        run's journal is kept as journal.previous.jsonl. The Postgres cluster is reused (its
+        statistics are reset in _start_postgres). Attaching to a running stack never gets here."""
+        journal = self.state_dir / configwriter.JOURNAL
+        try:
+            for name in ("prometheus", "alertmanager"):
+                data = self.state_dir / name / "data"
+                if data.exists():
+                    shutil.rmtree(data)
+            if journal.exists():
+                journal.replace(journal.with_name(configwriter.PREVIOUS_JOURNAL))
+        except OSError as exc:
+            raise StackError(f"cannot clear the previous run's state in {self.state_dir}: {exc}") from exc
+
     def _save(self) -> None:
         self.state["children"] = {name: child.record() for name, child in self.children.items()}
         write_state_file(self.state_dir, self.state)
@@ -313,7 +299,7 @@ class Stack:
 
     def _start_postgres(self, passwords: dict[str, str]) -> PrivateCluster:
         cluster = self.cluster = PrivateCluster(
-            pg_directory(self.state_dir),
+            claim_pg_directory(self.state_dir),
             max_connections=50,
             settings=PG_SETTINGS,
             scram_roles=passwords,

@@ -7,9 +7,12 @@ Layout of the state dir (``$XDG_STATE_HOME/incident-console/demo``, else ``./.de
     console.yaml    the generated console config (0600: it holds the admin token)
     admin-token     the admin token (0600)
     bin/flyctl      the flyctl shim
-    prometheus/ alertmanager/   their configs and data
-    pg/             the Postgres cluster (or a /tmp dir named in state.json, see stack.py)
+    prometheus/ alertmanager/   their configs and data (the data is emptied at each start)
+    journal.jsonl   the demo console's journal (the previous run's: journal.previous.jsonl)
+    pg/             the Postgres cluster (or a dir in /tmp that names this dir, see cleanup.py)
     logs/           one log per child process
+
+``incident-console demo clean`` removes all of it (console/demo/cleanup.py).
 """
 
 from __future__ import annotations
