@@ -133,8 +133,11 @@ def _event(line: bytes) -> Event | None:
     return Event(ts, kind, record) if isinstance(kind, str) else None
 
 
-def read_journal(path: os.PathLike[str] | str, since: float | None = None) -> JournalRead:
-    """Every whole event in the file (oldest first), ``since`` an epoch lower bound."""
+def read_journal(
+    path: os.PathLike[str] | str, since: float | None = None, environment: str | None = None
+) -> JournalRead:
+    """Every whole event in the file (oldest first), ``since`` an epoch lower bound; with
+    ``environment``, only that environment's events (consoles of several share a journal)."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()
@@ -151,7 +154,9 @@ def read_journal(path: os.PathLike[str] | str, since: float | None = None) -> Jo
         event = _event(line)
         if event is None:
             skipped += 1
-        elif since is None or event.ts >= since:
+        elif (since is None or event.ts >= since) and (
+            environment is None or event.fields.get("environment") == environment
+        ):
             events.append(event)
     return JournalRead(tuple(events), skipped + (1 if tail.strip() else 0), bool(tail.strip()))
 
@@ -260,6 +265,10 @@ class Journal:
 
     def read(self, since: float | None = None) -> JournalRead:
         return read_journal(self.path, since)
+
+    def read_own(self, since: float | None = None) -> JournalRead:
+        """The events of this journal's environment only (the timeline: one environment)."""
+        return read_journal(self.path, since, self.environment)
 
 
 # --- breaches into events --------------------------------------------------------------------

@@ -108,9 +108,11 @@ def build_report(
     until: float | None = None,
     journal: str = "",
     skipped_lines: int = 0,
+    environments: Iterable[str] | None = None,
 ) -> IncidentReport:
     """The report of the events with ``since <= ts <= until``; ``events`` may hold older ones
-    (a runbook's progress counts every event of a run that shows in the window)."""
+    (a runbook's progress counts every event of a run that shows in the window). ``environments``
+    names the environments the caller chose the events of (default: those the window holds)."""
     every = sorted(events, key=lambda e: e.ts)
     until = time.time() if until is None else until
     window = [e for e in every if since <= e.ts <= until]
@@ -118,7 +120,11 @@ def build_report(
         since=since,
         until=until,
         journal=journal,
-        environments=sorted({str(e.get("environment")) for e in window if e.get("environment")}),
+        environments=sorted(
+            set(environments)
+            if environments is not None
+            else {str(e.get("environment")) for e in window if e.get("environment")}
+        ),
         operators=sorted({str(e.get("operator")) for e in window if e.get("operator")}),
         timeline=[
             {

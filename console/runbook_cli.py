@@ -3,7 +3,9 @@
     incident-console runbook list                    every runbook: id, severity, title, triggers
     incident-console runbook show ID                 its steps and what each runs (secrets masked)
     incident-console export --since 2h [--format markdown|json] [--output FILE]
-                                                     the incident report from the journal
+                            [--environment NAME ... | --all-environments]
+                                                     the incident report from the config's journal,
+                                                     for the config's environment unless told
 
 Exit codes: 0 ok, 1 the journal or the output file cannot be read/written, 2 bad input (a bad
 config, an unknown runbook id, a bad --since).
@@ -52,6 +54,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--since",
         default="2h",
         help="how far back: a duration (2h, 30m, 1d) or a UTC time (2026-11-23T10:00)",
+    )
+    which = export.add_mutually_exclusive_group()
+    which.add_argument(
+        "--environment",
+        action="append",
+        metavar="NAME",
+        help="report this environment's events (repeat for more; default: the config's environment)",
+    )
+    which.add_argument(
+        "--all-environments",
+        action="store_true",
+        help="report the events of every environment in the journal",
     )
     export.add_argument("--format", choices=("markdown", "json"), default="markdown")
     export.add_argument("--output", "-o", help="write the report to this file (default: standard output)")
@@ -279,13 +293,26 @@ def cmd_export(args: argparse.Namespace, out: TextIO | None = None, err: TextIO 
         return EXIT_IO
     if not journal.exists():
         print(f"incident-console export: no journal at {journal} yet: nothing was recorded", file=err)
+    events, environments = read.events, None
+    if not getattr(args, "all_environments", False):
+        environments = sorted(set(getattr(args, "environment", None) or [config.environment.name]))
+        events = tuple(e for e in read.events if e.get("environment") in environments)
+        seen = {str(e.get("environment")) for e in read.events if since <= e.ts <= now}
+        others = sorted(seen - set(environments))
+        if others:
+            print(
+                f"incident-console export: left out the events of {', '.join(others)} "
+                "(--environment NAME or --all-environments includes them)",
+                file=err,
+            )
     report = build_report(
-        read.events,
+        events,
         pack_for(config),
         since=since,
         until=now,
         journal=str(journal),
         skipped_lines=read.skipped,
+        environments=environments,
     )
     text = render_json(report) if args.format == "json" else render_markdown(report)
     if not args.output:

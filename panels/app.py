@@ -754,9 +754,10 @@ class ConsoleApp(App[int]):
 
     def action_timeline(self) -> None:
         async def show() -> None:
-            read = await asyncio.to_thread(self.journal.read, self.clock() - TIMELINE_WINDOW)
+            read = await asyncio.to_thread(self.journal.read_own, self.clock() - TIMELINE_WINDOW)
             problem = read.error or (f"{read.skipped} unreadable line(s) skipped" if read.skipped else "")
-            title = f"Timeline (last {TIMELINE_WINDOW // 3600:.0f} h, {self.journal.path})"
+            window = f"last {TIMELINE_WINDOW // 3600:.0f} h"
+            title = f"Timeline ({self.journal.environment}, {window}, {self.journal.path})"
             await self.push_screen(TimelineScreen(timeline(read.events), title, problem))
 
         self.run_worker(show(), group="timeline", exit_on_error=False)

@@ -316,7 +316,9 @@ def test_export_with_a_bad_since_is_one_line(capsys: pytest.CaptureFixture[str],
 def test_export_since_a_utc_time(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     config = write_config(tmp_path)
     journal = load_config(config).journal_path()
-    Journal(journal, operator=OPERATOR, clock=lambda: 1_790_000_000.0).append("note", text="at 14:13:20")
+    Journal(journal, operator=OPERATOR, environment="staging", clock=lambda: 1_790_000_000.0).append(
+        "note", text="at 14:13:20"
+    )
     code, out, _ = run(
         capsys, "export", "--since", "2026-09-21T14:13", "--format", "json", "--config", str(config)
     )
@@ -331,7 +333,9 @@ def test_export_to_an_unwritable_place_is_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     config = write_config(tmp_path)
-    Journal(load_config(config).journal_path(), operator=OPERATOR).append("note", text="x")
+    Journal(load_config(config).journal_path(), operator=OPERATOR, environment="staging").append(
+        "note", text="x"
+    )
     target = tmp_path / "no" / "such" / "dir" / "report.md"
     code, out, err = run(capsys, "export", "--config", str(config), "--output", str(target))
     assert (code, out) == (1, "")
@@ -354,7 +358,7 @@ def test_export_skips_a_torn_last_line_and_says_how_many(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     config = write_config(tmp_path)
-    journal = Journal(load_config(config).journal_path(), operator=OPERATOR)
+    journal = Journal(load_config(config).journal_path(), operator=OPERATOR, environment="staging")
     journal.append("note", text="whole")
     with open(journal.path, "ab") as handle:
         handle.write(b'{"ts": "2026-01-01T00:00:00Z", "event": "no')  # kill -9 mid-line
@@ -375,3 +379,43 @@ def test_show_fills_values_into_titles_everywhere(capsys: pytest.CaptureFixture[
         "  older_than = 300 (default {{threshold_level|300}}): seconds idle in transaction (source: 5 minutes)"
         in out
     )
+
+
+def test_export_covers_the_configs_environment_unless_told_otherwise(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """One journal shared by consoles of several environments (as the demo's once was with the
+    operator's): a report is the config's environment's unless --environment/--all-environments."""
+    config = write_config(tmp_path)  # environment staging
+    path = load_config(config).journal_path()
+    for environment in ("staging", "bench", "demo"):
+        Journal(path, operator=OPERATOR, environment=environment).append(
+            "note", text=f"a note in {environment}"
+        )
+
+    code, out, err = run(capsys, "export", "--config", str(config))
+    assert code == 0
+    assert out.startswith("# Incident report: staging, ")
+    assert "a note in staging" in out and "a note in bench" not in out and "a note in demo" not in out
+    assert err == (
+        "incident-console export: left out the events of bench, demo "
+        "(--environment NAME or --all-environments includes them)\n"
+    )
+
+    code, out, err = run(
+        capsys, "export", "--config", str(config), "--environment", "bench", "--format", "json"
+    )
+    doc = json.loads(out)
+    assert code == 0 and doc["environments"] == ["bench"]
+    assert [n["text"] for n in doc["notes"]] == ["a note in bench"]
+
+    code, out, err = run(
+        capsys, "export", "--config", str(config), "--environment", "bench", "--environment", "demo"
+    )
+    assert code == 0 and out.startswith("# Incident report: bench, demo, ")
+    assert "a note in staging" not in out
+
+    code, out, err = run(capsys, "export", "--config", str(config), "--all-environments")
+    assert (code, err) == (0, "")
+    assert out.startswith("# Incident report: bench, demo, staging, ")
+    assert all(f"a note in {e}" in out for e in ("staging", "bench", "demo"))

@@ -152,3 +152,19 @@ async def test_timeline_shows_the_journal(tmp_path):
         assert any("sessions waiting on a lock" in t for t in texts)
         await pilot.press("escape")
         assert app.is_running
+
+
+async def test_timeline_reads_the_configs_journal_and_shows_its_environment_only(tmp_path):
+    path = tmp_path / "shared" / "journal.jsonl"
+    for name in ("staging", "bench", "demo"):
+        Journal(path, environment=name, clock=lambda: ui_data.NOW - 60).append(
+            "note", text=f"a note in {name}"
+        )
+    app = make_app(config=ui_data.config(environment=STAGING, journal=str(path)))
+    assert app.journal.path == path and app.journal.environment == "staging"
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, TimelineScreen), what="timeline")
+        table = app.screen.query_one("#timeline-table")
+        texts = [str(table.get_row_at(i)[3]) for i in range(table.row_count)]
+        assert [t for t in texts if "a note in" in t] == ["note: a note in staging"], texts
