@@ -549,15 +549,19 @@ def test_an_orphaned_cluster_is_swept_and_a_claimed_one_kept(tmp_path: Path) -> 
             (directory / "data").mkdir(parents=True)
             (directory / "data" / "PG_VERSION").write_text("15\n")
             (directory / "state-dir").write_text(f"{owner}\n")
+        # A --state-dir that is no demo state dir (no demo.lock), like a home: its bin/ and logs/
+        # are not the demo's to remove.
+        home = tmp_path / "home"
+        for name in ("bin", "logs"):
+            (home / name).mkdir(parents=True)
         done = subprocess.run(
-            [*CLI, "demo", "--state-dir", str(tmp_path / "never-used"), "clean"],
-            capture_output=True,
-            text=True,
-            timeout=60,
+            [*CLI, "demo", "--state-dir", str(home), "clean"], capture_output=True, text=True, timeout=60
         )
         assert done.returncode == 0, done.stdout + done.stderr
         assert not orphan.exists(), done.stdout
         assert claimed.is_dir()
+        assert (home / "bin").is_dir() and (home / "logs").is_dir(), done.stdout
+        assert "is no demo state dir" in done.stdout
     finally:
         for directory in (orphan, claimed):
             shutil.rmtree(directory, ignore_errors=True)

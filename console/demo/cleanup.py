@@ -241,7 +241,12 @@ def remove_demo(
     state_dir = Path(state_dir).absolute()
     removed: list[Path] = []
     lock: StackLock | None = None
-    if state_dir.is_dir():
+    # Every stack start takes demo.lock: without it the dir is no demo state dir (a mistyped
+    # --state-dir such as ~ or /), and none of its entries (bin, logs...) are touched.
+    ours = (state_dir / LOCK_FILE).is_file()
+    if state_dir.is_dir() and not ours:
+        say(f"incident-console demo: {state_dir} is no demo state dir (no {LOCK_FILE}): left alone")
+    if ours:
         if locked(state_dir):
             say(f"incident-console demo: stopping the demo stack in {state_dir}")
             _stop_stack(state_dir, stop_timeout)
@@ -254,12 +259,15 @@ def remove_demo(
 
             Stack(state_dir, out=say).cleanup_stale()
         temp = temp_pg_directory(state_dir)
-        for pg_dir in (state_dir / "pg", temp):
-            if pg_dir == temp and owner_of(pg_dir) not in (None, state_dir):
-                continue  # another state dir's (a hash collision)
+        for pg_dir in (state_dir / "pg", temp) if ours else (temp,):
+            owner = owner_of(pg_dir) if pg_dir == temp else state_dir
+            if owner is None and (ours or not state_dir.exists()):
+                owner = state_dir  # an earlier version's, named after this dir
+            if owner != state_dir:
+                continue  # another state dir's (a hash collision), or an unknown one's
             if _remove_cluster(pg_dir):
                 removed.append(pg_dir)
-        if state_dir.is_dir():
+        if ours:
             entries = []
             for name in STATE_ENTRIES:
                 path = state_dir / name
