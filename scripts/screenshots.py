@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from console.app import ConsoleApp  # noqa: E402
 from console.audit import Journal  # noqa: E402
 from console.config import load_config  # noqa: E402
+from console.demo.cleanup import remove_demo  # noqa: E402
 from console.demo.control import DemoControl  # noqa: E402
 from panels.confirm import ConfirmScreen  # noqa: E402
 from panels.runbook import RunbookScreen  # noqa: E402
@@ -175,7 +176,7 @@ def main() -> int:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
-        shutil.rmtree(state_dir, ignore_errors=True)
+        remove_demo(state_dir)  # the state dir and the stack's Postgres cluster (in /tmp as root)
     for svg in svgs:
         to_png(svg)
     return 0
