@@ -1,0 +1,50 @@
+"""The runbook pack (config/runbooks/*.yaml) and runs of its runbooks.
+
+A runbook is one scenario of the source documents: what shows it (``triggers``), the steps that
+fix it (check / action / manual / wait / escalate), who to escalate to as time passes, and the
+post-incident checklist. The package, in import order:
+
+- ``schema``: the pydantic models (the documentation of a runbook file);
+- ``context``: the values a runbook's ``{{templates}}`` may use (:data:`CONTEXT_NAMES`);
+- ``rank``: which runbooks fit a breach, best first, with why;
+- ``pack``: reading and checking every runbook file (``file:line:col`` problems);
+- ``progress``: step states of one run, rebuilt from the journal;
+- ``session``: :class:`RunbookSession`, one run — the whole API of the runbook screen.
+
+A screen uses :meth:`Pack.rank`, :meth:`RunbookSession.open` and the session's methods, then
+renders ``session.progress``; it needs no logic of its own.
+"""
+
+from __future__ import annotations
+
+from console.runbooks.context import CONTEXT_NAMES, breach_values, build_context
+from console.runbooks.pack import Pack, load_pack, load_runbook_ids, pack_for, runbook_files, validate_pack
+from console.runbooks.progress import EscalationView, Progress, StepState, StepStatus
+from console.runbooks.rank import Match, breach_provider, rank
+from console.runbooks.schema import EscalationLevel, Runbook, Step
+from console.runbooks.session import RESUME_WINDOW, RunbookSession, run_key
+
+__all__ = [
+    "CONTEXT_NAMES",
+    "RESUME_WINDOW",
+    "EscalationLevel",
+    "EscalationView",
+    "Match",
+    "Pack",
+    "Progress",
+    "Runbook",
+    "RunbookSession",
+    "Step",
+    "StepState",
+    "StepStatus",
+    "breach_provider",
+    "breach_values",
+    "build_context",
+    "load_pack",
+    "load_runbook_ids",
+    "pack_for",
+    "rank",
+    "run_key",
+    "runbook_files",
+    "validate_pack",
+]

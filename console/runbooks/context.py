@@ -1,0 +1,111 @@
+"""The values a runbook's templates may use: config variables, what the breach says, the
+operator's inputs and the runbook's input defaults."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from console.actions import (
+    Context,
+    RenderError,
+    TemplateError,
+    Value,
+    render_text,
+    template_refs,
+)
+from console.config import Config
+from console.rules import Breach
+from console.runbooks.rank import breach_labels, breach_provider
+from console.runbooks.schema import Runbook
+
+#: Names a runbook may use besides config variables and its own inputs: filled from the breach
+#: the runbook was opened for (or set by the operator).
+CONTEXT_NAMES: dict[str, str] = {
+    "cluster": "Postgres cluster of the breach (postgres.<cluster>.*)",
+    "pid": "the session the breach points at",
+    "backend_start": "backend start of that session",
+    "service": "health target, or the alert's job label",
+    "service_url": "the config variable <service>_url (storefront_url, sync_worker_url)",
+    "service_app": "the config variable <service>_app",
+    "provider": "the alert's provider label, or the first failing health check",
+    "alertname": "the alert's name",
+    "job": "the alert's job label",
+    "instance": "the alert's instance label",
+    "threshold": "the breached threshold id",
+    "threshold_level": "the first level of the breached threshold, in its unit",
+    "subject": "what the breach is about, as the breach says",
+    "breach": "the breach id",
+    "operator": "who runs the console",
+}
+
+# --- context ------------------------------------------------------------------------------------------
+
+
+def _service_key(service: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", service)
+
+
+def breach_values(breach: Breach, config: Config | None = None) -> dict[str, Value]:
+    """What a breach tells the runbook. Values from backends (labels, subjects) are untrusted."""
+    values: dict[str, Value] = {"breach": Value(breach.id, False), "subject": Value(breach.subject, False)}
+    kind, _, name = breach.source.partition(":")
+    if kind == "postgres" and name:
+        values["cluster"] = Value(name)
+    if kind == "health" and name:
+        values["service"] = Value(name)
+    if breach.kind == "threshold":
+        values["threshold"] = Value(breach.id)
+        bound = config.threshold(breach.id) if config is not None else None
+        if bound is not None:
+            values["threshold_level"] = Value(f"{bound.threshold.first_level:g}")
+    pid = re.match(r"^pid (\d+)\b", breach.subject)
+    if pid:
+        values["pid"] = Value(pid.group(1))
+    labels = breach_labels(breach)
+    for key in ("alertname", "job", "instance"):
+        if labels.get(key):
+            values[key] = Value(labels[key], False)
+    if "service" not in values and labels.get("job"):
+        values["service"] = Value(labels["job"], False)
+    provider = breach_provider(breach)
+    if provider:
+        values["provider"] = Value(provider, False)
+    return values
+
+
+def build_context(
+    config: Config,
+    runbook: Runbook | None = None,
+    breach: Breach | None = None,
+    inputs: Mapping[str, str] | None = None,
+    operator: str = "",
+) -> Context:
+    """Values for a runbook's templates. Precedence: what the operator set, the breach, config
+    variables, then the runbook's input defaults; ``service_url``/``service_app`` follow
+    ``service`` to the variables ``<service>_url``/``<service>_app``."""
+    values: dict[str, Value] = {n: Value(v.value, True, v.secret) for n, v in config.variables.items()}
+    if breach is not None:
+        values.update(breach_values(breach, config))
+    values.update({k: Value(str(v), False) for k, v in (inputs or {}).items()})
+    if operator:
+        values["operator"] = Value(operator)
+    ctx = Context(dict(values))
+    for name, spec in (runbook.inputs if runbook else {}).items():
+        if name in values or spec.default is None:
+            continue
+        default = str(spec.default)
+        try:
+            text, _ = render_text(default, ctx)
+            refs = [ctx.lookup(r) for r in template_refs(default)]
+        except (RenderError, TemplateError):
+            continue
+        values[name] = Value(text, all(v.trusted for v in refs), any(v.secret for v in refs))
+        ctx = Context(dict(values))
+    service = values.get("service")
+    if service is not None:
+        for suffix in ("url", "app"):
+            variable = config.variables.get(f"{_service_key(service.text)}_{suffix}")
+            if variable is not None and f"service_{suffix}" not in values:
+                values[f"service_{suffix}"] = Value(variable.value, True, variable.secret)
+    return Context(values)

@@ -1,0 +1,189 @@
+"""The runbook pack: every file of the runbooks directory, read and checked with positions.
+
+Files are read with :mod:`console.yamlfile`, so every problem is one ``file:line:col: message``
+line; ``{{variables}}`` must name a config variable, a runbook input or one of
+:data:`console.runbooks.context.CONTEXT_NAMES`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    ValidationError,
+)
+
+from console.actions import (
+    TemplateError,
+    template_refs,
+)
+from console.config import Config
+from console.rules import Breach
+from console.runbooks.context import CONTEXT_NAMES
+from console.runbooks.rank import Match, rank
+from console.runbooks.schema import Runbook
+from console.yamlfile import ConfigError, Document, Problem, problems_from_validation, read_document
+
+# --- loading and validation -------------------------------------------------------------------
+
+
+def runbook_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+
+
+@dataclass(frozen=True)
+class Pack:
+    runbooks: tuple[Runbook, ...] = ()
+    files: Mapping[str, str] = field(default_factory=dict)  # runbook id -> file name
+
+    def get(self, runbook_id: str) -> Runbook | None:
+        return next((r for r in self.runbooks if r.id == runbook_id), None)
+
+    @property
+    def ids(self) -> frozenset[str]:
+        return frozenset(r.id for r in self.runbooks)
+
+    def rank(self, breach: Breach, config: Config | None = None) -> list[Match]:
+        """Runbooks for a breach, best first (see :func:`rank`)."""
+        return rank(self.runbooks, breach, config)
+
+
+_SQL_KEYS = {"statement", "select"}
+
+
+def _template_problems(doc: Document, known: Collection[str] | None) -> list[Problem]:
+    """Malformed or unknown ``{{references}}`` anywhere in the file, at their position."""
+    problems: list[Problem] = []
+    inputs = doc.data.get("inputs") if isinstance(doc.data, dict) else None
+    allowed = None if known is None else set(known) | set(CONTEXT_NAMES) | set(inputs or {})
+
+    def walk(node: Any, loc: tuple) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, (*loc, key))
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, (*loc, index))
+        elif isinstance(node, str) and ("{{" in node or "}}" in node) and loc[-1] not in _SQL_KEYS:
+            try:
+                refs = template_refs(node)
+            except TemplateError as exc:
+                problems.append(doc.problem(loc, str(exc)))
+                return
+            if allowed is None:
+                return
+            for ref in refs:
+                for name in filter(None, (ref.name, ref.fallback_name)):
+                    if name not in allowed:
+                        problems.append(
+                            doc.problem(
+                                loc,
+                                f"unknown variable '{name}': define it under 'variables:' in the config "
+                                "(or as an input of this runbook)",
+                            )
+                        )
+
+    walk(doc.data, ())
+    return problems
+
+
+_STEP_CHECKS = ("top level: duplicate step id", "top level: step ")
+
+
+def _step_problems(doc: Document) -> list[Problem]:
+    """Duplicate step ids and waits on unknown checks, at the step that has them (the model
+    validator can only say it about the whole file)."""
+    steps = doc.data.get("steps") if isinstance(doc.data, dict) else None
+    if not isinstance(steps, list):
+        return []
+    checks = {s.get("id") for s in steps if isinstance(s, dict) and s.get("check") is not None}
+    seen: dict[str, int] = {}
+    out = []
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict):
+            continue
+        step_id = step.get("id")
+        if isinstance(step_id, str) and step_id in seen:
+            out.append(
+                doc.problem(
+                    ("steps", i, "id"), f"duplicate step id '{step_id}' (also steps[{seen[step_id]}])"
+                )
+            )
+        elif isinstance(step_id, str):
+            seen[step_id] = i
+        wait = step.get("wait")
+        target = wait.get("check") if isinstance(wait, dict) else None
+        if isinstance(target, str) and target not in checks:
+            message = f"wait.check '{target}' is not a check step of this runbook"
+            out.append(doc.problem(("steps", i, "wait", "check"), message))
+    return out
+
+
+def load_pack(
+    directory: Path, variables: Collection[str] | None = None, env: Mapping[str, str] | None = None
+) -> tuple[Pack, list[Problem]]:
+    """Every runbook file in ``directory``. ``variables``: the config's variable names (None:
+    references are checked for syntax only). Returns the valid runbooks and every problem."""
+    env = os.environ if env is None else env
+    if not directory.is_dir():
+        return Pack(), []
+    runbooks: list[Runbook] = []
+    files: dict[str, str] = {}
+    problems: list[Problem] = []
+    for path in runbook_files(directory):
+        try:
+            doc = read_document(path, env)
+        except ConfigError as exc:
+            problems += exc.problems
+            continue
+        problems += doc.problems
+        try:
+            runbook = Runbook.model_validate(doc.data)
+        except ValidationError as exc:
+            positioned = _step_problems(doc)
+            found = problems_from_validation(exc, doc, Runbook)
+            if positioned:  # the model says it at the top level; these say it at the step
+                found = [p for p in found if not p.message.startswith(_STEP_CHECKS)]
+            problems += found + positioned + _template_problems(doc, variables)
+            continue
+        file_problems = _template_problems(doc, variables)
+        if runbook.id in files:
+            file_problems.append(
+                doc.problem(("id",), f"duplicate runbook id '{runbook.id}' (also in {files[runbook.id]})")
+            )
+        problems += file_problems
+        if not file_problems:
+            runbooks.append(runbook)
+            files[runbook.id] = path.name
+    return Pack(tuple(runbooks), files), problems
+
+
+def validate_pack(
+    config: Config, env: Mapping[str, str] | None = None
+) -> tuple[frozenset[str], list[Problem]]:
+    """What ``load_config`` calls: the ids of the valid runbooks and every problem of the pack."""
+    pack, problems = load_pack(config.runbooks_path, config.variables.keys(), env)
+    if not problems:
+        config._pack = pack  # pack_for() reuses it: the console does not read the pack twice
+    return pack.ids, problems
+
+
+def load_runbook_ids(
+    directory: Path, env: Mapping[str, str] | None = None
+) -> tuple[frozenset[str], list[Problem]]:
+    """Runbook ids with syntax-level checks only (no config at hand)."""
+    pack, problems = load_pack(directory, None, env)
+    return pack.ids, problems
+
+
+def pack_for(config: Config, env: Mapping[str, str] | None = None) -> Pack:
+    """The pack of a loaded config; raises ConfigError when it has problems."""
+    if config._pack is not None and env is None:
+        return config._pack
+    pack, problems = load_pack(config.runbooks_path, config.variables.keys(), env)
+    if problems:
+        raise ConfigError(problems)
+    return pack

@@ -1,0 +1,170 @@
+"""The runbook schema (pydantic): a runbook, its triggers, inputs, steps and escalation levels.
+
+The models are the documentation of config/runbooks/*.yaml; :mod:`console.runbooks.pack` reads
+files into them."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+from console.actions import (
+    ActionSpec,
+    CheckSpec,
+)
+from console.config import Duration, Name
+
+VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _var_name(value: str) -> str:
+    if not VAR_NAME.match(value):
+        raise ValueError(f"'{value[:40]}' is not a variable name: letters, digits and '_'")
+    return value
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SourceRef(Model):
+    file: str
+    section: str
+
+
+class AlertTrigger(Model):
+    name: str  # alert name (glob)
+    labels: dict[str, str] = Field(default_factory=dict)  # label -> glob, all must match
+
+
+def _alert_trigger(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+class Triggers(Model):
+    thresholds: list[str] = Field(default_factory=list)  # threshold id globs: postgres.*.waiting
+    alerts: list[Annotated[AlertTrigger, BeforeValidator(_alert_trigger)]] = Field(default_factory=list)
+    health: list[str] = Field(default_factory=list)  # health target globs
+    errors: list[str] = Field(default_factory=list)  # threshold id globs whose source cannot be reached
+    providers: list[str] = Field(default_factory=list)  # integration globs: a match ranks higher
+
+
+def _scalar_input(value: Any) -> Any:
+    return {"default": value} if not isinstance(value, dict) else value
+
+
+class Input(Model):
+    """A runbook parameter: the breach, a config variable of the same name, or this default."""
+
+    default: str | int | float | None = None  # may hold {{references}}
+    description: str = ""
+    choices: list[str] = Field(default_factory=list)
+
+
+class Link(Model):
+    title: str
+    url: str
+
+
+def _manual(value: Any) -> Any:
+    return {"text": value} if isinstance(value, str) else ({} if value is True else value)
+
+
+class Manual(Model):
+    text: str = ""
+    link: str | None = None
+
+
+class Wait(Model):
+    seconds: Duration
+    check: str  # id of a check step to run again after the wait
+
+
+class Escalate(Model):
+    note: str = ""
+
+
+class EscalationLevel(Model):
+    level: int | str
+    after: Duration | None = None  # time since the incident started; None: by condition only
+    when: str = ""  # the condition, in words
+    who: str
+    notify: list[str] = Field(default_factory=list)
+    do: str = ""
+
+
+STEP_KINDS = ("check", "action", "manual", "wait", "escalate")
+
+
+class Step(Model):
+    id: Name
+    title: str = Field(min_length=1)
+    text: str = ""
+    check: CheckSpec | None = None
+    action: ActionSpec | None = None
+    manual: Annotated[Manual | None, BeforeValidator(_manual)] = None
+    wait: Wait | None = None
+    escalate: Escalate | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Step:
+        present = [k for k in STEP_KINDS if getattr(self, k) is not None]
+        if len(present) != 1:
+            got = f" (got {', '.join(present)})" if present else ""
+            raise ValueError(f"a step is exactly one of: {', '.join(STEP_KINDS)}{got}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in STEP_KINDS if getattr(self, k) is not None)
+
+
+Severity = Literal["critical", "high", "medium", "low"]
+
+
+class Runbook(Model):
+    id: Name
+    title: str = Field(min_length=1)
+    source: SourceRef | None = None
+    severity: Severity = "medium"
+    response_time: str = ""  # from the source's severity table, e.g. "15-30 minutes"
+    summary: str = ""
+    triggers: Triggers = Field(default_factory=Triggers)
+    inputs: dict[
+        Annotated[str, AfterValidator(_var_name)], Annotated[Input, BeforeValidator(_scalar_input)]
+    ] = Field(default_factory=dict)
+    steps: list[Step] = Field(default_factory=list)
+    escalation: list[EscalationLevel] = Field(default_factory=list)
+    post_incident: list[str] = Field(default_factory=list)
+    links: list[Link] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Runbook:
+        ids = [s.id for s in self.steps]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate step id {', '.join(duplicates)}")
+        checks = {s.id for s in self.steps if s.kind == "check"}
+        for step in self.steps:
+            if step.wait is not None and step.wait.check not in checks:
+                raise ValueError(
+                    f"step {step.id}: wait.check '{step.wait.check}' is not a check step of this runbook"
+                )
+            if step.escalate is not None and not self.escalation:
+                raise ValueError(f"step {step.id} escalates, but the runbook has no 'escalation' levels")
+        timed = [lvl.after for lvl in self.escalation if lvl.after is not None]
+        if timed != sorted(timed):
+            raise ValueError("escalation levels with 'after' must be in time order")
+        return self
+
+    def step(self, step_id: str) -> Step:
+        return next(s for s in self.steps if s.id == step_id)

@@ -1,0 +1,299 @@
+"""One run of a runbook: the whole API of the runbook screen (see :class:`RunbookSession`)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from console.actions import (
+    CheckSpec,
+    Confirmation,
+    ConfirmMode,
+    Context,
+    Executor,
+    Plan,
+    RenderError,
+    Result,
+    Status,
+    TemplateError,
+    render_text,
+)
+from console.audit import Event, JournalError, parse_ts, utc_iso
+from console.rules import Breach, format_duration
+from console.runbooks.context import build_context
+from console.runbooks.progress import EscalationView, Progress, StepState, StepStatus
+from console.runbooks.schema import Runbook, Step
+from console.sanitize import one_line
+
+# --- a run of a runbook ---------------------------------------------------------------------------------
+
+
+def run_key(runbook: Runbook, breach: Breach | None, now: float) -> str:
+    """The run id: one per runbook and breach episode, so reopening it resumes it."""
+    if breach is not None:
+        return f"{runbook.id}@{breach.id}@{int(breach.since)}"
+    # A random part: two runs opened within the same second must not share their progress.
+    return f"{runbook.id}@manual@{int(now)}-{secrets.token_hex(3)}"
+
+
+RESUME_WINDOW = 24 * 3600.0
+
+
+class RunbookSession:
+    """One run of a runbook: the screen's whole API. Every change goes through the journal
+    and is applied to :attr:`progress` from the records written, so what the screen shows is
+    what a restart will read back."""
+
+    def __init__(
+        self, runbook: Runbook, executor: Executor, progress: Progress, breach: Breach | None = None
+    ) -> None:
+        self.runbook = runbook
+        self.executor = executor
+        self.journal = executor.journal
+        self.progress = progress
+        self.breach = breach
+        self.context = self._context()
+        self.last_error = ""  # why the last journal write failed, for the screen
+
+    @classmethod
+    async def open(
+        cls,
+        runbook: Runbook,
+        executor: Executor,
+        *,
+        breach: Breach | None = None,
+        inputs: Mapping[str, str] | None = None,
+        new: bool = False,
+    ) -> RunbookSession:
+        """Open (or resume) a run: for a breach, the run of that breach episode; without one,
+        the latest unfinished run of this runbook in the last 24 h unless ``new``."""
+        now = executor.clock()
+        read = await asyncio.to_thread(executor.journal.read, now - RESUME_WINDOW if breach is None else None)
+        run_id = run_key(runbook, breach, now)
+        if breach is None and not new:
+            opened = [e for e in read.events if e.kind == "runbook.opened" and e.get("runbook") == runbook.id]
+            for event in reversed(opened):
+                candidate = Progress.from_events(runbook, event.get("run"), read.events, event.ts, now)
+                if not candidate.complete:
+                    run_id = candidate.run_id
+                    break
+        start = breach.since if breach is not None else now
+        progress = Progress.from_events(runbook, run_id, read.events, start, now)
+        session = cls(runbook, executor, progress, breach)
+        if not progress.opened:
+            await session._record(
+                "runbook.opened",
+                title=runbook.title,
+                incident_start=utc_iso(start),
+                breach=breach.id if breach else "",
+                inputs=dict(inputs or {}),
+            )
+        for name, value in (inputs or {}).items():
+            if progress.inputs.get(name) != str(value):
+                await session.set_input(name, str(value))
+        return session
+
+    def _context(self) -> Context:
+        return build_context(
+            self.executor.config, self.runbook, self.breach, self.progress.inputs, str(self.executor.operator)
+        )
+
+    async def _record(self, event: str, **fields: Any) -> Event | None:
+        """Journal an event of this run and apply it; None when the journal cannot be written
+        (the caller says so: nothing is pretended)."""
+        try:
+            record = await self.journal.aappend(
+                event, runbook=self.runbook.id, run=self.progress.run_id, **fields
+            )
+        except JournalError as exc:
+            self.last_error = str(exc)
+            return None
+        applied = Event(parse_ts(record["ts"]), event, record)
+        self.progress.apply(applied)
+        return applied
+
+    # -- what the screen shows ------------------------------------------------------------------
+
+    @property
+    def steps(self) -> list[StepStatus]:
+        return self.progress.steps
+
+    def plan(self, step: Step) -> Plan:
+        """The rendered plan of a check or action step (a wait step: its check). RenderError when
+        a value is missing; the screen shows the message."""
+        spec = (
+            self.runbook.step(step.wait.check).check if step.wait is not None else (step.check or step.action)
+        )
+        if spec is None:
+            raise RenderError(f"step {step.id} is a {step.kind} step: nothing to run")
+        return self.executor.render(
+            spec,
+            self.context,
+            title=self.title(step),
+            runbook=self.runbook.id,
+            run=self.progress.run_id,
+            step=step.id,
+        )
+
+    def title(self, step: Step) -> str:
+        """The step's title with its values filled in (as written when a value is missing)."""
+        try:
+            return one_line(render_text(step.title, self.context)[1], 200)
+        except (RenderError, TemplateError):
+            return step.title
+
+    def describe(self, step: Step, now: float | None = None) -> tuple[str, ...]:
+        """Lines for the step's detail pane: what it will do, with values filled in (masked)."""
+        lines = [one_line(render_text(step.text, self.context)[0], 500)] if step.text else []
+        try:
+            return tuple(lines + list(_DESCRIBE[step.kind](self, step, now)))
+        except RenderError as exc:
+            return tuple([*lines, f"cannot render: {exc}"])
+
+    def escalation(self, now: float | None = None) -> EscalationView:
+        return self.progress.escalation(self.executor.clock() if now is None else now)
+
+    # -- what the keys do ---------------------------------------------------------------------------
+
+    async def prepare(self, step: Step) -> Plan:
+        """Plan and, for actions, preview: everything the confirmation dialog shows."""
+        plan = self.plan(step)
+        return plan if plan.check else await self.executor.preview(plan)
+
+    async def execute(
+        self, step: Step, confirmation: Confirmation | None = None, plan: Plan | None = None
+    ) -> Result:
+        """``x``: run a check (no confirmation) or an action (pass the plan the dialog showed)."""
+        if step.kind == "wait":
+            return await self.wait(step)
+        plan = plan or self.plan(step)
+        status = self.progress.status(step.id)
+        before = (status.state, status.at)
+        status.state = StepState.RUNNING
+        result = await self.executor.execute(plan, confirmation)
+        status.state, status.at = before
+        self._apply(result)
+        if result.status == Status.BUSY:
+            status.message = result.message
+        return result
+
+    async def dry_run(self, step: Step) -> Result:
+        """``d``: preview and validate the step's action or check without effect."""
+        result = await self.executor.dry_run(self.plan(step))
+        self._apply(result)
+        return result
+
+    async def decline(self, plan: Plan, message: str = "") -> None:
+        await self.executor.decline(plan, message)
+
+    async def wait(self, step: Step) -> Result:
+        """A wait step: wait its seconds, then run its check again; the step follows the check,
+        and a check that passes now settles the check step too (its earlier failure was the
+        problem the runbook just fixed)."""
+        assert step.wait is not None
+        await self._record(
+            "step.state", step=step.id, state=StepState.RUNNING, message=f"waiting {step.wait.seconds:g}s"
+        )
+        await asyncio.sleep(step.wait.seconds)
+        result = await self.executor.run_check(self.plan(step))
+        self._apply(result)
+        state = StepState.DONE if result.ok else StepState.FAILED
+        await self._record("step.state", step=step.id, state=state, message=result.message)
+        if result.ok and self.progress.status(step.wait.check).state == StepState.FAILED:
+            message = f"{result.message} (re-checked by '{step.id}')"
+            await self._record("step.state", step=step.wait.check, state=StepState.DONE, message=message)
+        return result
+
+    async def mark_done(self, step: Step, note: str = "") -> bool:
+        """``m``: tick a manual item (or any step the operator did by hand)."""
+        return await self._step_state(step, StepState.DONE, note or "done by hand")
+
+    async def skip(self, step: Step, reason: str = "") -> bool:
+        return await self._step_state(step, StepState.SKIPPED, reason or "skipped")
+
+    async def reopen(self, step: Step) -> bool:
+        return await self._step_state(step, StepState.TODO, "reopened")
+
+    async def _step_state(self, step: Step, state: StepState, message: str) -> bool:
+        return await self._record("step.state", step=step.id, state=state, message=message) is not None
+
+    async def note(self, text: str, step: Step | None = None) -> bool:
+        """``o``: a note for the record (and the report)."""
+        return await self._record("note", step=step.id if step else "", text=text) is not None
+
+    async def set_input(self, name: str, value: str) -> bool:
+        ok = await self._record("input.set", name=name, value=value) is not None
+        self.context = self._context()
+        return ok
+
+    async def tick(self, index: int, done: bool = True) -> bool:
+        """Tick a post-incident checklist item (by index in ``runbook.post_incident``)."""
+        item = self.runbook.post_incident[index]
+        return await self._record("postincident.tick", index=index, item=item, done=done) is not None
+
+    def _apply(self, result: Result) -> None:
+        for record in result.events:
+            self.progress.apply(Event(parse_ts(record["ts"]), str(record["event"]), record))
+        if not result.events and result.plan.step:
+            status = self.progress.status(result.plan.step)
+            status.message = one_line(f"{result.status}: {result.message}", 300)
+            status.lines = result.lines
+
+
+def _describe_check(session: RunbookSession, step: Step, now: float | None) -> list[str]:
+    plan = session.plan(step)
+    return [*plan.lines, f"expect: {_expect_text(step.check)}"]
+
+
+def _expect_text(check: CheckSpec | None) -> str:
+    if check is None:
+        return ""
+    fields = check.expect.model_dump(exclude_defaults=True, by_alias=True)
+    return ", ".join(f"{k} {v}" for k, v in fields.items()) or "success"
+
+
+def _describe_action(session: RunbookSession, step: Step, now: float | None) -> list[str]:
+    plan = session.plan(step)
+    confirm = plan.confirm
+    if (
+        plan.kind == "signal"
+        and confirm.mode == ConfirmMode.TYPED
+        and not (step.action and step.action.confirm)
+    ):
+        # The word is chosen by the preview: a pid the operator can check, or the cluster.
+        word = f"the pid if the preview lists one session, else '{confirm.expected}'"
+        return [*plan.lines, f"confirmation: typed, after the preview: {word}"]
+    return [*plan.lines, f"confirmation: {confirm.prompt}"]
+
+
+def _describe_manual(session: RunbookSession, step: Step, now: float | None) -> list[str]:
+    manual = step.manual
+    out = [render_text(manual.text, session.context)[1]] if manual and manual.text else []
+    if manual and manual.link:
+        out.append(f"link: {render_text(manual.link, session.context)[1]}")
+    return [*out, "press m when done"]
+
+
+def _describe_wait(session: RunbookSession, step: Step, now: float | None) -> list[str]:
+    assert step.wait is not None
+    check = session.runbook.step(step.wait.check)
+    return [
+        f"wait {format_duration(step.wait.seconds)}, then run '{session.title(check)}' again",
+        *session.plan(step).lines,
+    ]
+
+
+def _describe_escalate(session: RunbookSession, step: Step, now: float | None) -> list[str]:
+    note = [step.escalate.note] if step.escalate and step.escalate.note else []
+    return [*note, *session.escalation(now).lines()]
+
+
+_DESCRIBE = {
+    "check": _describe_check,
+    "action": _describe_action,
+    "manual": _describe_manual,
+    "wait": _describe_wait,
+    "escalate": _describe_escalate,
+}
