@@ -41,8 +41,8 @@ from console.actions import (
 from console.audit import Journal, Operator, read_journal
 from console.config import Config, load_config
 from console.model import Severity
+from console.pg import connect
 from console.rules import Breach, State
-from console.sources.postgres import connect
 from tests.fixtures.http_servers import StubServer
 from tests.fixtures.postgres import PgServer, Sessions
 from tests.fixtures.prometheus import AlertmanagerServer

@@ -1,4 +1,5 @@
-"""The engine (console/) must import and work without Textual or the panels (DESIGN.md section 1).
+"""The engine (console/) must import and work without Textual or the panels: the UI depends on
+the engine, never the other way.
 
 The UI lives in panels/ (the widgets, the Textual app, the soak's headless console, the ``serve``
 web server); ``console.app`` is the engine's one door to it, loading each UI module on first use.
@@ -8,6 +9,12 @@ Every other module of console/ is the engine: it imports none of ``textual``, ``
 Two checks: every engine module imports with those packages blocked, and the source of every
 engine module, read with ``ast``, has no such import anywhere (which also catches an import in a
 function that no test calls).
+
+Inside the engine, the actions (console/actions/) act on backends through the layer below the
+sources — ``console.pg`` (connections, the console's own pids, error classification),
+``console.httpio``, ``console.errors`` — and never import ``console.sources``: an action must
+not depend on how a panel's data is polled. Those shared modules do not import the sources
+either.
 """
 
 from __future__ import annotations
@@ -210,3 +217,80 @@ def test_the_door_to_the_ui_loads_textual_only_for_the_app():
         "[] panels.serve_web",
         "['panels.app', 'textual'] panels.app panels.app",
     ]
+
+
+# --- inside the engine: actions and the shared layer never import the sources ----------------
+
+SOURCES = "console.sources"
+ACTIONS = ENGINE / "actions"
+SHARED_BELOW_SOURCES = ("pg.py", "httpio.py", "errors.py", "locktree.py")
+
+
+def source_imports(source: str, module: str, is_package: bool = False) -> list[tuple[int, str]]:
+    """(line, module) for every import of console.sources (or one of its modules) anywhere in
+    ``source``: module level, functions, classes, ``if TYPE_CHECKING:``, dynamic imports."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        for target in imported(node, module, is_package):
+            if target == SOURCES or target.startswith(SOURCES + "."):
+                found.append((node.lineno, target))
+                break
+    return sorted(found)
+
+
+def test_no_action_module_imports_the_sources():
+    files = sorted(p for p in ACTIONS.rglob("*.py") if "__pycache__" not in p.parts)
+    files += [ENGINE / name for name in SHARED_BELOW_SOURCES]
+    problems = [
+        f"{path.relative_to(ROOT)}:{line}: imports {target} (use console.pg, console.httpio or console.errors)"
+        for path in files
+        for line, target in source_imports(path.read_text(), module_name(path), path.name == "__init__.py")
+    ]
+    assert len(files) >= 10 and ACTIONS / "sql.py" in files and ACTIONS / "executor.py" in files
+    assert not problems, "\n".join(problems)
+
+
+def test_the_sources_check_finds_every_form_of_import():
+    source = textwrap.dedent(
+        """
+        from typing import TYPE_CHECKING
+        import console.sourcesmith
+        from console.pg import connect
+        from console.sources.postgres import classify_error
+        import console.sources.base as base
+
+        if TYPE_CHECKING:
+            from console.sources.base import Stopwatch
+
+
+        def later():
+            from console import sources
+            from ..sources import health
+            return importlib.import_module("console.sources.prometheus")
+        """
+    )
+    assert source_imports(source, "console.actions.example") == [
+        (5, "console.sources.postgres"),
+        (6, "console.sources.base"),
+        (9, "console.sources.base"),
+        (13, "console.sources"),
+        (14, "console.sources"),
+        (15, "console.sources.prometheus"),
+    ]
+
+
+def test_the_actions_load_without_the_sources():
+    """Importing the actions (and the layer they use) loads no module of console.sources."""
+    probe = textwrap.dedent(
+        """
+        import sys
+        import console.actions, console.actions.sql, console.actions.httpcall, console.actions.executor
+        import console.pg, console.httpio, console.errors, console.locktree
+        print(sorted(m for m in sys.modules if m == "console.sources" or m.startswith("console.sources.")))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from console.locktree import build_lock_tree
 from console.model import LockWait
 from console.report import lock_tree_lines
-from console.sources.postgres import build_lock_tree
 from panels.postgres import LOCK_LINES, PostgresPanel
 from tests import ui_data
 from tests.test_ui import goto, make_app, panel

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+from console.sources.pg_refresh import RowKind
 from console.sources.postgres import LOCKS_EVERY, SINCE_MARGIN
 
 
@@ -29,11 +30,14 @@ def recording(source) -> list[list]:
 
 
 def bare(rows) -> set[int]:
-    """Pids sent as unchanged since the last refresh (kind 3: pid and state only), not in full."""
-    sent = {row["pid"] for row in rows if row["kind"] == 1}
-    unchanged = {row["pid"] for row in rows if row["kind"] == 3}
+    """Pids sent as unchanged since the last refresh (IDLE_UNCHANGED: pid and state only), not
+    in full."""
+    sent = {row["pid"] for row in rows if row["kind"] == RowKind.SESSION}
+    unchanged = {row["pid"] for row in rows if row["kind"] == RowKind.IDLE_UNCHANGED}
     assert not unchanged & sent
-    assert all(row["query"] is None and row["user"] is None for row in rows if row["kind"] == 3)
+    assert all(
+        row["query"] is None and row["user"] is None for row in rows if row["kind"] == RowKind.IDLE_UNCHANGED
+    )
     return unchanged
 
 
@@ -133,8 +137,8 @@ async def test_pg_locks_is_read_again_only_for_a_new_wait_or_after_locks_every(
 
     def read(rows) -> tuple[str, set[int]]:
         """What the refresh read of pg_locks: every wait, the new ones only, or nothing."""
-        header = next(row for row in rows if row["kind"] == 0)
-        pids = {row["pid"] for row in rows if row["kind"] == 2}
+        header = next(row for row in rows if row["kind"] == RowKind.HEADER)
+        pids = {row["pid"] for row in rows if row["kind"] == RowKind.LOCK_WAIT}
         return ("every" if header["locks_read"] else "new" if pids else "none"), pids
 
     assert read(sent[-1])[0] == "every"  # the first refresh

@@ -20,17 +20,11 @@ import asyncpg
 import pytest
 
 from console.demo.pgcluster import PrivateCluster, free_port
+from console.locktree import build_lock_tree
 from console.model import ErrorKind, LockNode, LockWait, PostgresSnapshot, Session
-from console.sources.postgres import (
-    ACTIVITY_SQL,
-    APPLICATION_NAME,
-    LOCKS_SQL,
-    PostgresSource,
-    build_lock_tree,
-    connect,
-    console_pids,
-    console_sessions,
-)
+from console.pg import APPLICATION_NAME, connect, console_pids, console_sessions
+from console.sources.pg_refresh import ACTIVITY_SQL, LOCKS_SQL
+from console.sources.postgres import PostgresSource
 from tests.fixtures.postgres import quote_ident
 
 # What must never reach a terminal: C0 (other than newline, in query text), DEL, C1, bidi.

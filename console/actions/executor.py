@@ -46,9 +46,9 @@ from console.actions.sql import _preview_signal, _preview_sql, _run_signal, _run
 from console.actions.templates import Context, RenderError, Value, render_text
 from console.audit import Journal, JournalError, utc_iso
 from console.config import Config
+from console.pg import classify_error
 from console.rules import Breach, format_duration
 from console.sanitize import one_line
-from console.sources.postgres import classify_error
 
 
 class Executor:

@@ -29,8 +29,8 @@ from console.actions.plans import (
 )
 from console.actions.specs import Expect
 from console.audit import utc_iso
+from console.httpio import BodyTooLarge, read_capped, tls_verify
 from console.sanitize import one_line
-from console.sources.base import BodyTooLarge, read_capped, tls_verify
 
 if TYPE_CHECKING:
     from console.actions.executor import Executor

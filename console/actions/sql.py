@@ -30,9 +30,9 @@ from console.actions.specs import Expect, Scalar
 from console.actions.templates import RenderError
 from console.audit import utc_iso
 from console.config import PostgresCluster
+from console.pg import classify_error, connect, console_pids
 from console.rules import format_duration
 from console.sanitize import one_line
-from console.sources.postgres import classify_error, connect, console_pids
 
 if TYPE_CHECKING:
     from console.actions.executor import Executor

@@ -1,4 +1,6 @@
-"""What every source shares: the Source contract, error classification and capped HTTP reads."""
+"""What every source shares: the Source contract, HTTP error classification, and (from
+:mod:`console.errors` and :mod:`console.httpio`, where the actions take them too) error reasons
+and capped HTTP reads."""
 
 from __future__ import annotations
 
@@ -10,11 +12,23 @@ from typing import Protocol
 
 import httpx
 
-from console import redact
+from console.errors import REASON_LIMIT, reason, source_error
+from console.httpio import BodyTooLarge, read_capped, tls_verify
 from console.model import ErrorKind, Snapshot, SourceError
-from console.sanitize import one_line
 
-REASON_LIMIT = 200
+__all__ = [
+    "REASON_LIMIT",
+    "BodyTooLarge",
+    "Source",
+    "Stopwatch",
+    "discard_client",
+    "http_error",
+    "http_status_error",
+    "read_capped",
+    "reason",
+    "source_error",
+    "tls_verify",
+]
 
 
 class Source(Protocol):
@@ -34,35 +48,6 @@ class Source(Protocol):
     async def aclose(self) -> None: ...
 
 
-def reason(text: object, limit: int = REASON_LIMIT) -> str:
-    """A one-line, sanitised, secret-free reason for an error."""
-    return one_line(redact.scrub(str(text)), limit=limit)
-
-
-_tls_contexts: dict[tuple[str, int], ssl.SSLContext] = {}
-
-
-def tls_verify(verify: bool | str) -> ssl.SSLContext | bool:
-    """What an httpx client verifies with: one shared SSLContext per CA setting.
-
-    Building a context loads a CA bundle (about 30 ms of CPU, 0.1 ms for a client given one), and
-    a client is made at start and again after every timed-out or cancelled request
-    (:func:`discard_client`): without sharing, a slow backend cost that on every poll. A CA file
-    replaced on disk is read again (keyed by its mtime); a missing one raises OSError."""
-    if verify is False:
-        return False
-    key = ("", 0) if verify is True else (verify, os.stat(verify).st_mtime_ns)
-    context = _tls_contexts.get(key)
-    if context is None:
-        context = (
-            httpx.create_ssl_context(verify=True)
-            if verify is True
-            else ssl.create_default_context(cafile=verify)
-        )
-        _tls_contexts[key] = context
-    return context
-
-
 _closing: set[asyncio.Task[None]] = set()
 
 
@@ -78,10 +63,6 @@ def discard_client(client: httpx.AsyncClient | None) -> None:
     task = asyncio.get_running_loop().create_task(client.aclose())
     _closing.add(task)
     task.add_done_callback(_closing.discard)
-
-
-def source_error(kind: ErrorKind, text: object) -> SourceError:
-    return SourceError(kind, reason(text) or str(kind))
 
 
 class Stopwatch:
@@ -133,27 +114,6 @@ def _os_cause(exc: BaseException) -> OSError | None:
             return item
         item = item.__cause__ or item.__context__
     return None
-
-
-class BodyTooLarge(Exception):
-    def __init__(self, limit: int):
-        super().__init__(f"response body larger than {limit // 1024} KiB")
-        self.limit = limit
-
-
-async def read_capped(response: httpx.Response, limit: int) -> bytes:
-    """Read a streamed response body, stopping with BodyTooLarge past ``limit`` bytes."""
-    declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def http_status_error(status: int, body: bytes = b"") -> SourceError:

@@ -1,19 +1,21 @@
 """Postgres source: sessions, blocking tree, connection counts, transactions and top statements.
 
-One dedicated asyncpg connection per source, on the caller's event loop (DESIGN.md section 2),
-opened with :func:`connect` like every other console connection. In steady state a refresh is
-ONE statement (CTEs, one round trip with asyncpg's statement cache) returning plain rows: a
-header, a row per session and one per awaited lock. An idle session unchanged since the last
-refresh comes as a pid in the header only, and a session row with the values of the last
-refresh is not built again; the top statements are read every ``statements_every`` seconds
-(pg_stat_activity is read once per refresh, where pg_activity reads it three times: see
-bench/CHANGES.md). What the role
-may see and whether pg_stat_statements is usable are detected once per connection (and again
-every :data:`CAPABILITY_TTL` seconds); the statement text is then picked among constant texts.
+One dedicated asyncpg connection per source, on the caller's event loop (asyncpg connections
+belong to the loop that opened them), opened with :func:`console.pg.connect` like every other
+console connection, with generic plans. In steady state a refresh is ONE statement
+(:mod:`console.sources.pg_refresh`: CTEs, one round trip with asyncpg's statement cache)
+returning rows of named kinds (:class:`~console.sources.pg_refresh.RowKind`): a header, a row
+per session and one per awaited lock. An idle session unchanged since the last refresh comes
+as a bare pid, and a session row with the values of the last refresh is not built again; the
+top statements are read every ``statements_every`` seconds (pg_stat_activity is read once per
+refresh, where pg_activity reads it three times: see bench/CHANGES.md). What the role may see
+and whether pg_stat_statements is usable are detected once per connection (and again every
+:data:`CAPABILITY_TTL` seconds); the statement text is then picked among the prebuilt variants.
 Values such as the console's own pids and the text cap are bind parameters, never spliced in.
+The blocking tree is built by :func:`console.locktree.build_lock_tree`.
 
 Every string read from Postgres passes through :mod:`console.sanitize` here; error reasons go
-through :func:`console.sources.base.reason`, which masks the DSN password.
+through :func:`console.pg.classify_error`, which masks the DSN password.
 
 Supported servers: PostgreSQL 10 and later (``backend_type``, ``pg_blocking_pids``,
 ``pg_monitor``); ``pg_locks.waitstart`` and ``query_id`` are used from 14 on.
@@ -24,25 +26,19 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import socket
-import ssl
 import time
-import weakref
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
 import asyncpg.exceptions as pgexc
 
 from console import redact
 from console.config import PostgresCluster
+from console.locktree import build_lock_tree
 from console.model import (
-    ErrorKind,
-    LockNode,
     LockWait,
     PostgresSnapshot,
     Privileges,
@@ -50,22 +46,27 @@ from console.model import (
     SourceError,
     Statement,
 )
+from console.pg import ConnectTimeout, PollTimeout, classify_error, connect, console_pids
 from console.sanitize import clean, one_line
-from console.sources.base import Stopwatch, source_error
+from console.sources.base import Stopwatch
+from console.sources.pg_refresh import (
+    ACTIVITY_SQL,
+    LOCKS_SQL,
+    PSS_TROUBLE,
+    PssColumns,
+    RowKind,
+    activity_args,
+    locks_args,
+)
 
 __all__ = [
-    "APPLICATION_NAME",
     "CAPABILITY_TTL",
+    "LOCKS_EVERY",
     "QUERY_TEXT_CAP",
+    "SINCE_MARGIN",
     "PostgresSource",
-    "build_lock_tree",
-    "classify_error",
-    "connect",
-    "console_pids",
-    "console_sessions",
 ]
 
-APPLICATION_NAME = "incident-console"
 #: Characters of query text fetched per session / statement (the server may hold up to 1 MB).
 QUERY_TEXT_CAP = 4096
 #: Seconds after which capabilities (privileges, pg_stat_statements) are detected again.
@@ -78,179 +79,8 @@ SINCE_MARGIN = 1.0
 #: walks every backend's fast-path slots and the predicate-lock table, whose size follows
 #: max_connections: ~1.9 ms of a refresh at max_connections 5200 (bench/CHANGES.md).
 LOCKS_EVERY = 5.0
-#: Upper bounds for the blocking tree, so that a pathological lock graph cannot blow up a poll.
-TREE_MAX_NODES = 2000
-TREE_MAX_DEPTH = 64
 
-# --- the console's own sessions ------------------------------------------------------------
-
-# server key -> backend pid -> (the connection, its purpose); process-wide so that the source
-# can hide the sessions of the action executor as well as its own. Keyed by server, because
-# pids are only unique within one server.
-_registry: dict[str, dict[int, tuple[weakref.ref[asyncpg.Connection], str]]] = defaultdict(dict)
-
-
-def _server_key(dsn: str) -> str:
-    """Which server a DSN talks to (host(s), port(s), socket directory), credentials left out."""
-    try:
-        parts = urlsplit(dsn)
-        netloc = parts.netloc.rpartition("@")[2].lower()
-        params = dict(parse_qsl(parts.query))
-    except ValueError:
-        return redact.dsn(dsn)
-    return "|".join((netloc, params.get("host", ""), params.get("port", "")))
-
-
-def _register(key: str, conn: asyncpg.Connection, purpose: str) -> None:
-    pid = conn.get_server_pid()
-    _registry[key][pid] = (weakref.ref(conn), purpose)
-
-    def forget(_conn: object) -> None:
-        entry = _registry.get(key, {}).get(pid)
-        if entry is not None and entry[0]() in (None, conn):
-            _registry[key].pop(pid, None)
-
-    conn.add_termination_listener(forget)
-
-
-def console_sessions(cluster: PostgresCluster) -> dict[int, str]:
-    """Backend pid -> purpose of this process's open connections to ``cluster``'s server."""
-    entries = _registry.get(_server_key(cluster.dsn), {})
-    alive: dict[int, str] = {}
-    for pid, (ref, purpose) in list(entries.items()):
-        conn = ref()
-        if conn is None or conn.is_closed():
-            entries.pop(pid, None)
-        else:
-            alive[pid] = purpose
-    return alive
-
-
-def console_pids(cluster: PostgresCluster) -> frozenset[int]:
-    """Backend pids of this process's open connections to ``cluster``'s server."""
-    return frozenset(console_sessions(cluster))
-
-
-def _setting_ms(seconds: float) -> str:
-    """A duration for a server setting: 0 disables; anything positive is at least 1 ms."""
-    if seconds <= 0:
-        return "0"
-    return f"{max(1, round(seconds * 1000))}ms"
-
-
-async def connect(cluster: PostgresCluster, *, purpose: str = "monitor") -> asyncpg.Connection:
-    """Open a console connection to ``cluster``: the one way the console talks to Postgres.
-
-    The session carries application_name 'incident-console', the cluster's statement_timeout
-    and lock_timeout, and its backend pid is registered (with ``purpose``) so that the Postgres
-    view leaves the console's own sessions out by pid. Raises what asyncpg raises; use
-    :func:`classify_error` for a one-line, password-free explanation.
-    """
-    redact.register(*cluster.secrets())
-    conn = await asyncpg.connect(
-        cluster.dsn,
-        timeout=cluster.connect_timeout or None,
-        server_settings={
-            "application_name": APPLICATION_NAME,
-            "statement_timeout": _setting_ms(cluster.statement_timeout),
-            "lock_timeout": _setting_ms(cluster.lock_timeout),
-        },
-        # Statements stay prepared for the connection's life: a re-prepare would be a second
-        # round trip in a refresh.
-        statement_cache_size=32,
-        max_cached_statement_lifetime=0,
-        max_cacheable_statement_size=0,
-    )
-    for name in _TEXT_TYPES:  # built-in types: no round trip
-        await conn.set_type_codec(
-            name, schema="pg_catalog", encoder=_encode_text, decoder=_decode_text, format="binary"
-        )
-    _register(_server_key(cluster.dsn), conn, purpose)
-    return conn
-
-
-# A session in a SQL_ASCII (or otherwise encoded) database may put any bytes into its query text,
-# application name or object names; pg_stat_activity and pg_stat_statements pass them on as they
-# are. asyncpg decodes strictly: one such session would fail every read of the view. Text comes
-# in lossy instead (U+FFFD), and console.sanitize makes it visible like any other odd character.
-_TEXT_TYPES = ("text", "varchar", "bpchar", "name", "json")
-
-
-def _encode_text(value: str) -> bytes:
-    return value.encode("utf-8")
-
-
-def _decode_text(data: bytes) -> str:
-    return data.decode("utf-8", errors="replace")
-
-
-# --- error classification ----------------------------------------------------------------
-
-
-class _ConnectTimeout(Exception):
-    pass
-
-
-class _HardTimeout(Exception):
-    pass
-
-
-def classify_error(exc: BaseException, cluster: PostgresCluster | None = None) -> SourceError:
-    """An asyncpg / OS / timeout exception as an ErrorKind and a one-line, secret-free reason."""
-    text = str(exc).strip() or type(exc).__name__
-    if isinstance(exc, _HardTimeout):
-        return source_error(ErrorKind.TIMEOUT, text)
-    if isinstance(exc, _ConnectTimeout | TimeoutError | asyncio.TimeoutError):
-        limit = f" in {cluster.connect_timeout:g}s" if cluster else ""
-        return source_error(ErrorKind.TIMEOUT, f"could not connect{limit}: no answer from the server")
-    if isinstance(exc, pgexc.InvalidPasswordError):
-        return source_error(ErrorKind.AUTH_FAILED, text)
-    if isinstance(exc, pgexc.InvalidAuthorizationSpecificationError):
-        return source_error(ErrorKind.AUTH_FAILED, text)
-    if isinstance(exc, pgexc.InsufficientPrivilegeError):
-        return source_error(ErrorKind.PERMISSION_DENIED, text)
-    if isinstance(exc, pgexc.LockNotAvailableError):
-        limit = f" ({cluster.lock_timeout:g}s)" if cluster else ""
-        return source_error(ErrorKind.TIMEOUT, f"lock_timeout{limit} reached: {text}")
-    if isinstance(exc, pgexc.QueryCanceledError):
-        if "statement timeout" in text:
-            limit = f" ({cluster.statement_timeout:g}s)" if cluster else ""
-            return source_error(ErrorKind.TIMEOUT, f"statement_timeout{limit} reached: {text}")
-        return source_error(ErrorKind.BAD_RESPONSE, f"query canceled by the server: {text}")
-    if isinstance(exc, pgexc.TooManyConnectionsError):
-        return source_error(
-            ErrorKind.UNREACHABLE,
-            f"too many connections: the server has no free connection slot for this role ({text})",
-        )
-    if isinstance(exc, pgexc.InvalidCatalogNameError):
-        return source_error(ErrorKind.CONFIG, text)
-    if isinstance(exc, pgexc.CannotConnectNowError):
-        return source_error(ErrorKind.UNREACHABLE, f"server not accepting connections: {text}")
-    if isinstance(exc, pgexc.AdminShutdownError | pgexc.CrashShutdownError):
-        return source_error(ErrorKind.UNREACHABLE, f"connection terminated by the server: {text}")
-    if isinstance(exc, pgexc.PostgresConnectionError | pgexc.ConnectionDoesNotExistError):
-        return source_error(ErrorKind.UNREACHABLE, f"connection lost: {text}")
-    if isinstance(exc, pgexc.PostgresError):
-        state = getattr(exc, "sqlstate", "") or "?"
-        return source_error(ErrorKind.BAD_RESPONSE, f"server error {state}: {text}")
-    if isinstance(exc, ssl.SSLError | ssl.CertificateError) or (isinstance(exc, OSError) and "SSL" in text):
-        return source_error(ErrorKind.TLS, text)
-    if isinstance(exc, socket.gaierror):
-        return source_error(ErrorKind.UNREACHABLE, f"cannot resolve host: {text}")
-    if isinstance(exc, ConnectionRefusedError):
-        return source_error(ErrorKind.UNREACHABLE, f"connection refused: {text}")
-    if isinstance(exc, OSError):
-        return source_error(ErrorKind.UNREACHABLE, text)
-    if isinstance(exc, UnicodeError):  # a value the server sent, not our settings
-        return source_error(ErrorKind.BAD_RESPONSE, f"undecodable text from the server: {text}")
-    if isinstance(exc, pgexc.ClientConfigurationError | ValueError | OverflowError):
-        return source_error(ErrorKind.CONFIG, f"bad connection settings: {text}")
-    if isinstance(exc, pgexc.InterfaceError) and "closed" in text:
-        return source_error(ErrorKind.UNREACHABLE, f"connection lost: {text}")
-    return source_error(ErrorKind.INTERNAL, f"{type(exc).__name__}: {text}")
-
-
-# --- SQL (constant texts; variants are chosen, never composed from values) ---------------
+# --- capabilities --------------------------------------------------------------------------
 
 _DETECT_SQL = """
 SELECT pg_catalog.current_setting('server_version_num')::int AS version_num,
@@ -273,183 +103,8 @@ LEFT JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
 LEFT JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass('pg_stat_statements')
 """
 
-_GENERIC_PLANS_SQL = "SET plan_cache_mode = force_generic_plan"  # PostgreSQL 12+
-
 # Executes the pg_stat_statements function once: "not loaded" and "permission denied" show here.
 _PSS_PROBE_SQL = "SELECT 1 FROM pg_stat_statements LIMIT 1"
-
-# The lock a session waits for, from pg_locks (read only when @READ_LOCKS@ holds: see
-# PostgresSource._poll). A transactionid wait names the row's relation through the tuple lock
-# the same session holds.
-_LOCK_CTES = """
-lk AS (
-    SELECT l.pid, l.locktype, l.mode, l.granted, l.database, l.relation, l.page, l.tuple,
-           l.transactionid::text AS xid, l.virtualxid, l.classid, l.objid, l.objsubid,
-           @WAITSTART@ AS waitstart
-    FROM pg_catalog.pg_locks l
-    WHERE (NOT l.granted OR l.locktype = 'tuple') AND @READ_LOCKS@
-),
-waits AS (
-    SELECT DISTINCT ON (w.pid) w.pid, w.locktype, w.mode,
-           coalesce(w.database, t.database) AS database, coalesce(w.relation, t.relation) AS relation,
-           w.page, w.tuple, w.xid, w.virtualxid, w.classid, w.objid, w.objsubid,
-           pg_catalog.date_part('epoch', w.waitstart) AS since
-    FROM lk w
-    LEFT JOIN lk t ON w.locktype = 'transactionid' AND t.pid = w.pid AND t.granted
-                   AND t.locktype = 'tuple'
-    WHERE NOT w.granted
-    ORDER BY w.pid
-),
-waits_named AS (
-    SELECT w.*,
-           CASE WHEN w.relation IS NULL THEN NULL
-                WHEN w.database = 0 OR w.database = (SELECT d.oid FROM pg_catalog.pg_database d
-                                                     WHERE d.datname = pg_catalog.current_database())
-                THEN w.relation::pg_catalog.regclass::text
-           END AS relname,
-           (SELECT d.datname::text FROM pg_catalog.pg_database d WHERE d.oid = w.database) AS lock_db
-    FROM waits w
-)"""
-
-# Rows of kind 2: one per awaited lock, by pid. In the refresh statement the header names the
-# columns; alone (the second statement) these names do, the NULL ones being unused.
-_LOCK_ROWS = """
-SELECT 2::int2 AS kind, w.pid, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       w.locktype, w.mode, w.relname, w.relation, w.lock_db AS lock_database, w.page, w.tuple,
-       w.xid, w.virtualxid, w.classid, w.objid, w.objsubid, w.since AS lock_since
-FROM waits_named w"""
-
-# A refresh is rows, from one pass over pg_stat_activity (no CTE holds its rows: materializing
-# them cost as much again as reading them, bench/CHANGES.md):
-#   kind 0, one header: server time, the top statements, whether pg_locks was read ($4);
-#   kind 1, a session in full (columns named as Session's fields);
-#   kind 3, an idle session whose state and backend are older than $3 — the last refresh's server
-#     time less SINCE_MARGIN —, so it cannot have changed: pid and state only, the source reuses
-#     the Session it had (most of 1000 sessions are idle);
-#   kind 4, one of the console's own sessions ($1): counted, not shown;
-#   kind 2, the lock a session waits for, when $4 (pg_locks is the other large cost).
-# The flags are computed in a subquery kept apart (OFFSET 0): pulled up, each use of a flag
-# would evaluate its expression again. Connections by state are counted by the source.
-_ACTIVITY_TEMPLATE = """
-WITH stmts AS (@STATEMENTS@),
-@LOCK_CTES@
-SELECT 0::int2 AS kind, NULL::int AS pid,
-       pg_catalog.date_part('epoch', pg_catalog.now()) AS server_now,
-       pg_catalog.current_setting('max_connections')::int AS max_connections,
-       pg_catalog.current_setting('superuser_reserved_connections')::int
-           + coalesce(pg_catalog.current_setting('reserved_connections', true)::int, 0) AS reserved,
-       (SELECT sum(d.xact_commit + d.xact_rollback) FROM pg_catalog.pg_stat_database d)::int8 AS xact_total,
-       (SELECT data FROM stmts)::text AS statements,
-       $4::bool AS locks_read,
-       NULL::bool AS is_client,
-       NULL::text AS state,
-       NULL::text AS "user", NULL::text AS database, NULL::text AS application, NULL::text AS client,
-       NULL::text AS wait_event_type, NULL::text AS wait_event,
-       NULL::text AS backend_type, NULL::float8 AS backend_start, NULL::float8 AS xact_start,
-       NULL::float8 AS query_start, NULL::float8 AS state_change, NULL::text AS query,
-       NULL::text AS blocked_by, NULL::text AS lock_key, NULL::text AS locktype, NULL::text AS mode, NULL::text AS relname,
-       NULL::oid AS relation, NULL::text AS lock_database, NULL::int AS page, NULL::int2 AS tuple,
-       NULL::text AS xid, NULL::text AS virtualxid, NULL::oid AS classid, NULL::oid AS objid,
-       NULL::int2 AS objsubid, NULL::float8 AS lock_since
-UNION ALL
-SELECT s.kind, s.pid, NULL, NULL, NULL, NULL, NULL, NULL, s.is_client, s.state,
-       CASE WHEN s.kind = 1 THEN s.usename::text END,
-       CASE WHEN s.kind = 1 THEN s.datname::text END,
-       CASE WHEN s.kind = 1 THEN s.application_name END,
-       CASE WHEN s.kind <> 1 THEN NULL WHEN s.client_port = -1 THEN 'local'
-            ELSE coalesce(s.client_hostname, pg_catalog.host(s.client_addr), '') END,
-       CASE WHEN s.kind = 1 THEN s.wait_event_type END,
-       CASE WHEN s.kind = 1 THEN s.wait_event END,
-       CASE WHEN s.kind = 1 THEN s.backend_type END,
-       CASE WHEN s.kind = 1 THEN pg_catalog.date_part('epoch', s.backend_start) END,
-       CASE WHEN s.kind = 1 THEN pg_catalog.date_part('epoch', s.xact_start) END,
-       CASE WHEN s.kind = 1 THEN pg_catalog.date_part('epoch', s.query_start) END,
-       CASE WHEN s.kind = 1 THEN pg_catalog.date_part('epoch', s.state_change) END,
-       CASE WHEN s.kind = 1 THEN pg_catalog.left(s.query, $2::int) END,
-       CASE WHEN s.kind = 1 AND s.wait_event_type = 'Lock' THEN pg_catalog.pg_blocking_pids(s.pid)::text END,
-       CASE WHEN s.kind = 1 AND s.wait_event_type = 'Lock'
-            THEN s.pid::text || ' ' || coalesce(pg_catalog.date_part('epoch', s.query_start)::text, '')
-                 || ' ' || coalesce(s.wait_event, '') END,
-       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-FROM (SELECT a.*, c.is_client,
-             CASE WHEN a.pid = ANY ($1::int[]) THEN 4
-                  WHEN a.state IN ('idle', 'idle in transaction', 'idle in transaction (aborted)')
-                       AND a.wait_event_type IS DISTINCT FROM 'Lock'
-                       AND a.state_change < pg_catalog.to_timestamp($3::float8)
-                       AND a.backend_start < pg_catalog.to_timestamp($3::float8) THEN 3
-                  ELSE 1 END::int2 AS kind
-      FROM pg_catalog.pg_stat_activity a,
-           LATERAL (SELECT a.backend_type = 'client backend'
-                           OR (a.backend_type IS NULL AND a.datname IS NOT NULL) AS is_client) c
-      WHERE c.is_client OR a.xact_start IS NOT NULL OR a.wait_event_type = 'Lock'
-      OFFSET 0) s
-UNION ALL
-@LOCK_ROWS@
-"""
-
-# The lock rows of some waiting sessions ($1), when a refresh finds waits it has not seen
-# without reading pg_locks: the refresh's second statement.
-_LOCKS_TEMPLATE = """
-WITH @LOCK_CTES@
-@LOCK_ROWS@
-"""
-
-_NO_STATEMENTS = "SELECT NULL::json AS data"
-# The console's own statement (same user and query id) is left out of the top list.
-_STATEMENTS = """
-    SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
-        'queryid', p.queryid, 'query', pg_catalog.left(p.query, $2::int), 'calls', p.calls,
-        'total_ms', p.total_ms, 'mean_ms', p.mean_ms, 'rows', p.rows) ORDER BY p.mean_ms DESC) AS data
-    FROM (SELECT p.queryid, p.query, p.calls, p.@TOTAL@ AS total_ms, p.@MEAN@ AS mean_ms, p.rows
-          FROM pg_stat_statements p
-          WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) me
-                            WHERE me.usesysid = p.userid AND @ME_QUERY_ID@ = p.queryid)
-          ORDER BY p.@MEAN@ DESC
-          LIMIT $5::int) p
-"""
-_PSS_COLUMNS = {
-    "exec": ("total_exec_time", "mean_exec_time"),  # PostgreSQL 13+ (pg_stat_statements 1.8+)
-    "plain": ("total_time", "mean_time"),  # before 13
-}
-
-
-def _activity_sql(pss: str | None, pg14: bool) -> str:
-    statements = _NO_STATEMENTS
-    if pss is not None:
-        total, mean = _PSS_COLUMNS[pss]
-        statements = _STATEMENTS.replace("@TOTAL@", total).replace("@MEAN@", mean)
-    return (
-        _ACTIVITY_TEMPLATE.replace("@STATEMENTS@", statements)
-        .replace("@LOCK_CTES@", _LOCK_CTES.strip().replace("@READ_LOCKS@", "$4::bool"))
-        .replace("@LOCK_ROWS@", _LOCK_ROWS.strip())
-        .replace("@ME_QUERY_ID@", "me.query_id" if pg14 else "NULL::int8")
-        .replace("@WAITSTART@", "l.waitstart" if pg14 else "NULL::timestamptz")
-    )
-
-
-def _locks_sql(pg14: bool) -> str:
-    return (
-        _LOCKS_TEMPLATE.replace(
-            "@LOCK_CTES@", _LOCK_CTES.strip().replace("@READ_LOCKS@", "l.pid = ANY ($1::int[])")
-        )
-        .replace("@LOCK_ROWS@", _LOCK_ROWS.strip())
-        .replace("@WAITSTART@", "l.waitstart" if pg14 else "NULL::timestamptz")
-    )
-
-
-#: Every activity statement the source can send, built once at import from constant fragments.
-ACTIVITY_SQL: dict[tuple[str | None, bool], str] = {
-    (pss, pg14): _activity_sql(pss, pg14) for pss in (None, "exec", "plain") for pg14 in (False, True)
-}
-#: The lock rows of the given pids (a refresh's second statement; see PostgresSource._poll).
-LOCKS_SQL: dict[bool, str] = {pg14: _locks_sql(pg14) for pg14 in (False, True)}
-
-# SQLSTATEs that mean pg_stat_statements changed under us: detect again and retry once.
-_PSS_TROUBLE = {"55000", "42501", "42P01", "42703", "42883"}
-
-
-# --- capabilities --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,7 +115,7 @@ class _Capabilities:
     privileges: Privileges
     read_all_stats: bool
     statements_status: str
-    pss_columns: str | None  # "exec" / "plain" when usable
+    pss_columns: PssColumns | None  # when usable
     notes: tuple[str, ...]
     detected_at: float
 
@@ -490,7 +145,7 @@ async def _detect(conn: asyncpg.Connection) -> _Capabilities:
 
     database = one_line(row["database"], 63)
     columns = set(row["pss_columns"] or ())
-    pss: str | None = None
+    pss: PssColumns | None = None
     if row["pss_version"] is None:
         status = "not installed"
         notes.append(f"pg_stat_statements is not installed in database {database}")
@@ -501,7 +156,7 @@ async def _detect(conn: asyncpg.Connection) -> _Capabilities:
             f"which is not on role {user}'s search_path"
         )
     else:
-        pss = next((k for k, (total, mean) in _PSS_COLUMNS.items() if {total, mean} <= columns), None)
+        pss = next((k for k in PssColumns if {k.total, k.mean} <= columns), None)
         try:
             await conn.fetchval(_PSS_PROBE_SQL)
             status = "ok" if pss else "not installed"
@@ -647,108 +302,17 @@ def _statement(raw: dict[str, Any]) -> Statement:
     )
 
 
-# --- blocking tree -------------------------------------------------------------------------
-
-
-def _direct_blockers(pid: int, by_pid: dict[int, Session]) -> set[int]:
-    """The blockers of ``pid`` that no other of its blockers waits for. pg_blocking_pids() gives
-    a waiter in a queue every session ahead of it, so a queue of n waiters drawn with every
-    edge repeats each waiter under each one ahead (2^n nodes); without the implied edges it is
-    one line per waiter, and each blocker still has the waiter in its subtree. A blocker that
-    waits for ``pid`` (a cycle) implies nothing."""
-    blockers = {b for b in by_pid[pid].blocked_by if b != pid}
-    if len(blockers) < 2:
-        return blockers
-    implied: set[int] = set()
-    for other in blockers:
-        session = by_pid.get(other)
-        if session is not None and pid not in session.blocked_by:
-            implied.update(session.blocked_by)
-    return (blockers - implied) or blockers
-
-
-def build_lock_tree(
-    sessions: Iterable[Session],
-    server_now: float | None = None,
-    *,
-    console: frozenset[int] = frozenset(),
-    max_nodes: int = TREE_MAX_NODES,
-    max_depth: int = TREE_MAX_DEPTH,
-) -> tuple[LockNode, ...]:
-    """Root blockers (blocking others, waiting on nobody) with their waiters as children.
-
-    A waiter blocked by several sessions appears under each of them that none of the others
-    waits for (see :func:`_direct_blockers`: a lock queue is a line per waiter). Pids that block someone
-    but are not in ``sessions`` (hidden, or the console's own: ``console``) become bare nodes.
-    A cycle has no natural root: its smallest pid becomes one, and the edge back to a node
-    already on the path is dropped, so the result is always a finite tree. Roots and children
-    are ordered by pid.
-    """
-    by_pid = {s.pid: s for s in sessions}
-    waiters: dict[int, list[int]] = defaultdict(list)
-    for pid in sorted(by_pid):
-        for blocker in sorted(_direct_blockers(pid, by_pid)):
-            waiters[blocker].append(pid)
-    for pid in sorted(by_pid):  # a blocker that lost every edge to the reduction (cycles) keeps its own
-        for blocker in by_pid[pid].blocked_by:
-            if blocker != pid and blocker not in waiters:
-                waiters[blocker].append(pid)
-    if not waiters:
-        return ()
-
-    def waits(pid: int) -> bool:
-        session = by_pid.get(pid)
-        return session is not None and any(b != pid for b in session.blocked_by)
-
-    visited: set[int] = set()
-    budget = [max_nodes]
-
-    def node(pid: int, path: frozenset[int]) -> LockNode:
-        visited.add(pid)
-        budget[0] -= 1
-        children = []
-        if len(path) <= max_depth:
-            for waiter in waiters.get(pid, ()):
-                if waiter in path or budget[0] <= 0:
-                    continue
-                children.append(node(waiter, path | {waiter}))
-        session = by_pid.get(pid)
-        if session is None:
-            state = "incident-console" if pid in console else "not visible"
-            return LockNode(
-                pid=pid, user="", state=state, query="", lock=None, waiting_for=None, children=tuple(children)
-            )
-        started = session.lock.since if session.lock and session.lock.since else session.state_change
-        waited = None
-        if session.waiting_on_lock and started is not None and server_now is not None:
-            waited = max(server_now - started, 0.0)
-        return LockNode(
-            pid=pid,
-            user=session.user,
-            state=session.state,
-            query=session.query,
-            lock=session.lock,
-            waiting_for=waited,
-            children=tuple(children),
-        )
-
-    roots = [node(pid, frozenset((pid,))) for pid in sorted(waiters) if not waits(pid)]
-    while budget[0] > 0:
-        rest = sorted(pid for pid in waiters if pid not in visited)
-        if not rest:
-            break
-        roots.append(node(rest[0], frozenset((rest[0],))))
-    return tuple(roots)
-
-
 # --- the source ----------------------------------------------------------------------------
 
 
 def _connections_by_state(rows: Iterable[asyncpg.Record]) -> tuple[tuple[str, int], ...]:
-    """Client sessions by state, the console's own included (kinds 1, 3 and 4)."""
+    """Client sessions by state, the console's own included (SESSION, IDLE_UNCHANGED and
+    CONSOLE_SESSION rows)."""
     counts: dict[str | None, int] = {}
+    lock_wait = RowKind.LOCK_WAIT  # a local: looking an enum member up costs several comparisons
     for row in rows:
-        if row["kind"] != 2 and row["is_client"]:  # lock rows of the second statement have no is_client
+        # (LOCK_WAIT rows of the second statement have no is_client column)
+        if row["kind"] != lock_wait and row["is_client"]:
             state = row["state"]
             counts[state] = counts.get(state, 0) + 1
     named: dict[str, int] = {}
@@ -813,9 +377,9 @@ class PostgresSource:
                     async with asyncio.timeout(limit):
                         return await self._poll()
                 except TimeoutError:
-                    # Only the hard limit gets here (a connect timeout is _ConnectTimeout).
+                    # Only the hard limit gets here (a connect timeout is ConnectTimeout).
                     self._drop()
-                    raise _HardTimeout(
+                    raise PollTimeout(
                         f"no answer in {limit:.3g}s; the connection was closed and is reopened next poll"
                     ) from None
             except asyncio.CancelledError:
@@ -835,17 +399,15 @@ class PostgresSource:
         fresh = conn is None
         if fresh:
             try:
-                conn = await connect(self.cluster, purpose="monitor")
+                # Generic plans: the refresh statement's plan does not depend on its parameters,
+                # but Postgres kept planning it for each call: ~1 ms of ~8 (bench/CHANGES.md).
+                conn = await connect(self.cluster, purpose="monitor", generic_plans=True)
             except TimeoutError as exc:
-                raise _ConnectTimeout() from exc
+                raise ConnectTimeout() from exc
             self._conn, self._caps = conn, None
         caps = self._caps
         if caps is None or time.monotonic() - caps.detected_at > CAPABILITY_TTL:
             caps = self._caps = await _detect(conn)
-        if fresh and caps.version_num >= 120000:
-            # The refresh statement's plan does not depend on its parameters, but Postgres kept
-            # planning it for each call (its custom plans look cheaper): ~1 ms of ~8 (bench/CHANGES.md).
-            await conn.execute(_GENERIC_PLANS_SQL)
         return conn, caps
 
     async def _poll(self) -> PostgresSnapshot:
@@ -858,12 +420,12 @@ class PostgresSource:
         try:
             rows = await self._activity(conn, caps, since, due, locks)
         except pgexc.PostgresError as exc:
-            if caps.pss_columns is None or getattr(exc, "sqlstate", None) not in _PSS_TROUBLE:
+            if caps.pss_columns is None or getattr(exc, "sqlstate", None) not in PSS_TROUBLE:
                 raise
             caps = self._caps = await _detect(conn)  # pg_stat_statements changed: once more
             rows = await self._activity(conn, caps, since, due, locks)
         if not locks and (new := self._new_waits(rows)):  # waits not seen before: read them now
-            rows = [*rows, *await conn.fetch(LOCKS_SQL[caps.version_num >= 140000], new)]
+            rows = [*rows, *await conn.fetch(LOCKS_SQL[caps.version_num >= 140000], *locks_args(new))]
         row, sessions = self._sessions(rows)
         if sessions is None:  # a pid we do not know came as unchanged: again, every session in full
             rows = await self._activity(conn, caps, None, due, True)
@@ -893,10 +455,9 @@ class PostgresSource:
         top = self.cluster.statements_top
         pss = caps.pss_columns if top > 0 else None
         sql = ACTIVITY_SQL[(pss, caps.version_num >= 140000)]
-        own = sorted(console_pids(self.cluster))
-        if pss is None:
-            return await conn.fetch(sql, own, QUERY_TEXT_CAP, since, locks)
-        return await conn.fetch(sql, own, QUERY_TEXT_CAP, since, locks, top if statements else 0)
+        size = None if pss is None else top if statements else 0
+        args = activity_args(console_pids(self.cluster), QUERY_TEXT_CAP, since, locks, size)
+        return await conn.fetch(sql, *args)
 
     def _new_waits(self, rows: Iterable[asyncpg.Record]) -> list[int]:
         """Pids of the sessions that wait in a way the last read of pg_locks did not see (a new
@@ -940,25 +501,33 @@ class PostgresSource:
     ) -> tuple[asyncpg.Record | None, tuple[Session, ...] | None]:
         """The header row and the sessions (by pid) of the refresh's rows. A session whose row
         (and lock row) has the same values as in the last refresh — long queries, waiters — and
-        an idle session unchanged since then (kind 3) are the last refresh's Session object,
-        not built or sanitised again. Sessions are None when an unchanged pid is not one of the
-        last refresh's. A waiter's lock is the one last read for its lock_key, or its kind 2 row
+        an idle session unchanged since then (IDLE_UNCHANGED) are the last refresh's Session
+        object, not built or sanitised again. Sessions are None when an unchanged pid is not one
+        of the last refresh's. A waiter's lock is the one last read for its lock_key, or its
+        LOCK_WAIT row
         (every lock when the header says pg_locks was read; else those of new waits, read by
         the refresh's second statement)."""
         header, full, locks = None, [], {}
         known, last, seen, by_pid = self._known, self._last, {}, {}
+        # Locals: looking an enum member up costs several comparisons, and this runs per row.
+        session_row, unchanged_row, lock_row, header_row = (
+            RowKind.SESSION,
+            RowKind.IDLE_UNCHANGED,
+            RowKind.LOCK_WAIT,
+            RowKind.HEADER,
+        )
         for row in rows:
             kind = row["kind"]
-            if kind == 1:
+            if kind == session_row:
                 full.append(row)
-            elif kind == 3:
+            elif kind == unchanged_row:
                 session = last.get(row["pid"])
                 if session is None:
                     return row, None
                 by_pid[session.pid] = session
-            elif kind == 2:
+            elif kind == lock_row:
                 locks[row["pid"]] = row
-            elif kind == 0:
+            elif kind == header_row:
                 header = row
         if header is None:
             return None, ()
