@@ -32,6 +32,7 @@ def recording(source) -> list[list]:
 def bare(rows) -> set[int]:
     """Pids sent as unchanged since the last refresh (IDLE_UNCHANGED: pid and state only), not
     in full."""
+    assert {row["kind"] for row in rows} <= set(RowKind)
     sent = {row["pid"] for row in rows if row["kind"] == RowKind.SESSION}
     unchanged = {row["pid"] for row in rows if row["kind"] == RowKind.IDLE_UNCHANGED}
     assert not unchanged & sent

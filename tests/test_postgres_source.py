@@ -23,7 +23,7 @@ from console.demo.pgcluster import PrivateCluster, free_port
 from console.locktree import build_lock_tree
 from console.model import ErrorKind, LockNode, LockWait, PostgresSnapshot, Session
 from console.pg import APPLICATION_NAME, connect, console_pids, console_sessions
-from console.sources.pg_refresh import ACTIVITY_SQL, LOCKS_SQL
+from console.sources.pg_refresh import ACTIVITY_SQL, LOCKS_SQL, activity_args, locks_args
 from console.sources.postgres import PostgresSource
 from tests.fixtures.postgres import quote_ident
 
@@ -336,11 +336,16 @@ async def test_every_statement_variant_prepares_on_a_real_server(private_pg):
                 with pytest.raises(asyncpg.exceptions.UndefinedColumnError):
                     await conn.prepare(sql)
             else:
-                await conn.prepare(sql)
+                # The statement takes the parameters activity_args gives, no more, no fewer.
+                top = None if pss is None else 10
+                args = activity_args([1], 100, None, True, top)
+                assert len((await conn.prepare(sql)).get_parameters()) == len(args)
         for sql in LOCKS_SQL.values():
-            await conn.prepare(sql)
+            assert len((await conn.prepare(sql)).get_parameters()) == len(locks_args([1]))
     finally:
         await conn.close()
+    # Composed of the module's own fragments: nothing left unfilled.
+    assert not any("@" in sql or "{" in sql for sql in (*ACTIVITY_SQL.values(), *LOCKS_SQL.values()))
 
 
 async def test_the_refresh_statement_is_planned_once(pg_server, pg_source):
