@@ -13,15 +13,31 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from console.audit import Event, parse_ts, timeline, utc_iso
+from console.journal import (
+    ActionConfirmed,
+    ActionFailed,
+    ActionRefused,
+    ActionSucceeded,
+    BreachEnded,
+    BreachEvent,
+    CheckFailed,
+    CheckPassed,
+    JournalEvent,
+    Note,
+    RunbookOpened,
+    RunEvent,
+    parse_ts,
+    utc_iso,
+)
+from console.model import Severity
 from console.rules import format_duration
 from console.runbooks import Pack, Progress, StepState
+from console.timeline import timeline
 
-_SEVERITY_RANK = {"OK": 0, "INFO": 1, "UNKNOWN": 2, "WARN": 3, "CRIT": 4}  # Severity.word
 _OUTCOME_WORD = {"ok": "✔ ok", "failed": "✖ failed", "refused": "⊘ refused", "info": "·"}
 
 
@@ -101,7 +117,7 @@ class IncidentReport:
 
 
 def build_report(
-    events: Iterable[Event],
+    events: Iterable[JournalEvent],
     pack: Pack,
     *,
     since: float,
@@ -123,9 +139,9 @@ def build_report(
         environments=sorted(
             set(environments)
             if environments is not None
-            else {str(e.get("environment")) for e in window if e.get("environment")}
+            else {e.environment for e in window if e.environment}
         ),
-        operators=sorted({str(e.get("operator")) for e in window if e.get("operator")}),
+        operators=sorted({e.operator for e in window if e.operator}),
         timeline=[
             {
                 "ts": entry.ts,
@@ -142,105 +158,94 @@ def build_report(
         breaches=_breaches(window),
         actions=_actions(window),
         checks={
-            "passed": sum(1 for e in window if e.kind == "check.passed"),
-            "failed": sum(1 for e in window if e.kind == "check.failed"),
+            "passed": sum(1 for e in window if isinstance(e, CheckPassed)),
+            "failed": sum(1 for e in window if isinstance(e, CheckFailed)),
         },
-        notes=[
-            NoteEntry(
-                e.ts, str(e.get("operator")), str(e.get("text")), str(e.get("runbook")), str(e.get("step"))
-            )
-            for e in window
-            if e.kind == "note"
-        ],
+        notes=[NoteEntry(e.ts, e.operator, e.text, e.runbook, e.step) for e in window if isinstance(e, Note)],
         runbooks=_runbooks(window, every, pack, until),
         skipped_lines=skipped_lines,
     )
 
 
-def _breaches(window: list[Event]) -> list[BreachEntry]:
+def _breaches(window: list[JournalEvent]) -> list[BreachEntry]:
     """One entry per breach episode: started (the breach's own ``since``), worst severity, ended."""
     episodes: list[BreachEntry] = []
     current: dict[str, BreachEntry] = {}
     for e in window:
-        if not e.kind.startswith("breach."):
+        if not isinstance(e, BreachEvent):
             continue
-        breach_id = str(e.get("breach"))
-        entry = current.get(breach_id)
+        entry = current.get(e.breach)
         if entry is None:
             try:
-                started = parse_ts(str(e.get("since")))
+                started = parse_ts(e.since)
             except ValueError:
                 started = e.ts
-            entry = BreachEntry(breach_id, str(e.get("title")), str(e.get("severity")), started)
-            entry.subject = str(e.get("subject"))
-            current[breach_id] = entry
+            entry = BreachEntry(e.breach, e.title, e.severity, started)
+            entry.subject = e.subject
+            current[e.breach] = entry
             episodes.append(entry)
-        severity = str(e.get("severity"))
-        if _SEVERITY_RANK.get(severity, 0) > _SEVERITY_RANK.get(entry.severity, 0):
-            entry.severity = severity
-        entry.last_state = str(e.get("state"))
-        entry.value = str(e.get("value")) or entry.value
-        if e.kind == "breach.end":
+        if Severity.from_word(e.severity) > Severity.from_word(entry.severity):
+            entry.severity = e.severity
+        entry.last_state = e.state
+        entry.value = e.value or entry.value
+        if isinstance(e, BreachEnded):
             entry.ended = e.ts
-            del current[breach_id]
+            del current[e.breach]
     return sorted(episodes, key=lambda b: (b.started, b.id))
 
 
-def _plan(e: Event) -> Mapping[str, Any]:
-    plan = e.get("plan", {})
-    return plan if isinstance(plan, Mapping) else {}
-
-
-def _actions(window: list[Event]) -> list[ActionEntry]:
-    confirmations = {
-        _plan(e).get("id"): str(e.get("confirmation")) for e in window if e.kind == "action.confirmed"
-    }
+def _actions(window: list[JournalEvent]) -> list[ActionEntry]:
+    confirmations = {e.plan.id: e.confirmation for e in window if isinstance(e, ActionConfirmed)}
     out = []
     for e in window:
-        if e.kind not in ("action.succeeded", "action.failed", "action.refused"):
+        if isinstance(e, ActionRefused):
+            result, confirmation, output, duration = "refused", "", (), None
+        elif isinstance(e, ActionSucceeded | ActionFailed):
+            result = e.result or ("succeeded" if isinstance(e, ActionSucceeded) else "failed")
+            confirmation, output, duration = confirmations.get(e.plan.id, ""), e.output, e.duration
+        else:
             continue
-        plan = _plan(e)
-        duration = e.get("duration", None)
-        output = e.get("output", [])
         out.append(
             ActionEntry(
                 ts=e.ts,
-                operator=str(e.get("operator")),
-                result="refused" if e.kind == "action.refused" else str(e.get("result") or e.kind[7:]),
-                title=str(plan.get("title") or plan.get("summary") or "action"),
-                kind=str(plan.get("kind", "")),
-                summary=str(plan.get("summary", "")),
-                message=str(e.get("message")),
-                runbook=str(e.get("runbook")),
-                step=str(e.get("step")),
-                confirmation="" if e.kind == "action.refused" else confirmations.get(plan.get("id"), ""),
-                duration=float(duration) if isinstance(duration, int | float) else None,
-                lines=[str(x) for x in plan.get("lines", []) if isinstance(x, str)],
-                output=[str(x) for x in output] if isinstance(output, list) else [],
+                operator=e.operator,
+                result=result,
+                title=e.plan.name,
+                kind=e.plan.kind,
+                summary=e.plan.summary,
+                message=e.message,
+                runbook=e.runbook,
+                step=e.step,
+                confirmation=confirmation,
+                duration=duration,
+                lines=list(e.plan.lines),
+                output=list(output),
             )
         )
     return out
 
 
-def _runbooks(window: list[Event], every: list[Event], pack: Pack, until: float) -> list[RunbookEntry]:
-    runs: dict[str, Event] = {}
+def _runbooks(
+    window: list[JournalEvent], every: list[JournalEvent], pack: Pack, until: float
+) -> list[RunbookEntry]:
+    runs: dict[str, RunbookOpened] = {}
     for e in every:
-        if e.kind == "runbook.opened" and e.get("run"):
-            runs.setdefault(str(e.get("run")), e)
-    used = {str(e.get("run")) for e in window if e.get("run")}
+        if isinstance(e, RunbookOpened) and e.run:
+            runs.setdefault(e.run, e)
+    used = {e.run for e in window if isinstance(e, RunEvent) and e.run}
     out = []
     for run_id, opened in runs.items():
         if run_id not in used:
             continue
-        runbook = pack.get(str(opened.get("runbook")))
+        runbook = pack.get(opened.runbook)
         if runbook is None:
             out.append(
                 RunbookEntry(
-                    str(opened.get("runbook")),
-                    str(opened.get("title")),
+                    opened.runbook,
+                    opened.title,
                     run_id,
                     opened.ts,
-                    str(opened.get("operator")),
+                    opened.operator,
                     {},
                     [],
                     [],
@@ -258,7 +263,7 @@ def _runbooks(window: list[Event], every: list[Event], pack: Pack, until: float)
                 runbook.title,
                 run_id,
                 opened.ts,
-                str(opened.get("operator")),
+                opened.operator,
                 counts,
                 [f"{s.step.id}: {s.message}" for s in progress.steps if s.state == StepState.FAILED],
                 [(item, i in progress.ticked) for i, item in enumerate(runbook.post_incident)],

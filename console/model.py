@@ -46,6 +46,11 @@ class Severity(IntEnum):
         return _SEVERITY_WORDS[self]
 
     @classmethod
+    def from_word(cls, word: str) -> Severity:
+        """The severity a :attr:`word` names (as the journal keeps it); OK for anything else."""
+        return _SEVERITY_BY_WORD.get(word, cls.OK)
+
+    @classmethod
     def from_label(cls, value: str | None) -> Severity:
         """Map a Prometheus ``severity`` label; anything unrecognised counts as a warning."""
         key = (value or "").strip().lower()
@@ -59,6 +64,7 @@ _SEVERITY_WORDS = {
     Severity.WARNING: "WARN",
     Severity.CRITICAL: "CRIT",
 }
+_SEVERITY_BY_WORD = {word: severity for severity, word in _SEVERITY_WORDS.items()}
 _SEVERITY_LABELS = {
     "critical": Severity.CRITICAL,
     "crit": Severity.CRITICAL,

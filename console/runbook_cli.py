@@ -151,7 +151,7 @@ def show_lines(config: Config, runbook, file_name: str) -> list[str]:
     """What ``runbook show`` prints: the runbook with every value filled in from the config
     (secrets masked); values that come from a breach show as <name>."""
     from console.actions import Executor, Value
-    from console.audit import Journal
+    from console.journal import Journal
     from console.runbooks import CONTEXT_NAMES, Progress, RunbookSession, build_context
 
     executor = Executor(config, Journal(config.journal_path()), read_only=True)  # nothing is written
@@ -272,8 +272,8 @@ def _write_file(path: Path, text: str) -> None:
 
 
 def cmd_export(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    from console.audit import read_journal
     from console.incident_report import build_report, render_json, render_markdown
+    from console.journal import read_journal
     from console.runbooks import pack_for
 
     out, err = out or sys.stdout, err or sys.stderr
@@ -296,8 +296,8 @@ def cmd_export(args: argparse.Namespace, out: TextIO | None = None, err: TextIO 
     events, environments = read.events, None
     if not getattr(args, "all_environments", False):
         environments = sorted(set(getattr(args, "environment", None) or [config.environment.name]))
-        events = tuple(e for e in read.events if e.get("environment") in environments)
-        seen = {str(e.get("environment")) for e in read.events if since <= e.ts <= now}
+        events = tuple(e for e in read.events if e.environment in environments)
+        seen = {e.environment for e in read.events if since <= e.ts <= now}
         others = sorted(seen - set(environments))
         if others:
             print(

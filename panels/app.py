@@ -29,14 +29,15 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Input, Tab, Tabs
 
-from console.actions import Executor, Plan, RenderError, Result
-from console.audit import Journal, JournalError, record_breaches, timeline
+from console.actions import Confirmation, Executor, Plan, RenderError, Result
 from console.config import Config, load_config
+from console.journal import Journal, JournalError, record_breaches
 from console.model import PrometheusSnapshot, Severity, Silence
 from console.poller import ConsoleState, Poller, next_delay
 from console.rules import Breach, State, silence_for
-from console.runbooks import Pack, RunbookSession, pack_for
+from console.runbooks import Need, Pack, RunbookSession, pack_for
 from console.sanitize import one_line
+from console.timeline import timeline
 from console.yamlfile import ConfigError
 from panels.base import Panel
 from panels.breaches import BreachesPanel
@@ -570,42 +571,45 @@ class ConsoleApp(App[int]):
     def _run_action(self, work: Awaitable[None], name: str) -> None:
         self.run_worker(work, group="action", name=name, exit_on_error=False)
 
-    async def confirm_and_execute(
-        self,
-        plan: Plan,
-        execute: Callable[..., Awaitable[Result]] | None = None,
-        decline: Callable[..., Awaitable[None]] | None = None,
-    ) -> Result | None:
+    async def confirm_and_execute(self, plan: Plan) -> Result | None:
         """Show the plan, ask (default No / the typed word), run it, say what happened.
 
         Must run in a worker (it waits for the dialog). In read-only mode nothing is asked: the
         executor refuses and the refusal is shown and journaled."""
-        execute = execute or self.executor.execute
-        if self.executor.read_only:
-            result = await execute(plan)
-        else:
-            dialog = confirm_for(
-                plan,
-                on_mistyped=lambda typed: self.run_worker(
-                    self.executor.mistyped(plan, typed), group="journal", exit_on_error=False
-                ),
-            )
-            try:
-                confirmed = await self.push_screen_wait(dialog)
-            except asyncio.CancelledError:  # the console is closing with the dialog open
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(
-                        (decline or self.executor.decline)(plan, "abandoned: the console closed")
-                    )
-                raise
-            if not confirmed:
-                await (decline or self.executor.decline)(plan)
-                self.notify(f"not run: {plan.summary}", timeout=4)
-                return None
-            self.notify(f"running: {plan.summary}", timeout=3)
-            result = await execute(plan, answer(dialog, True))
+        confirmation = await self.ask(plan)
+        if confirmation is None:
+            return None
+        result = await self.executor.execute(plan, confirmation)
         self.notify(result_line(result), severity=result_severity(result), timeout=8)
         return result
+
+    async def ask(
+        self, plan: Plan, decline: Callable[..., Awaitable[None]] | None = None
+    ) -> Confirmation | None:
+        """The operator's answer to the plan's dialog, or None when declined (journaled by
+        ``decline``, the executor's by default). Read-only: no dialog, an empty answer (the
+        executor refuses it and says why). Each mistyped word is journaled as it happens."""
+        if self.executor.read_only:
+            return Confirmation()
+        decline = decline or self.executor.decline
+        dialog = confirm_for(
+            plan,
+            on_mistyped=lambda typed: self.run_worker(
+                self.executor.mistyped(plan, typed), group="journal", exit_on_error=False
+            ),
+        )
+        try:
+            confirmed = await self.push_screen_wait(dialog)
+        except asyncio.CancelledError:  # the console is closing with the dialog open
+            with contextlib.suppress(Exception):
+                await asyncio.shield(decline(plan, "abandoned: the console closed"))
+            raise
+        if not confirmed:
+            await decline(plan)
+            self.notify(f"not run: {plan.summary}", timeout=4)
+            return None
+        self.notify(f"running: {plan.summary}", timeout=3)
+        return answer(dialog, True)
 
     def on_signal_backend(self, message: SignalBackend) -> None:
         session = message.session
@@ -710,45 +714,31 @@ class ConsoleApp(App[int]):
         self._run_action(self._step(message), f"step {message.step_id}")
 
     async def _step(self, message: StepRequest) -> None:
+        """The runbook screen's key on a step: the session says what it means and needs; the
+        app only asks the operator for it (the dialog, the note) and shows the outcome."""
         screen, session = message.screen, message.screen.session
         step = session.runbook.step(message.step_id)
         try:
-            if message.what == "execute":
-                await self._execute_step(session, step)
-            elif message.what == "dry_run":
-                result = await session.dry_run(step)
-                self.notify(result_line(result), severity=result_severity(result), timeout=6)
-            elif message.what == "done":
-                await session.mark_done(step)
-            elif message.what == "skip":
-                await session.skip(step)
-            elif message.what == "reopen":
-                await session.reopen(step)
-            elif message.what == "note":
-                text = await self.push_screen_wait(NoteScreen(f"Note on: {session.title(step)}"))
-                if text:
-                    await session.note(text, step)
+            task = await session.task(message.command, step)
+            confirmation, note = None, ""
+            if task.need is Need.CONFIRMATION and task.plan is not None:
+                confirmation = await self.ask(task.plan, decline=session.decline)
+                if confirmation is None:
+                    return
+            elif task.need is Need.NOTE:
+                note = await self.push_screen_wait(NoteScreen(f"Note on: {session.title(step)}")) or ""
+                if not note:
+                    return
+            result = await session.perform(task, confirmation=confirmation, note=note)
+            if result is not None:
+                self.notify(result_line(result), severity=result_severity(result), timeout=8)
         except RenderError as exc:
             self.notify(f"cannot run this step: {exc}", severity="error", timeout=8)
-        if session.last_error:
-            self.notify(f"journal: {session.last_error}", severity="error", timeout=10)
-        if screen.is_mounted:
-            screen.refresh_steps()
-
-    async def _execute_step(self, session: RunbookSession, step) -> None:
-        if step.kind in ("manual", "escalate"):
-            await session.mark_done(step)
-            return
-        if step.kind in ("check", "wait"):
-            result = await session.execute(step)
-            self.notify(result_line(result), severity=result_severity(result), timeout=6)
-            return
-        plan = await session.prepare(step)
-        await self.confirm_and_execute(
-            plan,
-            execute=lambda p, c=None: session.execute(step, c, p),
-            decline=session.decline,
-        )
+        finally:
+            if session.last_error:
+                self.notify(f"journal: {session.last_error}", severity="error", timeout=10)
+            if screen.is_mounted:
+                screen.refresh_steps()
 
     # --- timeline and demo --------------------------------------------------------------------
 

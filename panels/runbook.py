@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, Static
 
-from console.runbooks import Match, Runbook, RunbookSession, StepState, StepStatus
+from console.runbooks import Match, Runbook, RunbookSession, StepCommand, StepState, StepStatus
 from console.sanitize import one_line
 from panels.footer import Footer
 from panels.tables import KeyedTable
@@ -139,10 +139,10 @@ class NoteScreen(ModalScreen[str | None]):
 
 @dataclass
 class StepRequest(Message):
-    """The operator asked for ``what`` (execute | dry_run | done | skip | reopen | note) on a step."""
+    """The operator asked for ``command`` on a step."""
 
     screen: RunbookScreen
-    what: str
+    command: StepCommand
     step_id: str
 
 
@@ -158,7 +158,7 @@ class RunbookScreen(Screen):
         Binding("m", "request('done')", "Mark done", id="runbook_done"),
         Binding("k", "request('skip')", "Skip", id="runbook_skip"),
         Binding("u", "request('reopen')", "Reopen", id="runbook_reopen"),
-        Binding("o", "request('note')", "Note", id="runbook_note"),
+        Binding("o", "request('add_note')", "Note", id="runbook_note"),
     ]
     DEFAULT_CSS = """
     RunbookScreen { layout: vertical; }
@@ -248,6 +248,8 @@ class RunbookScreen(Screen):
         text.append(f"   {STEP_BADGE[status.state]}\n", style=STEP_STYLE[status.state])
         for line in self.session.describe(step):
             text.append(f"{line}\n")
+        if (expected := self.session.expected(step)) is not None and status.state != StepState.DONE:
+            text.append(f"press {self.key_for(expected)} when done\n", style="bold")
         if status.message:
             text.append("\nlast: ", style="bold")
             text.append(f"{one_line(status.message, 400)}\n")
@@ -278,10 +280,18 @@ class RunbookScreen(Screen):
         index = progress.next() if step > 0 else progress.previous()
         self.query_one("#rb-steps", KeyedTable).move_cursor(row=index, animate=False)
 
-    def action_request(self, what: str) -> None:
+    def action_request(self, command: str) -> None:
         status = self.selected
         if status is not None:
-            self.post_message(StepRequest(self, what, status.step.id))
+            self.post_message(StepRequest(self, StepCommand(command), status.step.id))
+
+    def key_for(self, command: StepCommand) -> str:
+        """The key that gives ``command`` here, as the user's keymap has it."""
+        binding = next(
+            b for b in self.BINDINGS if isinstance(b, Binding) and b.action == f"request('{command}')"
+        )
+        keymap = getattr(self.app, "_keymap", {}) or {}
+        return keymap.get(binding.id, binding.key) if binding.id else binding.key
 
     def action_close(self) -> None:
         self.app.pop_screen()

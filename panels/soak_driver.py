@@ -19,8 +19,8 @@ from typing import Any
 import textual.constants
 from textual.worker import WorkerState
 
-from console.audit import Journal
 from console.config import Config
+from console.journal import Journal
 from console.poller import ConsoleState, Poller
 from console.soak import Sample, Soak, cycle_scenarios, demo_tracebacks, sample_loop, take_sample
 from panels.app import ConsoleApp

@@ -12,7 +12,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from console.audit import TimelineEntry
+from console.timeline import TimelineEntry
 from panels.footer import Footer
 from panels.tables import KeyedTable
 from panels.text import cell

@@ -38,8 +38,8 @@ from console.actions import (
     Status,
     Value,
 )
-from console.audit import Journal, Operator, read_journal
 from console.config import Config, load_config
+from console.journal import ActionConfirmed, Journal, JournalEvent, Note, Operator, read_journal
 from console.model import Severity
 from console.pg import connect
 from console.rules import Breach, State
@@ -652,16 +652,14 @@ async def test_a_read_only_filesystem_stops_the_action(fix_server: StubServer, t
         assert fix_server.hits("/fix") == 0
 
 
-def _line_size(journal: Journal, event: str, fields: dict[str, Any]) -> int:
-    return (
-        len(json.dumps(journal.record(event, fields), ensure_ascii=False, separators=(",", ":")).encode()) + 1
-    )
+def _line_size(journal: Journal, event: JournalEvent) -> int:
+    return len(json.dumps(journal.record(event), ensure_ascii=False, separators=(",", ":")).encode()) + 1
 
 
 def _pad_to(journal: Journal, size: int) -> None:
     """Append a note that makes the journal exactly ``size`` bytes long."""
     now = journal.path.stat().st_size if journal.path.exists() else 0
-    journal.append("note", text="x" * (size - now - _line_size(journal, "note", {"text": ""})))
+    journal.append(Note(text="x" * (size - now - _line_size(journal, Note(text="")))))
     assert journal.path.stat().st_size == size
 
 
@@ -698,7 +696,7 @@ async def test_a_result_that_cannot_be_recorded_is_said_so(fix_server: StubServe
         # action.confirmed will end exactly on the page boundary; the result needs a page more.
         _pad_to(
             journal,
-            4096 - _line_size(journal, "action.confirmed", {**plan.journal_fields(), "confirmation": "yes"}),
+            4096 - _line_size(journal, plan.event(ActionConfirmed, confirmation="yes")),
         )
         (mount / "filler").write_bytes(b"x" * 4096)  # the other page
         result = await ex.execute(plan, YES)
@@ -839,4 +837,4 @@ async def test_an_action_is_journaled_confirmed_then_its_result(
     assert isinstance(done.get("duration"), float) and done.get("duration") >= 0
     assert done.get("plan")["lines"] == list(plan.lines)
     assert read[1].get("confirmation") == "yes"
-    assert [dict(r) for r in result.events] == [dict(e.fields) for e in read[1:]]
+    assert list(result.events) == list(read[1:])

@@ -15,17 +15,22 @@ from pathlib import Path
 import pytest
 
 from console import redact
-from console.audit import (
+from console.journal import (
+    ActionFailed,
+    BreachChanged,
     Journal,
     JournalError,
+    Note,
     Operator,
+    PlanRecord,
+    RunbookOpened,
     breach_events,
     read_journal,
     record_breaches,
-    timeline,
 )
 from console.model import Severity
 from console.rules import Breach, State
+from console.timeline import timeline
 
 ROOT = Path(__file__).resolve().parent.parent
 OPERATOR = Operator("alice", "10.0.0.5", "console-host")
@@ -35,13 +40,14 @@ OPERATOR = Operator("alice", "10.0.0.5", "console-host")
 WRITER = textwrap.dedent(
     """
     import sys
-    from console.audit import Journal, Operator
+    from console.journal import Journal, Note, Operator
     journal = Journal(sys.argv[1], operator=Operator("writer", "", "h"))
     tag, every, pads = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     n = 0
     while True:
         n += 1
-        journal.append("test.event", tag=tag, n=n, pad=["x" * 8000] * (pads if n % every == 0 else 0))
+        pad = "x" * 8000 * (pads if n % every == 0 else 0)
+        journal.append(Note(runbook=tag, step=str(n), text=pad))
         sys.stdout.write(f"{n}\\n")
         sys.stdout.flush()
     """
@@ -59,11 +65,11 @@ def _writer(path: Path, tag: str, every: int = 3, pads: int = 25) -> subprocess.
 
 def test_append_is_one_whole_line_with_the_common_fields(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j" / "journal.jsonl", operator=OPERATOR, environment="prod")
-    record = journal.append("note", text="hello", runbook="rb", step="s1")
+    event = journal.append(Note(text="hello", runbook="rb", step="s1"))
     data = (tmp_path / "j" / "journal.jsonl").read_bytes()
     assert data.endswith(b"\n") and data.count(b"\n") == 1
     written = json.loads(data)
-    assert written == record
+    assert written == event.raw and event.text == "hello" and event.operator == written["operator"]
     assert written["event"] == "note" and written["ts"].endswith("Z")
     assert written["operator"] == "alice@console-host (ssh from 10.0.0.5)"
     assert (written["user"], written["ssh_client"], written["host"]) == ("alice", "10.0.0.5", "console-host")
@@ -105,7 +111,7 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_line(tmp_path: Path) -> 
         read = read_journal(path)
         assert read.partial_tail == bool(tail)
         torn += bool(tail)
-        seen = [e.get("n") for e in read.events if e.get("tag") == tag]
+        seen = [int(e.step) for e in read.events if e.runbook == tag]
         # Every acknowledged event is there, whole, in order; at most one more (written, not yet acked).
         assert seen[: len(acks)] == acks
         assert len(seen) - len(acks) in (0, 1)
@@ -114,7 +120,7 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_line(tmp_path: Path) -> 
     read = read_journal(path)
     assert read.skipped == torn
     for tag, last in acknowledged.items():
-        assert [e.get("n") for e in read.events if e.get("tag") == tag][:last] == list(range(1, last + 1))
+        assert [int(e.step) for e in read.events if e.runbook == tag][:last] == list(range(1, last + 1))
     assert acked_total > iterations
     print(f"\nkill -9: {iterations} kills, {acked_total} acknowledged events, {torn} torn tails, none lost")
 
@@ -125,7 +131,7 @@ def test_several_processes_append_without_interleaving(tmp_path: Path) -> None:
     # Run until every writer has appended a good number of events (a busy machine starts them late).
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        tags = [e.get("tag") for e in read_journal(path).events]
+        tags = [e.runbook for e in read_journal(path).events]
         if all(tags.count(f"p{i}") > 20 for i in range(4)):
             break
         time.sleep(0.1)
@@ -138,7 +144,7 @@ def test_several_processes_append_without_interleaving(tmp_path: Path) -> None:
     read = read_journal(path)
     assert read.skipped <= 4  # SIGTERM can tear at most each writer's last line
     for tag, count in counts.items():
-        ns = [e.get("n") for e in read.events if e.get("tag") == tag]
+        ns = [int(e.step) for e in read.events if e.runbook == tag]
         assert ns[:count] == list(range(1, count + 1)), tag
         assert count > 10
     # Every line in the file parsed as one event of one writer: no two lines interleaved.
@@ -150,34 +156,34 @@ def test_several_processes_append_without_interleaving(tmp_path: Path) -> None:
 def test_a_torn_tail_is_skipped_and_the_next_event_starts_a_new_line(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
     journal = Journal(path, operator=OPERATOR)
-    journal.append("note", text="before")
+    journal.append(Note(text="before"))
     with open(path, "ab") as handle:
         handle.write(b'{"ts": "2026-01-01T00:00:00Z", "event": "no')  # a writer died here
     assert read_journal(path).partial_tail
-    journal.append("note", text="after")
+    journal.append(Note(text="after"))
     read = read_journal(path)
-    assert [e.get("text") for e in read.events] == ["before", "after"]
+    assert [e.text for e in read.events] == ["before", "after"]
     assert read.skipped == 1 and not read.partial_tail
 
 
 def test_corrupt_lines_are_skipped_and_counted(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
-    Journal(path, operator=OPERATOR).append("note", text="one")
+    Journal(path, operator=OPERATOR).append(Note(text="one"))
     with open(path, "ab") as handle:
         handle.write(b'garbage\n[1,2]\n{"event": "x"}\n\xff\xfe\n\n')
-    Journal(path, operator=OPERATOR).append("note", text="two")
+    Journal(path, operator=OPERATOR).append(Note(text="two"))
     read = read_journal(path)
-    assert [e.get("text") for e in read.events] == ["one", "two"]
+    assert [e.text for e in read.events] == ["one", "two"]
     assert read.skipped == 4
 
 
 def test_since_filters_and_a_missing_file_is_empty(tmp_path: Path) -> None:
     now = [1_800_000_000.0]
     journal = Journal(tmp_path / "j.jsonl", operator=OPERATOR, clock=lambda: now[0])
-    journal.append("note", text="old")
+    journal.append(Note(text="old"))
     now[0] += 3600
-    journal.append("note", text="new")
-    assert [e.get("text") for e in journal.read(since=now[0] - 60).events] == ["new"]
+    journal.append(Note(text="new"))
+    assert [e.text for e in journal.read(since=now[0] - 60).events] == ["new"]
     assert read_journal(tmp_path / "none.jsonl").events == ()
 
 
@@ -185,13 +191,16 @@ def test_redaction_of_a_canary_secret_everywhere(tmp_path: Path) -> None:
     canary = "canary-" + os.urandom(6).hex()
     redact.register(canary)
     path = tmp_path / "journal.jsonl"
-    Journal(path, operator=OPERATOR).append(
-        "action.failed",
-        message=f"server said: token {canary} rejected",
-        plan={"lines": [f"Authorization: Bearer {canary}"], "nested": {"deep": [canary]}},
-        output=[f"{canary}\x1b[2J"],
-        **{f"key-{canary}": "x"},
+    journal = Journal(path, operator=OPERATOR)
+    journal.append(
+        ActionFailed(
+            message=f"server said: token {canary} rejected",
+            plan=PlanRecord(lines=(f"Authorization: Bearer {canary}",), title=canary),
+            output=(f"{canary}\x1b[2J",),
+            data={"nested": {"deep": [canary]}},
+        )
     )
+    journal.append(RunbookOpened(inputs={f"key-{canary}": canary}))
     data = path.read_text()
     assert canary not in data
     assert "\x1b" not in data and "\\u001b" not in data  # escape sequences are made visible
@@ -201,7 +210,7 @@ def test_redaction_of_a_canary_secret_everywhere(tmp_path: Path) -> None:
 def test_dev_full_refuses_with_a_reason() -> None:
     journal = Journal("/dev/full", operator=OPERATOR)
     with pytest.raises(JournalError, match="No space left on device"):
-        journal.append("note", text="x")
+        journal.append(Note(text="x"))
 
 
 def test_append_latency_with_fsync(tmp_path: Path) -> None:
@@ -209,7 +218,7 @@ def test_append_latency_with_fsync(tmp_path: Path) -> None:
     samples = []
     for i in range(200):
         started = time.perf_counter()
-        journal.append("note", text=f"line {i}", plan={"lines": ["SELECT 1"] * 5})
+        journal.append(ActionFailed(message=f"line {i}", plan=PlanRecord(lines=("SELECT 1",) * 5)))
         samples.append(time.perf_counter() - started)
     samples.sort()
     median, p99 = samples[len(samples) // 2], samples[int(len(samples) * 0.99)]
@@ -238,14 +247,14 @@ def test_breach_diff_gives_start_change_and_end() -> None:
     c = _breach("health.storefront")
     b_firing = _breach("alert:HighErrorRate:1", kind="alert", title="HighErrorRate")
     events = breach_events([a, b], [b_firing, c])
-    kinds = [(event, fields["breach"]) for event, fields in events]
+    kinds = [(event.kind, event.breach) for event in events]
     assert kinds == [
         ("breach.change", "alert:HighErrorRate:1"),
         ("breach.start", "health.storefront"),
         ("breach.end", "postgres.demo.waiting"),
     ]
-    change = dict(events)["breach.change"]
-    assert (change["from_state"], change["state"]) == ("pending", "firing")
+    [change] = [e for e in events if isinstance(e, BreachChanged)]
+    assert (change.from_state, change.state) == ("pending", "firing")
     assert breach_events([a], [a]) == []
 
 

@@ -24,7 +24,6 @@ import httpx
 import pytest
 import yaml
 
-from console.audit import read_journal
 from console.config import load_config
 from console.demo import configwriter, rules, shopdb
 from console.demo.control import DemoControl, DemoError
@@ -32,6 +31,7 @@ from console.demo.dbfaults import DB_FAULTS
 from console.demo.faults import FAULTS
 from console.demo.scenarios import SCENARIOS, Expected, Scenario
 from console.demo.state import load_state_file, proc_start
+from console.journal import read_journal
 from console.model import Severity
 from tests.fixtures.demo import (
     CLI,
@@ -420,7 +420,7 @@ def _silences(alertmanager: str) -> list[dict[str, Any]]:
 def _journal_events(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
-    return [e.fields for e in read_journal(path).events]
+    return [dict(e.raw) for e in read_journal(path).events]
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from console.app import ConsoleApp
-from console.audit import Journal
+from console.journal import Journal
 from panels.breaches import BreachesPanel
 from panels.confirm import ConfirmScreen
 from panels.health import HealthPanel
@@ -437,7 +437,7 @@ async def test_prometheus_and_alertmanager_killed_then_restarted(tmp_path, daemo
         await wait_for(pilot, lambda: any(e.kind == "action.failed" for e in journal.read().events), 15,
                        "the failed ack in the journal")  # fmt: skip
         failed = next(e for e in journal.read().events if e.kind == "action.failed")
-        assert "ConnectError" in str(failed.get("message")), failed.fields  # httpx: nobody listens
+        assert "ConnectError" in str(failed.get("message")), dict(failed.raw)  # httpx: nobody listens
         said = [n.message for n in app._notifications]
         assert any("ConnectError" in m for m in said), said  # and the operator was told
         assert "acked" not in str(breaches.table.get_row(breach_id)[1])

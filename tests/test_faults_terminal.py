@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from console.app import ConsoleApp
-from console.audit import read_journal
 from console.demo.state import load_state_file
+from console.journal import read_journal
 from panels.confirm import ConfirmScreen
 from panels.detail import DetailScreen
 from panels.postgres import PostgresPanel

@@ -392,7 +392,9 @@ async def test_api_warnings_are_kept(http_server: StubServer, sources: Any) -> N
 async def test_infos_are_shown_next_to_warnings(http_server: StubServer, sources: Any) -> None:
     fake_prometheus(
         http_server,
-        query={"json": ok(vector(({"job": "api"}, "7")), infos=["PromQL info: metric might not be a counter"])},
+        query={
+            "json": ok(vector(({"job": "api"}, "7")), infos=["PromQL info: metric might not be a counter"])
+        },
     )
     snapshot = await sources(http_server.url(), query("q", "up")).poll()
     assert snapshot.warnings == ("info: PromQL info: metric might not be a counter",)

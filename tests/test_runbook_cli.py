@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from console.actions import Confirmation, Executor, Status
-from console.audit import Journal, Operator, record_breaches
 from console.cli import main
 from console.config import load_config
+from console.journal import Journal, Note, Operator, record_breaches
 from console.model import Severity
 from console.rules import Breach, State
 from console.runbooks import RunbookSession, pack_for
@@ -194,7 +194,7 @@ async def _an_incident(config_path: Path, server: StubServer) -> float:
     path = config.journal_path()
     started = time.time() - 600
     old = Journal(path, operator=OPERATOR, environment="staging", clock=lambda: time.time() - 3 * 3600)
-    old.append("note", text="an old note from an earlier incident")
+    old.append(Note(text="an old note from an earlier incident"))
     journal = Journal(path, operator=OPERATOR, environment="staging")
     breach = _breach(
         "health.sync-worker", started, summary="hubspot: fail", value_text="FAIL", subject="sync-worker"
@@ -317,7 +317,7 @@ def test_export_since_a_utc_time(capsys: pytest.CaptureFixture[str], tmp_path: P
     config = write_config(tmp_path)
     journal = load_config(config).journal_path()
     Journal(journal, operator=OPERATOR, environment="staging", clock=lambda: 1_790_000_000.0).append(
-        "note", text="at 14:13:20"
+        Note(text="at 14:13:20")
     )
     code, out, _ = run(
         capsys, "export", "--since", "2026-09-21T14:13", "--format", "json", "--config", str(config)
@@ -334,7 +334,7 @@ def test_export_to_an_unwritable_place_is_one_line(
 ) -> None:
     config = write_config(tmp_path)
     Journal(load_config(config).journal_path(), operator=OPERATOR, environment="staging").append(
-        "note", text="x"
+        Note(text="x")
     )
     target = tmp_path / "no" / "such" / "dir" / "report.md"
     code, out, err = run(capsys, "export", "--config", str(config), "--output", str(target))
@@ -359,7 +359,7 @@ def test_export_skips_a_torn_last_line_and_says_how_many(
 ) -> None:
     config = write_config(tmp_path)
     journal = Journal(load_config(config).journal_path(), operator=OPERATOR, environment="staging")
-    journal.append("note", text="whole")
+    journal.append(Note(text="whole"))
     with open(journal.path, "ab") as handle:
         handle.write(b'{"ts": "2026-01-01T00:00:00Z", "event": "no')  # kill -9 mid-line
     code, out, _ = run(capsys, "export", "--config", str(config))
@@ -390,7 +390,7 @@ def test_export_covers_the_configs_environment_unless_told_otherwise(
     path = load_config(config).journal_path()
     for environment in ("staging", "bench", "demo"):
         Journal(path, operator=OPERATOR, environment=environment).append(
-            "note", text=f"a note in {environment}"
+            Note(text=f"a note in {environment}")
         )
 
     code, out, err = run(capsys, "export", "--config", str(config))

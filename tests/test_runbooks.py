@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from console.actions import Confirmation, Executor, Status
-from console.audit import Journal, Operator
 from console.config import load_config
+from console.journal import ActionConfirmed, Journal, Operator
 from console.model import Severity
 from console.rules import Breach, State
 from console.runbooks import (
@@ -510,7 +510,7 @@ async def test_a_step_left_running_by_a_killed_console_reads_back_as_failed(tmp_
     session = await RunbookSession.open(runbook, Executor(config, journal, clock=lambda: now[0]))
     plan = session.plan(runbook.steps[2])
     # The console wrote action.confirmed, then died before the result (kill -9).
-    journal.append("action.confirmed", **plan.journal_fields(), confirmation="yes")
+    journal.append(plan.event(ActionConfirmed, confirmation="yes"))
     again = await RunbookSession.open(runbook, Executor(config, journal, clock=lambda: now[0]))
     assert again.steps[2].state == StepState.RUNNING  # within its timeout: it may still be running
     now[0] += plan.timeout + 60

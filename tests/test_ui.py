@@ -10,7 +10,7 @@ from textual.command import CommandPalette
 from textual.worker import WorkerCancelled
 
 from console.app import ConsoleApp
-from console.audit import Journal, read_journal
+from console.journal import Journal, read_journal
 from console.model import ErrorKind, SourceError
 from panels.breaches import BreachesPanel
 from panels.confirm import ConfirmScreen

@@ -93,7 +93,7 @@ async def test_hostile_query_and_application_name_render_literally_and_act_on_no
 
 
 async def test_terminate_from_the_sessions_table_goes_through_the_executor(pg_server, pg_sessions, tmp_path):
-    from console.audit import Journal, read_journal
+    from console.journal import Journal, read_journal
     from panels.confirm import ConfirmScreen
 
     victim = await pg_sessions.open(application_name="ic-ui-victim")

@@ -5,7 +5,7 @@ t shows the timeline, and a Prometheus alert is acked as a real Alertmanager sil
 from __future__ import annotations
 
 from console.app import ConsoleApp
-from console.audit import Journal, read_journal
+from console.journal import Journal, Note, read_journal
 from console.runbooks import StepState
 from panels.breaches import BreachesPanel
 from panels.confirm import ConfirmScreen
@@ -137,7 +137,7 @@ async def test_read_only_refuses_in_the_executor_and_journals_the_refusal(tmp_pa
 async def test_timeline_shows_the_journal(tmp_path):
     journal_path = tmp_path / "journal.jsonl"
     journal = Journal(journal_path)
-    journal.append("note", text="[@click=app.quit] first look")
+    journal.append(Note(text="[@click=app.quit] first look"))
     app = make_app(config=ui_data.config(environment=STAGING), journal=journal, autopoll=True)
     async with app.run_test(size=(80, 24)) as pilot:
         # each source's breaches are journaled when its own poll lands: wait for the Postgres one
@@ -157,9 +157,7 @@ async def test_timeline_shows_the_journal(tmp_path):
 async def test_timeline_reads_the_configs_journal_and_shows_its_environment_only(tmp_path):
     path = tmp_path / "shared" / "journal.jsonl"
     for name in ("staging", "bench", "demo"):
-        Journal(path, environment=name, clock=lambda: ui_data.NOW - 60).append(
-            "note", text=f"a note in {name}"
-        )
+        Journal(path, environment=name, clock=lambda: ui_data.NOW - 60).append(Note(text=f"a note in {name}"))
     app = make_app(config=ui_data.config(environment=STAGING, journal=str(path)))
     assert app.journal.path == path and app.journal.environment == "staging"
     async with app.run_test(size=(120, 40)) as pilot:

@@ -44,8 +44,21 @@ from console.actions.specs import (
 )
 from console.actions.sql import _preview_signal, _preview_sql, _run_signal, _run_sql, _validate_sql
 from console.actions.templates import Context, RenderError, Value, render_text
-from console.audit import Journal, JournalError, utc_iso
 from console.config import Config
+from console.journal import (
+    ActionConfirmed,
+    ActionDeclined,
+    ActionDryRun,
+    ActionFailed,
+    ActionRefused,
+    ActionRequested,
+    ActionSucceeded,
+    CheckFailed,
+    CheckPassed,
+    Journal,
+    JournalError,
+    utc_iso,
+)
 from console.pg import classify_error
 from console.rules import Breach, format_duration
 from console.sanitize import one_line
@@ -240,9 +253,7 @@ class Executor:
         )
         if not plan.check:
             with contextlib.suppress(JournalError):
-                await self.journal.aappend(
-                    "action.requested", **plan.journal_fields(), preview=list(plan.preview.lines())
-                )
+                await self.journal.aappend(plan.event(ActionRequested, preview=plan.preview.lines()))
         return plan
 
     async def dry_run(self, plan: Plan) -> Result:
@@ -263,9 +274,7 @@ class Executor:
         events = []
         with contextlib.suppress(JournalError):
             events.append(
-                await self.journal.aappend(
-                    "action.dry_run", **plan.journal_fields(), result=str(status), message=message
-                )
+                await self.journal.aappend(plan.event(ActionDryRun, result=str(status), message=message))
             )
         return Result(
             plan=plan,
@@ -278,9 +287,8 @@ class Executor:
 
     async def decline(self, plan: Plan, message: str = "") -> None:
         """The operator answered No, closed the dialog, or left it open as the console closed."""
-        extra = {"message": message} if message else {}
         with contextlib.suppress(JournalError):
-            await self.journal.aappend("action.declined", **plan.journal_fields(), **extra)
+            await self.journal.aappend(plan.event(ActionDeclined, message=message))
 
     async def mistyped(self, plan: Plan, typed: str) -> Result:
         """A typed confirmation that does not match: refused and journaled; the dialog stays
@@ -290,9 +298,7 @@ class Executor:
     async def _refuse(self, plan: Plan, message: str) -> Result:
         events = []
         with contextlib.suppress(JournalError):
-            events.append(
-                await self.journal.aappend("action.refused", **plan.journal_fields(), message=message)
-            )
+            events.append(await self.journal.aappend(plan.event(ActionRefused, message=message)))
         return Result(plan=plan, status=Status.REFUSED, message=message, events=tuple(events))
 
     # -- execution -------------------------------------------------------------------------------
@@ -328,10 +334,9 @@ class Executor:
         return ""
 
     async def _execute(self, plan: Plan, confirmation: Confirmation) -> Result:
-        fields = plan.journal_fields()
         try:
             confirmed = await self.journal.aappend(
-                "action.confirmed", **fields, confirmation=confirmation.word
+                plan.event(ActionConfirmed, confirmation=confirmation.word)
             )
         except JournalError as exc:
             return Result(plan=plan, status=Status.REFUSED, message=f"not run: {exc}")
@@ -341,26 +346,28 @@ class Executor:
         except asyncio.CancelledError:
             with contextlib.suppress(JournalError):
                 self.journal.append(
-                    "action.failed",
-                    **fields,
-                    result="cancelled",
-                    duration=time.monotonic() - started,
-                    message="the console stopped waiting; the action may have taken effect",
+                    plan.event(
+                        ActionFailed,
+                        result="cancelled",
+                        duration=time.monotonic() - started,
+                        message="the console stopped waiting; the action may have taken effect",
+                    )
                 )
             raise
         duration = time.monotonic() - started
-        event = "action.succeeded" if outcome.status == Status.SUCCEEDED else "action.failed"
+        ended = ActionSucceeded if outcome.status == Status.SUCCEEDED else ActionFailed
         recorded, message, events = True, outcome.message, [confirmed]
         try:
             events.append(
                 await self.journal.aappend(
-                    event,
-                    **fields,
-                    result=str(outcome.status),
-                    message=outcome.message,
-                    output=list(outcome.lines[:SHOW_LINES]),
-                    duration=round(duration, 4),
-                    data=dict(outcome.data),
+                    plan.event(
+                        ended,
+                        result=str(outcome.status),
+                        message=outcome.message,
+                        output=outcome.lines[:SHOW_LINES],
+                        duration=round(duration, 4),
+                        data=dict(outcome.data),
+                    )
                 )
             )
         except JournalError as exc:
@@ -415,12 +422,13 @@ class Executor:
         with contextlib.suppress(JournalError):
             events.append(
                 await self.journal.aappend(
-                    f"check.{'passed' if status == Status.PASSED else 'failed'}",
-                    **plan.journal_fields(),
-                    result=str(status),
-                    message=outcome.message,
-                    output=list(outcome.lines[:SHOW_LINES]),
-                    duration=round(duration, 4),
+                    plan.event(
+                        CheckPassed if status == Status.PASSED else CheckFailed,
+                        result=str(status),
+                        message=outcome.message,
+                        output=outcome.lines[:SHOW_LINES],
+                        duration=round(duration, 4),
+                    )
                 )
             )
         return Result(

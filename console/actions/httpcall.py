@@ -28,8 +28,8 @@ from console.actions.plans import (
     _Silence,
 )
 from console.actions.specs import Expect
-from console.audit import utc_iso
 from console.httpio import BodyTooLarge, read_capped, tls_verify
+from console.journal import utc_iso
 from console.sanitize import one_line
 
 if TYPE_CHECKING:

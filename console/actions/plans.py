@@ -6,14 +6,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from console import redact
 from console.actions.specs import Expect, Scalar
 from console.actions.templates import MASK
-from console.audit import utc_iso
 from console.config import PostgresCluster
+from console.journal import JournalEvent, PlanEvent, PlanRecord, TargetRecord, utc_iso
 from console.sanitize import one_line
+
+P = TypeVar("P", bound=PlanEvent)
 
 BODY_LIMIT = 256 * 1024  # bytes read from an HTTP answer
 OUTPUT_LIMIT = 256 * 1024  # bytes kept from a command's output
@@ -108,22 +110,24 @@ class Plan:
     targets: tuple[Target, ...] = ()
     spec: Any = field(default=None, repr=False, compare=False)
 
-    def journal_fields(self) -> dict[str, Any]:
-        plan = {
-            "id": self.id,
-            "kind": self.kind,
-            "title": self.title,
-            "summary": self.summary,
-            "target": self.target,
-            "lines": list(self.lines),
-            "confirm": str(self.confirm.mode),
-            "timeout": self.timeout,
-        }
-        if self.targets:
-            plan["targets"] = [
-                {"pid": t.pid, "backend_start": utc_iso(t.backend_start)} for t in self.targets
-            ]
-        return {"runbook": self.runbook, "run": self.run, "step": self.step, "plan": plan}
+    def event(self, kind: type[P], **fields: Any) -> P:
+        """A journal event about this plan (its run, its step, what it showed)."""
+        return kind(runbook=self.runbook, run=self.run, step=self.step, plan=self.record(), **fields)
+
+    def record(self) -> PlanRecord:
+        return PlanRecord(
+            id=self.id,
+            kind=self.kind,
+            title=self.title,
+            summary=self.summary,
+            target=self.target,
+            lines=self.lines,
+            confirm=str(self.confirm.mode),
+            timeout=self.timeout,
+            targets=tuple(
+                TargetRecord(pid=t.pid, backend_start=utc_iso(t.backend_start)) for t in self.targets
+            ),
+        )
 
 
 class Status(StrEnum):
@@ -145,7 +149,7 @@ class Result:
     duration: float = 0.0
     recorded: bool = True  # False: the journal could not be written after the action ran
     data: Mapping[str, Any] = field(default_factory=dict)  # silence_id, ends_at, rows...
-    events: tuple[Mapping[str, Any], ...] = ()  # the journal records written for this call
+    events: tuple[JournalEvent, ...] = ()  # the journal events written for this call, as written
 
     @property
     def ok(self) -> bool:

@@ -38,8 +38,8 @@ from console.actions.specs import (
     SqlQuery,
 )
 from console.actions.templates import Context, RenderError, _render_json, render_text
-from console.audit import utc_iso
 from console.config import PostgresCluster, check_http_url
+from console.journal import utc_iso
 from console.rules import format_duration
 from console.sanitize import one_line
 

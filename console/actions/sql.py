@@ -28,8 +28,8 @@ from console.actions.plans import (
 )
 from console.actions.specs import Expect, Scalar
 from console.actions.templates import RenderError
-from console.audit import utc_iso
 from console.config import PostgresCluster
+from console.journal import utc_iso
 from console.pg import classify_error, connect, console_pids
 from console.rules import format_duration
 from console.sanitize import one_line

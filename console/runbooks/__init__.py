@@ -21,8 +21,8 @@ from console.runbooks.context import CONTEXT_NAMES, breach_values, build_context
 from console.runbooks.pack import Pack, load_pack, load_runbook_ids, pack_for, runbook_files, validate_pack
 from console.runbooks.progress import EscalationView, Progress, StepState, StepStatus
 from console.runbooks.rank import Match, breach_provider, rank
-from console.runbooks.schema import EscalationLevel, Runbook, Step
-from console.runbooks.session import RESUME_WINDOW, RunbookSession, run_key
+from console.runbooks.schema import EscalationLevel, Runbook, Step, StepKind
+from console.runbooks.session import RESUME_WINDOW, Need, RunbookSession, StepCommand, StepTask, run_key
 
 __all__ = [
     "CONTEXT_NAMES",
@@ -30,13 +30,17 @@ __all__ = [
     "EscalationLevel",
     "EscalationView",
     "Match",
+    "Need",
     "Pack",
     "Progress",
     "Runbook",
     "RunbookSession",
     "Step",
+    "StepCommand",
+    "StepKind",
     "StepState",
     "StepStatus",
+    "StepTask",
     "breach_provider",
     "breach_values",
     "build_context",

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from console.audit import Event, parse_ts
+from console.journal import (
+    ActionConfirmed,
+    ActionDryRun,
+    ActionFailed,
+    ActionRefused,
+    ActionSucceeded,
+    CheckFailed,
+    CheckPassed,
+    InputSet,
+    JournalEvent,
+    Note,
+    PostIncidentTick,
+    RunbookOpened,
+    RunEvent,
+    StepStateSet,
+    parse_ts,
+)
 from console.rules import format_duration
 from console.runbooks.schema import EscalationLevel, Runbook, Step
 from console.sanitize import one_line
@@ -85,13 +102,13 @@ class Progress:
         cls,
         runbook: Runbook,
         run_id: str,
-        events: Iterable[Event],
+        events: Iterable[JournalEvent],
         incident_start: float,
         now: float | None = None,
     ) -> Progress:
         progress = cls(runbook, run_id, incident_start)
         for event in events:
-            if event.get("run") == run_id:
+            if isinstance(event, RunEvent) and event.run == run_id:
                 progress.apply(event)
         progress.settle(time.time() if now is None else now)
         progress.current = progress.first_open()
@@ -100,10 +117,39 @@ class Progress:
     def status(self, step_id: str) -> StepStatus:
         return next(s for s in self.steps if s.step.id == step_id)
 
-    def apply(self, event: Event) -> None:
-        handler = _APPLY.get(event.kind)
-        if handler is not None:
-            handler(self, event)
+    def apply(self, event: JournalEvent) -> None:
+        """Follow one event of this run (the caller picks the run's events)."""
+        match event:
+            case RunbookOpened():
+                self.opened = True
+                if event.incident_start:
+                    with contextlib.suppress(ValueError):
+                        self.incident_start = parse_ts(event.incident_start)
+                self.inputs.update({k: str(v) for k, v in event.inputs.items()})
+            case InputSet():
+                self.inputs[event.name] = event.value
+            case Note():
+                text = f"{hhmm(event.ts)} {event.user}: {event.text}"
+                status = self._set(event, None) if event.step else None
+                (status.notes if status is not None else self.notes).append(text)
+            case StepStateSet():
+                with contextlib.suppress(ValueError):
+                    self._set(event, StepState(event.state), event.message)
+            case ActionConfirmed():
+                if (status := self._set(event, StepState.RUNNING, "running")) is not None:
+                    timeout = event.plan.timeout if event.plan.timeout is not None else 60.0
+                    self._timeouts[status.step.id] = (event.ts, timeout)
+            case ActionSucceeded() | ActionFailed() | CheckPassed() | CheckFailed():
+                done = isinstance(event, ActionSucceeded | CheckPassed)
+                if status := self._set(event, StepState.DONE if done else StepState.FAILED, event.message):
+                    status.lines = event.output
+                    self._timeouts.pop(status.step.id, None)
+            case ActionRefused():
+                self._set(event, None, f"refused: {event.message}")
+            case ActionDryRun():
+                self._set(event, None, f"dry-run: {event.message}")
+            case PostIncidentTick() if event.index >= 0:
+                (self.ticked.add if event.done else self.ticked.discard)(event.index)
 
     def settle(self, now: float) -> None:
         """A step left running by a console that stopped (its timeout long past) is failed."""
@@ -116,10 +162,9 @@ class Progress:
                 )
                 del self._timeouts[step_id]
 
-    def _set(self, event: Event, state: StepState | None, message: str | None = None) -> StepStatus | None:
-        step_id = event.get("step")
+    def _set(self, event: RunEvent, state: StepState | None, message: str | None = None) -> StepStatus | None:
         try:
-            status = self.status(step_id)
+            status = self.status(event.step)
         except StopIteration:
             return None
         if state is not None:
@@ -163,78 +208,3 @@ class Progress:
             None if upcoming is None else upcoming.after - elapsed,
             tuple(lvl for lvl in self.runbook.escalation if lvl.after is None),
         )
-
-
-def _on_opened(p: Progress, e: Event) -> None:
-    p.opened = True
-    start = e.get("incident_start")
-    if start:
-        p.incident_start = parse_ts(start)
-    p.inputs.update({k: str(v) for k, v in (e.get("inputs", {}) or {}).items()})
-
-
-def _on_input(p: Progress, e: Event) -> None:
-    p.inputs[str(e.get("name"))] = str(e.get("value"))
-
-
-def _on_note(p: Progress, e: Event) -> None:
-    text = f"{hhmm(e.ts)} {e.get('user')}: {e.get('text')}"
-    status = p._set(e, None) if e.get("step") else None
-    (status.notes if status is not None else p.notes).append(text)
-
-
-def _on_step_state(p: Progress, e: Event) -> None:
-    try:
-        state = StepState(str(e.get("state")))
-    except ValueError:
-        return
-    p._set(e, state, str(e.get("message")))
-
-
-def _on_confirmed(p: Progress, e: Event) -> None:
-    status = p._set(e, StepState.RUNNING, "running")
-    plan = e.get("plan", {})
-    if status is not None:
-        timeout = plan.get("timeout", 60) if isinstance(plan, Mapping) else 60
-        p._timeouts[status.step.id] = (e.ts, float(timeout) if isinstance(timeout, int | float) else 60.0)
-
-
-def _on_result(state: StepState):
-    def apply(p: Progress, e: Event) -> None:
-        status = p._set(e, state, str(e.get("message")))
-        if status is not None:
-            output = e.get("output", [])
-            status.lines = tuple(str(x) for x in output) if isinstance(output, list) else ()
-            p._timeouts.pop(status.step.id, None)
-
-    return apply
-
-
-def _on_refused(p: Progress, e: Event) -> None:
-    p._set(e, None, f"refused: {e.get('message')}")
-
-
-def _on_dry_run(p: Progress, e: Event) -> None:
-    p._set(e, None, f"dry-run: {e.get('message')}")
-
-
-def _on_tick(p: Progress, e: Event) -> None:
-    index = e.get("index", -1)
-    if isinstance(index, int):
-        (p.ticked.add if e.get("done", True) else p.ticked.discard)(index)
-
-
-_APPLY = {
-    "runbook.opened": _on_opened,
-    "input.set": _on_input,
-    "note": _on_note,
-    "step.state": _on_step_state,
-    "action.confirmed": _on_confirmed,
-    "action.succeeded": _on_result(StepState.DONE),
-    "action.failed": _on_result(StepState.FAILED),
-    "check.passed": _on_result(StepState.DONE),
-    "check.failed": _on_result(StepState.FAILED),
-    "action.refused": _on_refused,
-    "action.dry_run": _on_dry_run,
-    "postincident.tick": _on_tick,
-}

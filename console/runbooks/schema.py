@@ -6,6 +6,7 @@ files into them."""
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -102,7 +103,17 @@ class EscalationLevel(Model):
     do: str = ""
 
 
-STEP_KINDS = ("check", "action", "manual", "wait", "escalate")
+class StepKind(StrEnum):
+    """What a step is; its one key in the runbook file has the same name."""
+
+    CHECK = "check"
+    ACTION = "action"
+    MANUAL = "manual"
+    WAIT = "wait"
+    ESCALATE = "escalate"
+
+
+STEP_KINDS = tuple(StepKind)
 
 
 class Step(Model):
@@ -124,7 +135,7 @@ class Step(Model):
         return self
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> StepKind:
         return next(k for k in STEP_KINDS if getattr(self, k) is not None)
 
 
@@ -153,7 +164,7 @@ class Runbook(Model):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"duplicate step id {', '.join(duplicates)}")
-        checks = {s.id for s in self.steps if s.kind == "check"}
+        checks = {s.id for s in self.steps if s.kind is StepKind.CHECK}
         for step in self.steps:
             if step.wait is not None and step.wait.check not in checks:
                 raise ValueError(

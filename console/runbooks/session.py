@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, replace
+from enum import StrEnum
 
 from console.actions import (
     CheckSpec,
@@ -20,14 +21,53 @@ from console.actions import (
     TemplateError,
     render_text,
 )
-from console.audit import Event, JournalError, parse_ts, utc_iso
+from console.journal import (
+    InputSet,
+    JournalError,
+    Note,
+    PostIncidentTick,
+    RunbookOpened,
+    RunEvent,
+    StepStateSet,
+    utc_iso,
+)
 from console.rules import Breach, format_duration
 from console.runbooks.context import build_context
 from console.runbooks.progress import EscalationView, Progress, StepState, StepStatus
-from console.runbooks.schema import Runbook, Step
+from console.runbooks.schema import Runbook, Step, StepKind
 from console.sanitize import one_line
 
 # --- a run of a runbook ---------------------------------------------------------------------------------
+
+
+class StepCommand(StrEnum):
+    """What the operator asks of a step (the runbook screen's keys)."""
+
+    EXECUTE = "execute"  # a check or wait runs, an action asks first, a manual step is marked done
+    DRY_RUN = "dry_run"
+    DONE = "done"
+    SKIP = "skip"
+    REOPEN = "reopen"
+    ADD_NOTE = "add_note"
+
+
+class Need(StrEnum):
+    """What a :class:`StepTask` needs from the operator before :meth:`RunbookSession.perform`."""
+
+    NOTHING = "nothing"
+    CONFIRMATION = "confirmation"  # the plan shown, then yes or the typed word
+    NOTE = "note text"  # the text of the note
+
+
+@dataclass(frozen=True, slots=True)
+class StepTask:
+    """A command made concrete for one step: what it needs from the operator, and the plan the
+    confirmation shows (an action's plan, previewed)."""
+
+    command: StepCommand
+    step: Step
+    need: Need = Need.NOTHING
+    plan: Plan | None = None
 
 
 def run_key(runbook: Runbook, breach: Breach | None, now: float) -> str:
@@ -73,9 +113,9 @@ class RunbookSession:
         read = await asyncio.to_thread(executor.journal.read, now - RESUME_WINDOW if breach is None else None)
         run_id = run_key(runbook, breach, now)
         if breach is None and not new:
-            opened = [e for e in read.events if e.kind == "runbook.opened" and e.get("runbook") == runbook.id]
+            opened = [e for e in read.events if isinstance(e, RunbookOpened) and e.runbook == runbook.id]
             for event in reversed(opened):
-                candidate = Progress.from_events(runbook, event.get("run"), read.events, event.ts, now)
+                candidate = Progress.from_events(runbook, event.run, read.events, event.ts, now)
                 if not candidate.complete:
                     run_id = candidate.run_id
                     break
@@ -84,11 +124,12 @@ class RunbookSession:
         session = cls(runbook, executor, progress, breach)
         if not progress.opened:
             await session._record(
-                "runbook.opened",
-                title=runbook.title,
-                incident_start=utc_iso(start),
-                breach=breach.id if breach else "",
-                inputs=dict(inputs or {}),
+                RunbookOpened(
+                    title=runbook.title,
+                    incident_start=utc_iso(start),
+                    breach=breach.id if breach else "",
+                    inputs=dict(inputs or {}),
+                )
             )
         for name, value in (inputs or {}).items():
             if progress.inputs.get(name) != str(value):
@@ -100,19 +141,18 @@ class RunbookSession:
             self.executor.config, self.runbook, self.breach, self.progress.inputs, str(self.executor.operator)
         )
 
-    async def _record(self, event: str, **fields: Any) -> Event | None:
+    async def _record(self, event: RunEvent) -> RunEvent | None:
         """Journal an event of this run and apply it; None when the journal cannot be written
         (the caller says so: nothing is pretended)."""
         try:
-            record = await self.journal.aappend(
-                event, runbook=self.runbook.id, run=self.progress.run_id, **fields
+            written = await self.journal.aappend(
+                replace(event, runbook=self.runbook.id, run=self.progress.run_id)
             )
         except JournalError as exc:
             self.last_error = str(exc)
             return None
-        applied = Event(parse_ts(record["ts"]), event, record)
-        self.progress.apply(applied)
-        return applied
+        self.progress.apply(written)
+        return written
 
     # -- what the screen shows ------------------------------------------------------------------
 
@@ -157,6 +197,43 @@ class RunbookSession:
 
     # -- what the keys do ---------------------------------------------------------------------------
 
+    async def task(self, command: StepCommand, step: Step) -> StepTask:
+        """What ``command`` on ``step`` means, and what it needs from the operator first. An
+        action is previewed here (journaled as requested); RenderError when a value is missing."""
+        if command is StepCommand.ADD_NOTE:
+            return StepTask(command, step, Need.NOTE)
+        if command is StepCommand.EXECUTE and step.kind is StepKind.ACTION:
+            return StepTask(command, step, Need.CONFIRMATION, await self.prepare(step))
+        return StepTask(command, step)
+
+    async def perform(
+        self, task: StepTask, *, confirmation: Confirmation | None = None, note: str = ""
+    ) -> Result | None:
+        """Do a task with what the operator gave: the Result of what ran (a check, an action, a
+        wait, a dry-run), or None for a change of state or a note (journaled)."""
+        step = task.step
+        match task.command:
+            case StepCommand.EXECUTE if step.kind in (StepKind.MANUAL, StepKind.ESCALATE):
+                await self.mark_done(step)
+            case StepCommand.EXECUTE:
+                return await self.execute(step, confirmation, task.plan)
+            case StepCommand.DRY_RUN:
+                return await self.dry_run(step)
+            case StepCommand.DONE:
+                await self.mark_done(step)
+            case StepCommand.SKIP:
+                await self.skip(step)
+            case StepCommand.REOPEN:
+                await self.reopen(step)
+            case StepCommand.ADD_NOTE if note:
+                await self.note(note, step)
+        return None
+
+    def expected(self, step: Step) -> StepCommand | None:
+        """The command that completes a step the console cannot run itself (the screen says
+        which key that is)."""
+        return StepCommand.DONE if step.kind in (StepKind.MANUAL, StepKind.ESCALATE) else None
+
     async def prepare(self, step: Step) -> Plan:
         """Plan and, for actions, preview: everything the confirmation dialog shows."""
         plan = self.plan(step)
@@ -166,7 +243,7 @@ class RunbookSession:
         self, step: Step, confirmation: Confirmation | None = None, plan: Plan | None = None
     ) -> Result:
         """``x``: run a check (no confirmation) or an action (pass the plan the dialog showed)."""
-        if step.kind == "wait":
+        if step.kind is StepKind.WAIT:
             return await self.wait(step)
         plan = plan or self.plan(step)
         status = self.progress.status(step.id)
@@ -194,16 +271,16 @@ class RunbookSession:
         problem the runbook just fixed)."""
         assert step.wait is not None
         await self._record(
-            "step.state", step=step.id, state=StepState.RUNNING, message=f"waiting {step.wait.seconds:g}s"
+            StepStateSet(step=step.id, state=StepState.RUNNING, message=f"waiting {step.wait.seconds:g}s")
         )
         await asyncio.sleep(step.wait.seconds)
         result = await self.executor.run_check(self.plan(step))
         self._apply(result)
         state = StepState.DONE if result.ok else StepState.FAILED
-        await self._record("step.state", step=step.id, state=state, message=result.message)
+        await self._record(StepStateSet(step=step.id, state=state, message=result.message))
         if result.ok and self.progress.status(step.wait.check).state == StepState.FAILED:
             message = f"{result.message} (re-checked by '{step.id}')"
-            await self._record("step.state", step=step.wait.check, state=StepState.DONE, message=message)
+            await self._record(StepStateSet(step=step.wait.check, state=StepState.DONE, message=message))
         return result
 
     async def mark_done(self, step: Step, note: str = "") -> bool:
@@ -217,25 +294,25 @@ class RunbookSession:
         return await self._step_state(step, StepState.TODO, "reopened")
 
     async def _step_state(self, step: Step, state: StepState, message: str) -> bool:
-        return await self._record("step.state", step=step.id, state=state, message=message) is not None
+        return await self._record(StepStateSet(step=step.id, state=state, message=message)) is not None
 
     async def note(self, text: str, step: Step | None = None) -> bool:
         """``o``: a note for the record (and the report)."""
-        return await self._record("note", step=step.id if step else "", text=text) is not None
+        return await self._record(Note(step=step.id if step else "", text=text)) is not None
 
     async def set_input(self, name: str, value: str) -> bool:
-        ok = await self._record("input.set", name=name, value=value) is not None
+        ok = await self._record(InputSet(name=name, value=value)) is not None
         self.context = self._context()
         return ok
 
     async def tick(self, index: int, done: bool = True) -> bool:
         """Tick a post-incident checklist item (by index in ``runbook.post_incident``)."""
         item = self.runbook.post_incident[index]
-        return await self._record("postincident.tick", index=index, item=item, done=done) is not None
+        return await self._record(PostIncidentTick(index=index, item=item, done=done)) is not None
 
     def _apply(self, result: Result) -> None:
-        for record in result.events:
-            self.progress.apply(Event(parse_ts(record["ts"]), str(record["event"]), record))
+        for event in result.events:
+            self.progress.apply(event)
         if not result.events and result.plan.step:
             status = self.progress.status(result.plan.step)
             status.message = one_line(f"{result.status}: {result.message}", 300)
@@ -273,7 +350,7 @@ def _describe_manual(session: RunbookSession, step: Step, now: float | None) -> 
     out = [render_text(manual.text, session.context)[1]] if manual and manual.text else []
     if manual and manual.link:
         out.append(f"link: {render_text(manual.link, session.context)[1]}")
-    return [*out, "press m when done"]
+    return out
 
 
 def _describe_wait(session: RunbookSession, step: Step, now: float | None) -> list[str]:
@@ -291,9 +368,9 @@ def _describe_escalate(session: RunbookSession, step: Step, now: float | None) -
 
 
 _DESCRIBE = {
-    "check": _describe_check,
-    "action": _describe_action,
-    "manual": _describe_manual,
-    "wait": _describe_wait,
-    "escalate": _describe_escalate,
+    StepKind.CHECK: _describe_check,
+    StepKind.ACTION: _describe_action,
+    StepKind.MANUAL: _describe_manual,
+    StepKind.WAIT: _describe_wait,
+    StepKind.ESCALATE: _describe_escalate,
 }

@@ -1,0 +1,109 @@
+"""The incident timeline: journal events as one-line entries (the ``t`` view and the report)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from console.journal import (
+    ActionConfirmed,
+    ActionDeclined,
+    ActionDryRun,
+    ActionFailed,
+    ActionRefused,
+    ActionRequested,
+    ActionSucceeded,
+    BreachChanged,
+    BreachEnded,
+    BreachEvent,
+    BreachStarted,
+    CheckFailed,
+    CheckPassed,
+    InputSet,
+    JournalEvent,
+    Note,
+    Outcome,
+    PostIncidentTick,
+    RunbookOpened,
+    RunEvent,
+    StepStateSet,
+)
+from console.sanitize import one_line
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One line of the ``t`` view and of the exported timeline. ``text`` is plain, safe text."""
+
+    ts: float
+    kind: str  # the event name
+    who: str
+    text: str
+    runbook: str = ""
+    step: str = ""
+    outcome: str = ""  # ok | failed | refused | info: for a glyph and a word, not only colour
+    event: JournalEvent | None = field(default=None, compare=False, repr=False)
+
+
+def _where(e: JournalEvent) -> str:
+    if isinstance(e, BreachEvent) or not isinstance(e, RunEvent) or not e.runbook:
+        return ""
+    return f" [{e.runbook}{'/' + e.step if e.step else ''}]"
+
+
+def _duration(e: Outcome) -> str:
+    return f" in {e.duration:.2f}s" if e.duration is not None else ""
+
+
+_TEXT: dict[type, Callable[[JournalEvent], str]] = {
+    BreachStarted: lambda e: f"{e.severity} {e.title} {e.state}: {e.value} {e.subject}".rstrip(),
+    BreachChanged: lambda e: f"{e.title} {e.from_state} -> {e.state} ({e.severity})",
+    BreachEnded: lambda e: f"{e.title} cleared (was {e.state} since {e.since})",
+    RunbookOpened: lambda e: (
+        f"opened runbook {e.runbook}: {e.title}" + (f" for {e.breach}" if e.breach else "")
+    ),
+    StepStateSet: lambda e: f"step {e.step} {e.state}" + (f": {e.message}" if e.message else ""),
+    InputSet: lambda e: f"set {e.name} = {e.value}",
+    Note: lambda e: f"note: {e.text}",
+    PostIncidentTick: lambda e: f"post-incident done: {e.item}",
+    ActionRequested: lambda e: f"reviewing: {e.plan.name}",
+    ActionDryRun: lambda e: f"dry-run: {e.plan.name}: {e.message}",
+    ActionDeclined: lambda e: f"declined: {e.plan.name}",
+    ActionRefused: lambda e: f"refused: {e.plan.name}: {e.message}",
+    ActionConfirmed: lambda e: f"confirmed ({e.confirmation}): {e.plan.name}",
+    ActionSucceeded: lambda e: f"succeeded{_duration(e)}: {e.plan.name}: {e.message}",
+    ActionFailed: lambda e: f"{e.result or 'failed'}{_duration(e)}: {e.plan.name}: {e.message}",
+    CheckPassed: lambda e: f"check passed: {e.plan.name}: {e.message}",
+    CheckFailed: lambda e: f"check failed: {e.plan.name}: {e.message}",
+}
+_OUTCOME: dict[type, str] = {
+    ActionSucceeded: "ok",
+    CheckPassed: "ok",
+    BreachEnded: "ok",
+    ActionFailed: "failed",
+    CheckFailed: "failed",
+    BreachStarted: "failed",
+    ActionRefused: "refused",
+}
+
+
+def timeline(events: Iterable[JournalEvent]) -> list[TimelineEntry]:
+    """Events in time order as one-line entries (unknown event kinds keep their name)."""
+    out = []
+    for e in sorted(events, key=lambda e: e.ts):
+        render = _TEXT.get(type(e))
+        text = render(e) if render else str(e.kind)
+        run = e if isinstance(e, RunEvent) else None
+        out.append(
+            TimelineEntry(
+                e.ts,
+                str(e.kind),
+                e.operator,
+                one_line(text + _where(e), 400),
+                run.runbook if run else "",
+                run.step if run else "",
+                _OUTCOME.get(type(e), "info"),
+                e,
+            )
+        )
+    return out
