@@ -20,7 +20,7 @@ import os
 import resource
 import time
 
-from console.config import load_config
+from console.loader import load_config
 from console.poller import Poller
 
 PAGE = os.sysconf("SC_PAGE_SIZE")

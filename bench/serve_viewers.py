@@ -199,7 +199,7 @@ def main() -> None:
             config = Path(read_line(demo, r"^config: (.+)$", 120).group(1).strip())
             threading.Thread(target=demo.stdout.read, daemon=True).start()  # never a full pipe
             print(f"demo stack up: {config}")
-        from console.config import load_config
+        from console.loader import load_config
 
         loaded = load_config(config)
         dsn = loaded.postgres[0].dsn if loaded.postgres else None

@@ -10,7 +10,8 @@ import sys
 from collections.abc import Sequence
 
 from console import __version__
-from console.config import Config, load_config
+from console.config import Config
+from console.loader import Loaded, load
 from console.yamlfile import ConfigError
 
 EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
@@ -66,8 +67,8 @@ def _console_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_run(args: argparse.Namespace, out=None, err=None) -> int:
     err = err or sys.stderr
-    config = load_or_report(args.config, err)
-    if config is None:
+    loaded = load_or_report(args.config, err)
+    if loaded is None:
         return EXIT_USAGE
     from console.app import run_console
 
@@ -76,13 +77,13 @@ def cmd_run(args: argparse.Namespace, out=None, err=None) -> int:
         from console.demo.pgcluster import set_parent_death_signal
 
         set_parent_death_signal()
-    return run_console(config=config, wall=args.wall, read_only=args.read_only, web=web)
+    return run_console(loaded, wall=args.wall, read_only=args.read_only, web=web)
 
 
-def load_or_report(path: str | None, err) -> Config | None:
-    """Load the config, or print one line per problem to ``err`` and return None."""
+def load_or_report(path: str | None, err) -> Loaded | None:
+    """Load the config and its pack, or print one line per problem to ``err`` and return None."""
     try:
-        return load_config(path)
+        return load(path)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=err)
@@ -91,16 +92,17 @@ def load_or_report(path: str | None, err) -> Config | None:
 
 def cmd_check_config(args: argparse.Namespace, out=None, err=None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
-    config = load_or_report(args.path or args.config_flag, err)
-    if config is None:
+    loaded = load_or_report(args.path or args.config_flag, err)
+    if loaded is None:
         return EXIT_USAGE
+    config = loaded.config
     prom = config.prometheus
     print(
         f"{config.path}: OK — environment {config.environment.name}"
         f"{' (production)' if config.environment.production else ''}, "
         f"{len(config.health)} health targets, {len(prom.queries) if prom else 0} queries, "
         f"{len(config.postgres)} postgres clusters, {len(config.thresholds())} thresholds, "
-        f"{len(config.runbook_ids)} runbooks",
+        f"{len(loaded.pack.runbooks)} runbooks",
         file=out,
     )
     return EXIT_OK
@@ -121,10 +123,10 @@ def cmd_snapshot(args: argparse.Namespace, out=None, err=None) -> int:
     from console.report import render_text, to_json
     from console.rules import exit_code
 
-    config = load_or_report(args.config, err)
-    if config is None:
+    loaded = load_or_report(args.config, err)
+    if loaded is None:
         return EXIT_UNKNOWN
-    state = asyncio.run(_snapshot(config))
+    state = asyncio.run(_snapshot(loaded.config))
     if args.format == "json":
         json.dump(to_json(state), out, indent=2, ensure_ascii=False)
         out.write("\n")

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from console import redact
+from console.model import SourceKey
 from console.yamlfile import ConfigError, Document, Problem, problems_from_validation, read_document
 
 CONFIG_ENV = "INCIDENT_CONSOLE_CONFIG"
@@ -309,7 +310,6 @@ class Config(Model):
 
     _path: Path | None = PrivateAttr(default=None)
     _runbook_ids: frozenset[str] = PrivateAttr(default=frozenset())
-    _pack: Any = PrivateAttr(default=None)  # the runbook pack load_config validated (runbooks.Pack)
 
     @property
     def path(self) -> Path | None:
@@ -357,7 +357,7 @@ class BoundThreshold:
     ``postgres.<cluster>.<metric>``."""
 
     id: str
-    source: str  # the snapshot source key: health:<name>, prometheus, postgres:<name>
+    source: SourceKey  # the snapshot source key: health:<name>, prometheus, postgres:<name>
     metric: str  # status | latency | query:<id> | connections | long_running | ...
     title: str
     unit: str
@@ -385,7 +385,7 @@ def _bound_thresholds(config: Config) -> list[tuple[BoundThreshold, tuple]]:
             (
                 BoundThreshold(
                     f"health.{target.name}",
-                    f"health:{target.name}",
+                    SourceKey.health(target.name),
                     "status",
                     f"{target.name} health",
                     "",
@@ -400,7 +400,7 @@ def _bound_thresholds(config: Config) -> list[tuple[BoundThreshold, tuple]]:
                 (
                     BoundThreshold(
                         target.latency.id or f"health.{target.name}.latency",
-                        f"health:{target.name}",
+                        SourceKey.health(target.name),
                         "latency",
                         f"{target.name} latency",
                         "s",
@@ -417,7 +417,7 @@ def _bound_thresholds(config: Config) -> list[tuple[BoundThreshold, tuple]]:
                     (
                         BoundThreshold(
                             query.threshold.id or f"prometheus.{query.id}",
-                            "prometheus",
+                            SourceKey.prometheus(),
                             f"query:{query.id}",
                             query.title or query.id,
                             query.unit,
@@ -435,7 +435,7 @@ def _bound_thresholds(config: Config) -> list[tuple[BoundThreshold, tuple]]:
                     (
                         BoundThreshold(
                             threshold.id or f"postgres.{cluster.name}.{metric}",
-                            f"postgres:{cluster.name}",
+                            SourceKey.postgres(cluster.name),
                             metric,
                             f"{cluster.name}: {title}",
                             unit,
@@ -502,13 +502,10 @@ def find_config_path(
     return cwd / "config" / "console.yaml"
 
 
-def load_config(
-    path: str | os.PathLike[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    *,
-    check_runbooks: bool = True,
-) -> Config:
-    """Load, validate and cross-check a config file. Raises ConfigError with every problem."""
+def read_config(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> tuple[Config, Document]:
+    """Read and validate one config file (not yet cross-checked: see console.loader)."""
     config_path = find_config_path(path, env)
     if not config_path.exists():
         raise ConfigError([Problem(str(config_path), 1, 1, "config file not found")])
@@ -518,16 +515,14 @@ def load_config(
     except ValidationError as exc:
         raise ConfigError(doc.problems + problems_from_validation(exc, doc, Config)) from None
     config._path = config_path.resolve()
-    problems: list[Problem] = list(doc.problems)
-    runbook_ids: frozenset[str] | None = None
-    if check_runbooks:
-        from console.runbooks import validate_pack
+    return config, doc
 
-        runbook_ids, runbook_problems = validate_pack(config, env)
-        problems += runbook_problems
-    problems += _cross_check(config, doc, runbook_ids)
-    if problems:
-        raise ConfigError(problems)
-    config._runbook_ids = runbook_ids or frozenset()
-    redact.register(*config.secrets())
-    return config
+
+def cross_check(config: Config, doc: Document, runbook_ids: frozenset[str] | None) -> list[Problem]:
+    """Problems between the parts of a config, and with the runbook ids it links (None: not
+    checked). With none, the config is complete: its secrets are registered for masking."""
+    problems = list(doc.problems) + _cross_check(config, doc, runbook_ids)
+    if not problems:
+        config._runbook_ids = runbook_ids or frozenset()
+        redact.register(*config.secrets())
+    return problems

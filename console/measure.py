@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable
 from console.config import HEALTH_STATUS_VALUES, BoundThreshold
 from console.model import (
     HealthSnapshot,
+    HealthStatus,
+    Labels,
     Measurement,
     PostgresSnapshot,
     PrometheusSnapshot,
@@ -40,10 +42,15 @@ def _health(snapshot: HealthSnapshot, bound: BoundThreshold) -> Measurement:
     if bound.metric == "latency":
         return Measurement(bound.id, snapshot.latency, subject=snapshot.target, at=snapshot.taken_at)
     value = HEALTH_STATUS_VALUES.get(snapshot.status.value)
-    failing = tuple(f"{c.name}: {c.status.value}" for c in snapshot.checks if c.status.value != "pass")
+    failing = tuple(c for c in snapshot.checks if c.status is not HealthStatus.PASS)
     details = (snapshot.output,) if snapshot.output else ()
     return Measurement(
-        bound.id, value, subject=snapshot.target, at=snapshot.taken_at, details=details + failing[:5]
+        bound.id,
+        value,
+        subject=snapshot.target,
+        at=snapshot.taken_at,
+        details=details + tuple(f"{c.name}: {c.status.value}" for c in failing[:5]),
+        checks=failing,
     )
 
 
@@ -52,26 +59,34 @@ def _prometheus(snapshot: PrometheusSnapshot, bound: BoundThreshold) -> Measurem
     result = next((q for q in snapshot.queries if q.id == query_id), None)
     if result is None:
         return None
-    subject = ""
+    labels: Labels = ()
     if result.samples and result.value is not None:
         worst = next((s for s in result.samples if s.value == result.value), result.samples[0])
-        subject = ", ".join(f"{k}={v}" for k, v in worst.labels if k != "__name__")
-    return Measurement(bound.id, result.value, result.error, subject=subject, at=snapshot.taken_at)
+        labels = tuple((k, v) for k, v in worst.labels if k != "__name__")
+    subject = ", ".join(f"{k}={v}" for k, v in labels)
+    return Measurement(
+        bound.id, result.value, result.error, subject=subject, at=snapshot.taken_at, labels=labels
+    )
 
 
 def _longest(
-    snapshot: PostgresSnapshot, sessions: Iterable[Session], since: Callable[[Session], float | None]
-) -> tuple[float, str, tuple[str, ...]]:
+    bound: BoundThreshold,
+    snapshot: PostgresSnapshot,
+    sessions: Iterable[Session],
+    since: Callable[[Session], float | None],
+) -> Measurement:
     best: tuple[float, Session] | None = None
     for session in sessions:
         age = snapshot.age(since(session))
         if age is not None and (best is None or age > best[0]):
             best = (age, session)
     if best is None:
-        return 0.0, "", ()
+        return Measurement(bound.id, 0.0, at=snapshot.taken_at)
     age, session = best
     detail = f"pid {session.pid} {session.user}@{session.database} {format_duration(age)}: {first_line(session.query, 80)}"
-    return age, f"pid {session.pid}", (detail,)
+    return Measurement(
+        bound.id, age, subject=f"pid {session.pid}", at=snapshot.taken_at, details=(detail,), pid=session.pid
+    )
 
 
 def _postgres(snapshot: PostgresSnapshot, bound: BoundThreshold) -> Measurement | None:
@@ -89,22 +104,18 @@ def _postgres(snapshot: PostgresSnapshot, bound: BoundThreshold) -> Measurement 
                 at=at,
             )
         case "long_running":
-            value, subject, details = _longest(
-                snapshot, (s for s in clients if s.state == "active"), lambda s: s.query_start
+            return _longest(
+                bound, snapshot, (s for s in clients if s.state == "active"), lambda s: s.query_start
             )
-            return Measurement(bound.id, value, subject=subject, at=at, details=details)
         case "idle_in_transaction":
-            value, subject, details = _longest(
-                snapshot,
-                (s for s in clients if s.state.startswith("idle in transaction")),
-                lambda s: s.state_change,
-            )
-            return Measurement(bound.id, value, subject=subject, at=at, details=details)
+            idle = (s for s in clients if s.state.startswith("idle in transaction"))
+            return _longest(bound, snapshot, idle, lambda s: s.state_change)
         case "waiting":
             waiting = [s for s in snapshot.sessions if s.waiting_on_lock]
             roots = ", ".join(f"pid {node.pid}" for node in snapshot.lock_tree[:3])
             details = (f"blocked by {roots}",) if roots else ()
-            return Measurement(bound.id, float(len(waiting)), subject=roots, at=at, details=details)
+            root = snapshot.lock_tree[0].pid if snapshot.lock_tree else None
+            return Measurement(bound.id, float(len(waiting)), subject=roots, at=at, details=details, pid=root)
         case "mean_statement_time":
             # Not installed / not loaded is a known condition shown in the Postgres panel,
             # not a failure of the cluster: no measurement rather than a permanent NODATA.

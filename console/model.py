@@ -82,14 +82,63 @@ _SEVERITY_LABELS = {
 }
 
 
+class SourceKind(StrEnum):
+    HEALTH = "health"
+    PROMETHEUS = "prometheus"
+    POSTGRES = "postgres"
+
+
+class SourceKey(str):
+    """The key of one source: ``prometheus``, ``health:<target>`` or ``postgres:<cluster>``.
+
+    It is the text (the key of every mapping by source, the journal's ``source`` field) and it
+    knows its parts, so nothing splits the text again: make it with :meth:`health`,
+    :meth:`prometheus` or :meth:`postgres`. Text read back from outside (a journal, a test) is
+    turned into one by :meth:`of`, once."""
+
+    kind: SourceKind | None
+    name: str
+
+    def __new__(cls, kind: SourceKind | None, name: str = "", *, text: str | None = None) -> SourceKey:
+        key = super().__new__(cls, text if text is not None else (f"{kind}:{name}" if name else str(kind)))
+        key.kind, key.name = kind, name
+        return key
+
+    @classmethod
+    def health(cls, target: str) -> SourceKey:
+        return cls(SourceKind.HEALTH, target)
+
+    @classmethod
+    def prometheus(cls) -> SourceKey:
+        return cls(SourceKind.PROMETHEUS)
+
+    @classmethod
+    def postgres(cls, cluster: str) -> SourceKey:
+        return cls(SourceKind.POSTGRES, cluster)
+
+    @classmethod
+    def of(cls, text: str) -> SourceKey:
+        if isinstance(text, SourceKey):
+            return text
+        kind, _, name = str(text).partition(":")
+        try:
+            return cls(SourceKind(kind), name, text=str(text))
+        except ValueError:  # a source of another kind (a later release's): only its text is known
+            return cls(None, "", text=str(text))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
     """Fields every snapshot has. ``source`` is a stable key such as ``postgres:main``."""
 
-    source: str
+    source: SourceKey
     taken_at: float
     latency: float | None = None
     error: SourceError | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, SourceKey):  # a key given as text (a test, a tool)
+            object.__setattr__(self, "source", SourceKey.of(self.source))
 
     @property
     def ok(self) -> bool:
@@ -114,6 +163,12 @@ class HealthCheck:
     name: str
     status: HealthStatus
     detail: str = ""
+
+    @property
+    def component(self) -> str:
+        """What is checked: health+json names a check ``component:measurement``
+        (``google-analytics:api``); other formats name the component alone."""
+        return self.name.split(":", 1)[0]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -334,6 +389,10 @@ class Measurement:
     threshold_id: str
     value: float | None
     error: SourceError | None = None
-    subject: str = ""  # what was measured, e.g. "pid 4242" or "storefront"
+    subject: str = ""  # what was measured, in words, e.g. "pid 4242" or "storefront"
     at: float = 0.0
     details: tuple[str, ...] = field(default=())
+    # The subject, structured (what runbooks and actions use; nothing parses ``subject``):
+    pid: int | None = None  # the Postgres session it points at
+    labels: Labels = ()  # the series' labels (a Prometheus query's worst sample)
+    checks: tuple[HealthCheck, ...] = ()  # a health target's checks that do not pass

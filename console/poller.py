@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 from console.config import Config, Environment
 from console.measure import measure
-from console.model import ErrorKind, PrometheusSnapshot, Severity, Snapshot, SourceError
+from console.model import ErrorKind, PrometheusSnapshot, Severity, Snapshot, SourceError, SourceKey
 from console.rules import Breach, ThresholdEngine, alert_breaches, endpoint_breach, sort_breaches, worst
 from console.sources.base import Source, source_error
 
@@ -85,8 +85,8 @@ class Poller:
     ):
         self.config = config
         self.clock = clock
-        self.sources: dict[str, Source] = {
-            s.key: s for s in (sources if sources is not None else build_sources(config))
+        self.sources: dict[SourceKey, Source] = {
+            SourceKey.of(s.key): s for s in (sources if sources is not None else build_sources(config))
         }
         self.engine = ThresholdEngine(config.thresholds())
         self.alert_runbooks = alert_runbooks or {}

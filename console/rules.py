@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from console.config import BoundThreshold
-from console.model import Labels, Measurement, PrometheusSnapshot, Severity, Silence
+from console.model import HealthCheck, Labels, Measurement, PrometheusSnapshot, Severity, Silence, SourceKey
 
 
 class State(StrEnum):
@@ -46,7 +46,7 @@ class Breach:
 
     id: str
     kind: str  # "threshold" | "alert" | "source" (a source's API failing in part)
-    source: str
+    source: SourceKey
     title: str
     state: State
     severity: Severity  # the level reached (for pending: the level it will fire at)
@@ -59,7 +59,19 @@ class Breach:
     summary: str = ""
     runbooks: tuple[str, ...] = ()
     runbook_url: str = ""
+    # What it is about, structured (``subject`` and ``summary`` are the same in words; nothing
+    # reads them back): an alert's or a query's series labels, the Postgres session it points
+    # at, a health target's checks that do not pass.
     labels: Labels = ()
+    pid: int | None = None
+    checks: tuple[HealthCheck, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, SourceKey):  # a key read back as text (a test, a journal)
+            object.__setattr__(self, "source", SourceKey.of(self.source))
+
+    def label(self, name: str) -> str:
+        return next((v for k, v in self.labels if k == name), "")
 
     @property
     def counted_severity(self) -> Severity:
@@ -104,6 +116,9 @@ class _Track:
     subject: str = ""
     reason: str = ""
     details: tuple[str, ...] = ()
+    pid: int | None = None
+    labels: Labels = ()
+    checks: tuple[HealthCheck, ...] = ()
     # The value-driven state to resume from after a nodata/error spell.
     held_state: State = State.OK
     held_since: float = 0.0
@@ -136,6 +151,7 @@ class ThresholdEngine:
     def _step(self, bound: BoundThreshold, m: Measurement, now: float) -> None:
         track = self._tracks.setdefault(bound.id, _Track(since=now, held_since=now))
         track.subject, track.details = m.subject, m.details
+        track.pid, track.labels, track.checks = m.pid, m.labels, m.checks
         if m.error is not None or m.value is None:
             state = State.ERROR if m.error is not None else State.NODATA
             if track.state not in (State.ERROR, State.NODATA):
@@ -209,6 +225,9 @@ class ThresholdEngine:
                     subject=track.subject,
                     summary="; ".join(track.details),
                     runbooks=bound.runbooks,
+                    labels=track.labels,
+                    pid=track.pid,
+                    checks=track.checks,
                 )
             )
         return out

@@ -27,7 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from console.config import Config, load_config, parse_duration
+from console.config import Config, parse_duration
+from console.loader import load_config
 from console.yamlfile import ConfigError
 
 EXIT_OK, EXIT_IO, EXIT_USAGE = 0, 1, 2

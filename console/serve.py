@@ -154,9 +154,10 @@ def cmd_serve(args: argparse.Namespace, out=None, err=None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     from console.cli import load_or_report
 
-    config = load_or_report(args.config, err)  # a bad config fails here, not in every viewer
-    if config is None:
+    loaded = load_or_report(args.config, err)  # a bad config fails here, not in every viewer
+    if loaded is None:
         return EXIT_USAGE
+    config = loaded.config
     try:
         settings = settings_from(args, config.path.resolve(), f"incident-console · {config.environment.name}")
     except ServeError as exc:

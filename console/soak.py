@@ -46,7 +46,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from console.config import Config, Refresh, load_config
+from console.config import Config, Refresh
+from console.loader import load_config
 from console.poller import ConsoleState
 
 SOAK_INTERVAL = 0.1  # every refresh, forced (the condensed soak)

@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -30,9 +29,10 @@ from textual.timer import Timer
 from textual.widgets import Input, Tab, Tabs
 
 from console.actions import Confirmation, Executor, Plan, RenderError, Result
-from console.config import Config, load_config
+from console.config import Config
 from console.journal import Journal, JournalError, record_breaches
-from console.model import PrometheusSnapshot, Severity, Silence
+from console.loader import Loaded
+from console.model import PrometheusSnapshot, Severity, Silence, SourceKey
 from console.poller import ConsoleState, Poller, next_delay
 from console.rules import Breach, State, silence_for
 from console.runbooks import Need, Pack, RunbookSession, pack_for
@@ -561,7 +561,7 @@ class ConsoleApp(App[int]):
         self.push_screen(DetailScreen(message.title, message.body))
 
     def on_show_session(self, message: ShowSession) -> None:
-        snapshot = self.state.last_good.get(f"postgres:{message.cluster}")
+        snapshot = self.state.last_good.get(SourceKey.postgres(message.cluster))
         server_now = getattr(snapshot, "server_now", None)
         title = f"{message.cluster}: pid {message.session.pid}"
         self.push_screen(DetailScreen(title, session_detail(message.cluster, message.session, server_now)))
@@ -656,7 +656,7 @@ class ConsoleApp(App[int]):
         self._run_action(run(), f"ack {breach.id}")
 
     def _silences(self) -> tuple[Silence, ...]:
-        snapshot = self.state.last_good.get("prometheus")
+        snapshot = self.state.last_good.get(SourceKey.prometheus())
         return snapshot.silences if isinstance(snapshot, PrometheusSnapshot) else ()
 
     def _acks(self, state: ConsoleState) -> dict[str, str]:
@@ -822,16 +822,14 @@ def settle_heap() -> None:
 
 
 def run_console(
-    config_path: str | Path | None = None,
+    loaded: Loaded,
     *,
-    config: Config | None = None,
     wall: bool = False,
     read_only: bool = False,
     web: bool = False,
     demo: DemoControl | None = None,
 ) -> int:
-    config = config or load_config(config_path)
-    app = ConsoleApp(config, wall=wall, read_only=read_only, web=web, demo=demo)
+    app = ConsoleApp(loaded.config, pack=loaded.pack, wall=wall, read_only=read_only, web=web, demo=demo)
     app.freeze_heap = True
     result = app.run()
     return int(result or 0)

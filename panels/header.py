@@ -7,7 +7,7 @@ import time
 from rich.text import Text
 from textual.widgets import Static
 
-from console.model import Severity
+from console.model import Severity, SourceKind
 from console.poller import ConsoleState
 from panels.text import severity_text
 
@@ -78,11 +78,11 @@ class ConsoleHeader(Static):
     @staticmethod
     def _sources(state: ConsoleState, now: float) -> Text:
         out = Text()
-        health = [k for k in state.intervals if k.startswith("health:")]
+        health = [k for k in state.intervals if k.kind is SourceKind.HEALTH]
         for key in state.intervals:
-            if key.startswith("health:"):
+            if key.kind is SourceKind.HEALTH:
                 continue
-            out.append(key.replace("postgres:", "pg:").replace("prometheus", "prom") + " ")
+            out.append(f"pg:{key.name} " if key.kind is SourceKind.POSTGRES else "prom ")
             out.append_text(source_glyph(state, key, now))
             out.append(" ")
         if health:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 
-from console.model import HealthSnapshot
+from console.model import HealthSnapshot, SourceKey
 from console.poller import ConsoleState
 from panels.base import Panel
 from panels.detail import health_detail
@@ -40,7 +40,7 @@ class HealthPanel(Panel):
     def __init__(self, targets: list[str], **kwargs) -> None:
         super().__init__(**kwargs)
         self.targets = targets
-        self.sources = tuple(f"health:{name}" for name in targets)
+        self.sources = tuple(SourceKey.health(name) for name in targets)
         self.table = KeyedTable(columns=COLUMNS, id="health-table")
         self._changed: dict[str, tuple[str, float]] = {}  # target -> (status word, since)
 
@@ -51,7 +51,7 @@ class HealthPanel(Panel):
     def render_state(self, state: ConsoleState, now: float) -> None:
         rows = []
         for name in self.targets:
-            key = f"health:{name}"
+            key = SourceKey.health(name)
             latest = state.snapshots.get(key)
             if not isinstance(latest, HealthSnapshot):
                 rows.append(
@@ -79,8 +79,8 @@ class HealthPanel(Panel):
         name = self.table.selected_key
         if self.state is None or name is None:
             return
-        latest = self.state.snapshots.get(f"health:{name}")
-        good = self.state.last_good.get(f"health:{name}")
+        latest = self.state.snapshots.get(SourceKey.health(name))
+        good = self.state.last_good.get(SourceKey.health(name))
         if isinstance(latest, HealthSnapshot):
             body = health_detail(latest, good if isinstance(good, HealthSnapshot) else None)
             self.post_message(ShowText(f"health: {name}", body))

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 
 from console.config import BoundThreshold
-from console.model import PrometheusSnapshot, Severity
+from console.model import PrometheusSnapshot, Severity, SourceKey
 from console.poller import ConsoleState
 from console.rules import format_number, level_text
 from panels.base import Panel, StatusLine
@@ -33,7 +33,7 @@ class MetricsPanel(Panel):
         super().__init__(**kwargs)
         self.queries = queries
         self.thresholds = thresholds
-        self.sources = ("prometheus",)
+        self.sources = (SourceKey.prometheus(),)
         self.summary = StatusLine(classes="panel-body")
         self.table = KeyedTable(columns=COLUMNS, id="metrics-table")
         self._history: dict[str, deque[float | None]] = {q: deque(maxlen=HISTORY) for q, _, _ in queries}
@@ -45,8 +45,8 @@ class MetricsPanel(Panel):
         yield self.table
 
     def render_state(self, state: ConsoleState, now: float) -> None:
-        latest = state.snapshots.get("prometheus")
-        shown = state.last_good.get("prometheus")
+        latest = state.snapshots.get(SourceKey.prometheus())
+        shown = state.last_good.get(SourceKey.prometheus())
         if isinstance(latest, PrometheusSnapshot) and latest.taken_at != self._seen_at:
             self._seen_at = latest.taken_at
             values = {q.id: (None if q.error else q.value) for q in latest.queries}

@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
-from console.model import PostgresSnapshot, Session
+from console.model import PostgresSnapshot, Session, SourceKey
 from console.poller import ConsoleState
 from console.report import lock_tree_lines
 from console.rules import format_duration
@@ -80,7 +80,7 @@ class PostgresPanel(Panel):
         super().__init__(**kwargs)
         self.cluster = cluster
         self.title = f"Postgres {cluster}"
-        self.sources = (f"postgres:{cluster}",)
+        self.sources = (SourceKey.postgres(cluster),)
         self.summary = StatusLine(classes="panel-body pg-summary")
         self.sessions = KeyedTable(columns=SESSION_COLUMNS, id="pg-sessions")
         self.locks = Static(classes="panel-body", id="pg-locks")

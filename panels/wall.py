@@ -15,7 +15,14 @@ from textual.containers import Grid, Vertical
 from textual.screen import Screen
 from textual.widgets import Digits, Static
 
-from console.model import HealthSnapshot, PostgresSnapshot, PrometheusSnapshot, Severity
+from console.model import (
+    HealthSnapshot,
+    PostgresSnapshot,
+    PrometheusSnapshot,
+    Severity,
+    SourceKey,
+    SourceKind,
+)
 from console.poller import ConsoleState
 from console.present import HEALTH_BADGE, breach_badge
 from console.rules import Breach, State, format_number
@@ -124,7 +131,7 @@ def health_tiles(state: ConsoleState, now: float, limit: int) -> list[TileData]:
 
 
 def metric_tiles(state: ConsoleState, history: dict[str, list[float | None]], limit: int) -> list[TileData]:
-    snap = state.last_good.get("prometheus")
+    snap = state.last_good.get(SourceKey.prometheus())
     if not isinstance(snap, PrometheusSnapshot):
         return []
     breaches = {b.id: b for b in state.breaches}
@@ -140,7 +147,7 @@ def metric_tiles(state: ConsoleState, history: dict[str, list[float | None]], li
 
 def postgres_tiles(state: ConsoleState, now: float, limit: int) -> list[TileData]:
     out = []
-    breaches = [b for b in state.breaches if b.source.startswith("postgres:")]
+    breaches = [b for b in state.breaches if b.source.kind is SourceKind.POSTGRES]
     for key, snap in state.last_good.items():
         if not isinstance(snap, PostgresSnapshot):
             continue
@@ -192,7 +199,7 @@ class WallScreen(Screen):
 
     def show(self, state: ConsoleState, now: float) -> None:
         self.state = state
-        snap = state.snapshots.get("prometheus")
+        snap = state.snapshots.get(SourceKey.prometheus())
         if isinstance(snap, PrometheusSnapshot) and snap.error is None and snap.taken_at != self._seen_at:
             self._seen_at = snap.taken_at
             for q in snap.queries:

@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from console.app import ConsoleApp  # noqa: E402
-from console.config import load_config  # noqa: E402
 from console.demo.cleanup import remove_demo  # noqa: E402
 from console.demo.control import DemoControl  # noqa: E402
 from console.journal import Journal  # noqa: E402
+from console.loader import load_config  # noqa: E402
 from panels.confirm import ConfirmScreen  # noqa: E402
 from panels.runbook import RunbookScreen  # noqa: E402
 from tests.fixtures.chromium import launched  # noqa: E402

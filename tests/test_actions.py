@@ -38,8 +38,9 @@ from console.actions import (
     Status,
     Value,
 )
-from console.config import Config, load_config
+from console.config import Config
 from console.journal import ActionConfirmed, Journal, JournalEvent, Note, Operator, read_journal
+from console.loader import load_config
 from console.model import Severity
 from console.pg import connect
 from console.rules import Breach, State

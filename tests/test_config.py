@@ -11,7 +11,8 @@ import pytest
 
 from console import redact
 from console.cli import main
-from console.config import find_config_path, load_config, parse_duration
+from console.config import find_config_path, parse_duration
+from console.loader import load_config
 from console.yamlfile import ConfigError
 
 PROBLEM = re.compile(r"^.+:\d+:\d+: \S.*$")

@@ -24,7 +24,6 @@ import httpx
 import pytest
 import yaml
 
-from console.config import load_config
 from console.demo import configwriter, rules, shopdb
 from console.demo.control import DemoControl, DemoError
 from console.demo.dbfaults import DB_FAULTS
@@ -32,6 +31,7 @@ from console.demo.faults import FAULTS
 from console.demo.scenarios import SCENARIOS, Expected, Scenario
 from console.demo.state import load_state_file, proc_start
 from console.journal import read_journal
+from console.loader import load_config
 from console.model import Severity
 from tests.fixtures.demo import (
     CLI,

@@ -478,7 +478,7 @@ def test_stdin_at_eof_that_is_not_a_terminal_neither_spins_nor_stops_sigterm(tmp
 STUCK_CONSOLE = """
 import sys, threading
 from console.app import ConsoleApp
-from console.config import load_config
+from console.loader import load_config
 
 
 class Stuck(ConsoleApp):

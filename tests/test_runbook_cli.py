@@ -17,8 +17,8 @@ import yaml
 
 from console.actions import Confirmation, Executor, Status
 from console.cli import main
-from console.config import load_config
 from console.journal import Journal, Note, Operator, record_breaches
+from console.loader import load_config
 from console.model import Severity
 from console.rules import Breach, State
 from console.runbooks import RunbookSession, pack_for

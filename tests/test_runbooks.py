@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from console.actions import Confirmation, Executor, Status
-from console.config import load_config
 from console.journal import ActionConfirmed, Journal, Operator
-from console.model import Severity
+from console.loader import load_config
+from console.model import HealthCheck, HealthStatus, Severity
 from console.rules import Breach, State
 from console.runbooks import (
     Pack,
@@ -171,6 +171,11 @@ def _breach(breach_id: str, **fields: Any) -> Breach:
     return Breach(id=breach_id, **(defaults | fields))
 
 
+def _failing(**checks: str) -> tuple[HealthCheck, ...]:
+    """A health breach's checks that do not pass, as the health source reports them."""
+    return tuple(HealthCheck(name, HealthStatus(status)) for name, status in checks.items())
+
+
 def _alert(name: str, **labels: str) -> Breach:
     labels = {"alertname": name, "job": "sync-worker", "instance": "127.0.0.1:34487", **labels}
     return _breach(
@@ -183,7 +188,7 @@ def _alert(name: str, **labels: str) -> Breach:
 
 
 RANKING = [
-    (_breach("postgres.demo.waiting", source="postgres:demo", subject="pid 4242"), "lock-contention"),
+    (_breach("postgres.demo.waiting", source="postgres:demo", subject="pid 4242", pid=4242), "lock-contention"),
     (_breach("postgres.main.idle_in_transaction", source="postgres:main"), "idle-in-transaction"),
     (_breach("postgres.demo.long_running", source="postgres:demo"), "long-running-query"),
     (_breach("postgres.demo.connections", source="postgres:demo"), "connection-exhaustion"),
@@ -207,9 +212,9 @@ RANKING = [
     (_alert("DatabaseConnectionFailure"), "supabase-connection-failure"),
     (_breach("prometheus.sync_success_ratio", subject="instance=127.0.0.1:34487, job=sync-worker"), "partial-sync-failures"),
     # A failing health target: the failing check names the integration (summary as the source writes it).
-    (_breach("health.sync-worker", source="health:sync-worker", subject="sync-worker", summary="hubspot: fail"), "provider-down"),
-    (_breach("health.storefront", source="health:storefront", subject="storefront", summary="demo storefront; chatwoot:api: fail"), "chatwoot-unavailable"),
-    (_breach("health.storefront", source="health:storefront", severity=Severity.WARNING, subject="storefront", summary="demo storefront; google-analytics:api: warn"), "ga-quota-exhausted"),
+    (_breach("health.sync-worker", source="health:sync-worker", subject="sync-worker", summary="hubspot: fail", checks=_failing(hubspot="fail")), "provider-down"),
+    (_breach("health.storefront", source="health:storefront", subject="storefront", summary="demo storefront; chatwoot:api: fail", checks=_failing(**{"chatwoot:api": "fail"})), "chatwoot-unavailable"),
+    (_breach("health.storefront", source="health:storefront", severity=Severity.WARNING, subject="storefront", summary="demo storefront; google-analytics:api: warn", checks=_failing(**{"google-analytics:api": "warn"})), "ga-quota-exhausted"),
     # The console cannot reach the database at all: every threshold of the cluster is in error.
     (_breach("postgres.demo.connections", source="postgres:demo", state=State.ERROR), "supabase-connection-failure"),
 ]  # fmt: skip
@@ -240,10 +245,12 @@ def test_ranking_explains_labels_and_providers_and_a_config_link_wins(pack: Pack
 
 def test_the_provider_of_a_health_breach_is_the_failing_integration() -> None:
     health = _breach(
-        "health.storefront", source="health:storefront", summary="demo; google-analytics:api: warn"
+        "health.storefront", source="health:storefront", checks=_failing(**{"google-analytics:api": "warn"})
     )
     assert breach_provider(health) == "google-analytics"
-    assert breach_provider(_breach("health.x", source="health:x", summary="database: fail")) == ""
+    assert breach_provider(_breach("health.x", source="health:x", checks=_failing(database="fail"))) == ""
+    # the words of the summary are for people: nothing reads the provider back from them
+    assert breach_provider(_breach("health.x", source="health:x", summary="hubspot: fail")) == ""
     assert breach_provider(_alert("IntegrationDown", provider="hubspot")) == "hubspot"
 
 

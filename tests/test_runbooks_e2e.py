@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from console.actions import Confirmation, ConfirmMode, Executor, Status
-from console.config import Config, load_config
+from console.config import Config
 from console.demo.scenarios import BY_NAME
 from console.incident_report import build_report
 from console.journal import Journal, Operator, read_journal, record_breaches
+from console.loader import load_config
 from console.poller import Poller
 from console.rules import Breach, State
 from console.runbooks import Pack, RunbookSession, pack_for

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from console.app import ConsoleApp
-from console.config import load_config
+from console.loader import load_config
 from panels.breaches import BreachesPanel
 from panels.detail import DetailScreen
 from panels.health import HealthPanel

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from console.app import ConsoleApp
-from console.config import load_config
 from console.journal import Journal, read_journal
+from console.loader import load_config
 from panels.confirm import ConfirmScreen
 from panels.demo_menu import DemoMenu
 from panels.runbook import RunbookPicker, RunbookScreen

@@ -259,5 +259,6 @@ def _stop_supervisor(supervisor: subprocess.Popen[bytes]) -> None:
 
 def _console(demo: DemoControl) -> int:
     from console.app import run_console  # Textual loads only when the console opens
+    from console.loader import load
 
-    return run_console(demo.config_path, demo=demo)
+    return run_console(load(demo.config_path), demo=demo)

@@ -18,7 +18,7 @@ renders ``session.progress``; it needs no logic of its own.
 from __future__ import annotations
 
 from console.runbooks.context import CONTEXT_NAMES, breach_values, build_context
-from console.runbooks.pack import Pack, load_pack, load_runbook_ids, pack_for, runbook_files, validate_pack
+from console.runbooks.pack import Pack, load_pack, pack_for, runbook_files
 from console.runbooks.progress import EscalationView, Progress, StepState, StepStatus
 from console.runbooks.rank import Match, breach_provider, rank
 from console.runbooks.schema import EscalationLevel, Runbook, Step, StepKind
@@ -45,10 +45,8 @@ __all__ = [
     "breach_values",
     "build_context",
     "load_pack",
-    "load_runbook_ids",
     "pack_for",
     "rank",
     "run_key",
     "runbook_files",
-    "validate_pack",
 ]

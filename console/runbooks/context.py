@@ -15,8 +15,9 @@ from console.actions import (
     template_refs,
 )
 from console.config import Config
+from console.model import SourceKind
 from console.rules import Breach
-from console.runbooks.rank import breach_labels, breach_provider
+from console.runbooks.rank import breach_provider
 from console.runbooks.schema import Runbook
 
 #: Names a runbook may use besides config variables and its own inputs: filled from the breach
@@ -49,20 +50,19 @@ def _service_key(service: str) -> str:
 def breach_values(breach: Breach, config: Config | None = None) -> dict[str, Value]:
     """What a breach tells the runbook. Values from backends (labels, subjects) are untrusted."""
     values: dict[str, Value] = {"breach": Value(breach.id, False), "subject": Value(breach.subject, False)}
-    kind, _, name = breach.source.partition(":")
-    if kind == "postgres" and name:
-        values["cluster"] = Value(name)
-    if kind == "health" and name:
-        values["service"] = Value(name)
+    source = breach.source
+    if source.kind is SourceKind.POSTGRES and source.name:
+        values["cluster"] = Value(source.name)
+    if source.kind is SourceKind.HEALTH and source.name:
+        values["service"] = Value(source.name)
     if breach.kind == "threshold":
         values["threshold"] = Value(breach.id)
         bound = config.threshold(breach.id) if config is not None else None
         if bound is not None:
             values["threshold_level"] = Value(f"{bound.threshold.first_level:g}")
-    pid = re.match(r"^pid (\d+)\b", breach.subject)
-    if pid:
-        values["pid"] = Value(pid.group(1))
-    labels = breach_labels(breach)
+    if breach.pid is not None:
+        values["pid"] = Value(str(breach.pid))
+    labels = dict(breach.labels)
     for key in ("alertname", "job", "instance"):
         if labels.get(key):
             values[key] = Value(labels[key], False)

@@ -161,28 +161,8 @@ def load_pack(
     return Pack(tuple(runbooks), files), problems
 
 
-def validate_pack(
-    config: Config, env: Mapping[str, str] | None = None
-) -> tuple[frozenset[str], list[Problem]]:
-    """What ``load_config`` calls: the ids of the valid runbooks and every problem of the pack."""
-    pack, problems = load_pack(config.runbooks_path, config.variables.keys(), env)
-    if not problems:
-        config._pack = pack  # pack_for() reuses it: the console does not read the pack twice
-    return pack.ids, problems
-
-
-def load_runbook_ids(
-    directory: Path, env: Mapping[str, str] | None = None
-) -> tuple[frozenset[str], list[Problem]]:
-    """Runbook ids with syntax-level checks only (no config at hand)."""
-    pack, problems = load_pack(directory, None, env)
-    return pack.ids, problems
-
-
 def pack_for(config: Config, env: Mapping[str, str] | None = None) -> Pack:
     """The pack of a loaded config; raises ConfigError when it has problems."""
-    if config._pack is not None and env is None:
-        return config._pack
     pack, problems = load_pack(config.runbooks_path, config.variables.keys(), env)
     if problems:
         raise ConfigError(problems)

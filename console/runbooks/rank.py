@@ -8,8 +8,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from console.config import Config
+from console.model import SourceKind
 from console.rules import Breach, State
-from console.runbooks.schema import VAR_NAME, Runbook
+from console.runbooks.schema import Runbook
 
 # --- matching ------------------------------------------------------------------------------------
 
@@ -25,34 +26,12 @@ class Match:
     why: str
 
 
-def breach_labels(breach: Breach) -> dict[str, str]:
-    """Alert labels, or ``k=v`` pairs of a Prometheus-query threshold's subject."""
-    if breach.labels:
-        return dict(breach.labels)
-    pairs = {}
-    for part in breach.subject.split(","):
-        key, sep, value = part.strip().partition("=")
-        if sep and VAR_NAME.match(key):
-            pairs[key] = value
-    return pairs
-
-
-def _failing_checks(breach: Breach) -> list[str]:
-    """Names of failing/warning checks in a health breach's summary ("shopify: fail"), without
-    the health+json measurement part ("google-analytics:api" is google-analytics)."""
-    out = []
-    for part in breach.summary.split("; "):
-        name, sep, status = part.rpartition(": ")
-        if sep and status.strip() in ("fail", "warn", "unknown") and name.strip():
-            out.append(name.strip().split(":", 1)[0])
-    return out
-
-
 def breach_provider(breach: Breach) -> str:
-    provider = breach_labels(breach).get("provider", "")
-    if provider:
+    """The integration a breach is about: its ``provider`` label, or the first health check
+    that does not pass and names no part of the service itself."""
+    if provider := breach.label("provider"):
         return provider
-    return next((c for c in _failing_checks(breach) if c.lower() not in NOT_PROVIDERS), "")
+    return next((c.component for c in breach.checks if c.component.lower() not in NOT_PROVIDERS), "")
 
 
 def _specificity(glob: str) -> float:
@@ -65,7 +44,7 @@ def _score(runbook: Runbook, breach: Breach) -> tuple[float, str]:
         best, why = 100.0, "linked to this threshold in the config"
     triggers = runbook.triggers
     if breach.kind == "alert":
-        labels = breach_labels(breach)
+        labels = dict(breach.labels)
         for trigger in triggers.alerts:
             if not fnmatch.fnmatchcase(breach.title, trigger.name):
                 continue
@@ -87,8 +66,8 @@ def _score(runbook: Runbook, breach: Breach) -> tuple[float, str]:
                     score = 58 + _specificity(glob)
                     if score > best:
                         best, why = score, f"{breach.id} cannot be measured (matches {glob})"
-        if breach.source.startswith("health:"):
-            target = breach.source.split(":", 1)[1]
+        if breach.source.kind is SourceKind.HEALTH:
+            target = breach.source.name
             for glob in triggers.health:
                 if fnmatch.fnmatchcase(target, glob):
                     score = 40 + _specificity(glob)

@@ -20,7 +20,7 @@ import httpx
 
 from console import redact
 from console.config import HealthTarget
-from console.model import ErrorKind, HealthCheck, HealthSnapshot, HealthStatus, SourceError
+from console.model import ErrorKind, HealthCheck, HealthSnapshot, HealthStatus, SourceError, SourceKey
 from console.sanitize import clean, one_line
 from console.sources.base import (
     BodyTooLarge,
@@ -69,7 +69,7 @@ class HealthSource:
 
     def __init__(self, target: HealthTarget, interval: float):
         self.target = target
-        self.key = f"health:{target.name}"
+        self.key = SourceKey.health(target.name)
         self.interval = interval
         self.timeout = target.timeout + TIMEOUT_MARGIN
         self._url = redact.url(target.url)

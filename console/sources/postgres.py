@@ -44,6 +44,7 @@ from console.model import (
     Privileges,
     Session,
     SourceError,
+    SourceKey,
     Statement,
 )
 from console.pg import ConnectTimeout, PollTimeout, classify_error, connect, console_pids
@@ -329,7 +330,7 @@ class PostgresSource:
 
     def __init__(self, cluster: PostgresCluster, interval: float) -> None:
         self.cluster = cluster
-        self.key = f"postgres:{cluster.name}"
+        self.key = SourceKey.postgres(cluster.name)
         self.interval = interval
         # Worst legitimate poll: connect, detect (2 statements) and the activity statement.
         statement = cluster.statement_timeout or 10.0

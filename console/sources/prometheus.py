@@ -62,6 +62,7 @@ from console.model import (
     Severity,
     Silence,
     SourceError,
+    SourceKey,
 )
 from console.sanitize import clean as _clean
 from console.sanitize import one_line as _one_line
@@ -431,7 +432,7 @@ def _read_capped_sync(response: requests.Response, limit: int) -> bytes:
 class PrometheusSource:
     """Polls one Prometheus (and optionally its Alertmanager). ``poll()`` never raises."""
 
-    key = "prometheus"
+    key = SourceKey.prometheus()
     kind = "prometheus"
 
     def __init__(self, config: Prometheus, interval: float, *, body_limit: int = BODY_LIMIT):
