@@ -32,7 +32,7 @@ screenshots: $(STAMP) sysdeps
 # Report in soak-out/ (soak-report.txt, soak-report.json). CI runs DURATION=3m (tests/test_soak.py).
 DURATION ?= 30m
 soak: $(STAMP) sysdeps
-	$(BIN)/python -m console.soak --duration $(DURATION) --out soak-out
+	$(BIN)/python -m bench.soak --duration $(DURATION) --out soak-out
 
 sysdeps:
 	@scripts/ensure-system-packages.sh prometheus prometheus-alertmanager postgresql chromium

@@ -1,13 +1,12 @@
-"""The one door from the engine to the UI (DESIGN.md section 1: ``console/`` imports neither
+"""The one door from the engine to the UI (docs/ARCHITECTURE.md: ``console/`` imports neither
 Textual nor ``panels``, except ``app.py``). The engine reaches it only inside functions:
 ``console.cli`` (``run``) and ``console.demo.cli`` (``demo``) for the console, ``console.serve``
-for ``serve``'s web server, ``console.soak`` for the soak's headless console.
+for ``serve``'s web server.
 
 Each name loads its UI module on first use, so ``serve``'s own process (the web server) does not
 load Textual and the panels, and the engine stays importable without them:
 
 - ``ConsoleApp``, ``run_console``: :mod:`panels.app`, the Textual application;
-- ``run_console_soak``: :mod:`panels.soak_driver`, the soak's headless console;
 - ``serve_forever``, ``COOKIE``: :mod:`panels.serve_web`, aiohttp + textual-serve.
 """
 
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
 _WHERE = {
     "ConsoleApp": "panels.app",
     "run_console": "panels.app",
-    "run_console_soak": "panels.soak_driver",
     "serve_forever": "panels.serve_web",
     "COOKIE": "panels.serve_web",
 }

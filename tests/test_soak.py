@@ -13,8 +13,8 @@ import warnings
 
 import pytest
 
+from bench.soak import ErrorLog, Limits, Sample, analyse, parse_duration, soak, soak_config
 from console.demo.dbfaults import DbFaults, LockContention, SlowQueries
-from console.soak import ErrorLog, Limits, Sample, analyse, parse_duration, soak, soak_config
 from tests.test_ui import make_app
 
 SCENARIOS = ["lock-contention", "error-spike"]
@@ -237,8 +237,8 @@ async def test_what_is_left_after_quitting_is_sampled_once_closing_is_done(tmp_p
     one descriptor more than before starting), but a descriptor nobody closes stays counted.
     (Descriptors counted are this test's own: other tests in the same worker open and close
     theirs meanwhile.)"""
-    from console.soak import Soak
-    from panels import soak_driver
+    from bench import soak_driver
+    from bench.soak import Soak
 
     open_now: set[str] = set()
     # A long settle limit first: returning well before it proves the sample waited for the

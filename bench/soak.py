@@ -1,8 +1,8 @@
 """Soak (issue 8): the real console, headless, and the engine's Poller on the demo stack for a
 long time, every demo scenario cycling, all refreshes forced to 0.1 s.
 
-    python -m console.soak --duration 30m            # `make soak` (DURATION=3m for the CI size)
-    python -m console.soak --duration 3m --attach /tmp/ic-demo-x   # a stack that already runs
+    python -m bench.soak --duration 30m            # `make soak` (DURATION=3m for the CI size)
+    python -m bench.soak --duration 3m --attach /tmp/ic-demo-x   # a stack that already runs
 
 What it runs, in this one process and on one event loop:
 - ``ConsoleApp`` under ``App.run_test`` (Textual's headless driver, the whole compositor), with
@@ -20,7 +20,7 @@ Textual's log file), exceptions the event loop, a thread or a ``__del__`` did no
 trend, so it compares the first window after the warm-up with the last window, never with the
 start (connections, pools and caches fill up during the warm-up) and never a latency (the
 machine is shared). This module is engine-side (no Textual, no panels): the headless console
-and its pilot are :mod:`panels.soak_driver`, which :func:`soak` takes through console.app when it runs.
+and its pilot are :mod:`bench.soak_driver`, which :func:`soak` imports when it runs (Textual loads there).
 """
 
 from __future__ import annotations
@@ -475,7 +475,7 @@ def soak(duration: float, out_dir: Path, attach: str | None = None, limits: Limi
     with demo_stack(attach) as control:
         config = soak_config(load_config(control.config_path))
         run = Soak(duration, out_dir)
-        from console.app import run_console_soak  # the UI side: Textual loads here
+        from bench.soak_driver import run_console_soak  # the UI side: Textual loads here
 
         asyncio.run(run_console_soak(run, config, control))
     scenarios = [s.name for s in control.scenarios()]
@@ -500,7 +500,7 @@ def parse_duration(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m console.soak", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=parse_duration, default=30 * 60.0, help="e.g. 30m (default), 3m")
     parser.add_argument("--attach", help="state dir of a running demo stack (default: start one)")
     parser.add_argument("--out", type=Path, default=Path("soak-out"), help="report directory")

@@ -1,10 +1,9 @@
-"""The soak's headless console (UI side of ``python -m console.soak``, see console/soak.py).
+"""The soak's headless console (UI side of ``python -m bench.soak``, see bench/soak.py).
 
 ``ConsoleApp`` runs under ``App.run_test`` (Textual's headless driver, the whole compositor) with
 a pilot pressing keys now and then, next to a second, headless ``Poller.run`` on the same config
-(the engine alone), while console/soak.py's sampler and scenario cycler run on the same loop.
-:func:`console.soak.soak` takes it through console.app when it runs: the engine never imports
-Textual.
+(the engine alone), while bench/soak.py's sampler and scenario cycler run on the same loop.
+:func:`bench.soak.soak` imports it when it runs.
 """
 
 from __future__ import annotations
@@ -19,10 +18,10 @@ from typing import Any
 import textual.constants
 from textual.worker import WorkerState
 
+from bench.soak import Sample, Soak, cycle_scenarios, demo_tracebacks, sample_loop, take_sample
 from console.config import Config
 from console.journal import Journal
 from console.poller import ConsoleState, Poller
-from console.soak import Sample, Soak, cycle_scenarios, demo_tracebacks, sample_loop, take_sample
 from panels.app import ConsoleApp
 from panels.postgres import PostgresPanel
 
@@ -102,7 +101,7 @@ async def _settled_sample(soak: Soak, t0: float, errors) -> Sample:
 
 
 async def run_console_soak(soak: Soak, config: Config, control) -> None:
-    """The soak itself, on the running loop (see console/soak.py's module doc)."""
+    """The soak itself, on the running loop (see bench/soak.py's module doc)."""
     errors = soak.errors
 
     class SoakApp(ConsoleApp):
