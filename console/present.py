@@ -1,4 +1,4 @@
-"""Words and glyphs for states: severity must read without colour (DESIGN.md section 6).
+"""Words and glyphs for states: severity must read without colour (docs/ARCHITECTURE.md, rules of the house).
 
 Shared by the headless output and the panels, so a state looks the same everywhere.
 """

@@ -1,4 +1,4 @@
-"""Secrets never reach the screen, a log, the journal or a report (DESIGN.md section 3).
+"""Secrets never reach the screen, a log, the journal or a report (docs/ARCHITECTURE.md, rules of the house).
 
 The config loader registers every secret it reads (DSN passwords, headers marked secret,
 credentials in URLs). :func:`scrub` replaces any registered secret in a piece of text, and

@@ -1,4 +1,4 @@
-"""The one place where untrusted text is made safe to show (DESIGN.md section 3).
+"""The one place where untrusted text is made safe to show (docs/ARCHITECTURE.md, rules of the house).
 
 Every string that comes from a backend (query text, application names, user names, labels,
 annotations, HTTP bodies) passes through :func:`clean` at the source boundary. After that it

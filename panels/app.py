@@ -1,8 +1,8 @@
 """The Textual application: wires the poller to the panels. The engine reaches it through
 ``console.app`` (its one door to the UI) only.
 
-Polling follows DESIGN.md section 2: one async worker per source, each in its own group with
-``exit_on_error=False``; the next poll of a source is scheduled with ``set_timer`` when the
+Polling follows docs/ARCHITECTURE.md (rules of the house): one async worker per source, each
+in its own group with ``exit_on_error=False``; the next poll of a source is scheduled with ``set_timer`` when the
 previous one finished, never with ``set_interval``. Keys never wait on a backend.
 """
 

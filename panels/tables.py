@@ -1,6 +1,6 @@
 """A DataTable updated by row key: changed cells only, rows added/removed, order applied in place.
 
-clear() + add_rows() of 1000 rows costs ~170 ms a tick (DESIGN.md section 2); a keyed diff costs
+clear() + add_rows() of 1000 rows costs ~170 ms a tick (docs/ARCHITECTURE.md); a keyed diff costs
 a fraction, and keeps the operator's selection on the same row key while rows move.
 
 DataTable's own row API is per row and linear in the table size for each call (``remove_row``

@@ -385,3 +385,17 @@ def test_the_ui_uses_only_public_names_of_the_engine():
                 if private or any(part.startswith("_") for part in (node.module or "").split(".")):
                     problems.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.module} {private}")
     assert problems == [], "\n".join(problems)
+
+
+def test_the_code_cites_no_document_outside_the_repository():
+    """Comments and docstrings point to docs/ARCHITECTURE.md, which ships with the code."""
+    outside = ("DESIGN.md", "../shared")
+    files = [*ROOT.joinpath("console").rglob("*.py"), *ROOT.joinpath("panels").rglob("*.py")]
+    found = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in files
+        if "__pycache__" not in path.parts
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if any(mark in line for mark in outside)
+    ]
+    assert found == [] and (ROOT / "docs" / "ARCHITECTURE.md").is_file(), found

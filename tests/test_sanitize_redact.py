@@ -1,4 +1,4 @@
-"""The untrusted-text boundary and secret masking (DESIGN.md section 3)."""
+"""The untrusted-text boundary and secret masking (docs/ARCHITECTURE.md, rules of the house)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Health endpoint probes: one HealthSource per configured target (DESIGN.md section 5).
+"""Health endpoint probes: one HealthSource per configured target.
 
 Four formats, chosen by config: ``health+json`` (pass/warn/fail with checks), Spring actuator
 (UP/DOWN/OUT_OF_SERVICE with components), Kubernetes ``/livez`` ``/readyz`` (status code and
