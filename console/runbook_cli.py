@@ -153,7 +153,7 @@ def show_lines(config: Config, runbook, file_name: str) -> list[str]:
     (secrets masked); values that come from a breach show as <name>."""
     from console.actions import Executor, Value
     from console.journal import Journal
-    from console.runbooks import CONTEXT_NAMES, Progress, RunbookSession, build_context
+    from console.runbooks import CONTEXT_NAMES, EscalateStep, Progress, RunbookSession, build_context
 
     executor = Executor(config, Journal(config.journal_path()), read_only=True)  # nothing is written
     session = RunbookSession(runbook, executor, Progress(runbook, "show", time.time()))
@@ -185,8 +185,8 @@ def show_lines(config: Config, runbook, file_name: str) -> list[str]:
     lines += ["", "STEPS"]
     for i, step in enumerate(runbook.steps, 1):
         lines.append(f"{i:>2}. [{step.kind}] {session.title(step)}")
-        if step.kind == "escalate":
-            note = [step.escalate.note] if step.escalate and step.escalate.note else []
+        if isinstance(step, EscalateStep):
+            note = [step.escalate.note] if step.escalate.note else []
             described = [*note, "by the time since the incident started: see ESCALATION below"]
         else:
             described = list(session.describe(step))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 
 from console import redact
 
@@ -259,51 +259,81 @@ def _dotted(loc: Loc) -> str:
     return out
 
 
+def _tagged(annotation: Any) -> dict[str, Any]:
+    """The members of a tagged union (each ``Annotated[X, Tag("t")]``) by tag, or {}."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return {}
+    members: dict[str, Any] = {}
+    for arg in typing.get_args(annotation):
+        tags = [m for m in getattr(arg, "__metadata__", ()) if isinstance(m, Tag)]
+        if not tags:
+            return {}
+        members[tags[0].tag] = typing.get_args(arg)[0]
+    return members
+
+
 def _unwrap(annotation: Any) -> Any:
-    """The model class inside Optional[...], list[...], dict[str, ...], Annotated[...]."""
+    """The type inside Annotated[...] and Optional[...]; a tagged union stays whole, another union
+    is taken for its first member."""
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return _unwrap(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
+    if origin in (typing.Union, types.UnionType) and not _tagged(annotation):
         for arg in typing.get_args(annotation):
             if arg is not type(None):
                 return _unwrap(arg)
     return annotation
 
 
-def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
-    """Walk a model's field types along ``loc`` to the model that owns its last part."""
+def _child(annotation: Any, part: str | int) -> Any:
+    """The type of ``part`` inside ``annotation`` (a model's field, a list's item, a dict's
+    value), or None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field_info = next(
+            (f for name, f in annotation.model_fields.items() if (f.alias or name) == part), None
+        )
+        return None if field_info is None else field_info.rebuild_annotation()
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (list, tuple) and args:
+        return args[0]
+    if origin is dict and len(args) == 2:
+        return args[1]
+    return None
+
+
+def _walk(model: type[BaseModel], loc: Loc) -> tuple[Loc, Any]:
+    """``loc`` without the tags pydantic puts in it for a tagged union (the member it chose),
+    and the type at its end (None when unknown)."""
     current: Any = model
-    for part in loc:
+    kept: list[str | int] = []
+    for index, part in enumerate(loc):
         current = _unwrap(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            field_info = next(
-                (f for name, f in current.model_fields.items() if (f.alias or name) == part), None
-            )
-            if field_info is None:
-                return None
-            current = field_info.annotation
-        else:
-            origin = typing.get_origin(current)
-            args = typing.get_args(current)
-            if origin in (list, tuple) and args:
-                current = args[0]
-            elif origin is dict and len(args) == 2:
-                current = args[1]
-            else:
-                return None
-    current = _unwrap(current)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+        members = _tagged(current)
+        if members and isinstance(part, str) and part in members:
+            current = members[part]
+            continue
+        kept.append(part)
+        current = _child(current, part)
+        if current is None:
+            return (*kept, *loc[index + 1 :]), None
+    return tuple(kept), _unwrap(current)
+
+
+def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    """The model at ``loc`` (a location as pydantic gives it), or None."""
+    owner = _walk(model, loc)[1]
+    return owner if isinstance(owner, type) and issubclass(owner, BaseModel) else None
 
 
 def problems_from_validation(exc: ValidationError, doc: Document, model: type[BaseModel]) -> list[Problem]:
     problems = []
     for error in exc.errors(include_url=False, include_input=True):
-        loc: Loc = tuple(error["loc"])
+        raw: Loc = tuple(error["loc"])
+        loc = _walk(model, raw)[0]
         kind = error["type"]
         message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         if kind == "extra_forbidden":
-            owner = _model_at(model, loc[:-1])
+            owner = _model_at(model, raw[:-1])
             hint = ""
             if owner is not None:
                 names = [f.alias or n for n, f in owner.model_fields.items()]

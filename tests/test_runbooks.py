@@ -18,6 +18,7 @@ from console.loader import load_config
 from console.model import HealthCheck, HealthStatus, Severity
 from console.rules import Breach, State
 from console.runbooks import (
+    ActionStep,
     Pack,
     RunbookSession,
     StepState,
@@ -63,7 +64,7 @@ def test_the_pack_covers_all_five_sources_and_every_step_kind(pack: Pack) -> Non
     assert {s[:3] for s in sources} == {"000", "001", "002", "003", "004"}
     kinds = {step.kind for rb in pack.runbooks for step in rb.steps}
     assert kinds == {"check", "action", "manual", "wait", "escalate"}
-    actions = {step.action.kind for rb in pack.runbooks for step in rb.steps if step.action}
+    actions = {step.action.kind for rb in pack.runbooks for step in rb.steps if isinstance(step, ActionStep)}
     assert {"sql", "signal", "http", "argv"} <= actions
     # Escalation levels by elapsed time (seed 000) and the post-incident checklists exist.
     assert any(lvl.after for rb in pack.runbooks for lvl in rb.escalation if lvl.after)
@@ -140,7 +141,7 @@ async def test_every_step_renders_and_every_action_dry_runs_on_the_demo_stack(
                 plan = session.plan(step)
                 assert plan.lines and plan.summary, (runbook.id, step.id)
                 assert config.variables["admin_token"].value not in "\n".join(plan.lines)
-            if step.action is None:
+            if not isinstance(step, ActionStep):
                 continue
             result = await session.dry_run(step)
             assert result.status == Status.DRY_RUN, (runbook.id, step.id, result.message, result.lines)

@@ -21,15 +21,30 @@ Templates: ``{{name}}`` or ``{{name|fallback}}`` (fallback: another name, a numb
 backends (alert labels, health checks, sessions) are not: they are percent-encoded in URLs,
 refused in argv when they start with '-', escaped in PromQL, and bound in SQL.
 
-The package, in import order: ``templates`` (references and values), ``specs`` (the schema),
-``plans`` (plans, confirmations, results), ``expect`` (judging what a check saw), ``render``
-(spec -> plan), the runners ``sql``, ``httpcall`` (HTTP, silences, PromQL) and ``argv``, and
-``executor`` (the rules). Import from ``console.actions``.
+Each kind of action or check lives in one module of ``kinds/``: its spec, how it renders,
+previews, validates and runs, behind the :class:`~console.actions.kind.Kind` protocol and with
+no more of the console than a :class:`~console.actions.kind.KindContext`. The executor keeps the
+rules above and dispatches to the kind through ``registry``; it has no per-kind code.
+
+The package, in import order: ``templates`` (references and values), ``specs`` (what every
+spec shares), ``plans`` (plans, confirmations, outcomes, results), ``expect`` (judging what a
+check saw), ``kind`` (the protocol and the context), ``sql`` and ``httpcall`` (Postgres and HTTP
+for the kinds that use them), ``kinds/*`` (one module per kind), ``registry`` (the kinds, and the
+ActionSpec / CheckSpec unions), ``executor`` (the rules). Import from ``console.actions``.
 """
 
 from __future__ import annotations
 
 from console.actions.executor import Executor
+from console.actions.kind import Kind, KindContext
+from console.actions.kinds.argv import ArgvAction, ArgvActionSpec
+from console.actions.kinds.http_action import HttpAction, HttpActionSpec
+from console.actions.kinds.http_check import HttpCheckSpec, HttpGet
+from console.actions.kinds.promql_check import PromQLCheckSpec, PromQuery
+from console.actions.kinds.signal import SignalAction, SignalActionSpec
+from console.actions.kinds.silence import SilenceAction, SilenceActionSpec
+from console.actions.kinds.sql_check import SqlCheckSpec, SqlQuery
+from console.actions.kinds.sql_statement import SqlAction, SqlActionSpec, SqlPreview
 from console.actions.plans import (
     BODY_LIMIT,
     OUTPUT_LIMIT,
@@ -45,24 +60,8 @@ from console.actions.plans import (
     Status,
     Target,
 )
-from console.actions.specs import (
-    ACTION_KINDS,
-    ActionSpec,
-    ArgvAction,
-    CheckSpec,
-    Expect,
-    HttpAction,
-    HttpGet,
-    PromQuery,
-    Scalar,
-    SignalAction,
-    SilenceAction,
-    Spec,
-    SqlAction,
-    SqlPreview,
-    SqlQuery,
-    SqlText,
-)
+from console.actions.registry import ACTION_KINDS, CHECK_KINDS, AnyActionSpec, AnyCheckSpec
+from console.actions.specs import ActionSpec, CheckSpec, Expect, Scalar, Spec, SqlText
 from console.actions.templates import (
     MASK,
     Context,
@@ -78,13 +77,17 @@ from console.actions.templates import (
 __all__ = [
     "ACTION_KINDS",
     "BODY_LIMIT",
+    "CHECK_KINDS",
     "MASK",
     "OUTPUT_LIMIT",
     "PREVIEW_ROWS",
     "SENSITIVE_HEADERS",
     "SHOW_LINES",
     "ActionSpec",
+    "AnyActionSpec",
+    "AnyCheckSpec",
     "ArgvAction",
+    "ArgvActionSpec",
     "CheckSpec",
     "ConfirmMode",
     "ConfirmSpec",
@@ -93,18 +96,27 @@ __all__ = [
     "Executor",
     "Expect",
     "HttpAction",
+    "HttpActionSpec",
+    "HttpCheckSpec",
     "HttpGet",
+    "Kind",
+    "KindContext",
     "Plan",
     "Preview",
+    "PromQLCheckSpec",
     "PromQuery",
     "Ref",
     "RenderError",
     "Result",
     "Scalar",
     "SignalAction",
+    "SignalActionSpec",
     "SilenceAction",
+    "SilenceActionSpec",
     "Spec",
     "SqlAction",
+    "SqlActionSpec",
+    "SqlCheckSpec",
     "SqlPreview",
     "SqlQuery",
     "SqlText",

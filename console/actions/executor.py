@@ -1,5 +1,6 @@
-"""The Executor: renders specs into plans, previews, dry-runs and executes them under the rules
-of :mod:`console.actions`."""
+"""The Executor: the rules of :mod:`console.actions` (read-only, confirmation, single flight,
+timeouts, the journal before and after). What a plan does is its kind's
+(:mod:`console.actions.registry`); the executor decides whether, when and with what answer."""
 
 from __future__ import annotations
 
@@ -7,42 +8,25 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Literal
+from typing import Any, Literal
 
-import asyncpg
-import httpx
-
-from console import redact
-from console.actions.argv import _run_argv, _validate_argv
-from console.actions.httpcall import _preview_silence, _run_http, _run_promql, _run_silence, _validate_http
+from console.actions.kind import Kind, KindContext, Rendered, failure
+from console.actions.kinds.silence import SilenceAction
 from console.actions.plans import (
     SHOW_LINES,
     Confirmation,
     ConfirmMode,
     ConfirmSpec,
+    Outcome,
     Plan,
-    Preview,
     Result,
     Status,
     Target,
-    _Argv,
-    _Http,
-    _Outcome,
-    _Prom,
-    _Rendered,
-    _Signal,
-    _Silence,
-    _Sql,
 )
-from console.actions.render import _ACTION_RENDERERS, _CHECK_RENDERERS, find_cluster
-from console.actions.specs import (
-    ActionSpec,
-    CheckSpec,
-    SilenceAction,
-)
-from console.actions.sql import _preview_signal, _preview_sql, _run_signal, _run_sql, _validate_sql
+from console.actions.registry import SIGNAL, kind_named, kind_of
+from console.actions.specs import ActionSpec, CheckSpec
 from console.actions.templates import Context, RenderError, Value, render_text
 from console.config import Config
 from console.journal import (
@@ -57,9 +41,7 @@ from console.journal import (
     CheckPassed,
     Journal,
     JournalError,
-    utc_iso,
 )
-from console.pg import classify_error
 from console.rules import Breach, format_duration
 from console.sanitize import one_line
 
@@ -85,6 +67,13 @@ class Executor:
         self.running: Plan | None = None
         self._running_since = 0.0
         self._checks: set[str] = set()
+
+    @property
+    def kinds(self) -> KindContext:
+        """All a kind may use: the configured backends, the operator, the clock."""
+        return KindContext(
+            tuple(self.config.postgres), self.config.prometheus, str(self.operator), self.clock
+        )
 
     # -- policy ------------------------------------------------------------------------------
 
@@ -145,41 +134,45 @@ class Executor:
         step: str = "",
     ) -> Plan:
         """A plan for ``spec`` (pure: nothing is contacted). Raises RenderError."""
-        check = isinstance(spec, CheckSpec)
-        renderer = (_CHECK_RENDERERS if check else _ACTION_RENDERERS)[spec.kind]
-        rendered: _Rendered = renderer(self, getattr(spec, spec.kind), spec, ctx)
-        dangerous = (
-            False
-            if check
-            else spec.dangerous or (spec.kind == "signal" and spec.signal.signal == "terminate")
-        )
+        kind = kind_of(spec)
+        rendered = kind.render(spec, ctx, self.kinds)
+        fields = {
+            "title": title,
+            "timeout": float(spec.timeout),
+            "runbook": runbook,
+            "run": run,
+            "step": step,
+        }
+        if isinstance(spec, CheckSpec):  # a check asks nothing
+            return self._plan(kind, rendered, ConfirmSpec(ConfirmMode.NONE), check=True, **fields)
+        dangerous = spec.dangerous or rendered.dangerous
         word = rendered.word
-        if not check and spec.confirm:
+        if spec.confirm:
             real, shown = render_text(spec.confirm, ctx)
             if real != shown:
                 raise RenderError("the confirmation word cannot be a secret")
             word = real
-        confirm = (
-            ConfirmSpec(ConfirmMode.NONE) if check else self._confirm_spec(dangerous, word, rendered.summary)
+        return self._plan(
+            kind,
+            rendered,
+            self._confirm_spec(dangerous, word, rendered.summary),
+            dangerous=dangerous,
+            word_after_preview=kind.binds_targets and not spec.confirm,
+            **fields,
         )
-        spec_exec = rendered.spec
-        if isinstance(spec_exec, _Signal) and not check and spec.confirm:
-            spec_exec = replace(spec_exec, confirm_override=True)
+
+    @staticmethod
+    def _plan(kind: Kind, rendered: Rendered, confirm: ConfirmSpec, *, title: str, **fields: Any) -> Plan:
         return Plan(
             id=uuid.uuid4().hex[:12],
-            kind=rendered.kind,
+            kind=kind.name,
             title=title or rendered.summary,
             summary=rendered.summary,
             lines=rendered.lines,
             target=rendered.target,
             confirm=confirm,
-            dangerous=dangerous,
-            timeout=float(spec.timeout),
-            check=check,
-            runbook=runbook,
-            run=run,
-            step=step,
-            spec=spec_exec,
+            spec=rendered.job,
+            **fields,
         )
 
     # -- plans built in code (sessions table, alert ack) -------------------------------------
@@ -196,31 +189,17 @@ class Executor:
         """Cancel or terminate one session from the sessions table / lock tree, as it was seen."""
         if backend_start is None:
             raise RenderError(f"pid {pid}: backend_start unknown, so the session cannot be re-checked")
-        ctx = Context({"cluster": Value(cluster_name)})
-        cluster = find_cluster(self, "{{cluster}}", ctx)
-        verb = "terminate" if signal == "terminate" else "cancel the query of"
+        cluster = self.kinds.find_cluster("{{cluster}}", Context({"cluster": Value(cluster_name)}))
         target = Target(int(pid), float(backend_start), one_line(seen, 120))
-        lines = (
-            f"postgres cluster {cluster.name} ({redact.dsn(cluster.dsn)})",
-            f"{verb} pid {pid} (backend started {utc_iso(backend_start)})"
-            + (f": {target.label}" if seen else ""),
-            f"SELECT pg_{'terminate' if signal == 'terminate' else 'cancel'}_backend(pid) only if pid {pid} "
-            "still has that backend_start",
-        )
-        summary = f"{signal} pid {pid} on {cluster.name}"
-        dangerous = signal == "terminate"
-        return Plan(
-            id=uuid.uuid4().hex[:12],
-            kind="signal",
-            title=summary,
-            summary=summary,
-            lines=lines,
-            target=f"pid {pid} on postgres cluster {cluster.name}",
-            confirm=self._confirm_spec(dangerous, str(pid), summary),
-            dangerous=dangerous,
+        rendered = SIGNAL.one_session(cluster, target, signal)
+        return self._plan(
+            SIGNAL,
+            rendered,
+            self._confirm_spec(rendered.dangerous, rendered.word, rendered.summary),
+            title=rendered.summary,
+            dangerous=rendered.dangerous,
             timeout=max(cluster.statement_timeout, 5.0),
             targets=(target,),
-            spec=_Signal(cluster, signal, None, ()),
         )
 
     def silence_plan(self, breach: Breach, duration: float = 3600.0, comment: str = "") -> Plan:
@@ -243,14 +222,17 @@ class Executor:
     # -- preview and dry-run ---------------------------------------------------------------------
 
     async def preview(self, plan: Plan) -> Plan:
-        """The plan with ``preview`` filled in (and, for signals, the sessions it will act on
-        bound as ``targets``). Read-only; allowed in read-only mode. Journals action.requested."""
-        previewer = _PREVIEWERS.get(type(plan.spec))
-        plan = (
-            await previewer(self, plan)
-            if previewer
-            else replace(plan, preview=Preview(note=f"touches: {plan.target}"))
-        )
+        """The plan with ``preview`` filled in by its kind (and, for a kind that binds targets,
+        the sessions it will act on, and the word to type when the plan lets the preview pick
+        it). Read-only; allowed in read-only mode. Journals action.requested."""
+        found = await kind_named(plan.kind).preview(plan, self.kinds)
+        plan = replace(plan, preview=found.preview)
+        if found.targets is not None:
+            plan = replace(plan, targets=found.targets)
+        if plan.confirm.mode is not ConfirmMode.NONE and (found.summary or found.word):
+            word = found.word if plan.word_after_preview and found.word else plan.confirm.expected
+            summary = found.summary or plan.summary
+            plan = replace(plan, summary=summary, confirm=self._confirm_spec(plan.dangerous, word, summary))
         if not plan.check:
             with contextlib.suppress(JournalError):
                 await self.journal.aappend(plan.event(ActionRequested, preview=plan.preview.lines()))
@@ -259,9 +241,10 @@ class Executor:
     async def dry_run(self, plan: Plan) -> Result:
         """Everything but the effect: the preview and a validation of the plan."""
         started = time.monotonic()
-        plan = await self.preview(plan) if plan.preview is None or plan.kind == "signal" else plan
-        validator = _VALIDATORS.get(type(plan.spec))
-        problems = await validator(self, plan) if validator else []
+        kind = kind_named(plan.kind)
+        # What a kind that binds targets would act on is what its preview finds now.
+        plan = await self.preview(plan) if plan.preview is None or kind.binds_targets else plan
+        problems = await kind.validate(plan, self.kinds)
         if plan.preview is not None and plan.preview.error:
             problems.append(f"preview failed: {plan.preview.error}")
         message = "; ".join(problems) if problems else "would run as shown"
@@ -327,7 +310,7 @@ class Executor:
 
     @staticmethod
     def _target_problem(plan: Plan) -> str:
-        if isinstance(plan.spec, _Signal) and not plan.targets:
+        if kind_named(plan.kind).binds_targets and not plan.targets:
             if plan.preview is None:
                 return "preview first: sessions are signalled only as the operator saw them"
             return "nothing to do: the preview found no sessions"
@@ -384,22 +367,15 @@ class Executor:
             events=tuple(events),
         )
 
-    async def _run(self, plan: Plan) -> _Outcome:
-        runner = _RUNNERS[type(plan.spec)]
+    async def _run(self, plan: Plan) -> Outcome:
+        """The plan's kind runs it, within the plan's timeout; whatever it raises is a failure."""
         try:
             async with asyncio.timeout(plan.timeout):
-                return await runner(self, plan)
+                return await kind_named(plan.kind).run(plan, self.kinds)
         except TimeoutError:
-            return _Outcome(Status.TIMEOUT, f"timed out after {plan.timeout:g}s (stopped)")
-        except RenderError as exc:
-            return _Outcome(Status.FAILED, str(exc))
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            cluster = getattr(plan.spec, "cluster", None)
-            return _Outcome(Status.FAILED, str(classify_error(exc, cluster)))
-        except httpx.HTTPError as exc:
-            return _Outcome(Status.FAILED, one_line(redact.scrub(f"{type(exc).__name__}: {exc}"), 200))
+            return Outcome(Status.TIMEOUT, f"timed out after {plan.timeout:g}s (stopped)")
         except Exception as exc:  # a broken backend must not take the console down
-            return _Outcome(Status.FAILED, one_line(redact.scrub(f"{type(exc).__name__}: {exc}"), 200))
+            return Outcome(Status.FAILED, failure(exc, plan))
 
     async def run_check(self, plan: Plan) -> Result:
         """Run a read-only check (no confirmation, allowed in read-only mode) and journal it."""
@@ -441,26 +417,3 @@ class Executor:
             data=outcome.data,
             events=tuple(events),
         )
-
-
-# --- dispatch tables ----------------------------------------------------------------------------------
-
-_RUNNERS: dict[type, Callable[[Executor, Plan], Awaitable[_Outcome]]] = {
-    _Sql: _run_sql,
-    _Signal: _run_signal,
-    _Http: _run_http,
-    _Argv: _run_argv,
-    _Silence: _run_silence,
-    _Prom: _run_promql,
-}
-_PREVIEWERS: dict[type, Callable[[Executor, Plan], Awaitable[Plan]]] = {
-    _Signal: _preview_signal,
-    _Sql: _preview_sql,
-    _Silence: _preview_silence,
-}
-_VALIDATORS: dict[type, Callable[[Executor, Plan], Awaitable[list[str]]]] = {
-    _Sql: _validate_sql,
-    _Signal: _validate_sql,
-    _Http: _validate_http,
-    _Argv: _validate_argv,
-}

@@ -8,20 +8,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 
-from console.actions.plans import SHOW_LINES, Preview, Status, _Outcome
+from console.actions.plans import SHOW_LINES, Outcome, Preview, Status
 from console.actions.specs import Expect
 from console.sanitize import one_line
 
-if TYPE_CHECKING:
-    pass
-
 
 @dataclass(slots=True)
-class _Observed:
+class Observed:
+    """What a check saw: SQL rows or PromQL series and their values, or an HTTP answer."""
+
     rows: int | None = None
     values: list[Any] | None = None
     status: int | None = None
@@ -29,7 +28,7 @@ class _Observed:
     content_type: str = ""
 
 
-def _first_column(rows: Sequence[asyncpg.Record]) -> list[Any]:
+def first_column(rows: Sequence[asyncpg.Record]) -> list[Any]:
     return [row[0] for row in rows if len(row)]
 
 
@@ -43,7 +42,7 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _expect_status(expect: Expect, seen: _Observed) -> tuple[bool, str]:
+def _expect_status(expect: Expect, seen: Observed) -> tuple[bool, str]:
     if seen.status is None:
         return True, ""
     wanted = expect.status
@@ -62,7 +61,7 @@ def _json_path(doc: Any, path: str) -> Any:
     return doc
 
 
-def _expect_json(expect: Expect, seen: _Observed) -> tuple[bool, str]:
+def _expect_json(expect: Expect, seen: Observed) -> tuple[bool, str]:
     if not expect.json_:
         return True, ""
     try:
@@ -82,14 +81,14 @@ def _expect_json(expect: Expect, seen: _Observed) -> tuple[bool, str]:
     return True, ", ".join(f"{p} = {json.dumps(v)}" for p, v in expect.json_.items())
 
 
-def _expect_contains(expect: Expect, seen: _Observed) -> tuple[bool, str]:
+def _expect_contains(expect: Expect, seen: Observed) -> tuple[bool, str]:
     if expect.contains is None:
         return True, ""
     ok = expect.contains in seen.body.decode("utf-8", "replace")
     return ok, "" if ok else f"the answer does not contain '{one_line(expect.contains, 40)}'"
 
 
-def _expect_rows(expect: Expect, seen: _Observed) -> tuple[bool, str]:
+def _expect_rows(expect: Expect, seen: Observed) -> tuple[bool, str]:
     if seen.rows is None:
         return True, ""
     if expect.max_rows is not None and seen.rows > expect.max_rows:
@@ -99,7 +98,7 @@ def _expect_rows(expect: Expect, seen: _Observed) -> tuple[bool, str]:
     return True, f"{seen.rows} row{'s' if seen.rows != 1 else ''}"
 
 
-def _expect_values(expect: Expect, seen: _Observed) -> tuple[bool, str]:
+def _expect_values(expect: Expect, seen: Observed) -> tuple[bool, str]:
     if expect.below is None and expect.above is None and expect.equals is None:
         return True, ""
     values = seen.values or []
@@ -133,7 +132,8 @@ def _expect_values(expect: Expect, seen: _Observed) -> tuple[bool, str]:
 _EXPECTATIONS = (_expect_status, _expect_json, _expect_contains, _expect_rows, _expect_values)
 
 
-def _evaluate(expect: Expect, seen: _Observed) -> tuple[bool, str]:
+def evaluate(expect: Expect, seen: Observed) -> tuple[bool, str]:
+    """Whether every given field of ``expect`` holds, and why (or why not), in words."""
     notes = []
     for rule in _EXPECTATIONS:
         ok, why = rule(expect, seen)
@@ -144,6 +144,7 @@ def _evaluate(expect: Expect, seen: _Observed) -> tuple[bool, str]:
     return True, "; ".join(notes) or "as expected"
 
 
-def _judge(expect: Expect, seen: _Observed, table: Preview) -> _Outcome:
-    passed, why = _evaluate(expect, seen)
-    return _Outcome(Status.SUCCEEDED if passed else Status.FAILED, why, table.lines()[:SHOW_LINES])
+def judge(expect: Expect, seen: Observed, table: Preview) -> Outcome:
+    """A SQL check's outcome: judged by ``expect``, the rows it read as its lines."""
+    passed, why = evaluate(expect, seen)
+    return Outcome(Status.SUCCEEDED if passed else Status.FAILED, why, table.lines()[:SHOW_LINES])

@@ -1,53 +1,36 @@
-"""HTTP actions and checks, Alertmanager silences and PromQL checks: one capped httpx request
-per call, answers scrubbed of secrets."""
+"""HTTP for the HTTP kinds (actions, checks, PromQL, Alertmanager silences): one capped httpx
+request per call; a request rendered into what it sends and what the plan shows."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import replace
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from console import redact
-from console.actions.expect import _evaluate, _Observed
-from console.actions.plans import (
-    BODY_LIMIT,
-    PREVIEW_ROWS,
-    SHOW_LINES,
-    Plan,
-    Preview,
-    Status,
-    _body_lines,
-    _Http,
-    _Outcome,
-    _Prom,
-    _Silence,
-)
+from console.actions.expect import Observed, evaluate
+from console.actions.kind import Rendered
+from console.actions.plans import BODY_LIMIT, Outcome, Plan, Status, body_lines, show_header
 from console.actions.specs import Expect
+from console.actions.templates import Context, RenderError, render_json, render_text
+from console.config import check_http_url
 from console.httpio import BodyTooLarge, read_capped, tls_verify
-from console.journal import utc_iso
-from console.sanitize import one_line
-
-if TYPE_CHECKING:
-    from console.actions.executor import Executor
 
 
-# --- HTTP -----------------------------------------------------------------------------------------
-
-
-async def _request(
+async def request(
     method: str,
     url: str,
     headers: Mapping[str, str],
     body: Any,
     verify: bool | str,
     timeout: float,
-    params: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> tuple[int, str, bytes]:
+    """(status, content type, body read up to BODY_LIMIT). Redirects are not followed."""
     async with (
         httpx.AsyncClient(verify=tls_verify(verify), follow_redirects=False, timeout=timeout) as client,
         client.stream(method, url, headers=dict(headers), json=body, params=params) as response,
@@ -59,131 +42,65 @@ async def _request(
         return response.status_code, response.headers.get("content-type", ""), payload
 
 
-async def _run_http(executor: Executor, plan: Plan) -> _Outcome:
-    spec: _Http = plan.spec
-    status, content_type, payload = await _request(
-        spec.method, spec.url, spec.headers, spec.body, spec.verify, plan.timeout
+@dataclass(frozen=True, slots=True)
+class HttpJob:
+    """A request with its real values, as an HTTP action or check runs it."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: Any
+    verify: bool
+    expect: Expect | None
+    check: bool = False
+
+
+def render_request(
+    method: str,
+    url_template: str,
+    header_templates: Mapping[str, str],
+    body_template: Any,
+    verify: bool,
+    expect: Expect | None,
+    ctx: Context,
+    *,
+    check: bool,
+) -> Rendered:
+    """A request made concrete; the word to type is the (trusted) service, else the host."""
+    url, url_shown = render_text(url_template, ctx, "url")
+    try:
+        check_http_url(url)
+    except ValueError as exc:
+        raise RenderError(str(exc)) from None
+    headers: dict[str, str] = {}
+    lines = [f"{method} {redact.url(url_shown)}"]
+    for name, template in header_templates.items():
+        headers[name], shown = render_text(template, ctx)
+        lines.append(show_header(name, shown))
+    body = None
+    if body_template is not None:
+        body, body_shown = render_json(body_template, ctx)
+        lines.append("body: " + redact.scrub(json.dumps(body_shown, ensure_ascii=False)))
+    service = ctx.get("service")
+    host = urlsplit(url).hostname or "?"
+    return Rendered(
+        summary=f"{method} {redact.url(url_shown)}",
+        lines=tuple(lines),
+        target=f"{service.text if service else host} ({redact.url(url_shown)})",
+        job=HttpJob(method, url, headers, body, verify, expect, check),
+        word=service.text if service and service.trusted else host,
     )
-    observed = _Observed(status=status, body=payload, content_type=content_type)
-    expect = spec.expect or Expect()
-    passed, why = _evaluate(expect, observed)
-    lines = (f"HTTP {status}", *_body_lines(payload))
+
+
+async def run_request(plan: Plan) -> Outcome:
+    """Send the plan's request; the answer is judged by its expect (default: any 2xx)."""
+    job: HttpJob = plan.spec
+    status, content_type, payload = await request(
+        job.method, job.url, job.headers, job.body, job.verify, plan.timeout
+    )
+    observed = Observed(status=status, body=payload, content_type=content_type)
+    passed, why = evaluate(job.expect or Expect(), observed)
+    lines = (f"HTTP {status}", *body_lines(payload))
     if passed:
-        return _Outcome(
-            Status.SUCCEEDED, f"HTTP {status}" + (f": {why}" if why and spec.check else ""), lines
-        )
-    return _Outcome(Status.FAILED, f"HTTP {status}: {why}", lines)
-
-
-async def _validate_http(executor: Executor, plan: Plan) -> list[str]:
-    return []  # the URL was checked when the plan was rendered; a dry-run sends nothing
-
-
-# --- Alertmanager silences ----------------------------------------------------------------------------
-
-
-async def _run_silence(executor: Executor, plan: Plan) -> _Outcome:
-    spec: _Silence = plan.spec
-    if spec.expire is not None:
-        url = f"{spec.base}/api/v2/silence/{quote(spec.expire, safe='')}"
-        status, _, payload = await _request("DELETE", url, spec.headers, None, spec.verify, plan.timeout)
-        if 200 <= status < 300:
-            return _Outcome(
-                Status.SUCCEEDED, f"silence {spec.expire} expired", data={"silence_id": spec.expire}
-            )
-        return _Outcome(Status.FAILED, f"Alertmanager answered HTTP {status}", _body_lines(payload))
-    now = executor.clock()
-    ends_at = now + spec.duration
-    body = {
-        "matchers": [
-            {"name": k, "value": v, "isRegex": False, "isEqual": True} for k, v in spec.matchers.items()
-        ],
-        "startsAt": utc_iso(now),
-        "endsAt": utc_iso(ends_at),
-        "createdBy": str(executor.operator),
-        "comment": spec.comment,
-    }
-    status, _, payload = await _request(
-        "POST", f"{spec.base}/api/v2/silences", spec.headers, body, spec.verify, plan.timeout
-    )
-    if not 200 <= status < 300:
-        return _Outcome(Status.FAILED, f"Alertmanager answered HTTP {status}", _body_lines(payload))
-    try:
-        silence_id = str(json.loads(payload)["silenceID"])
-    except (ValueError, KeyError, TypeError):
-        return _Outcome(Status.FAILED, "Alertmanager's answer has no silenceID", _body_lines(payload))
-    until = datetime.fromtimestamp(ends_at, UTC).strftime("%H:%M:%S UTC")
-    return _Outcome(
-        Status.SUCCEEDED,
-        f"silenced until {until} (silence {one_line(silence_id, 60)})",
-        data={"silence_id": one_line(silence_id, 60), "ends_at": ends_at},
-    )
-
-
-async def _preview_silence(executor: Executor, plan: Plan) -> Plan:
-    spec: _Silence = plan.spec
-    if spec.expire is not None:
-        return replace(plan, preview=Preview(note=f"touches: {plan.target}"))
-    filters = [f'{k}="{v}"' for k, v in spec.matchers.items()]
-    try:
-        status, _, payload = await _request(
-            "GET",
-            f"{spec.base}/api/v2/alerts",
-            spec.headers,
-            None,
-            spec.verify,
-            min(plan.timeout, 5.0),
-            params={"filter": filters},  # type: ignore[dict-item]
-        )
-        alerts = json.loads(payload) if status == 200 else None
-    except (httpx.HTTPError, ValueError) as exc:
-        return replace(plan, preview=Preview(error=one_line(redact.scrub(str(exc)), 200)))
-    if not isinstance(alerts, list):
-        return replace(plan, preview=Preview(error=f"Alertmanager answered HTTP {status}"))
-    rows = tuple(
-        (
-            one_line(a.get("labels", {}).get("alertname", "?"), 60),
-            one_line((a.get("status") or {}).get("state", "?"), 20),
-        )
-        for a in alerts
-        if isinstance(a, dict)
-    )
-    return replace(
-        plan, preview=Preview(("alertname", "state"), rows[:PREVIEW_ROWS], note="alerts it silences now:")
-    )
-
-
-# --- checks: PromQL and expectations ------------------------------------------------------------------
-
-
-async def _run_promql(executor: Executor, plan: Plan) -> _Outcome:
-    spec: _Prom = plan.spec
-    status, _, payload = await _request(
-        "GET",
-        f"{spec.base}/api/v1/query",
-        spec.headers,
-        None,
-        spec.verify,
-        plan.timeout,
-        params={"query": spec.query},
-    )
-    try:
-        doc = json.loads(payload)
-        data = doc["data"]
-        kind, result = data["resultType"], data["result"]
-    except (ValueError, KeyError, TypeError):
-        return _Outcome(
-            Status.FAILED, f"Prometheus answered HTTP {status} without a result", _body_lines(payload, 5)
-        )
-    if kind == "scalar":
-        samples = [("", float(result[1]))]
-    elif kind == "vector":
-        samples = [
-            (", ".join(f"{k}={v}" for k, v in sorted(s.get("metric", {}).items())), float(s["value"][1]))
-            for s in result
-        ]
-    else:
-        return _Outcome(Status.FAILED, f"expected an instant vector or scalar, got {kind}")
-    lines = tuple(one_line(f"{labels or '{}'} = {value:g}", 200) for labels, value in samples[:SHOW_LINES])
-    passed, why = _evaluate(spec.expect, _Observed(rows=len(samples), values=[v for _, v in samples]))
-    return _Outcome(Status.SUCCEEDED if passed else Status.FAILED, why, lines or ("(no series)",))
+        return Outcome(Status.SUCCEEDED, f"HTTP {status}" + (f": {why}" if why and job.check else ""), lines)
+    return Outcome(Status.FAILED, f"HTTP {status}: {why}", lines)

@@ -1,5 +1,5 @@
-"""Plans (exactly what will run), confirmations, previews, results, and the executable forms the
-runners take (real values, never shown)."""
+"""Plans (exactly what will run), confirmations, previews, outcomes and results, and the helpers
+every kind shows its plan lines with."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from console import redact
-from console.actions.specs import Expect, Scalar
+from console.actions.specs import Scalar
 from console.actions.templates import MASK
-from console.config import PostgresCluster
 from console.journal import JournalEvent, PlanEvent, PlanRecord, TargetRecord, utc_iso
 from console.sanitize import one_line
 
@@ -94,7 +93,7 @@ class Plan:
     (render them as Text, never as markup). ``spec`` holds the real values and is never shown."""
 
     id: str
-    kind: str  # sql | signal | http | argv | silence | sql check | promql check | http check
+    kind: str  # the kind's name: sql | signal | http | argv | silence | sql check | promql check | http check
     title: str
     summary: str  # one line: "POST http://.../admin/restart"
     lines: tuple[str, ...]
@@ -108,7 +107,8 @@ class Plan:
     step: str = ""
     preview: Preview | None = None
     targets: tuple[Target, ...] = ()
-    spec: Any = field(default=None, repr=False, compare=False)
+    word_after_preview: bool = False  # the preview picks the word to type (the one pid it lists)
+    spec: Any = field(default=None, repr=False, compare=False)  # the kind's executable form
 
     def event(self, kind: type[P], **fields: Any) -> P:
         """A journal event about this plan (its run, its step, what it showed)."""
@@ -157,84 +157,20 @@ class Result:
 
 
 @dataclass(frozen=True, slots=True)
-class _Outcome:
+class Outcome:
+    """What running a plan gave, before the executor journals it and makes it a :class:`Result`."""
+
     status: Status
     message: str
     lines: tuple[str, ...] = ()
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
-# --- executable forms (real values) -------------------------------------------------------------
+# --- what a plan shows ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Sql:
-    cluster: PostgresCluster
-    statement: str
-    params: tuple[Scalar, ...]
-    preview: tuple[str, tuple[Scalar, ...]] | None = None
-    transaction: bool = True
-    read_only: bool = False
-    expect: Expect | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Signal:
-    cluster: PostgresCluster
-    signal: str
-    select: str | None
-    params: tuple[Scalar, ...]
-    confirm_override: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class _Http:
-    method: str
-    url: str
-    headers: Mapping[str, str]
-    body: Any
-    verify: bool
-    expect: Expect | None
-    check: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class _Argv:
-    argv: tuple[str, ...]
-    env: Mapping[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class _Silence:
-    base: str
-    headers: Mapping[str, str]
-    verify: bool | str
-    matchers: Mapping[str, str]
-    duration: float
-    comment: str
-    expire: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Prom:
-    base: str
-    headers: Mapping[str, str]
-    verify: bool | str
-    query: str
-    expect: Expect
-
-
-@dataclass(frozen=True, slots=True)
-class _Rendered:
-    kind: str
-    summary: str
-    lines: tuple[str, ...]
-    target: str
-    spec: Any
-    word: str  # the default word to type
-
-
-def _quote_param(value: Scalar, shown: str | None = None) -> str:
+def quote_param(value: Scalar, shown: str | None = None) -> str:
+    """A bound parameter as the plan shows it (``shown``: the masked text of a string)."""
     if value is None:
         return "NULL"
     if isinstance(value, str):
@@ -242,14 +178,15 @@ def _quote_param(value: Scalar, shown: str | None = None) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _statement_lines(statement: str) -> list[str]:
+def statement_lines(statement: str) -> list[str]:
     return [line.rstrip() for line in statement.strip().splitlines()]
 
 
-def _show_header(name: str, shown: str) -> str:
+def show_header(name: str, shown: str) -> str:
     return f"{name}: {MASK if name.lower() in SENSITIVE_HEADERS else shown}"
 
 
-def _body_lines(payload: bytes, limit: int = SHOW_LINES) -> tuple[str, ...]:
+def body_lines(payload: bytes, limit: int = SHOW_LINES) -> tuple[str, ...]:
+    """An answer or a command's output as result lines: scrubbed of secrets, one line each."""
     text = redact.scrub(payload.decode("utf-8", "replace"))
     return tuple(one_line(line, 200) for line in text.splitlines()[:limit] if line.strip())

@@ -1,44 +1,41 @@
-"""SQL actions and checks, session signals (pid and backend_start re-checked in the statement
-that signals), previews and validation: every value a bound parameter."""
+"""Postgres for the SQL kinds (statements, signals, checks): bound parameters shown and coerced,
+one short-lived session with a server-side statement_timeout, rows as a table."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 
 from console import redact
-from console.actions.expect import _first_column, _judge, _Observed
-from console.actions.plans import (
-    PREVIEW_ROWS,
-    SHOW_LINES,
-    Plan,
-    Preview,
-    Status,
-    Target,
-    _Outcome,
-    _Signal,
-    _Sql,
-)
-from console.actions.specs import Expect, Scalar
-from console.actions.templates import RenderError
+from console.actions.plans import PREVIEW_ROWS, Preview, quote_param
+from console.actions.specs import Scalar
+from console.actions.templates import Context, RenderError, render_text
 from console.config import PostgresCluster
-from console.journal import utc_iso
-from console.pg import classify_error, connect, console_pids
+from console.pg import classify_error, connect
 from console.rules import format_duration
 from console.sanitize import one_line
 
-if TYPE_CHECKING:
-    from console.actions.executor import Executor
 
+def bind_params(params: Sequence[Scalar], ctx: Context) -> tuple[tuple[Scalar, ...], list[str]]:
+    """The parameters rendered: (the real values, the plan's lines showing them, masked)."""
+    real: list[Scalar] = []
+    shown: list[str] = []
+    for i, param in enumerate(params, 1):
+        if isinstance(param, str):
+            value, display = render_text(param, ctx)
+            real.append(value)
+            shown.append(f"  ${i} = {quote_param(value, display)}")
+        else:
+            real.append(param)
+            shown.append(f"  ${i} = {quote_param(param)}")
+    return tuple(real), shown
 
-# --- SQL ------------------------------------------------------------------------------------------
 
 _INT_TYPES = {"int2", "int4", "int8", "oid"}
 
@@ -81,9 +78,10 @@ def _coerce(value: Scalar, type_name: str) -> Any:
         raise RenderError(f"parameter '{one_line(value, 40)}' is not a valid {type_name}") from None
 
 
-async def _prepared_fetch(
+async def prepared_fetch(
     conn: asyncpg.Connection, statement: str, params: Sequence[Scalar], timeout: float
 ) -> tuple[list[asyncpg.Record], tuple[str, ...]]:
+    """Rows and column names of ``statement``, its parameters coerced to the types it takes."""
     prepared = await conn.prepare(statement)
     types = [t.name for t in prepared.get_parameters()]
     if len(types) != len(params):
@@ -103,13 +101,17 @@ def _cell(value: Any) -> str:
     return one_line(redact.scrub(str(value)), 120)
 
 
-def _table(rows: Sequence[asyncpg.Record], columns: Sequence[str], limit: int = PREVIEW_ROWS) -> Preview:
+def table(rows: Sequence[asyncpg.Record], columns: Sequence[str], limit: int = PREVIEW_ROWS) -> Preview:
+    """Rows as sanitised text, at most ``limit`` of them."""
     shown = tuple(tuple(_cell(v) for v in row.values()) for row in rows[:limit])
     return Preview(tuple(one_line(c, 60) for c in columns), shown, truncated=len(rows) > limit)
 
 
 @contextlib.asynccontextmanager
-async def _session(cluster: PostgresCluster, timeout: float, purpose: str):
+async def session(
+    cluster: PostgresCluster, timeout: float, purpose: str
+) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of its own for one plan, closed (or terminated) after."""
     conn = await connect(cluster, purpose=purpose)
     try:
         # Server-side limit as well: a cancelled client must not leave the statement running.
@@ -128,156 +130,31 @@ async def _close(conn: asyncpg.Connection) -> None:
         conn.terminate()
 
 
-async def _read_only_query(
+async def read_only_query(
     cluster: PostgresCluster, statement: str, params: Sequence[Scalar], timeout: float
 ) -> tuple[list[asyncpg.Record], tuple[str, ...]]:
-    async with _session(cluster, timeout, "check") as conn, conn.transaction(readonly=True):
-        return await _prepared_fetch(conn, statement, params, timeout)
+    """``statement`` in a READ ONLY transaction of its own session."""
+    async with session(cluster, timeout, "check") as conn, conn.transaction(readonly=True):
+        return await prepared_fetch(conn, statement, params, timeout)
 
 
-async def _run_sql(executor: Executor, plan: Plan) -> _Outcome:
-    spec: _Sql = plan.spec
-    if spec.read_only:
-        rows, columns = await _read_only_query(spec.cluster, spec.statement, spec.params, plan.timeout)
-        return _judge(
-            spec.expect or Expect(),
-            _Observed(rows=len(rows), values=_first_column(rows)),
-            _table(rows, columns),
-        )
-    async with _session(spec.cluster, plan.timeout, "action") as conn:
-        if spec.transaction:
-            async with conn.transaction():
-                rows, columns = await _prepared_fetch(conn, spec.statement, spec.params, plan.timeout)
-        else:
-            rows, columns = await _prepared_fetch(conn, spec.statement, spec.params, plan.timeout)
-    table = _table(rows, columns, SHOW_LINES)
-    return _Outcome(
-        Status.SUCCEEDED,
-        f"done: {len(rows)} row{'s' if len(rows) != 1 else ''}",
-        table.lines() if columns else (),
-    )
-
-
-# One statement re-checks and signals: a pid that now belongs to another session (or to no
-# session, or to this one) is not signalled. Half a microsecond of slack: epoch floats.
-_SIGNAL_SQL = """
-SELECT t.pid,
-       a.pid IS NOT NULL AS same_session,
-       CASE WHEN a.pid IS NULL THEN NULL
-            WHEN $3::text = 'terminate' THEN pg_catalog.pg_terminate_backend(a.pid)
-            ELSE pg_catalog.pg_cancel_backend(a.pid) END AS signalled
-FROM unnest($1::int[], $2::float8[]) AS t(pid, backend_start)
-LEFT JOIN pg_catalog.pg_stat_activity a
-       ON a.pid = t.pid
-      AND abs(extract(epoch FROM a.backend_start)::float8 - t.backend_start) < 0.0000005
-      AND a.pid <> pg_catalog.pg_backend_pid()
-ORDER BY t.pid
-"""
-
-
-def _epoch(value: Any) -> float | None:
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
-async def _preview_signal(executor: Executor, plan: Plan) -> Plan:
-    spec: _Signal = plan.spec
-    if spec.select is None:  # a session picked in the table: show it again, bound as it was seen
-        target = plan.targets[0]
-        note = f"pid {target.pid}, backend started {utc_iso(target.backend_start)}" + (
-            f": {target.label}" if target.label else ""
-        )
-        return replace(plan, preview=Preview(note=note))
+async def prepare_problems(
+    cluster: PostgresCluster, statement: str, params: Sequence[Scalar], timeout: float
+) -> list[str]:
+    """A dry-run of SQL: the statement parses and plans (nothing runs) and takes as many
+    parameters as the spec gives."""
     try:
-        rows, columns = await _read_only_query(spec.cluster, spec.select, spec.params, plan.timeout)
-    except Exception as exc:
-        return replace(plan, preview=Preview(error=_reason(exc, spec.cluster)), targets=())
-    if "pid" not in columns or "backend_start" not in columns:
-        return replace(
-            plan,
-            preview=Preview(error="the select must return the columns pid and backend_start"),
-            targets=(),
-        )
-    own = console_pids(spec.cluster)
-    targets, kept = [], []
-    for row in rows:
-        pid, started = row["pid"], _epoch(row["backend_start"])
-        if isinstance(pid, int) and started is not None and pid not in own:
-            targets.append(Target(pid, started))
-            kept.append(row)
-    preview = _table(kept, columns)
-    word = plan.confirm.expected
-    if not spec.confirm_override:
-        word = str(targets[0].pid) if len(targets) == 1 else spec.cluster.name
-    count = f"{len(targets)} session{'s' if len(targets) != 1 else ''}"
-    summary = f"{spec.signal} {count} on {spec.cluster.name}" + (
-        f" (pid {targets[0].pid})" if len(targets) == 1 else ""
-    )
-    confirm = executor._confirm_spec(plan.dangerous, word, summary)
-    return replace(plan, preview=preview, targets=tuple(targets), confirm=confirm, summary=summary)
-
-
-async def _preview_sql(executor: Executor, plan: Plan) -> Plan:
-    spec: _Sql = plan.spec
-    if spec.preview is None:
-        return replace(plan, preview=Preview(note=f"touches: {plan.target}"))
-    try:
-        rows, columns = await _read_only_query(spec.cluster, spec.preview[0], spec.preview[1], plan.timeout)
-    except Exception as exc:
-        return replace(plan, preview=Preview(error=_reason(exc, spec.cluster)))
-    return replace(plan, preview=_table(rows, columns))
-
-
-async def _run_signal(executor: Executor, plan: Plan) -> _Outcome:
-    spec: _Signal = plan.spec
-    pids = [t.pid for t in plan.targets]
-    starts = [t.backend_start for t in plan.targets]
-    async with _session(spec.cluster, plan.timeout, "action") as conn:
-        rows = await conn.fetch(_SIGNAL_SQL, pids, starts, spec.signal, timeout=plan.timeout)
-    done = [r["pid"] for r in rows if r["signalled"]]
-    stale = [r["pid"] for r in rows if not r["same_session"]]
-    unsent = [r["pid"] for r in rows if r["same_session"] and not r["signalled"]]
-    verb = "terminated" if spec.signal == "terminate" else "cancelled the query of"
-    lines = [f"{verb} pid {pid}" for pid in done]
-    lines += [
-        f"skipped pid {pid}: no longer the session you saw (it ended, or the pid was reused)" for pid in stale
-    ]
-    lines += [f"pid {pid}: the server did not signal it" for pid in unsent]
-    if done:
-        return _Outcome(
-            Status.SUCCEEDED,
-            f"{verb} {_pids(done)}" + (f"; {len(stale) + len(unsent)} skipped" if stale or unsent else ""),
-            tuple(lines),
-            {"signalled": done},
-        )
-    if stale and not unsent:
-        return _Outcome(
-            Status.REFUSED, f"nothing signalled: {_pids(stale)} no longer the session you saw", tuple(lines)
-        )
-    return _Outcome(Status.FAILED, f"nothing signalled: {_pids(unsent or stale)}", tuple(lines))
-
-
-def _pids(pids: Sequence[int]) -> str:
-    return "pid " + ", ".join(map(str, pids)) if len(pids) <= 5 else f"{len(pids)} sessions"
-
-
-async def _validate_sql(executor: Executor, plan: Plan) -> list[str]:
-    spec = plan.spec
-    statement = spec.statement if isinstance(spec, _Sql) else (spec.select or _SIGNAL_SQL)
-    try:
-        async with _session(spec.cluster, plan.timeout, "check") as conn:
+        async with session(cluster, timeout, "check") as conn:
             prepared = await conn.prepare(statement)  # parses and plans; runs nothing
             count = len(prepared.get_parameters())
     except Exception as exc:
-        return [f"the statement does not prepare: {_reason(exc, spec.cluster)}"]
-    given = len(spec.params)
+        return [f"the statement does not prepare: {reason(exc, cluster)}"]
+    given = len(params)
     return [] if count == given else [f"the statement takes {count} parameters, the spec gives {given}"]
 
 
-def _reason(exc: BaseException, cluster: PostgresCluster | None = None) -> str:
+def reason(exc: BaseException, cluster: PostgresCluster | None = None) -> str:
+    """One line for why a preview or a validation failed."""
     if isinstance(exc, RenderError):
         return str(exc)
     if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError | OSError | TimeoutError):

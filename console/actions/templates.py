@@ -161,13 +161,14 @@ def render_text(template: str, ctx: Context, mode: str = "text") -> tuple[str, s
     return "".join(real), redact.scrub("".join(shown))
 
 
-def _render_json(value: Any, ctx: Context) -> tuple[Any, Any]:
+def render_json(value: Any, ctx: Context) -> tuple[Any, Any]:
+    """Every string inside a JSON value rendered: (the real value, the value to show)."""
     if isinstance(value, str):
         return render_text(value, ctx)
     if isinstance(value, Mapping):
-        pairs = {k: _render_json(v, ctx) for k, v in value.items()}
+        pairs = {k: render_json(v, ctx) for k, v in value.items()}
         return {k: p[0] for k, p in pairs.items()}, {k: p[1] for k, p in pairs.items()}
     if isinstance(value, list):
-        pairs_list = [_render_json(v, ctx) for v in value]
+        pairs_list = [render_json(v, ctx) for v in value]
         return [p[0] for p in pairs_list], [p[1] for p in pairs_list]
     return value, value

@@ -21,14 +21,28 @@ from console.runbooks.context import CONTEXT_NAMES, breach_values, build_context
 from console.runbooks.pack import Pack, load_pack, pack_for, runbook_files
 from console.runbooks.progress import EscalationView, Progress, StepState, StepStatus
 from console.runbooks.rank import Match, breach_provider, rank
-from console.runbooks.schema import EscalationLevel, Runbook, Step, StepKind
+from console.runbooks.schema import (
+    ActionStep,
+    CheckStep,
+    EscalateStep,
+    EscalationLevel,
+    ManualStep,
+    Runbook,
+    Step,
+    StepKind,
+    WaitStep,
+)
 from console.runbooks.session import RESUME_WINDOW, Need, RunbookSession, StepCommand, StepTask, run_key
 
 __all__ = [
     "CONTEXT_NAMES",
     "RESUME_WINDOW",
+    "ActionStep",
+    "CheckStep",
+    "EscalateStep",
     "EscalationLevel",
     "EscalationView",
+    "ManualStep",
     "Match",
     "Need",
     "Pack",
@@ -41,6 +55,7 @@ __all__ = [
     "StepState",
     "StepStatus",
     "StepTask",
+    "WaitStep",
     "breach_provider",
     "breach_values",
     "build_context",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -18,11 +18,9 @@ from pydantic import (
     model_validator,
 )
 
-from console.actions import (
-    ActionSpec,
-    CheckSpec,
-)
+from console.actions import AnyActionSpec, AnyCheckSpec
 from console.config import Duration, Name
+from console.oneof import OneOf, one_of
 
 VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -113,30 +111,48 @@ class StepKind(StrEnum):
     ESCALATE = "escalate"
 
 
-STEP_KINDS = tuple(StepKind)
+class Step(Model, OneOf):
+    """What every step has. A step is one of :class:`CheckStep`, :class:`ActionStep`,
+    :class:`ManualStep`, :class:`WaitStep`, :class:`EscalateStep` (``Step(id=..., title=...,
+    check=...)`` builds a CheckStep); match on the class to read its part."""
 
+    kind: ClassVar[StepKind]
 
-class Step(Model):
     id: Name
     title: str = Field(min_length=1)
     text: str = ""
-    check: CheckSpec | None = None
-    action: ActionSpec | None = None
-    manual: Annotated[Manual | None, BeforeValidator(_manual)] = None
-    wait: Wait | None = None
-    escalate: Escalate | None = None
 
-    @model_validator(mode="after")
-    def _one_kind(self) -> Step:
-        present = [k for k in STEP_KINDS if getattr(self, k) is not None]
-        if len(present) != 1:
-            got = f" (got {', '.join(present)})" if present else ""
-            raise ValueError(f"a step is exactly one of: {', '.join(STEP_KINDS)}{got}")
-        return self
 
-    @property
-    def kind(self) -> StepKind:
-        return next(k for k in STEP_KINDS if getattr(self, k) is not None)
+class CheckStep(Step):
+    kind: ClassVar[StepKind] = StepKind.CHECK
+    check: AnyCheckSpec
+
+
+class ActionStep(Step):
+    kind: ClassVar[StepKind] = StepKind.ACTION
+    action: AnyActionSpec
+
+
+class ManualStep(Step):
+    kind: ClassVar[StepKind] = StepKind.MANUAL
+    manual: Annotated[Manual, BeforeValidator(_manual)]
+
+
+class WaitStep(Step):
+    kind: ClassVar[StepKind] = StepKind.WAIT
+    wait: Wait
+
+
+class EscalateStep(Step):
+    kind: ClassVar[StepKind] = StepKind.ESCALATE
+    escalate: Escalate
+
+
+AnyStep = one_of(
+    Step,
+    {str(v.kind): v for v in (CheckStep, ActionStep, ManualStep, WaitStep, EscalateStep)},
+    "a step is exactly one of",
+)
 
 
 Severity = Literal["critical", "high", "medium", "low"]
@@ -153,7 +169,7 @@ class Runbook(Model):
     inputs: dict[
         Annotated[str, AfterValidator(_var_name)], Annotated[Input, BeforeValidator(_scalar_input)]
     ] = Field(default_factory=dict)
-    steps: list[Step] = Field(default_factory=list)
+    steps: list[AnyStep] = Field(default_factory=list)
     escalation: list[EscalationLevel] = Field(default_factory=list)
     post_incident: list[str] = Field(default_factory=list)
     links: list[Link] = Field(default_factory=list)
@@ -164,13 +180,13 @@ class Runbook(Model):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"duplicate step id {', '.join(duplicates)}")
-        checks = {s.id for s in self.steps if s.kind is StepKind.CHECK}
+        checks = {s.id for s in self.steps if isinstance(s, CheckStep)}
         for step in self.steps:
-            if step.wait is not None and step.wait.check not in checks:
+            if isinstance(step, WaitStep) and step.wait.check not in checks:
                 raise ValueError(
                     f"step {step.id}: wait.check '{step.wait.check}' is not a check step of this runbook"
                 )
-            if step.escalate is not None and not self.escalation:
+            if isinstance(step, EscalateStep) and not self.escalation:
                 raise ValueError(f"step {step.id} escalates, but the runbook has no 'escalation' levels")
         timed = [lvl.after for lvl in self.escalation if lvl.after is not None]
         if timed != sorted(timed):
@@ -179,3 +195,9 @@ class Runbook(Model):
 
     def step(self, step_id: str) -> Step:
         return next(s for s in self.steps if s.id == step_id)
+
+    def waited_check(self, step: WaitStep) -> CheckStep:
+        """The check a wait step runs again (a check step of this runbook: validated)."""
+        check = self.step(step.wait.check)
+        assert isinstance(check, CheckStep)
+        return check

@@ -9,7 +9,6 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from console.actions import (
-    CheckSpec,
     Confirmation,
     ConfirmMode,
     Context,
@@ -34,7 +33,16 @@ from console.journal import (
 from console.rules import Breach, format_duration
 from console.runbooks.context import build_context
 from console.runbooks.progress import EscalationView, Progress, StepState, StepStatus
-from console.runbooks.schema import Runbook, Step, StepKind
+from console.runbooks.schema import (
+    ActionStep,
+    CheckStep,
+    EscalateStep,
+    ManualStep,
+    Runbook,
+    Step,
+    StepKind,
+    WaitStep,
+)
 from console.sanitize import one_line
 
 # --- a run of a runbook ---------------------------------------------------------------------------------
@@ -163,11 +171,15 @@ class RunbookSession:
     def plan(self, step: Step) -> Plan:
         """The rendered plan of a check or action step (a wait step: its check). RenderError when
         a value is missing; the screen shows the message."""
-        spec = (
-            self.runbook.step(step.wait.check).check if step.wait is not None else (step.check or step.action)
-        )
-        if spec is None:
-            raise RenderError(f"step {step.id} is a {step.kind} step: nothing to run")
+        match step:
+            case WaitStep():
+                spec = self.runbook.waited_check(step).check
+            case CheckStep():
+                spec = step.check
+            case ActionStep():
+                spec = step.action
+            case _:
+                raise RenderError(f"step {step.id} is a {step.kind} step: nothing to run")
         return self.executor.render(
             spec,
             self.context,
@@ -188,7 +200,7 @@ class RunbookSession:
         """Lines for the step's detail pane: what it will do, with values filled in (masked)."""
         lines = [one_line(render_text(step.text, self.context)[0], 500)] if step.text else []
         try:
-            return tuple(lines + list(_DESCRIBE[step.kind](self, step, now)))
+            return tuple(lines + _describe(self, step, now))
         except RenderError as exc:
             return tuple([*lines, f"cannot render: {exc}"])
 
@@ -243,7 +255,7 @@ class RunbookSession:
         self, step: Step, confirmation: Confirmation | None = None, plan: Plan | None = None
     ) -> Result:
         """``x``: run a check (no confirmation) or an action (pass the plan the dialog showed)."""
-        if step.kind is StepKind.WAIT:
+        if isinstance(step, WaitStep):
             return await self.wait(step)
         plan = plan or self.plan(step)
         status = self.progress.status(step.id)
@@ -265,11 +277,10 @@ class RunbookSession:
     async def decline(self, plan: Plan, message: str = "") -> None:
         await self.executor.decline(plan, message)
 
-    async def wait(self, step: Step) -> Result:
+    async def wait(self, step: WaitStep) -> Result:
         """A wait step: wait its seconds, then run its check again; the step follows the check,
         and a check that passes now settles the check step too (its earlier failure was the
         problem the runbook just fixed)."""
-        assert step.wait is not None
         await self._record(
             StepStateSet(step=step.id, state=StepState.RUNNING, message=f"waiting {step.wait.seconds:g}s")
         )
@@ -319,58 +330,41 @@ class RunbookSession:
             status.lines = result.lines
 
 
-def _describe_check(session: RunbookSession, step: Step, now: float | None) -> list[str]:
-    plan = session.plan(step)
-    return [*plan.lines, f"expect: {_expect_text(step.check)}"]
+def _describe(session: RunbookSession, step: Step, now: float | None) -> list[str]:
+    """What a step will do, after its text: the plan it runs, or what the operator does."""
+    match step:
+        case CheckStep():
+            return [*session.plan(step).lines, f"expect: {_expect_text(step)}"]
+        case ActionStep():
+            return _describe_action(session, step)
+        case ManualStep():
+            manual = step.manual
+            out = [render_text(manual.text, session.context)[1]] if manual.text else []
+            if manual.link:
+                out.append(f"link: {render_text(manual.link, session.context)[1]}")
+            return out
+        case WaitStep():
+            check = session.runbook.waited_check(step)
+            return [
+                f"wait {format_duration(step.wait.seconds)}, then run '{session.title(check)}' again",
+                *session.plan(step).lines,
+            ]
+        case EscalateStep():
+            note = [step.escalate.note] if step.escalate.note else []
+            return [*note, *session.escalation(now).lines()]
+    raise TypeError(f"unknown step {type(step).__name__}")
 
 
-def _expect_text(check: CheckSpec | None) -> str:
-    if check is None:
-        return ""
-    fields = check.expect.model_dump(exclude_defaults=True, by_alias=True)
+def _expect_text(step: CheckStep) -> str:
+    fields = step.check.expect.model_dump(exclude_defaults=True, by_alias=True)
     return ", ".join(f"{k} {v}" for k, v in fields.items()) or "success"
 
 
-def _describe_action(session: RunbookSession, step: Step, now: float | None) -> list[str]:
+def _describe_action(session: RunbookSession, step: ActionStep) -> list[str]:
     plan = session.plan(step)
     confirm = plan.confirm
-    if (
-        plan.kind == "signal"
-        and confirm.mode == ConfirmMode.TYPED
-        and not (step.action and step.action.confirm)
-    ):
+    if plan.word_after_preview and confirm.mode == ConfirmMode.TYPED:
         # The word is chosen by the preview: a pid the operator can check, or the cluster.
         word = f"the pid if the preview lists one session, else '{confirm.expected}'"
         return [*plan.lines, f"confirmation: typed, after the preview: {word}"]
     return [*plan.lines, f"confirmation: {confirm.prompt}"]
-
-
-def _describe_manual(session: RunbookSession, step: Step, now: float | None) -> list[str]:
-    manual = step.manual
-    out = [render_text(manual.text, session.context)[1]] if manual and manual.text else []
-    if manual and manual.link:
-        out.append(f"link: {render_text(manual.link, session.context)[1]}")
-    return out
-
-
-def _describe_wait(session: RunbookSession, step: Step, now: float | None) -> list[str]:
-    assert step.wait is not None
-    check = session.runbook.step(step.wait.check)
-    return [
-        f"wait {format_duration(step.wait.seconds)}, then run '{session.title(check)}' again",
-        *session.plan(step).lines,
-    ]
-
-
-def _describe_escalate(session: RunbookSession, step: Step, now: float | None) -> list[str]:
-    note = [step.escalate.note] if step.escalate and step.escalate.note else []
-    return [*note, *session.escalation(now).lines()]
-
-
-_DESCRIBE = {
-    StepKind.CHECK: _describe_check,
-    StepKind.ACTION: _describe_action,
-    StepKind.MANUAL: _describe_manual,
-    StepKind.WAIT: _describe_wait,
-    StepKind.ESCALATE: _describe_escalate,
-}
