@@ -34,9 +34,14 @@ def render_text(state: ConsoleState, now: float | None = None) -> str:
     ]
     for b in state.breaches:
         value = f"{b.value_text} ({b.level_text})" if b.level_text and b.kind == "threshold" else b.value_text
-        parts = [f"  {breach_badge(b):<10}", f"{b.state.value:<10}", b.title, value]
+        parts = [
+            f"  {breach_badge(b):<10}",
+            f"{b.state.value:<10}",
+            one_line(b.title, 120),
+            one_line(value, 120),
+        ]
         if b.subject:
-            parts.append(f"[{b.subject}]")
+            parts.append(f"[{one_line(b.subject, 120)}]")
         parts.append(f"for {format_duration(b.age(now))}")
         if b.runbooks:
             parts.append(f"runbooks: {', '.join(b.runbooks)}")
@@ -49,8 +54,9 @@ def render_text(state: ConsoleState, now: float | None = None) -> str:
     health = [s for s in snapshots if isinstance(s, HealthSnapshot)]
     if health:
         lines += ["", "HEALTH"]
+        width = max(len(s.target) for s in health) + 2  # names of any length stay apart
         for s in health:
-            lines += _health_lines(s)
+            lines += _health_lines(s, max(width, 16))
     for s in snapshots:
         if isinstance(s, PrometheusSnapshot):
             lines += ["", *_prometheus_lines(s, now)]
@@ -63,16 +69,20 @@ def _error_line(s: Snapshot) -> str:
     return f"  {ERROR_BADGE:<10}{s.error}"
 
 
-def _health_lines(s: HealthSnapshot) -> list[str]:
+def _health_lines(s: HealthSnapshot, width: int = 16) -> list[str]:
+    target = f"{one_line(s.target, 120):<{width}}"
     if s.error is not None:
-        return [f"  {ERROR_BADGE:<10}{s.target:<16}{s.error}  {s.url}"]
+        return [f"  {ERROR_BADGE:<10}{target}{s.error}  {s.url}"]
     http = f"HTTP {s.http_status}" if s.http_status else ""
-    lines = [f"  {HEALTH_BADGE[s.status]:<10}{s.target:<16}{http:<9}{_ms(s.latency):>7}  {s.url}"]
+    lines = [f"  {HEALTH_BADGE[s.status]:<10}{target}{http:<9}{_ms(s.latency):>7}  {s.url}"]
     if s.output:
         lines.append(f"{'':12}{one_line(s.output, 120)}")
     for check in s.checks:
         if check.status.value != "pass":
-            lines.append(f"{'':12}{HEALTH_BADGE[check.status]} {check.name}: {one_line(check.detail, 100)}")
+            detail = one_line(check.detail, 100)
+            lines.append(
+                f"{'':12}{HEALTH_BADGE[check.status]} {check.name}" + (f": {detail}" if detail else "")
+            )
     return lines
 
 
@@ -80,12 +90,13 @@ def _prometheus_lines(s: PrometheusSnapshot, now: float) -> list[str]:
     lines = [f"PROMETHEUS  {s.url}  {_ms(s.latency)}"]
     if s.error is not None:
         return [*lines, _error_line(s)]
+    width = max([24, *(len(q.id) + 2 for q in s.queries)])
     for q in s.queries:
         if q.error is not None:
-            lines.append(f"  {q.id:<24}{ERROR_BADGE} {q.error}")
+            lines.append(f"  {q.id:<{width}}{ERROR_BADGE} {q.error}")
         else:
             value = "no data" if q.value is None else f"{q.value:.6g} {q.unit}".strip()
-            lines.append(f"  {q.id:<24}{value}")
+            lines.append(f"  {q.id:<{width}}{value}")
     for warning in s.warnings:  # infos come marked "info: "
         label = "" if warning.startswith("info: ") else "warning: "
         lines.append(f"  {label}{one_line(warning, 140)}")

@@ -5,7 +5,9 @@ annotations, HTTP bodies) passes through :func:`clean` at the source boundary. A
 may still contain ``[`` and other markup characters: widgets render it as ``Text``/``Content``,
 never as markup. What ``clean`` removes is what Rich's ``Text`` lets through to the terminal:
 C0 controls (ESC, BEL, NUL...), DEL, C1 controls (U+0080-U+009F, including the 8-bit CSI),
-bidirectional overrides, lone surrogates and invalid UTF-8.
+bidirectional overrides, lone surrogates and invalid UTF-8. The Unicode line and paragraph
+separators (U+2028, U+2029) are line breaks like ``\n``: a terminal would start a new line (or
+not) at its own discretion, so they become ``\n`` and fold into ``⏎`` in one-line cells.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ TEXT_LIMIT = 32_768
 _BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 # C0 except \t \n \r, DEL, C1, bidi controls, BOM/zero-width no-break, and lone surrogates.
 _UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x9f" + _BIDI + "\ufeff\ud800-\udfff]")
-_NEWLINES = re.compile(r"\r\n?|\n")
+_NEWLINES = re.compile("\r\n?|\n|\u2028|\u2029")
 _TRUNCATED = "… [{} more characters]"
 NEWLINE_MARK = "⏎"
 
@@ -57,9 +59,13 @@ def one_line(value: object, limit: int = 120) -> str:
 
 
 def first_line(value: object, limit: int = 120) -> str:
-    """The first non-empty line of ``value``, capped; for query previews."""
-    for line in clean(value, limit=max(limit * 4, 256)).splitlines():
-        if line.strip():
-            line = " ".join(line.split())
-            return line if len(line) <= limit else line[: max(limit - 1, 0)] + "…"
-    return ""
+    """The first non-empty line of ``value``, capped; for query previews. When more text
+    follows on other lines it ends in `` ⏎`` (inside ``limit``): the query goes on."""
+    lines = [line for line in clean(value, limit=max(limit * 4, 256)).split("\n") if line.strip()]
+    if not lines:
+        return ""
+    line = " ".join(lines[0].split())
+    mark = f" {NEWLINE_MARK}" if len(lines) > 1 else ""
+    if len(line) + len(mark) <= limit:
+        return line + mark
+    return line[: max(limit - 1 - len(mark), 0)] + "…" + mark

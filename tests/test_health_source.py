@@ -144,6 +144,89 @@ async def test_health_json_checks_as_named_list(http_server):
     assert snap.status == PASS and checks(snap) == {"db": (PASS, ""), "queue": (FAIL, "")}
 
 
+# --- health bodies as real services send them (issue 18) -----------------------------------
+
+
+async def test_health_json_components_under_details_older_drafts_and_tyk(http_server):
+    """Older health+json drafts and Tyk gateways put their components under "details", not
+    "checks": the components and their errors are shown, not lost."""
+    tyk = {
+        "status": "warn",
+        "version": "v5.3.0",
+        "description": "Tyk GW",
+        "details": {
+            "redis": {"status": "pass", "componentType": "datastore", "time": "2026-01-01T00:00:00Z"},
+            "dashboard": {
+                "status": "fail",
+                "componentType": "system",
+                "output": "dashboard is down? Heartbeat is failing",
+                "time": "2026-01-01T00:00:00Z",
+            },
+        },
+    }
+    snap = await serve(http_server, json=tyk)
+    assert snap.status == WARN and snap.output == "Tyk GW"
+    assert checks(snap) == {
+        "redis": (PASS, ""),
+        "dashboard": (FAIL, "dashboard is down? Heartbeat is failing"),
+    }
+    draft = {
+        "status": "fail",
+        "details": {
+            "cassandra:responseTime": [
+                {"componentId": "dfd6cf2b", "status": "pass", "observedValue": 250, "observedUnit": "ms"},
+                {"componentId": "6fd416e0", "status": "fail", "output": "timeout"},
+            ],
+        },
+    }
+    snap = await serve(http_server, json=draft)
+    assert checks(snap) == {
+        "cassandra:responseTime/dfd6cf2b": (PASS, "250 ms"),
+        "cassandra:responseTime/6fd416e0": (FAIL, "timeout"),
+    }
+
+
+async def test_health_json_notes_are_shown(http_server):
+    body = {
+        "status": "pass",
+        "output": "fine",
+        "notes": ["migrated to v2 on 2026-01-01", "read-only replica"],
+    }
+    snap = await serve(http_server, json=body)
+    assert snap.output == "fine\nmigrated to v2 on 2026-01-01\nread-only replica"
+    assert (await serve(http_server, json={"status": "pass", "notes": "one note"})).output == "one note"
+
+
+async def test_a_plain_value_under_details_is_shown_as_what_it_is_not_as_fail(http_server):
+    """Steeltoe's "item3": false is a detail of the service, not a failing component."""
+    steeltoe = {
+        "status": "UP",
+        "details": {
+            "diskSpace": {"status": "UP", "total": 1000, "free": 400, "threshold": 100},
+            "item1": "value1",
+            "item2": 42,
+            "item3": False,
+        },
+    }
+    for fmt in ("spring", "health+json"):
+        snap = await serve(http_server, fmt, json=steeltoe)
+        assert snap.status == PASS and set(checks(snap)) == {"diskSpace"}, fmt
+        assert snap.output.splitlines() == ["item1: value1", "item2: 42", "item3: false"], fmt
+
+
+async def test_two_components_of_the_same_name_are_told_apart(http_server):
+    body = {
+        "status": "fail",
+        "checks": [
+            {"name": "db", "status": "pass"},
+            {"name": "db", "status": "fail", "output": "replica down"},
+            {"name": "db", "status": "pass"},
+        ],
+    }
+    snap = await serve(http_server, json=body)
+    assert checks(snap) == {"db": (PASS, ""), "db #2": (FAIL, "replica down"), "db #3": (PASS, "")}
+
+
 async def test_body_fail_wins_over_http_200(http_server):
     snap = await serve(http_server, json={"status": "fail", "output": "db unreachable"})
     assert snap.ok and snap.http_status == 200

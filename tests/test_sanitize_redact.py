@@ -34,9 +34,23 @@ def test_clean_decodes_invalid_utf8_and_caps_length():
 def test_newlines_kept_in_clean_folded_in_one_line():
     assert clean("a\r\nb\rc\nd") == "a\nb\nc\nd"
     assert one_line("SELECT 1\nFROM t") == f"SELECT 1 {NEWLINE_MARK} FROM t"
-    assert first_line("\n\n  SELECT  *\n FROM t") == "SELECT *"
+    # a query that goes on says so (issue 18): in the table, the lock tree and `snapshot`
+    assert first_line("\n\n  SELECT  *\n FROM t") == f"SELECT * {NEWLINE_MARK}"
+    assert first_line("SELECT 1\n\n") == "SELECT 1"
+    assert first_line("SELECT " + "x" * 200 + "\nFROM t", limit=40).endswith(f"… {NEWLINE_MARK}")
+    assert len(first_line("SELECT " + "x" * 200 + "\nFROM t", limit=40)) == 40
     assert len(one_line("y" * 500, limit=40)) == 40
     assert not CONTROL.search(one_line(HOSTILE))
+
+
+def test_unicode_line_and_paragraph_separators_are_line_breaks():
+    """U+2028/U+2029 break lines like \\n everywhere (issue 18): kept as \\n in full text,
+    folded into the mark in a cell, ending the first line of a query."""
+    text = "SELECT 1\u2028FROM t\u2029WHERE x"
+    assert clean(text) == "SELECT 1\nFROM t\nWHERE x"
+    assert one_line(text) == f"SELECT 1 {NEWLINE_MARK} FROM t {NEWLINE_MARK} WHERE x"
+    assert first_line(text) == f"SELECT 1 {NEWLINE_MARK}"
+    assert "\u2028" not in one_line(text) and "\u2029" not in clean(text)
 
 
 def test_redact_urls_and_dsns():

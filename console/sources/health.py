@@ -158,7 +158,7 @@ class HealthSource:
                 else source_error(ErrorKind.BAD_RESPONSE, exc)
             )
             return self._snapshot(watch, http_status=code, error=error)
-        checks = tuple(islice(verdict.checks, MAX_CHECKS + 1))
+        checks = tuple(islice(_distinct(verdict.checks), MAX_CHECKS + 1))
         output = verdict.output
         if len(checks) > MAX_CHECKS:
             checks = checks[:MAX_CHECKS]
@@ -272,7 +272,57 @@ def _parse_health_json(code: int, content_type: str, body: bytes) -> Verdict:
     data = _json_object(code, content_type, body)
     status, note = _top_status(code, data)
     output = _text(_first(data, "output", "description", "message"), OUTPUT_LIMIT)
-    return Verdict(status, _join(note, output), _health_checks(data.get("checks")))
+    checks, plain = data.get("checks"), ""
+    details = data.get("details")
+    if not checks and isinstance(details, dict):
+        # Older drafts of health+json (and Tyk gateways) put the components under "details".
+        checks, plain = _components(details), _plain_details(details)
+    return Verdict(status, _join(note, output, _notes(data.get("notes")), plain), _health_checks(checks))
+
+
+def _is_component(value: object) -> bool:
+    if isinstance(value, list):
+        return any(isinstance(entry, dict) for entry in value)
+    return isinstance(value, dict) and "status" in value
+
+
+def _components(details: dict[str, Any]) -> dict[str, Any]:
+    """The entries of a ``details`` object that are components (an object with a status, or a
+    list of objects): the rest are details of the service itself."""
+    return {key: value for key, value in details.items() if _is_component(value)}
+
+
+def _plain_details(details: dict[str, Any]) -> str:
+    """The entries of a ``details`` object that are no component, as ``name: value`` lines: a
+    plain value (Steeltoe's ``"item3": false``) is shown as what it is, never as a status."""
+    lines = [
+        f"{_name(key)}: {_text(value, NAME_LIMIT)}"
+        for key, value in details.items()
+        if not _is_component(value)
+    ]
+    return "\n".join(islice(lines, MAX_CHECKS))
+
+
+def _notes(notes: object) -> str:
+    """health+json ``notes``: an array of strings (one taken as is)."""
+    if isinstance(notes, list):
+        return "\n".join(_text(note, OUTPUT_LIMIT) for note in islice(notes, MAX_CHECKS))
+    return _text(notes, OUTPUT_LIMIT)
+
+
+def _distinct(checks: Iterable[HealthCheck]) -> Iterator[HealthCheck]:
+    """Checks with distinct names: a second component of the same name is ``name #2``."""
+    seen: dict[str, int] = {}
+    for check in checks:
+        count = seen[check.name] = seen.get(check.name, 0) + 1
+        if count > 1:
+            name = f"{check.name} #{count}"
+            while name in seen:  # a body that also names one "db #2"
+                count += 1
+                name = f"{check.name} #{count}"
+            seen[name] = 1
+            check = HealthCheck(name, check.status, check.detail)
+        yield check
 
 
 def _health_checks(checks: object) -> Iterator[HealthCheck]:
@@ -296,7 +346,10 @@ def _parse_spring(code: int, content_type: str, body: bytes) -> Verdict:
     data = _json_object(code, content_type, body)
     status, note = _top_status(code, data)
     output = _text(_first(data, "description", "message"), OUTPUT_LIMIT)
-    return Verdict(status, _join(note, output), _spring_checks(data, "", 0))
+    details = data.get("details")
+    # Spring Boot 2.0/2.1 and Steeltoe: the plain values beside the components under "details".
+    plain = _plain_details(details) if isinstance(details, dict) and "components" not in data else ""
+    return Verdict(status, _join(note, output, plain), _spring_checks(data, "", 0))
 
 
 def _spring_children(node: dict[str, Any]) -> dict[str, Any]:
