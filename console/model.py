@@ -116,6 +116,11 @@ class SourceKey(str):
     def postgres(cls, cluster: str) -> SourceKey:
         return cls(SourceKind.POSTGRES, cluster)
 
+    @property
+    def dotted(self) -> str:
+        """The key as threshold ids spell their source: ``postgres.main``, ``health.storefront``."""
+        return f"{self.kind}.{self.name}" if self.kind and self.name else str(self).replace(":", ".")
+
     @classmethod
     def of(cls, text: str) -> SourceKey:
         if isinstance(text, SourceKey):

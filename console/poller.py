@@ -17,8 +17,25 @@ from types import MappingProxyType
 
 from console.config import Config, Environment
 from console.measure import measure
-from console.model import ErrorKind, PrometheusSnapshot, Severity, Snapshot, SourceError, SourceKey
-from console.rules import Breach, ThresholdEngine, alert_breaches, endpoint_breach, sort_breaches, worst
+from console.model import (
+    ErrorKind,
+    PostgresSnapshot,
+    PrometheusSnapshot,
+    Severity,
+    Snapshot,
+    SourceError,
+    SourceKey,
+)
+from console.rules import (
+    Breach,
+    ThresholdEngine,
+    alert_breaches,
+    endpoint_breach,
+    group_related,
+    one_per_failing_source,
+    sort_breaches,
+    worst,
+)
 from console.sources.base import Source, source_error
 
 Clock = Callable[[], float]
@@ -93,6 +110,7 @@ class Poller:
         self._snapshots: dict[str, Snapshot] = {}
         self._last_good: dict[str, Snapshot] = {}
         self._endpoints_failing_since: dict[str, float] = {}
+        self._failing_since: dict[str, float] = {}  # source -> when its polls began to fail
         self._intervals = MappingProxyType({key: s.interval for key, s in self.sources.items()})
         self.state = self._state()
 
@@ -113,6 +131,9 @@ class Poller:
         self._snapshots[snapshot.source] = snapshot
         if snapshot.error is None:
             self._last_good[snapshot.source] = snapshot
+            self._failing_since.pop(snapshot.source, None)
+        else:
+            self._failing_since.setdefault(snapshot.source, snapshot.taken_at)
         if isinstance(snapshot, PrometheusSnapshot) and snapshot.endpoint_errors:
             self._endpoints_failing_since.setdefault(snapshot.source, snapshot.taken_at)
         else:
@@ -129,6 +150,18 @@ class Poller:
                 since = self._endpoints_failing_since.get(snapshot.source, snapshot.taken_at)
                 if (failing := endpoint_breach(snapshot, since)) is not None:
                     breaches.append(failing)
+        failing = {
+            key: (snapshot, self._failing_since.get(key, snapshot.taken_at))
+            for key, snapshot in self._snapshots.items()
+            if snapshot.error is not None
+        }
+        breaches = one_per_failing_source(breaches, failing)
+        lock_pids = {
+            key: frozenset(node.pid for root in snapshot.lock_tree for _, node in root.walk())
+            for key, snapshot in self._last_good.items()
+            if isinstance(snapshot, PostgresSnapshot) and snapshot.lock_tree and key not in failing
+        }
+        breaches = group_related(breaches, lock_pids)
         return ConsoleState(
             taken_at=self.clock(),
             environment=self.config.environment,

@@ -11,7 +11,7 @@ from typing import Any
 from console.model import HealthSnapshot, LockNode, PostgresSnapshot, PrometheusSnapshot, Snapshot
 from console.poller import ConsoleState
 from console.present import ERROR_BADGE, HEALTH_BADGE, breach_badge, severity_badge
-from console.rules import exit_code, format_duration
+from console.rules import Breach, exit_code, format_duration, grouped
 from console.sanitize import first_line, one_line
 
 
@@ -32,22 +32,10 @@ def render_text(state: ConsoleState, now: float | None = None) -> str:
         "",
         f"BREACHES ({len(state.breaches)})",
     ]
-    for b in state.breaches:
-        value = f"{b.value_text} ({b.level_text})" if b.level_text and b.kind == "threshold" else b.value_text
-        parts = [
-            f"  {breach_badge(b):<10}",
-            f"{b.state.value:<10}",
-            one_line(b.title, 120),
-            one_line(value, 120),
-        ]
-        if b.subject:
-            parts.append(f"[{one_line(b.subject, 120)}]")
-        parts.append(f"for {format_duration(b.age(now))}")
-        if b.runbooks:
-            parts.append(f"runbooks: {', '.join(b.runbooks)}")
-        lines.append("  ".join(p for p in parts if p))
-        if b.summary:
-            lines.append(f"{'':14}{one_line(b.summary, 140)}")
+    for root, children in grouped(state.breaches):
+        lines += _breach_lines(root, now)
+        for child in children:  # the same trouble seen from another side
+            lines += _breach_lines(child, now, grouped_under=True)
     if not state.breaches:
         lines.append("  none")
     snapshots = sorted(state.snapshots.values(), key=lambda s: s.source)
@@ -63,6 +51,21 @@ def render_text(state: ConsoleState, now: float | None = None) -> str:
         elif isinstance(s, PostgresSnapshot):
             lines += ["", *_postgres_lines(s)]
     return "\n".join(lines) + "\n"
+
+
+def _breach_lines(b: Breach, now: float, *, grouped_under: bool = False) -> list[str]:
+    value = f"{b.value_text} ({b.level_text})" if b.level_text and b.kind == "threshold" else b.value_text
+    badge = f"    ↳ {breach_badge(b):<10}" if grouped_under else f"  {breach_badge(b):<10}"
+    parts = [badge, f"{b.state.value:<10}", one_line(b.title, 120), one_line(value, 120)]
+    if b.subject:
+        parts.append(f"[{one_line(b.subject, 120)}]")
+    parts.append(f"for {format_duration(b.age(now))}")
+    if b.runbooks:
+        parts.append(f"runbooks: {', '.join(b.runbooks)}")
+    lines = ["  ".join(p for p in parts if p)]
+    if b.summary:
+        lines.append(" " * (18 if grouped_under else 14) + one_line(b.summary, 140))
+    return lines
 
 
 def _error_line(s: Snapshot) -> str:

@@ -12,12 +12,24 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from console.config import BoundThreshold
-from console.model import HealthCheck, Labels, Measurement, PrometheusSnapshot, Severity, Silence, SourceKey
+from console.model import (
+    HealthCheck,
+    HealthSnapshot,
+    Labels,
+    Measurement,
+    PostgresSnapshot,
+    PrometheusSnapshot,
+    Severity,
+    Silence,
+    Snapshot,
+    SourceKey,
+    SourceKind,
+)
 
 
 class State(StrEnum):
@@ -65,6 +77,10 @@ class Breach:
     labels: Labels = ()
     pid: int | None = None
     checks: tuple[HealthCheck, ...] = ()
+    metric: str = ""  # a threshold's metric: "waiting", "long_running", "status", "query:<id>"...
+    #: The id of the breach this one is grouped under (the same trouble seen from another side:
+    #: the lock chain's "longest running query" under its "sessions waiting on a lock").
+    parent: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, SourceKey):  # a key read back as text (a test, a journal)
@@ -228,6 +244,7 @@ class ThresholdEngine:
                     labels=track.labels,
                     pid=track.pid,
                     checks=track.checks,
+                    metric=bound.metric,
                 )
             )
         return out
@@ -369,3 +386,98 @@ def endpoint_breach(snapshot: PrometheusSnapshot, since: float) -> Breach | None
 
 def with_runbooks(breach: Breach, runbooks: tuple[str, ...]) -> Breach:
     return replace(breach, runbooks=tuple(dict.fromkeys(breach.runbooks + runbooks)))
+
+
+# --- one row per trouble -------------------------------------------------------------------------
+
+
+def _source_words(snapshot: Snapshot) -> tuple[str, str]:
+    """(title, where) of a source, for its ERROR row."""
+    key = snapshot.source
+    if isinstance(snapshot, HealthSnapshot):
+        return f"{key.name} health", snapshot.url
+    if isinstance(snapshot, PostgresSnapshot):
+        return f"Postgres {key.name}", snapshot.dsn
+    if isinstance(snapshot, PrometheusSnapshot):
+        return "Prometheus", snapshot.url
+    return str(key), ""
+
+
+def source_breach(snapshot: Snapshot, since: float, absorbed: Iterable[Breach] = ()) -> Breach:
+    """The one ERROR row of a source whose poll failed: its reason, and what cannot be measured
+    meanwhile (the thresholds it feeds, which would otherwise each say the same in a row)."""
+    assert snapshot.error is not None
+    absorbed = list(absorbed)
+    title, where = _source_words(snapshot)
+    runbooks = tuple(dict.fromkeys(r for b in absorbed for r in b.runbooks))
+    unmeasured = ", ".join(b.title for b in absorbed)
+    return Breach(
+        id=f"{snapshot.source.dotted}.source",
+        kind="source",
+        source=snapshot.source,
+        title=title,
+        state=State.ERROR,
+        severity=Severity.UNKNOWN,
+        since=min([since, *(b.since for b in absorbed)]),
+        value_text=str(snapshot.error),
+        subject=where,
+        summary=f"cannot measure: {unmeasured}" if unmeasured else "",
+        runbooks=runbooks,
+    )
+
+
+def one_per_failing_source(
+    breaches: Iterable[Breach], failing: Mapping[str, tuple[Snapshot, float]]
+) -> list[Breach]:
+    """One ERROR row per failing source (``failing``: source -> its failed snapshot and since
+    when it fails), in place of an ERROR row per threshold it feeds."""
+    breaches = list(breaches)
+    if not failing:
+        return breaches
+    absorbed: dict[str, list[Breach]] = {key: [] for key in failing}
+    kept = []
+    for breach in breaches:
+        if breach.state is State.ERROR and breach.kind == "threshold" and breach.source in failing:
+            absorbed[breach.source].append(breach)
+        else:
+            kept.append(breach)
+    return kept + [source_breach(snap, since, absorbed[key]) for key, (snap, since) in failing.items()]
+
+
+def group_related(breaches: Iterable[Breach], lock_pids: Mapping[str, frozenset[int]]) -> list[Breach]:
+    """Group the breaches that are one trouble under its root: on a cluster whose sessions wait
+    on a lock (``lock_pids``: cluster source -> every pid of its blocking tree), a breach about
+    one of those sessions (the blocker idle in transaction, a waiter's long-running query) is
+    grouped under the "waiting" breach. Nothing else is grouped: only structured fields
+    (source, metric, pid) decide, never words."""
+    breaches = list(breaches)
+    roots = {
+        b.source: b.id
+        for b in breaches
+        if b.kind == "threshold"
+        and b.metric == "waiting"
+        and b.source.kind is SourceKind.POSTGRES
+        and b.state not in (State.ERROR, State.NODATA)
+        and b.source in lock_pids
+    }
+    if not roots:
+        return breaches
+    out = []
+    for b in breaches:
+        root = roots.get(b.source)
+        if root is not None and b.id != root and b.pid is not None and b.pid in lock_pids[b.source]:
+            b = replace(b, parent=root)
+        out.append(b)
+    return out
+
+
+def grouped(breaches: Iterable[Breach]) -> list[tuple[Breach, tuple[Breach, ...]]]:
+    """The breaches as shown: each root in order, with the breaches grouped under it (a breach
+    whose root is not in the list stands alone)."""
+    breaches = list(breaches)
+    ids = {b.id for b in breaches}
+    children: dict[str, list[Breach]] = {}
+    for b in breaches:
+        if b.parent and b.parent in ids:
+            children.setdefault(b.parent, []).append(b)
+    return [(b, tuple(children.get(b.id, ()))) for b in breaches if not (b.parent and b.parent in ids)]

@@ -54,12 +54,19 @@ class MetricsPanel(Panel):
                 history.append(values.get(query_id))
         breaches = {b.id: b for b in state.breaches}
         results = {q.id: q for q in shown.queries} if isinstance(shown, PrometheusSnapshot) else {}
+        # Prometheus itself failing is one ERROR row in the breaches; here every query says it,
+        # next to the last good value.
+        down = latest.error if isinstance(latest, PrometheusSnapshot) else None
         rows = []
         for query_id, title, unit in self.queries:
             bound = self.thresholds.get(query_id)
             result = results.get(query_id)
             breach = breaches.get(bound.id) if bound else None
-            if result is not None and result.error is not None:
+            if down is not None:
+                number = None if result is None else result.value
+                state_cell = error_text(down.kind)
+                value = Text("no data" if number is None else format_number(number, unit), style="dim")
+            elif result is not None and result.error is not None:
                 state_cell, value = error_text(result.error.kind), cell(result.error.reason, 40)
             else:
                 state_cell = breach_text(breach) if breach else severity_text(Severity.OK)

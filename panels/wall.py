@@ -24,7 +24,7 @@ from console.model import (
     SourceKind,
 )
 from console.poller import ConsoleState
-from console.present import HEALTH_BADGE, breach_badge
+from console.present import HEALTH_BADGE, breach_badge, severity_badge
 from console.rules import Breach, State, format_number
 from panels.header import ConsoleHeader
 from panels.text import age_words, cell, sparkline
@@ -97,7 +97,8 @@ class Tile(Vertical):
 
 
 def breach_tiles(state: ConsoleState, now: float, limit: int) -> list[TileData]:
-    shown = [b for b in state.breaches if b.state != State.PENDING][:limit]
+    # A breach grouped under another is that one's trouble seen from another side: no tile.
+    shown = [b for b in state.breaches if b.state != State.PENDING and not b.parent][:limit]
     if not shown:
         return [TileData(Severity.OK, "● OK", "no breach, no alert firing", "ALL CLEAR")]
 
@@ -135,12 +136,14 @@ def metric_tiles(state: ConsoleState, history: dict[str, list[float | None]], li
     if not isinstance(snap, PrometheusSnapshot):
         return []
     breaches = {b.id: b for b in state.breaches}
+    latest = state.snapshots.get(SourceKey.prometheus())
+    down = latest is not None and latest.error is not None  # one ERROR row says why
     out = []
     for q in snap.queries:
         breach = breaches.get(f"prometheus.{q.id}")
-        severity = breach.counted_severity if breach else Severity.OK
+        severity = Severity.UNKNOWN if down else breach.counted_severity if breach else Severity.OK
         value = "no data" if q.value is None else format_number(q.value, q.unit)
-        badge = breach_badge(breach) if breach else "● OK"
+        badge = "! ERROR" if down else breach_badge(breach) if breach else "● OK"
         out.append(TileData(severity, badge, q.id, value, sparkline(history.get(q.id, []), 40)))
     return sorted(out, key=lambda t: -t.severity)[:limit]
 
@@ -157,8 +160,7 @@ def postgres_tiles(state: ConsoleState, now: float, limit: int) -> list[TileData
         blockers = ", ".join(f"pid {n.pid}" for n in snap.lock_tree[:3])
         big = f"{snap.connections_used}/{snap.max_connections} conn · {waiting} waiting"
         detail = f"blocked by {blockers}" if blockers else "no lock waits"
-        out.append(TileData(severity, "✖ CRIT" if severity == Severity.CRITICAL else "● OK" if severity == Severity.OK
-                            else "▲ WARN", f"Postgres {snap.cluster}", big, detail))  # fmt: skip
+        out.append(TileData(severity, severity_badge(severity), f"Postgres {snap.cluster}", big, detail))
     return out[:limit]
 
 

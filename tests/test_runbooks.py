@@ -218,6 +218,8 @@ RANKING = [
     (_breach("health.storefront", source="health:storefront", severity=Severity.WARNING, subject="storefront", summary="demo storefront; google-analytics:api: warn", checks=_failing(**{"google-analytics:api": "warn"})), "ga-quota-exhausted"),
     # The console cannot reach the database at all: every threshold of the cluster is in error.
     (_breach("postgres.demo.connections", source="postgres:demo", state=State.ERROR), "supabase-connection-failure"),
+    # ... shown as the one ERROR row of the cluster (issue 18)
+    (_breach("postgres.demo.source", kind="source", source="postgres:demo", state=State.ERROR, severity=Severity.UNKNOWN), "supabase-connection-failure"),
 ]  # fmt: skip
 
 

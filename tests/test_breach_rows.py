@@ -1,0 +1,119 @@
+"""What the breach list says, through the real Poller and threshold engine (issue 18): one ERROR
+row per failing source with its reason, and the breaches of one lock chain grouped under it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from console.model import ErrorKind, SourceError
+from console.poller import Poller
+from console.report import render_text
+from console.rules import State
+from tests import ui_data
+from tests.ui_data import NOW
+
+
+class Clock:
+    def __init__(self, now: float = NOW):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def poller(cfg=None, clock=None) -> tuple[Poller, Clock]:
+    clock = clock or Clock()
+    return ui_data.poller(cfg, clock=clock), clock
+
+
+def failed(snapshot, reason: str, at: float, kind=ErrorKind.UNREACHABLE):
+    return dataclasses.replace(snapshot, error=SourceError(kind, reason), taken_at=at)
+
+
+def errors(p: Poller) -> list:
+    return [b for b in p.state.breaches if b.state is State.ERROR]
+
+
+def test_an_unreachable_postgres_is_one_error_row_with_its_reason():
+    p, clock = poller()
+    clock.now += 3
+    p.publish(failed(ui_data.postgres_snapshot(), "connection refused (port 4)", clock.now))
+    (row,) = errors(p)
+    assert row.id == "postgres.main.source" and row.kind == "source" and row.title == "Postgres main"
+    assert row.value_text == "unreachable: connection refused (port 4)"
+    assert row.subject == "postgresql://console:***@127.0.0.1:4/shop"
+    assert "sessions waiting on a lock" in row.summary and "connections used" in row.summary
+    assert row.since == clock.now
+    clock.now += 5  # still failing: the same row, from the first failure
+    p.publish(failed(ui_data.postgres_snapshot(), "connection refused (port 4)", clock.now))
+    (again,) = errors(p)
+    assert again.id == row.id and again.since == row.since
+    clock.now += 2  # back: the thresholds speak for themselves again
+    p.publish(dataclasses.replace(ui_data.postgres_snapshot(), taken_at=clock.now))
+    assert errors(p) == [] and any(b.id == "postgres.main.waiting" for b in p.state.breaches)
+
+
+def test_an_unreachable_health_target_is_one_row_not_health_and_latency():
+    cfg = ui_data.config(
+        health=[{"name": "storefront", "url": "http://127.0.0.1:1/health", "latency": {"warning": 0.5}}]
+    )
+    p, clock = poller(cfg)
+    (storefront, _) = ui_data.health_snapshots()
+    p.publish(failed(storefront, "timed out after 2s", clock.now, ErrorKind.TIMEOUT))
+    (row,) = errors(p)
+    assert row.id == "health.storefront.source" and row.title == "storefront health"
+    assert row.value_text == "timeout: timed out after 2s"
+    assert row.subject == "http://127.0.0.1:1/health"
+
+
+def test_an_unreachable_prometheus_is_one_row_even_without_thresholds():
+    cfg = ui_data.config()
+    cfg.prometheus.queries.clear()  # alerts only: nothing would say Prometheus is gone
+    p, clock = poller(cfg)
+    p.publish(failed(ui_data.prometheus_snapshot(), "connection refused", clock.now))
+    (row,) = errors(p)
+    assert row.id == "prometheus.source" and row.title == "Prometheus"
+    assert "! ERROR" in render_text(p.state) and "Prometheus  unreachable: connection refused" in render_text(
+        p.state
+    )
+
+
+def lock_chain_config():
+    thresholds = {
+        "waiting": {"warning": 1, "critical": 2},
+        "long_running": {"warning": 30, "critical": 50},
+        "idle_in_transaction": {"warning": 30, "critical": 60},
+    }
+    pg = [{"name": "main", "dsn": "postgresql://console@127.0.0.1:4/shop", "thresholds": thresholds}]
+    return ui_data.config(postgres=pg)
+
+
+def lock_chain_snapshot(*, unrelated_long_query: bool = False):
+    snap = ui_data.postgres_snapshot()
+    keep = {4242, 4250, 4251, 4310, 4400, 4401} | ({4300} if unrelated_long_query else set())
+    return dataclasses.replace(snap, sessions=tuple(s for s in snap.sessions if s.pid in keep))
+
+
+def test_the_breaches_of_one_lock_chain_are_grouped_under_the_waiting_one():
+    """The blocker idle in transaction and the waiter's long-running query are the lock chain
+    seen from two other sides: grouped under "sessions waiting on a lock", not three CRITs."""
+    p = Poller(lock_chain_config(), sources=[], clock=lambda: NOW)
+    p.publish(lock_chain_snapshot())
+    by_id = {b.id: b for b in p.state.breaches}
+    waiting = by_id["postgres.main.waiting"]
+    idle = by_id["postgres.main.idle_in_transaction"]
+    running = by_id["postgres.main.long_running"]
+    assert (waiting.parent, idle.parent, running.parent) == ("", waiting.id, waiting.id)
+    assert (idle.pid, running.pid) == (4242, 4250)  # the root blocker, a waiter
+    text = render_text(p.state)
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if "sessions waiting on a lock" in line)
+    grouped = [line for line in lines[at + 1 :] if line.lstrip().startswith("↳")]
+    assert len(grouped) == 2, text
+
+
+def test_a_long_query_outside_the_chain_stays_a_breach_of_its_own():
+    p = Poller(lock_chain_config(), sources=[], clock=lambda: NOW)
+    p.publish(lock_chain_snapshot(unrelated_long_query=True))
+    running = next(b for b in p.state.breaches if b.id == "postgres.main.long_running")
+    assert running.pid == 4300 and running.parent == ""
