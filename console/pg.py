@@ -31,6 +31,7 @@ from console.model import ErrorKind, SourceError
 
 __all__ = [
     "APPLICATION_NAME",
+    "CONSOLE_MARK",
     "GENERIC_PLANS_SQL",
     "ConnectTimeout",
     "PollTimeout",
@@ -44,7 +45,11 @@ APPLICATION_NAME = "incident-console"
 
 # PostgreSQL 12+. A monitor statement's plan does not depend on its parameters, but Postgres
 # kept planning it for each call (its custom plans look cheaper): ~1 ms of a ~8 ms refresh.
-GENERIC_PLANS_SQL = "SET plan_cache_mode = force_generic_plan"
+#: The first words of every statement the console's Postgres source sends: pg_stat_statements
+#: keeps them in its text, and the top-statements list leaves the console's own statements out
+#: by them (with the role that ran them).
+CONSOLE_MARK = "/* incident-console */"
+GENERIC_PLANS_SQL = f"{CONSOLE_MARK} SET plan_cache_mode = force_generic_plan"
 
 # --- the console's own sessions ------------------------------------------------------------
 

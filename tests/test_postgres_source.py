@@ -22,7 +22,7 @@ import pytest
 from console.demo.pgcluster import PrivateCluster, free_port
 from console.locktree import build_lock_tree
 from console.model import ErrorKind, LockNode, LockWait, PostgresSnapshot, Session
-from console.pg import APPLICATION_NAME, connect, console_pids, console_sessions
+from console.pg import APPLICATION_NAME, CONSOLE_MARK, connect, console_pids, console_sessions
 from console.sources.pg_refresh import ACTIVITY_SQL, LOCKS_SQL, activity_args, locks_args
 from console.sources.postgres import PostgresSource
 from tests.fixtures.postgres import quote_ident
@@ -271,6 +271,31 @@ async def test_top_statements_on_private_cluster(private_pg, pg_sessions, pg_sou
     # The console's own refresh statement is not listed.
     assert not any("WITH act AS MATERIALIZED" in st.query for st in snap.statements)
     assert not any("pg_stat_statements" in note for note in snap.notes)
+
+
+async def test_the_consoles_own_statements_are_not_in_the_top_list(
+    private_pg, pg_roles, pg_sessions, pg_source
+):
+    """Issue 18: the console's detection, probe, lock and refresh statements and its driver's type
+    introspection ran under its role are left out; the same text from another role is kept."""
+    role = await pg_roles.create(private_pg, monitor=True)
+    await private_pg.execute("SELECT pg_stat_statements_reset()")  # no console of an earlier test
+    worker = await pg_sessions.open(private_pg)
+    await worker.execute(f"{CONSOLE_MARK} SELECT 42 AS not_the_console")  # another role: kept
+    source = pg_source(private_pg, user=role, statements_top=100, statements_every=0)
+    for _ in range(3):
+        assert (await source.poll()).ok
+    own = await private_pg.fetch(
+        "SELECT s.query FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname = $1",
+        role,
+    )
+    assert any(row["query"].startswith(CONSOLE_MARK) for row in own)  # they exist, and are left out:
+    snap = await poll_until(source, lambda s: any("not_the_console" in st.query for st in s.statements))
+    listed = [st.query for st in snap.statements]
+    assert [q for q in listed if q.startswith(CONSOLE_MARK)] == [
+        f"{CONSOLE_MARK} SELECT $1 AS not_the_console"
+    ]
+    assert not any("plan_cache_mode" in q or "typeinfo_tree" in q for q in listed), listed
 
 
 async def test_statements_not_installed_then_not_loaded(pg_server, pg_source):

@@ -38,9 +38,10 @@ class DbContext:
     async def admin(self, method: str, sql: str, *args: Any) -> Any:
         async with self._lock:
             if self._admin is None or self._admin.is_closed():
-                self._admin = await asyncpg.connect(
-                    **self.admin_params, timeout=10, server_settings={"application_name": "demo-agent"}
-                )
+                # The agent's own statements (pg_stat_statements_reset(), its looks around) are
+                # not the shop's: untracked, like the fault role's, so the top list shows the shop.
+                settings = {"application_name": "demo-agent", "pg_stat_statements.track": "none"}
+                self._admin = await asyncpg.connect(**self.admin_params, timeout=10, server_settings=settings)
             return await getattr(self._admin, method)(sql, *args)
 
     async def waiting(self, pid: int) -> bool:

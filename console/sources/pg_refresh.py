@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import IntEnum, StrEnum
 
+from console.pg import CONSOLE_MARK
+
 __all__ = [
     "ACTIVITY_SQL",
     "LOCKS_SQL",
@@ -160,9 +162,15 @@ FROM waits_named w"""
 _NO_STATEMENTS = "SELECT NULL::json AS data"
 
 
+#: What marks a statement of the console's own, among those of its role: this source's
+#: statements begin with the mark; asyncpg's type introspection is the driver's.
+_OWN_TEXT = (f"{CONSOLE_MARK}%", "WITH RECURSIVE typeinfo_tree(%")
+
+
 def _top_statements(pss: PssColumns | None, pg14: bool) -> str:
     """The top list as one JSON value, slowest mean first, $5 long ($5 = 0: pg_stat_statements()
-    does not run). The console's own statement (same user and query id) is left out."""
+    does not run). The console's own statements are left out: of its role, the one running (its
+    query id) and those its text marks (:data:`_OWN_TEXT`)."""
     if pss is None:
         return _NO_STATEMENTS
     total, mean = pss.total, pss.mean
@@ -173,7 +181,9 @@ def _top_statements(pss: PssColumns | None, pg14: bool) -> str:
     FROM (SELECT p.queryid, p.query, p.calls, p.{total} AS total_ms, p.{mean} AS mean_ms, p.rows
           FROM pg_stat_statements p
           WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) me
-                            WHERE me.usesysid = p.userid AND {_my_query_id(pg14)} = p.queryid)
+                            WHERE me.usesysid = p.userid
+                              AND ({_my_query_id(pg14)} = p.queryid
+                                   OR {" OR ".join(f"p.query LIKE '{like}'" for like in _OWN_TEXT)}))
           ORDER BY p.{mean} DESC
           LIMIT $5::int) p
 """
@@ -243,7 +253,7 @@ FROM (SELECT a.*, c.is_client,
 def activity_sql(pss: PssColumns | None, pg14: bool) -> str:
     """The refresh statement: the HEADER row, the session rows, and the LOCK_WAIT rows when
     $4 asks for pg_locks; the top statements when ``pss`` names pg_stat_statements' columns."""
-    return f"""
+    return f"""{CONSOLE_MARK}
 WITH stmts AS ({_top_statements(pss, pg14)}),
 {_lock_ctes(pids_only=False, pg14=pg14)}
 {_HEADER_ROW}
@@ -257,7 +267,7 @@ UNION ALL
 def locks_sql(pg14: bool) -> str:
     """The LOCK_WAIT rows of some waiting sessions ($1), when a refresh finds waits it has not
     seen without reading pg_locks: the refresh's second statement."""
-    return f"""
+    return f"""{CONSOLE_MARK}
 WITH {_lock_ctes(pids_only=True, pg14=pg14)}
 {_LOCK_WAIT_ROWS}
 """

@@ -47,7 +47,7 @@ from console.model import (
     SourceKey,
     Statement,
 )
-from console.pg import ConnectTimeout, PollTimeout, classify_error, connect, console_pids
+from console.pg import CONSOLE_MARK, ConnectTimeout, PollTimeout, classify_error, connect, console_pids
 from console.sanitize import clean, one_line
 from console.sources.base import Stopwatch
 from console.sources.pg_refresh import (
@@ -83,7 +83,7 @@ LOCKS_EVERY = 5.0
 
 # --- capabilities --------------------------------------------------------------------------
 
-_DETECT_SQL = """
+_DETECT_SQL = f"""{CONSOLE_MARK}
 SELECT pg_catalog.current_setting('server_version_num')::int AS version_num,
        pg_catalog.current_setting('server_version') AS version,
        current_user::text AS username,
@@ -105,7 +105,7 @@ LEFT JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass('pg_stat_state
 """
 
 # Executes the pg_stat_statements function once: "not loaded" and "permission denied" show here.
-_PSS_PROBE_SQL = "SELECT 1 FROM pg_stat_statements LIMIT 1"
+_PSS_PROBE_SQL = f"{CONSOLE_MARK} SELECT 1 FROM pg_stat_statements LIMIT 1"
 
 
 @dataclass(frozen=True, slots=True)
