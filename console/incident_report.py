@@ -34,11 +34,19 @@ from console.journal import (
     utc_iso,
 )
 from console.model import Severity
+from console.present import severity_badge
 from console.rules import format_duration
 from console.runbooks import Pack, Progress, StepState
 from console.timeline import timeline
 
 _OUTCOME_WORD = {"ok": "✔ ok", "failed": "✖ failed", "refused": "⊘ refused", "info": "·"}
+
+
+def _outcome_word(outcome: str, severity: str) -> str:
+    """A breach reads as its severity (``✖ CRIT``), not as a failure."""
+    if outcome == "breach":
+        return severity_badge(Severity.from_word(severity))
+    return _OUTCOME_WORD.get(outcome, outcome)
 
 
 @dataclass
@@ -149,6 +157,7 @@ def build_report(
                 "who": entry.who,
                 "event": entry.kind,
                 "outcome": entry.outcome,
+                "severity": entry.severity,
                 "text": entry.text,
                 "runbook": entry.runbook,
                 "step": entry.step,
@@ -377,7 +386,7 @@ def render_markdown(report: IncidentReport) -> str:
         "|---|---|---|---|",
     ]
     out += [
-        f"| {_clock(t['ts'])} | {md(t['who'])} | {_OUTCOME_WORD.get(t['outcome'], t['outcome'])} | {md(t['text'])} |"
+        f"| {_clock(t['ts'])} | {md(t['who'])} | {_outcome_word(t['outcome'], t['severity'])} | {md(t['text'])} |"
         for t in report.timeline
     ]
     out += ["", "## Breaches", ""]

@@ -41,8 +41,11 @@ class TimelineEntry:
     text: str
     runbook: str = ""
     step: str = ""
-    outcome: str = ""  # ok | failed | refused | info: for a glyph and a word, not only colour
+    #: ok | failed | refused | info | breach: for a glyph and a word, not only colour. A breach
+    #: is no failure of anyone's: it reads as its severity (``severity``).
+    outcome: str = ""
     event: JournalEvent | None = field(default=None, compare=False, repr=False)
+    severity: str = ""  # a breach's Severity.word (CRIT, WARN...), else empty
 
 
 def _where(e: JournalEvent) -> str:
@@ -56,7 +59,7 @@ def _duration(e: Outcome) -> str:
 
 
 _TEXT: dict[type, Callable[[JournalEvent], str]] = {
-    BreachStarted: lambda e: f"{e.severity} {e.title} {e.state}: {e.value} {e.subject}".rstrip(),
+    BreachStarted: lambda e: f"{e.title} {e.state}: {e.value} {e.subject}".rstrip(),
     BreachChanged: lambda e: f"{e.title} {e.from_state} -> {e.state} ({e.severity})",
     BreachEnded: lambda e: f"{e.title} cleared (was {e.state} since {e.since})",
     RunbookOpened: lambda e: (
@@ -82,9 +85,12 @@ _OUTCOME: dict[type, str] = {
     BreachEnded: "ok",
     ActionFailed: "failed",
     CheckFailed: "failed",
-    BreachStarted: "failed",
+    BreachStarted: "breach",
+    BreachChanged: "breach",
     ActionRefused: "refused",
 }
+#: Who a breach event is by: the monitored system, never the operator whose console saw it.
+SYSTEM = "system"
 
 
 def timeline(events: Iterable[JournalEvent]) -> list[TimelineEntry]:
@@ -94,16 +100,18 @@ def timeline(events: Iterable[JournalEvent]) -> list[TimelineEntry]:
         render = _TEXT.get(type(e))
         text = render(e) if render else str(e.kind)
         run = e if isinstance(e, RunEvent) else None
+        breach = isinstance(e, BreachEvent)
         out.append(
             TimelineEntry(
                 e.ts,
                 str(e.kind),
-                e.operator,
+                SYSTEM if breach else e.operator,
                 one_line(text + _where(e), 400),
                 run.runbook if run else "",
                 run.step if run else "",
                 _OUTCOME.get(type(e), "info"),
                 e,
+                e.severity if breach and not isinstance(e, BreachEnded) else "",
             )
         )
     return out

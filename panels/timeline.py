@@ -12,13 +12,21 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from console.model import Severity
 from console.timeline import TimelineEntry
 from panels.footer import Footer
 from panels.tables import KeyedTable
-from panels.text import cell
+from panels.text import cell, severity_text
 
 OUTCOME_BADGE = {"ok": "✔ ok", "failed": "✖ fail", "refused": "⊘ refused", "info": "· info"}
 OUTCOME_STYLE = {"ok": "green", "failed": "bold red", "refused": "yellow", "info": ""}
+
+
+def outcome_text(entry: TimelineEntry) -> Text:
+    """What came of it; a breach reads as its severity (the system's state, nobody's failure)."""
+    if entry.outcome == "breach":
+        return severity_text(Severity.from_word(entry.severity))
+    return cell(OUTCOME_BADGE.get(entry.outcome, entry.outcome), 10, OUTCOME_STYLE.get(entry.outcome, ""))
 
 
 class TimelineScreen(ModalScreen[None]):
@@ -56,7 +64,7 @@ class TimelineScreen(ModalScreen[None]):
                     str(i),
                     (
                         cell(time.strftime("%m-%d %H:%M:%S", time.gmtime(e.ts)), 14),
-                        cell(OUTCOME_BADGE.get(e.outcome, e.outcome), 10, OUTCOME_STYLE.get(e.outcome, "")),
+                        outcome_text(e),
                         cell(e.who, 24),
                         cell(e.text, 200),
                     ),

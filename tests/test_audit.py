@@ -265,5 +265,7 @@ def test_record_breaches_journals_the_diff_and_the_timeline_reads_it(tmp_path: P
     record_breaches(journal, [a], [])
     entries = timeline(journal.read().events)
     assert [e.kind for e in entries] == ["breach.start", "breach.end"]
-    assert entries[0].text == "CRIT postgres.demo.waiting firing: 3 sessions pid 42"
-    assert entries[0].outcome == "failed" and entries[1].outcome == "ok"
+    assert entries[0].text == "postgres.demo.waiting firing: 3 sessions pid 42"
+    # the system's breach, read as its severity; not a failure of the operator's (issue 18)
+    assert (entries[0].outcome, entries[0].severity, entries[0].who) == ("breach", "CRIT", "system")
+    assert (entries[1].outcome, entries[1].who) == ("ok", "system")

@@ -150,6 +150,13 @@ async def test_timeline_shows_the_journal(tmp_path):
         texts = [str(table.get_row_at(i)[3]) for i in range(table.row_count)]
         assert any("[@click=app.quit] first look" in t for t in texts)  # literal, inert
         assert any("sessions waiting on a lock" in t for t in texts)
+        # A breach is the system's, with its severity; nobody's failure (issue 18 item 17).
+        rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+        breach = next(r for r in rows if "sessions waiting on a lock" in r[3])
+        assert breach[1:3] == ["✖ CRIT", "system"], breach
+        note = next(r for r in rows if "first look" in r[3])
+        assert note[2] != "system" and "@" in note[2]
+        assert not any(r[1] == "✖ fail" for r in rows)
         await pilot.press("escape")
         assert app.is_running
 
