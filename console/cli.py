@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import importlib
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from console import __version__
-from console.config import Config
+from console.config import CONFIG_ENV, Config, find_config_path
 from console.loader import Loaded, load
 from console.yamlfile import ConfigError
 
@@ -81,13 +83,35 @@ def cmd_run(args: argparse.Namespace, out=None, err=None) -> int:
 
 
 def load_or_report(path: str | None, err) -> Loaded | None:
-    """Load the config and its pack, or print one line per problem to ``err`` and return None."""
+    """Load the config and its pack, or print one line per distinct problem to ``err`` (the
+    config's own first) and return None. No config anywhere: where it looked, how to start."""
+    config_path = find_config_path(path)
+    if path is None and not config_path.exists():
+        for line in no_config_lines():
+            print(line, file=err)
+        return None
     try:
         return load(path)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=err)
+        for line in exc.lines(first=config_path):
+            print(line, file=err)
         return None
+
+
+def no_config_lines(env: Mapping[str, str] | None = None) -> list[str]:
+    """What to say when no config file is found in the usual places."""
+    env = os.environ if env is None else env
+    xdg = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "incident-console" / "console.yaml"
+    named = env.get(CONFIG_ENV)
+    return [
+        "incident-console: no config file found; looked at:",
+        f"  --config PATH (not given), ${CONFIG_ENV} ({named or 'not set'})",
+        f"  {xdg}",
+        f"  {Path.cwd() / 'config' / 'console.yaml'}",
+        "To start: `incident-console demo` runs a small demo stack with its own config and opens the",
+        "console on it; or give yours with `--config PATH` (the source's config/console.yaml is an",
+        "annotated example).",
+    ]
 
 
 def cmd_check_config(args: argparse.Namespace, out=None, err=None) -> int:

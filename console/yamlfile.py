@@ -43,11 +43,37 @@ class Problem:
 
 
 class ConfigError(Exception):
-    """Raised with every problem found; ``str()`` is one line per problem."""
+    """Raised with every problem found; ``str()`` is one line per problem, :meth:`lines` one
+    line per distinct problem (what a person reads)."""
 
     def __init__(self, problems: list[Problem]):
         self.problems = sorted(problems)
         super().__init__("\n".join(map(str, self.problems)))
+
+    def lines(self, first: str | os.PathLike[str] | None = None) -> list[str]:
+        """One line per distinct problem, the worst first: the problems of ``first`` (the file
+        the operator gave, e.g. the config) before those of other files (the runbook pack),
+        then a problem that occurs once before one repeated across files (a variable the config
+        lacks, named in 96 places, is one problem); each at its first place, with how many more
+        there are."""
+        places: dict[str, list[Problem]] = {}
+        for problem in self.problems:
+            places.setdefault(problem.message, []).append(problem)
+        head = None if first is None else os.path.abspath(first)
+
+        def rank(group: list[Problem]) -> tuple:
+            theirs = head is not None and any(os.path.abspath(p.file) == head for p in group)
+            return (not theirs, len(group) > 1, group[0])
+
+        out = []
+        for group in sorted(places.values(), key=rank):
+            line = str(group[0])
+            if len(group) > 1:
+                files = len({p.file for p in group})
+                where = f" in {files} files" if files > 1 else ""
+                line += f" (and {len(group) - 1} more place{'s' if len(group) > 2 else ''}{where})"
+            out.append(line)
+        return out
 
 
 @dataclass

@@ -136,3 +136,35 @@ def test_a_junk_runbook_file_is_positioned_and_the_rest_of_the_pack_is_still_che
     assert any(line.startswith(f"{runbooks / 'junk.yaml'}:") for line in lines), lines
     assert any(line.startswith(f"{runbooks / 'half.yaml'}:3:1: YAML syntax") for line in lines), lines
     assert all(PROBLEM.match(line) for line in lines) and "Traceback" not in err
+
+
+def test_a_minimal_config_on_the_shipped_pack_prints_each_distinct_problem_once_worst_first(tmp_path, capsys):
+    """Issue 18: a config without the pack's variables printed ~110 'unknown variable' lines with
+    the one real error last. One line per distinct problem, the config's own first."""
+    config = tmp_path / "console.yaml"
+    config.write_text(
+        f"environment: {{name: minimal}}\nrunbooks_dir: {RUNBOOKS}\njournal: {tmp_path / 'j.jsonl'}\n"
+        "postgres:\n  - name: main\n    dsn: postgresql://console@127.0.0.1:9/shop\n"
+        "    thresholds: {waiting: {warning: 1, runbooks: [no-such-runbook]}}\n"
+    )
+    assert main(["check-config", str(config)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith(f"{config}:7:") and "runbook 'no-such-runbook' does not exist" in lines[0]
+    assert all(PROBLEM.match(line) for line in lines)
+    unknown = [line for line in lines if "unknown variable 'admin_token'" in line]
+    assert len(unknown) == 1 and re.search(r"\(and \d+ more places in \d+ files\)$", unknown[0]), unknown
+    messages = [line.split(": ", 1)[1] for line in lines]
+    assert len(messages) == len(set(messages)) and len(lines) < 20, lines
+
+
+def test_no_config_anywhere_says_where_it_looked_and_how_to_start(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # outside the repository: no ./config/console.yaml
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("INCIDENT_CONSOLE_CONFIG", raising=False)
+    for argv, code in ((["check-config"], 2), (["snapshot"], 3), (["run"], 2)):
+        assert main(argv) == code
+        err = capsys.readouterr().err
+        assert "no config file found" in err, (argv, err)
+        assert str(tmp_path / "xdg" / "incident-console" / "console.yaml") in err
+        assert str(tmp_path / "config" / "console.yaml") in err and "$INCIDENT_CONSOLE_CONFIG" in err
+        assert "incident-console demo" in err and "--config PATH" in err
