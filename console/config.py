@@ -200,6 +200,29 @@ class UI(Model):
     wall: Wall = Field(default_factory=Wall)
 
 
+class RunbookSettings(Model):
+    """``runbooks:`` how the pack is checked and walked (docs/ARCHITECTURE.md, Runbooks)."""
+
+    #: check-config (and the console) refuse a pack that breaks a safety rule of
+    #: console/runbooks/lint.py; without it, ``incident-console runbook lint`` only reports them.
+    strict: bool = False
+    #: Multiplies wait steps' seconds and the range windows of PromQL checks (a demo walks a
+    #: runbook that waits 15 minutes in seconds). 1: as written.
+    time_scale: float = Field(1.0, gt=0, le=1000)
+    #: A scaled range window keeps at least this (rate() needs a few scrapes); only when scaled.
+    min_window: Duration = 5.0
+    #: The index of the seed scenarios the pack's ``covers:`` name, relative to this file. An
+    #: absent file: no coverage report.
+    seed_scenarios: str = "seed-scenarios.yaml"
+
+    @field_validator("time_scale")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("time_scale must be a finite number > 0")
+        return value
+
+
 class Environment(Model):
     name: str = "default"
     production: bool = False
@@ -300,6 +323,7 @@ class Config(Model):
     refresh: Refresh = Field(default_factory=Refresh)
     ui: UI = Field(default_factory=UI)
     runbooks_dir: str = "runbooks"
+    runbooks: RunbookSettings = Field(default_factory=RunbookSettings)
     #: The action journal (JSONL). Default: $XDG_STATE_HOME/incident-console/journal.jsonl
     #: (~/.local/state when XDG_STATE_HOME is unset); a relative path is relative to this file.
     journal: str | None = None
@@ -319,6 +343,15 @@ class Config(Model):
     def runbooks_path(self) -> Path:
         base = self._path.parent if self._path else Path.cwd()
         return (base / self.runbooks_dir).resolve()
+
+    @property
+    def seed_scenarios_path(self) -> Path:
+        base = self._path.parent if self._path else Path.cwd()
+        return (base / self.runbooks.seed_scenarios).resolve()
+
+    def threshold_levels(self) -> dict[str, Threshold]:
+        """Every threshold by id: what ``{threshold: <id>}`` in a runbook refers to."""
+        return {b.id: b.threshold for b in self.thresholds()}
 
     @property
     def runbook_ids(self) -> frozenset[str]:

@@ -34,7 +34,9 @@ def load(
     config, doc = read_config(path, env)
     pack, problems = Pack(), []
     if check_runbooks:
-        pack, problems = load_pack(config.runbooks_path, config.variables.keys(), env)
+        pack, problems = load_pack(
+            config.runbooks_path, config.variables.keys(), env, thresholds=config.threshold_levels()
+        )
     problems = cross_check(config, doc, pack.ids if check_runbooks else None) + problems
     if problems:
         raise ConfigError(problems)

@@ -161,7 +161,7 @@ def show_lines(config: Config, runbook, file_name: str) -> list[str]:
     missing = {n: Value(f"<{n}>") for n in CONTEXT_NAMES if ctx.get(n) is None}
     session.context = type(ctx)({**missing, **ctx.values})
 
-    source = f"{runbook.source.file} › {runbook.source.section}" if runbook.source else "—"
+    source = runbook.source.text() if runbook.source else "—"
     lines = [
         f"{runbook.id}: {runbook.title}",
         f"severity {runbook.severity}"

@@ -189,7 +189,7 @@ class RunbookScreen(Screen):
 
     def _title(self) -> Text:
         rb = self.runbook
-        source = f" — {rb.source.file} § {rb.source.section}" if rb.source else ""
+        source = f" — {rb.source.file} § {rb.source.section}" if rb.source and rb.source.seed else ""
         response = f", respond within {rb.response_time}" if rb.response_time else ""
         for_breach = f"\nfor: {self.session.breach.title}" if self.session.breach else ""
         return Text(

@@ -61,7 +61,17 @@ from console.actions.plans import (
     Target,
 )
 from console.actions.registry import ACTION_KINDS, CHECK_KINDS, AnyActionSpec, AnyCheckSpec
-from console.actions.specs import ActionSpec, CheckSpec, Expect, Scalar, Spec, SqlText
+from console.actions.specs import (
+    TYPED_IMPACTS,
+    ActionSpec,
+    CheckSpec,
+    Expect,
+    Impact,
+    Scalar,
+    Spec,
+    SqlText,
+    ThresholdRef,
+)
 from console.actions.templates import (
     MASK,
     Context,
@@ -83,6 +93,7 @@ __all__ = [
     "PREVIEW_ROWS",
     "SENSITIVE_HEADERS",
     "SHOW_LINES",
+    "TYPED_IMPACTS",
     "ActionSpec",
     "AnyActionSpec",
     "AnyCheckSpec",
@@ -99,6 +110,7 @@ __all__ = [
     "HttpActionSpec",
     "HttpCheckSpec",
     "HttpGet",
+    "Impact",
     "Kind",
     "KindContext",
     "Plan",
@@ -120,6 +132,7 @@ __all__ = [
     "SqlPreview",
     "SqlQuery",
     "SqlText",
+    "ThresholdRef",
     "Status",
     "Target",
     "TemplateError",

@@ -70,9 +70,17 @@ class Executor:
 
     @property
     def kinds(self) -> KindContext:
-        """All a kind may use: the configured backends, the operator, the clock."""
+        """All a kind may use: the configured backends, the operator, the clock, the thresholds
+        and the time scale."""
+        settings = self.config.runbooks
         return KindContext(
-            tuple(self.config.postgres), self.config.prometheus, str(self.operator), self.clock
+            tuple(self.config.postgres),
+            self.config.prometheus,
+            str(self.operator),
+            self.clock,
+            thresholds=self.config.threshold_levels(),
+            time_scale=settings.time_scale,
+            min_window=settings.min_window,
         )
 
     # -- policy ------------------------------------------------------------------------------
@@ -145,7 +153,7 @@ class Executor:
         }
         if isinstance(spec, CheckSpec):  # a check asks nothing
             return self._plan(kind, rendered, ConfirmSpec(ConfirmMode.NONE), check=True, **fields)
-        dangerous = spec.dangerous or rendered.dangerous
+        dangerous = spec.typed or rendered.dangerous
         word = rendered.word
         if spec.confirm:
             real, shown = render_text(spec.confirm, ctx)

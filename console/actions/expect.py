@@ -101,6 +101,8 @@ def _expect_rows(expect: Expect, seen: Observed) -> tuple[bool, str]:
 def _expect_values(expect: Expect, seen: Observed) -> tuple[bool, str]:
     if expect.below is None and expect.above is None and expect.equals is None:
         return True, ""
+    if expect.references:  # a kind resolves them when it renders (KindContext.resolve_expect)
+        return False, "a threshold reference was not resolved"
     values = seen.values or []
     if not values:
         return expect.no_data == "pass", "no value" + ("" if expect.no_data == "pass" else " (no data)")

@@ -10,16 +10,16 @@ once those allow it. A kind never sees the executor."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import asyncpg
 
-from console import redact
+from console import promql, redact
 from console.actions.plans import Outcome, Plan, Preview, Target
-from console.actions.specs import ActionSpec, CheckSpec
+from console.actions.specs import ActionSpec, CheckSpec, Expect, ThresholdRef
 from console.actions.templates import Context, RenderError, render_text
-from console.config import PostgresCluster, Prometheus
+from console.config import PostgresCluster, Prometheus, Threshold
 from console.pg import classify_error
 from console.sanitize import one_line
 
@@ -35,12 +35,41 @@ class Endpoint:
 
 @dataclass(frozen=True, slots=True)
 class KindContext:
-    """What a kind may use of the console: the configured backends, who acts, the clock."""
+    """What a kind may use of the console: the configured backends, who acts, the clock, the
+    thresholds a check's ``expect`` may refer to, and the demo time scale of PromQL windows."""
 
     postgres: Sequence[PostgresCluster]
     prometheus: Prometheus | None
     operator: str
     clock: Callable[[], float]
+    thresholds: Mapping[str, Threshold] = field(default_factory=dict)  # threshold id -> levels
+    time_scale: float = 1.0  # runbooks.time_scale of the config
+    min_window: float = 5.0  # runbooks.min_window: a scaled range window keeps at least this
+
+    def threshold_level(self, ref: ThresholdRef, ctx: Context) -> tuple[str, float]:
+        """(the threshold id, the level's number) a reference names; RenderError when the
+        config has no such threshold or the threshold no such level."""
+        threshold_id, _ = render_text(ref.threshold, ctx)
+        threshold = self.thresholds.get(threshold_id)
+        if threshold is None:
+            raise RenderError(f"no threshold '{one_line(threshold_id, 80)}' in the config")
+        level = threshold.first_level if ref.level is None else getattr(threshold, ref.level)
+        if level is None:
+            raise RenderError(f"threshold '{threshold_id}' has no {ref.level} level")
+        return threshold_id, float(level)
+
+    def resolve_expect(self, expect: Expect, ctx: Context) -> Expect:
+        """``expect`` with its threshold references replaced by the config's numbers."""
+        refs = expect.references
+        if not refs:
+            return expect
+        return expect.model_copy(
+            update={name: self.threshold_level(ref, ctx)[1] for name, ref in refs.items()}
+        )
+
+    def scale_query(self, query: str) -> str:
+        """A PromQL query with its range windows and offsets scaled by the time scale."""
+        return promql.scale_expr(query, self.time_scale, self.min_window)
 
     def find_cluster(self, template: str, ctx: Context) -> PostgresCluster:
         """The Postgres cluster a (templated) name names; RenderError when there is none."""

@@ -10,57 +10,23 @@ and thresholds are the ones the runbook pack matches.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from console import promql
+from console.promql import parse, render, scale
+
+__all__ = ["parse", "render", "scale", "scale_expr", "scale_rules", "write_demo_rules"]
+
 RULES_FILE = Path(__file__).resolve().parents[2] / "config" / "prometheus" / "rules.yml"
 DEMO_FACTOR = 1 / 30
 MIN_WINDOW = 5.0
 
-_UNITS = {"y": 365 * 86400.0, "w": 7 * 86400.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-_PART = re.compile(r"(\d+)(ms|y|w|d|h|m|s)")
-_DURATION = r"(?:\d+(?:ms|y|w|d|h|m|s))+"
-_RANGE = re.compile(rf"\[({_DURATION})(?::({_DURATION})?)?\]")
-_OFFSET = re.compile(rf"\boffset\s+({_DURATION})")
-
-
-def parse(text: str) -> float:
-    """A Prometheus duration (``1h30m``, ``500ms``) in seconds."""
-    text = text.strip()
-    parts = _PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a Prometheus duration: {text!r}")
-    return sum(int(n) * _UNITS[u] for n, u in parts)
-
-
-def render(seconds: float) -> str:
-    """Seconds as a Prometheus duration: whole seconds when possible, else milliseconds."""
-    if seconds <= 0:
-        return "0s"
-    if seconds >= 1 and float(seconds).is_integer():
-        return f"{int(seconds)}s"
-    if seconds >= 10:
-        return f"{round(seconds)}s"
-    return f"{max(1, round(seconds * 1000))}ms"
-
-
-def scale(text: str, factor: float, minimum: float = 0.0) -> str:
-    return render(max(parse(text) * factor, minimum))
-
 
 def scale_expr(expr: str, factor: float, min_window: float = MIN_WINDOW) -> str:
-    def window(match: re.Match[str]) -> str:
-        out = "[" + scale(match.group(1), factor, min_window)
-        if ":" in match.group(0):
-            step = match.group(2)
-            out += ":" + (scale(step, factor, 1.0) if step else "")
-        return out + "]"
-
-    expr = _RANGE.sub(window, expr)
-    return _OFFSET.sub(lambda m: "offset " + scale(m.group(1), factor), expr)
+    return promql.scale_expr(expr, factor, min_window)
 
 
 def scale_rules(doc: dict[str, Any], factor: float, min_window: float = MIN_WINDOW) -> dict[str, Any]:

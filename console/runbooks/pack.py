@@ -6,9 +6,12 @@ line; ``{{variables}}`` must name a config variable, a runbook input or one of
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +20,15 @@ from pydantic import (
 )
 
 from console.actions import (
+    Expect,
     TemplateError,
     template_refs,
 )
-from console.config import Config
+from console.config import Config, Threshold
 from console.rules import Breach
 from console.runbooks.context import CONTEXT_NAMES
 from console.runbooks.rank import Match, rank
-from console.runbooks.schema import Runbook
+from console.runbooks.schema import ActionStep, CheckStep, Runbook
 from console.yamlfile import ConfigError, Document, Problem, problems_from_validation, read_document
 
 # --- loading and validation -------------------------------------------------------------------
@@ -122,11 +126,60 @@ def _step_problems(doc: Document) -> list[Problem]:
     return out
 
 
+_TEMPLATE = re.compile(r"\{\{[^}]*\}\}")
+
+
+def id_glob(text: str) -> str:
+    """A threshold id that may hold ``{{variables}}`` as a glob: each reference is ``*``."""
+    return _TEMPLATE.sub("*", text)
+
+
+def expects(runbook: Runbook) -> list[tuple[tuple, Expect]]:
+    """Every ``expect`` of the runbook's steps with its location in the file."""
+    found: list[tuple[tuple, Expect]] = []
+    for i, step in enumerate(runbook.steps):
+        if isinstance(step, CheckStep):
+            found.append((("steps", i, "check", "expect"), step.check.expect))
+        elif isinstance(step, ActionStep):
+            expect = getattr(getattr(step.action, step.action.kind, None), "expect", None)
+            if isinstance(expect, Expect):
+                found.append((("steps", i, "action", step.action.kind, "expect"), expect))
+    return found
+
+
+def _threshold_problems(runbook: Runbook, doc: Document, thresholds: Mapping[str, Threshold]) -> list[Problem]:
+    """``{threshold: <id>}`` references that name no threshold of the config, or a level it lacks,
+    at the reference."""
+    problems = []
+    for loc, expect in expects(runbook):
+        for name, ref in expect.references.items():
+            glob = id_glob(ref.threshold)
+            matching = {i: t for i, t in thresholds.items() if fnmatchcase(i, glob)}
+            where = (*loc, name, "threshold")
+            if not matching:
+                close = difflib.get_close_matches(glob, list(thresholds), n=3, cutoff=0.6)
+                hint = f" (did you mean {', '.join(close)}?)" if close else (
+                    f" (thresholds: {', '.join(sorted(thresholds)) or 'none'})"
+                )
+                problems.append(doc.problem(where, f"no threshold '{ref.threshold}' in the config{hint}"))
+                continue
+            lacking = sorted(i for i, t in matching.items() if ref.level and getattr(t, ref.level) is None)
+            if lacking:
+                message = f"threshold {', '.join(lacking)} has no {ref.level} level"
+                problems.append(doc.problem((*loc, name, "level"), message))
+    return problems
+
+
 def load_pack(
-    directory: Path, variables: Collection[str] | None = None, env: Mapping[str, str] | None = None
+    directory: Path,
+    variables: Collection[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    thresholds: Mapping[str, Threshold] | None = None,
 ) -> tuple[Pack, list[Problem]]:
     """Every runbook file in ``directory``. ``variables``: the config's variable names (None:
-    references are checked for syntax only). Returns the valid runbooks and every problem."""
+    references are checked for syntax only); ``thresholds``: the config's thresholds by id, that
+    ``expect`` may refer to (None: not checked). Returns the valid runbooks and every problem."""
     env = os.environ if env is None else env
     if not directory.is_dir():
         return Pack(), []
@@ -150,6 +203,8 @@ def load_pack(
             problems += found + positioned + _template_problems(doc, variables)
             continue
         file_problems = _template_problems(doc, variables)
+        if thresholds is not None:
+            file_problems += _threshold_problems(runbook, doc, thresholds)
         if runbook.id in files:
             file_problems.append(
                 doc.problem(("id",), f"duplicate runbook id '{runbook.id}' (also in {files[runbook.id]})")
@@ -163,7 +218,9 @@ def load_pack(
 
 def pack_for(config: Config, env: Mapping[str, str] | None = None) -> Pack:
     """The pack of a loaded config; raises ConfigError when it has problems."""
-    pack, problems = load_pack(config.runbooks_path, config.variables.keys(), env)
+    pack, problems = load_pack(
+        config.runbooks_path, config.variables.keys(), env, thresholds=config.threshold_levels()
+    )
     if problems:
         raise ConfigError(problems)
     return pack

@@ -1,7 +1,10 @@
 """The runbook schema (pydantic): a runbook, its triggers, inputs, steps and escalation levels.
 
 The models are the documentation of config/runbooks/*.yaml; :mod:`console.runbooks.pack` reads
-files into them."""
+files into them. What a runbook must say to be trusted (its source and the seed scenarios it
+covers, escalation or why there is none, the impact of each action, the symptom each check
+measures) is optional here and required by the safety rules of :mod:`console.runbooks.lint`
+(docs/ARCHITECTURE.md, Runbooks)."""
 
 from __future__ import annotations
 
@@ -36,8 +39,33 @@ class Model(BaseModel):
 
 
 class SourceRef(Model):
-    file: str
-    section: str
+    """Where a runbook comes from: ``{file, section}`` of a seed document, or
+    ``{added: "why this runbook exists beyond the seeds"}``."""
+
+    file: str = ""
+    section: str = ""
+    added: str = ""
+
+    @model_validator(mode="after")
+    def _seed_or_added(self) -> SourceRef:
+        seed = bool(self.file or self.section)
+        if seed and self.added:
+            raise ValueError("a source is a seed ({file, section}) or added ({added: why}), not both")
+        if not seed and not self.added.strip():
+            raise ValueError(
+                "give {file, section} (a seed) or {added: why this runbook exists beyond the seeds}"
+            )
+        if seed and not (self.file and self.section):
+            raise ValueError("a seed source names both its file and its section")
+        return self
+
+    @property
+    def seed(self) -> bool:
+        return bool(self.file)
+
+    def text(self) -> str:
+        """``file › section``, or ``added: why``."""
+        return f"{self.file} › {self.section}" if self.seed else f"added: {self.added}"
 
 
 class AlertTrigger(Model):
@@ -170,7 +198,11 @@ class Runbook(Model):
         Annotated[str, AfterValidator(_var_name)], Annotated[Input, BeforeValidator(_scalar_input)]
     ] = Field(default_factory=dict)
     steps: list[AnyStep] = Field(default_factory=list)
+    #: The seed scenarios this runbook encodes: ids of the index (config/seed-scenarios.yaml).
+    covers: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     escalation: list[EscalationLevel] = Field(default_factory=list)
+    #: Why there are no escalation levels: the source gives none (instead of ``escalation``).
+    escalation_none: str | None = Field(None, min_length=1)
     post_incident: list[str] = Field(default_factory=list)
     links: list[Link] = Field(default_factory=list)
 

@@ -207,6 +207,15 @@ class RunbookSession:
     def escalation(self, now: float | None = None) -> EscalationView:
         return self.progress.escalation(self.executor.clock() if now is None else now)
 
+    @property
+    def time_scale(self) -> float:
+        """The config's ``runbooks.time_scale`` (1: waits last what they say)."""
+        return self.executor.config.runbooks.time_scale
+
+    def wait_seconds(self, step: WaitStep) -> float:
+        """How long a wait step waits: its seconds times the time scale."""
+        return step.wait.seconds * self.time_scale
+
     # -- what the keys do ---------------------------------------------------------------------------
 
     async def task(self, command: StepCommand, step: Step) -> StepTask:
@@ -281,10 +290,9 @@ class RunbookSession:
         """A wait step: wait its seconds, then run its check again; the step follows the check,
         and a check that passes now settles the check step too (its earlier failure was the
         problem the runbook just fixed)."""
-        await self._record(
-            StepStateSet(step=step.id, state=StepState.RUNNING, message=f"waiting {step.wait.seconds:g}s")
-        )
-        await asyncio.sleep(step.wait.seconds)
+        seconds = self.wait_seconds(step)
+        await self._record(StepStateSet(step=step.id, state=StepState.RUNNING, message=f"waiting {seconds:g}s"))
+        await asyncio.sleep(seconds)
         result = await self.executor.run_check(self.plan(step))
         self._apply(result)
         state = StepState.DONE if result.ok else StepState.FAILED
@@ -334,7 +342,7 @@ def _describe(session: RunbookSession, step: Step, now: float | None) -> list[st
     """What a step will do, after its text: the plan it runs, or what the operator does."""
     match step:
         case CheckStep():
-            return [*session.plan(step).lines, f"expect: {_expect_text(step)}"]
+            return [*session.plan(step).lines, f"expect: {_expect_text(session, step)}"]
         case ActionStep():
             return _describe_action(session, step)
         case ManualStep():
@@ -345,8 +353,14 @@ def _describe(session: RunbookSession, step: Step, now: float | None) -> list[st
             return out
         case WaitStep():
             check = session.runbook.waited_check(step)
+            seconds = session.wait_seconds(step)
+            scaled = (
+                f" ({format_duration(step.wait.seconds)} × time scale {session.time_scale:g})"
+                if seconds != step.wait.seconds
+                else ""
+            )
             return [
-                f"wait {format_duration(step.wait.seconds)}, then run '{session.title(check)}' again",
+                f"wait {format_duration(seconds)}{scaled}, then run '{session.title(check)}' again",
                 *session.plan(step).lines,
             ]
         case EscalateStep():
@@ -355,8 +369,16 @@ def _describe(session: RunbookSession, step: Step, now: float | None) -> list[st
     raise TypeError(f"unknown step {type(step).__name__}")
 
 
-def _expect_text(step: CheckStep) -> str:
-    fields = step.check.expect.model_dump(exclude_defaults=True, by_alias=True)
+def _expect_text(session: RunbookSession, step: CheckStep) -> str:
+    """What the check expects, a threshold reference shown with the number it stands for."""
+    expect = step.check.expect
+    fields = expect.model_dump(exclude_defaults=True, by_alias=True)
+    for name, ref in expect.references.items():
+        try:
+            _, level = session.executor.kinds.threshold_level(ref, session.context)
+            fields[name] = f"{level:g} ({ref.text()})"
+        except RenderError as exc:
+            fields[name] = f"{ref.text()} ({exc})"
     return ", ".join(f"{k} {v}" for k, v in fields.items()) or "success"
 
 

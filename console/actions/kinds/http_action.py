@@ -36,8 +36,9 @@ class HttpActionKind:
 
     def render(self, spec: HttpActionSpec, ctx: Context, env: KindContext) -> Rendered:
         http = spec.http
+        expect = None if http.expect is None else env.resolve_expect(http.expect, ctx)
         return render_request(
-            http.method, http.url, http.headers, http.json_, http.verify_tls, http.expect, ctx, check=False
+            http.method, http.url, http.headers, http.json_, http.verify_tls, expect, ctx, check=False
         )
 
     async def preview(self, plan: Plan, env: KindContext) -> Previewed:

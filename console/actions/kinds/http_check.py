@@ -33,9 +33,8 @@ class HttpCheckKind:
 
     def render(self, spec: HttpCheckSpec, ctx: Context, env: KindContext) -> Rendered:
         http = spec.http
-        return render_request(
-            "GET", http.url, http.headers, None, http.verify_tls, spec.expect, ctx, check=True
-        )
+        expect = env.resolve_expect(spec.expect, ctx)
+        return render_request("GET", http.url, http.headers, None, http.verify_tls, expect, ctx, check=True)
 
     async def preview(self, plan: Plan, env: KindContext) -> Previewed:
         return touches(plan)

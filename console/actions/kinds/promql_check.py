@@ -1,5 +1,7 @@
 """``check: {promql: ...}``: an instant query to the configured Prometheus; each series' value
-judged by ``expect``. Values from backends are escaped in the query."""
+judged by ``expect``. Values from backends are escaped in the query. Under a demo time scale
+(``runbooks.time_scale``) the query's range windows are scaled (``[5m]`` runs as ``[10s]`` at
+1/30); ``expect`` may name a threshold of the config instead of a number."""
 
 from __future__ import annotations
 
@@ -47,11 +49,15 @@ class PromQLCheckKind:
     def render(self, spec: PromQLCheckSpec, ctx: Context, env: KindContext) -> Rendered:
         api = env.prometheus_api()
         query, shown = render_text(spec.promql.query, ctx, "promql")
+        scaled, shown_scaled = env.scale_query(query), env.scale_query(shown)
+        lines = [f"GET {redact.url(api.base)}/api/v1/query", f"query: {shown_scaled}"]
+        if shown_scaled != shown:
+            lines.append(f"(time scale {env.time_scale:g}: as written {shown})")
         return Rendered(
-            summary=f"PromQL: {one_line(shown, 100)}",
-            lines=(f"GET {redact.url(api.base)}/api/v1/query", f"query: {shown}"),
+            summary=f"PromQL: {one_line(shown_scaled, 100)}",
+            lines=tuple(lines),
             target=f"Prometheus {redact.url(api.base)}",
-            job=_Prom(api.base, api.headers, api.verify, query, spec.expect),
+            job=_Prom(api.base, api.headers, api.verify, scaled, env.resolve_expect(spec.expect, ctx)),
             word="prometheus",
         )
 

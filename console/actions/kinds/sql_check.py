@@ -53,7 +53,7 @@ class SqlCheckKind:
             summary=f"SQL on {cluster.name}: {one_line(sql.statement, 80)}",
             lines=tuple(lines),
             target=f"postgres cluster {cluster.name}",
-            job=_Query(cluster, sql.statement, params, spec.expect),
+            job=_Query(cluster, sql.statement, params, env.resolve_expect(spec.expect, ctx)),
             word=cluster.name,
         )
 
