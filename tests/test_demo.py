@@ -98,6 +98,8 @@ def test_every_scenario_has_a_fault_and_known_breach_ids(tmp_path: Path) -> None
         for expected in scenario.expected:
             if not expected.id.startswith("alert:"):
                 assert expected.id in ids, expected
+        # what `demo scenarios` and `demo inject` print: words, no unfilled {{template}} (issue 18)
+        assert "{{" not in scenario.fix and "}}" not in scenario.fix, scenario.name
     # docs/demo-api.md: the variables the runbook pack uses.
     assert {
         "storefront_url",

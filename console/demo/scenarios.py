@@ -107,7 +107,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "storefront",
         None,
         (Expected("prometheus.error_rate", CRIT), Expected("alert:HighErrorRate", CRIT)),
-        "restart the service: {{flyctl}} restart {{storefront_app}}",
+        "restart the service: flyctl restart storefront (the demo's flyctl shim, run as argv)",
         "001 (error rate > 5%), 003 (high error rate)",
     ),
     Scenario(
