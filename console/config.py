@@ -317,6 +317,59 @@ class PostgresCluster(Model):
         return value
 
 
+TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-9_]{0,62})?$")
+
+
+def _table_name(value: str) -> str:
+    if not TABLE_NAME.match(value):
+        raise ValueError(
+            f"'{value[:70]}' is not a table name: lower-case letters, digits, _ (schema.table allowed)"
+        )
+    return value
+
+
+class SharedJournal(Model):
+    """A journal table in a Postgres the team already runs, shared by every console of the
+    environment (``incident-console journal init`` creates it)."""
+
+    dsn: str
+    table: Annotated[str, AfterValidator(_table_name)] = "incident_journal"
+    connect_timeout: Duration = 5.0
+    statement_timeout: Duration = 5.0
+
+    def secrets(self) -> list[str]:
+        return redact.secrets_in_dsn(self.dsn)
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn(cls, value: str) -> str:
+        return PostgresCluster._dsn(value)
+
+    def cluster(self) -> PostgresCluster:
+        """The store as a connection target (the one way the console connects to Postgres)."""
+        return PostgresCluster(
+            name="journal",
+            dsn=self.dsn,
+            statement_timeout=self.statement_timeout,
+            lock_timeout=self.statement_timeout,
+            connect_timeout=self.connect_timeout,
+        )
+
+
+class JournalSettings(Model):
+    #: The local journal (JSONL), always written first. Default:
+    #: $XDG_STATE_HOME/incident-console/journal.jsonl (~/.local/state when XDG_STATE_HOME is
+    #: unset); a relative path is relative to the config file.
+    path: str | None = None
+    #: The incident the events of this console belong to (a ticket id, a name); "" for none.
+    incident: str = ""
+    shared: SharedJournal | None = None
+
+
+def _journal(value: Any) -> Any:
+    return {"path": value} if isinstance(value, str) or value is None else value
+
+
 class Config(Model):
     environment: Environment = Field(default_factory=Environment)
     read_only: bool = False
@@ -324,9 +377,8 @@ class Config(Model):
     ui: UI = Field(default_factory=UI)
     runbooks_dir: str = "runbooks"
     runbooks: RunbookSettings = Field(default_factory=RunbookSettings)
-    #: The action journal (JSONL). Default: $XDG_STATE_HOME/incident-console/journal.jsonl
-    #: (~/.local/state when XDG_STATE_HOME is unset); a relative path is relative to this file.
-    journal: str | None = None
+    #: The journal: a path (the local file), or {path, incident, shared: {dsn, table}}.
+    journal: Annotated[JournalSettings, BeforeValidator(_journal)] = Field(default_factory=JournalSettings)
     variables: dict[str, Annotated[Variable, BeforeValidator(_variable)]] = Field(default_factory=dict)
     health: list[HealthTarget] = Field(default_factory=list)
     prometheus: Prometheus | None = None
@@ -359,8 +411,8 @@ class Config(Model):
 
     def journal_path(self, env: Mapping[str, str] | None = None) -> Path:
         env = os.environ if env is None else env
-        if self.journal:
-            path = Path(os.path.expanduser(self.journal))
+        if self.journal.path:
+            path = Path(os.path.expanduser(self.journal.path))
             base = self._path.parent if self._path else Path.cwd()
             return path if path.is_absolute() else (base / path)
         state = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
@@ -377,6 +429,8 @@ class Config(Model):
         owners: list[HealthTarget | Prometheus | PostgresCluster] = [*self.health, *self.postgres]
         if self.prometheus:
             owners.append(self.prometheus)
+        if self.journal.shared:
+            owners.append(self.journal.shared)
         found = [secret for owner in owners for secret in owner.secrets()]
         return found + [
             s for v in self.variables.values() if v.secret for s in redact.secrets_in_header(v.value)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from console.journal import (
+    ActionClaimed,
     ActionConfirmed,
     ActionDeclined,
     ActionDryRun,
@@ -73,6 +74,7 @@ _TEXT: dict[type, Callable[[JournalEvent], str]] = {
     ActionDryRun: lambda e: f"dry-run: {e.plan.name}: {e.message}",
     ActionDeclined: lambda e: f"declined: {e.plan.name}",
     ActionRefused: lambda e: f"refused: {e.plan.name}: {e.message}",
+    ActionClaimed: lambda e: f"claimed {', '.join(e.claims)}: {e.plan.name}",
     ActionConfirmed: lambda e: f"confirmed ({e.confirmation}): {e.plan.name}",
     ActionSucceeded: lambda e: f"succeeded{_duration(e)}: {e.plan.name}: {e.message}",
     ActionFailed: lambda e: f"{e.result or 'failed'}{_duration(e)}: {e.plan.name}: {e.message}",

@@ -14,6 +14,7 @@ from __future__ import annotations
 from console.journal.breaches import breach_events, record_breaches
 from console.journal.events import (
     EVENT_TYPES,
+    ActionClaimed,
     ActionConfirmed,
     ActionDeclined,
     ActionDryRun,
@@ -51,6 +52,7 @@ from console.journal.writer import FIELD_LIMIT, Journal, JournalError, Operator
 __all__ = [
     "EVENT_TYPES",
     "FIELD_LIMIT",
+    "ActionClaimed",
     "ActionConfirmed",
     "ActionDeclined",
     "ActionDryRun",

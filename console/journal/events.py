@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,6 +52,10 @@ class JournalEvent:
     host: str = ""
     environment: str = ""
     console: str = ""  # one id per console process
+    incident: str = ""  # the incident it belongs to (the config's journal.incident)
+    #: Unique per event (a line of an earlier release has none: its id is a hash of the line),
+    #: so that a journal shared between consoles holds each event once.
+    id: str = ""
     #: The line as read (empty for an event not read from a file): the file format, for tools
     #: and tests that look at it.
     raw: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False, repr=False)
@@ -224,6 +230,15 @@ class ActionRefused(PlanEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ActionClaimed(PlanEvent):
+    """This console is about to act on these targets; others are refused until it is done
+    (the claim itself is a lock held while it runs: see console/journal/shared.py)."""
+
+    KIND = Kind.ACTION_CLAIMED
+    claims: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ActionConfirmed(PlanEvent):
     """Written (and fsynced) before anything runs."""
 
@@ -279,6 +294,7 @@ EVENT_TYPES: Mapping[Kind, type[JournalEvent]] = MappingProxyType(
             ActionDryRun,
             ActionDeclined,
             ActionRefused,
+            ActionClaimed,
             ActionConfirmed,
             ActionSucceeded,
             ActionFailed,
@@ -290,7 +306,7 @@ EVENT_TYPES: Mapping[Kind, type[JournalEvent]] = MappingProxyType(
 assert set(EVENT_TYPES) == set(Kind), "every kind has its class"
 
 #: What the journal stamps on every line, in this order, before the event's own fields.
-STAMP = ("ts", "event", "operator", "user", "ssh_client", "host", "environment", "console")
+STAMP = ("ts", "event", "operator", "user", "ssh_client", "host", "environment", "console", "incident", "id")
 _STAMP_FIELDS = frozenset(STAMP) | {"raw"}
 
 
@@ -300,8 +316,9 @@ _STAMP_FIELDS = frozenset(STAMP) | {"raw"}
 def to_json(event: JournalEvent | PlanRecord | TargetRecord) -> dict[str, Any]:
     """The event's own fields (not the stamp) as JSON values, by JSON key."""
     out: dict[str, Any] = {}
+    stamped = isinstance(event, JournalEvent)  # a nested record's own "id" is its own
     for f in dataclasses.fields(event):
-        if f.name in _STAMP_FIELDS:
+        if stamped and f.name in _STAMP_FIELDS:
             continue
         value = getattr(event, f.name)
         if f.metadata.get("omit_empty") and not value:
@@ -335,7 +352,14 @@ def from_json(record: Mapping[str, Any]) -> JournalEvent | None:
     except ValueError:
         cls, extra = UnknownEvent, {"name": name}
     stamp = {key: _text(record.get(key)) for key in STAMP[2:]}
+    stamp["id"] = stamp["id"] or line_id(record)
     return cls(ts=ts, raw=MappingProxyType(dict(record)), **stamp, **extra, **_decode_fields(cls, record))
+
+
+def line_id(record: Mapping[str, Any]) -> str:
+    """The id of a line written without one: the same line always gets the same id."""
+    canonical = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return "h" + hashlib.sha256(canonical.encode()).hexdigest()[:31]
 
 
 def _decode_fields(cls: type, record: Mapping[str, Any]) -> dict[str, Any]:
@@ -354,10 +378,11 @@ _BAD = object()  # a value of the wrong type: the field keeps its default
 @functools.cache
 def _decoders(cls: type) -> tuple[tuple[str, str, Callable[[Any], Any]], ...]:
     hints = typing.get_type_hints(cls)
+    stamped = issubclass(cls, JournalEvent)  # a nested record's own "id" is its own
     return tuple(
         (f.name, f.metadata.get("key", f.name), _decoder(hints[f.name]))
         for f in dataclasses.fields(cls)
-        if f.name not in _STAMP_FIELDS
+        if not (stamped and f.name in _STAMP_FIELDS)
     )
 
 

@@ -22,6 +22,7 @@ class Kind(StrEnum):
     ACTION_DRY_RUN = "action.dry_run"
     ACTION_DECLINED = "action.declined"
     ACTION_REFUSED = "action.refused"
+    ACTION_CLAIMED = "action.claimed"
     ACTION_CONFIRMED = "action.confirmed"
     ACTION_SUCCEEDED = "action.succeeded"
     ACTION_FAILED = "action.failed"

@@ -21,6 +21,7 @@ import secrets
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,11 +111,13 @@ class Journal:
         *,
         operator: Operator | None = None,
         environment: str = "default",
+        incident: str = "",
         clock=time.time,
     ) -> None:
         self.path = Path(path)
         self.operator = operator or Operator.current()
         self.environment = environment
+        self.incident = incident
         self.console = secrets.token_hex(4)
         self.clock = clock
         self._lock = threading.Lock()  # threads of this process; flock covers other processes
@@ -131,6 +134,8 @@ class Journal:
             "host": op.host,
             "environment": self.environment,
             "console": self.console,
+            "incident": self.incident,
+            "id": uuid.uuid4().hex,
         }
         assert tuple(base) == STAMP
         return _safe(base | {k: v for k, v in to_json(event).items() if k not in base})

@@ -1,0 +1,266 @@
+"""The shared journal on a real Postgres: init, two consoles seeing each other's events, a role
+that can only INSERT and SELECT, exactly-once copying through kill -9, a store that fails and
+comes back, claims and presence."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from console.config import SharedJournal as SharedSettings
+from console.journal import ActionClaimed, Journal, Note, Operator, PlanRecord
+from console.journal.shared import SharedJournal, init_store
+from tests.fixtures.postgres import quote_ident
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def wait_until(condition, timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+@pytest.fixture
+async def store(pg_server, pg_roles):
+    """A database of its own with the journal table, and a role that may INSERT and SELECT only."""
+    database = await pg_server.create_database()
+    admin = SharedSettings(dsn=pg_server.dsn(database=database), table="incident_journal")
+    grants = await init_store(admin, role="ROLE")
+    role = await pg_roles.create(password="j0urnal-pw")
+    for line in grants:
+        await pg_server.execute(line.replace('"ROLE"', quote_ident(role)), database=database)
+    await pg_server.execute(f"GRANT CONNECT ON DATABASE {quote_ident(database)} TO {quote_ident(role)}")
+    limited = SharedSettings(
+        dsn=pg_server.dsn(user=role, password="j0urnal-pw", database=database), table="incident_journal"
+    )
+    yield admin, limited, database
+
+
+class Console:
+    """What one console holds: its local journal and the link to the shared one."""
+
+    def __init__(self, tmp: Path, name: str, settings: SharedSettings, environment: str = "prod") -> None:
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.journal = Journal(
+            tmp / "journal.jsonl", operator=Operator(name, "", f"{name}-host"), environment=environment
+        )
+        self.seen: list = []
+        self.shared = SharedJournal(
+            settings, self.journal.path, environment=environment, console=self.journal.console,
+            operator=str(self.journal.operator), on_events=self.seen.extend,
+        )  # fmt: skip
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.shared.run())
+
+    def write(self, text: str):
+        event = self.journal.append(Note(text=text))
+        self.shared.wake()
+        return event
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        await self.shared.aclose()
+
+
+async def test_init_is_idempotent_and_names_only_insert_and_select(pg_server, store):
+    admin, _, _ = store
+    grants = await init_store(admin, role="alice")  # a second time: nothing fails, nothing changes
+    assert grants == [
+        'GRANT SELECT, INSERT ON "incident_journal" TO "alice";',
+        'GRANT USAGE ON SEQUENCE "incident_journal_seq_seq" TO "alice";',
+    ]
+    assert not any("UPDATE" in g or "DELETE" in g for g in grants)
+
+
+async def test_two_consoles_see_each_others_events_within_a_second_with_an_insert_only_role(
+    tmp_path, pg_server, store
+):
+    _, limited, database = store
+    alice, bob = Console(tmp_path / "a", "alice", limited), Console(tmp_path / "b", "bob", limited)
+    alice.start(), bob.start()
+    try:
+        await wait_until(
+            lambda: alice.shared.state.connected and bob.shared.state.connected, 10, "both connected"
+        )
+        for n in range(5):
+            written = alice.write(f"alice {n}")
+            took = await wait_until(lambda w=written: w.id in {e.id for e in bob.seen}, 5, f"bob sees {n}")
+            assert took < 1.0, took
+        written = bob.write("bob here")
+        await wait_until(lambda: written.id in {e.id for e in alice.seen}, 5, "alice sees bob")
+        assert [e.text for e in bob.seen] == [f"alice {n}" for n in range(5)]  # in order, once each
+        assert alice.shared.state.queued == 0 and alice.shared.state.line() == "shared journal ok"
+        # The role cannot rewrite history.
+        conn = await pg_server.connect(
+            user=limited.dsn.split("//")[1].split(":")[0], password="j0urnal-pw", database=database
+        )
+        try:
+            with pytest.raises(Exception, match="permission denied"):
+                await conn.execute("DELETE FROM incident_journal")
+            with pytest.raises(Exception, match="permission denied"):
+                await conn.execute("UPDATE incident_journal SET author = 'mallory'")
+        finally:
+            await conn.close()
+    finally:
+        await alice.stop(), await bob.stop()
+
+
+async def test_presence_is_seen_and_expires(tmp_path, store, monkeypatch):
+    from console.journal import shared
+
+    monkeypatch.setattr(shared, "PRESENCE_EVERY", 0.2)
+    monkeypatch.setattr(shared, "PRESENCE_FOR", 1.5)
+    _, limited, _ = store
+    alice, bob = Console(tmp_path / "a", "alice", limited), Console(tmp_path / "b", "bob", limited)
+    bob.shared.where = "runbook lock-contention, step 3"
+    alice.start(), bob.start()
+    try:
+        await wait_until(lambda: bob.journal.console in alice.shared.state.presence, 10, "alice sees bob")
+        seen = alice.shared.state.presence[bob.journal.console]
+        assert seen.operator == "bob@bob-host" and seen.where == "runbook lock-contention, step 3"
+        await bob.stop()
+        await wait_until(lambda: bob.journal.console not in alice.shared.state.presence, 10, "bob gone")
+    finally:
+        await alice.stop(), await bob.stop()
+
+
+async def test_claims_exclude_a_second_console_until_released_or_its_console_dies(tmp_path, store):
+    _, limited, _ = store
+    alice, bob = Console(tmp_path / "a", "alice", limited), Console(tmp_path / "b", "bob", limited)
+    alice.start()
+    try:
+        target = "postgres:main pid 4242"
+        assert not (await alice.shared.claim([target])).held
+        alice.journal.append(
+            ActionClaimed(plan=PlanRecord(summary="terminate pid 4242 on main"), claims=(target,))
+        )
+        alice.shared.wake()
+        await wait_until(lambda: alice.shared.state.queued == 0, 10, "the claim copied")
+        claim = await bob.shared.claim([target])
+        assert claim.held and claim.by == "alice@alice-host" and "terminate pid 4242" in claim.what
+        assert "alice@alice-host is running 'terminate pid 4242 on main'" in claim.text(time.time())
+        assert not (await bob.shared.claim(["postgres:main pid 1"])).held  # another target is free
+        await alice.shared.release([target])
+        assert not (await bob.shared.claim([target])).held
+        await bob.shared.release([target])
+        assert not (await alice.shared.claim([target])).held
+        await alice.stop()  # its connection (and so its claim) is gone with it
+        assert not (await bob.shared.claim([target])).held
+    finally:
+        await alice.stop(), await bob.stop()
+
+
+async def test_a_store_that_fails_queues_and_sends_exactly_once_when_it_is_back(tmp_path, pg_server, store):
+    _, limited, database = store
+    console = Console(tmp_path / "a", "alice", limited)
+    await pg_server.execute("ALTER TABLE incident_journal RENAME TO incident_journal_away", database=database)
+    console.start()
+    try:
+        for n in range(7):
+            console.write(f"while away {n}")
+        await wait_until(lambda: "missing" in console.shared.state.problem, 10, "the missing table said")
+        assert console.shared.state.line() == (
+            "shared journal table incident_journal is missing (incident-console journal init) — 7 events queued"
+        )
+        await pg_server.execute(
+            "ALTER TABLE incident_journal_away RENAME TO incident_journal", database=database
+        )
+        await wait_until(
+            lambda: console.shared.state.queued == 0 and not console.shared.state.problem, 10, "sent"
+        )
+        rows = await pg_server.fetch(
+            "SELECT record->>'text' FROM incident_journal ORDER BY seq", database=database
+        )
+        assert [r[0] for r in rows] == [f"while away {n}" for n in range(7)]
+    finally:
+        await console.stop()
+
+
+WRITER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from console.config import SharedJournal as S
+    from console.journal import Journal, Note, Operator
+    from console.journal.shared import SharedJournal
+
+    path, dsn, start, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    journal = Journal(path, operator=Operator("writer", "", "h"), environment="prod")
+    link = SharedJournal(S(dsn=dsn), journal.path, environment="prod", console=journal.console, operator="writer")
+
+    async def main():
+        task = asyncio.create_task(link.run())
+        for n in range(start, start + count):
+            journal.append(Note(text=str(n)))
+            sys.stdout.write(f"{n}\\n"); sys.stdout.flush()  # acknowledged: fsynced locally
+            link.wake()
+            await asyncio.sleep(0.01)
+        while link.pending_count():
+            await asyncio.sleep(0.05)
+        sys.stdout.write("done\\n"); sys.stdout.flush()
+        await asyncio.sleep(3600)
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_kill_9_at_any_moment_loses_no_acknowledged_event_and_duplicates_none(
+    tmp_path, pg_server, store
+):
+    admin, _, database = store
+    path = tmp_path / "journal.jsonl"
+    rng = random.Random(21)
+    acked: list[int] = []
+    start = 0
+    for _ in range(8):  # killed at random moments, restarted each time
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), admin.dsn, str(start), "40"],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + rng.uniform(0.3, 1.5)
+        assert proc.stdout is not None
+        os.set_blocking(proc.stdout.fileno(), False)
+        while time.monotonic() < deadline and proc.poll() is None:
+            await asyncio.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        out = proc.stdout.read() or ""
+        acked += [int(line) for line in out.split() if line.isdigit()]
+        start = max(acked, default=-1) + 1
+    # A last run with nothing new to write copies whatever is left, then says done.
+    done = subprocess.run(
+        [sys.executable, "-c", WRITER.replace("await asyncio.sleep(3600)", ""), str(path), admin.dsn, str(start), "0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "done" in done.stdout, done.stderr
+    rows = await pg_server.fetch("SELECT record->>'text', id FROM incident_journal", database=database)
+    ids = [r[1] for r in rows]
+    # A line written but not yet acknowledged when the writer died is written again by the next
+    # run (a second line, a new id): the table must hold exactly the local journal's lines.
+    local = [
+        json.loads(line)
+        for line in path.read_text().splitlines()
+        if line.startswith("{") and line.endswith("}")
+    ]
+    assert len(acked) > 40
+    assert set(acked) <= {int(r[0]) for r in rows}  # nothing acknowledged is lost
+    assert len(ids) == len(set(ids))  # nothing twice
+    assert sorted(ids) == sorted(e["id"] for e in local)  # exactly the local journal
