@@ -31,7 +31,9 @@ def cmd_init(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
         return EXIT_USAGE
     shared = loaded.config.journal.shared
     if shared is None:
-        print(f"{loaded.config.path}: no shared journal configured (journal: {{shared: {{dsn: …}}}})", file=err)
+        print(
+            f"{loaded.config.path}: no shared journal configured (journal: {{shared: {{dsn: …}}}})", file=err
+        )
         return EXIT_USAGE
     try:
         grants = asyncio.run(init_store(shared, role=args.role))

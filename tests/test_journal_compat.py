@@ -61,7 +61,18 @@ def test_an_event_written_again_is_the_line_the_previous_release_wrote(record: d
     assert event is not None
     if isinstance(event, UnknownEvent):
         pytest.skip("a later release's event: this release does not write it")
-    stamp = {"ts", "event", "operator", "user", "ssh_client", "host", "environment", "console", "incident", "id"}
+    stamp = {
+        "ts",
+        "event",
+        "operator",
+        "user",
+        "ssh_client",
+        "host",
+        "environment",
+        "console",
+        "incident",
+        "id",
+    }
     own = {k: v for k, v in record.items() if k not in stamp}
     again = to_json(event)
     # Written again: the same keys and values; only empty ones may be left out or added (the
