@@ -8,12 +8,19 @@ rebuilds the whole key -> index map, ``add_row`` re-validates the cursor), so a 
 drops 900 of 1000 rows took seconds (bench/RESULTS.md). ``sync`` therefore edits the table's
 row maps in one pass and rebuilds the index map once. A cell change refreshes only its row's
 region, not the whole widget: what is not on screen is not redrawn, and what did not change is
-not re-sent to the terminal. A cell that grows widens its column (columns never shrink).
+not re-sent to the terminal.
+
+Column widths follow what is shown now: a cell that grows widens its column, and a column whose
+widest cell changed or left is measured again (once per sync, that column only). With a
+:class:`Fit`, the table fits its width: one column (the query, a title) takes what is left,
+cut with ``…``, and the columns named in ``drop`` are left out, first first, while it would get
+less than its minimum (the details view shows everything).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from rich.segment import Segment
 from rich.style import Style
@@ -26,6 +33,26 @@ from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 from textual.widgets.data_table import Row as TableRow
 
 Row = tuple[str, Sequence[Text]]  # (row key, one Text per column)
+
+
+@dataclass(frozen=True, slots=True)
+class Fit:
+    """How a table fits its width. ``flex``: the column that takes what the others leave (at
+    most its content), cut with ``…``; ``drop``: columns left out, in this order, while
+    ``flex`` would get less than its minimum (``flex_min`` cells, or ``flex_share`` of the
+    width); ``nominal``: the width a droppable column
+    is reckoned at (its cap), so whether it fits does not depend on rows it does not show."""
+
+    flex: str
+    flex_min: int = 20
+    drop: tuple[str, ...] = ()
+    nominal: tuple[tuple[str, int], ...] = ()
+    flex_share: float = 0.0  # the minimum is also this share of the table's width
+
+    def minimum(self, width: int) -> int:
+        return max(self.flex_min, int(width * self.flex_share))
+
+
 PARKED_ROWS = 5000  # rows kept off the table for a filter to bring back, at most
 RENDER_CACHE_LINES = 240  # lines in each of DataTable's render caches: a few screens (was 1000)
 
@@ -37,7 +64,7 @@ class KeyedTable(DataTable):
     KeyedTable { height: 1fr; }
     """
 
-    def __init__(self, *, columns: Sequence[tuple[str, str]], **kwargs) -> None:
+    def __init__(self, *, columns: Sequence[tuple[str, str]], fit: Fit | None = None, **kwargs) -> None:
         kwargs.setdefault("cursor_type", "row")
         kwargs.setdefault("zebra_stripes", False)
         super().__init__(**kwargs)
@@ -62,10 +89,92 @@ class KeyedTable(DataTable):
         self._parked: dict[str, tuple[dict, Sequence[Text] | None]] = {}
         self._row_keys: dict[str, RowKey] = {}  # one RowKey per key (TwoWayDict rebuilds hash them)
         self._order: list[str] = []
+        self.fit_spec = fit
+        # The columns on the table (all, unless the fit left some out) and where each one's cell
+        # is in the rows given to sync (which always hold one cell per column of the spec).
+        self._shown: list[str] = [key for key, _ in self._column_spec]
+        self._index: list[int] = list(range(len(self._column_spec)))
+        self._rows: list[Row] = []  # the rows last synced (a change of columns shows them again)
+        self._reselect: str | None = None
+        self._widths: dict[str, int] = {}  # column key -> its content width when last on the table
+        self._fitting = False
 
     def on_mount(self) -> None:
         for key, label in self._column_spec:
             self.add_column(label, key=key)
+
+    @property
+    def keys(self) -> list[str]:
+        """The row keys on the table, in order."""
+        return list(self._order)
+
+    @property
+    def shown_columns(self) -> list[str]:
+        return list(self._shown)
+
+    def on_resize(self, event) -> None:
+        self.fit()
+
+    def fit(self) -> None:
+        """Fit the width (see :class:`Fit`): choose the columns, size the flexible one."""
+        spec = self.fit_spec
+        if spec is None or not self.columns or self.size.width <= 0 or self._fitting:
+            return
+        width = self.scrollable_content_region.width or self.size.width
+        pad = 2 * self.cell_padding
+        nominal = dict(spec.nominal)
+        labels = dict(self._column_spec)
+
+        def need(key: str) -> int:
+            column = self.columns.get(ColumnKey(key))
+            if column is not None:
+                self._widths[key] = column.content_width
+            measured = self._widths.get(key, Text(labels[key]).cell_len)  # a column left out: as last seen
+            return pad + nominal.get(key, measured)
+
+        keys = [key for key, _ in self._column_spec]
+        dropped: list[str] = []
+        for candidate in (None, *spec.drop):
+            if candidate is not None:
+                dropped.append(candidate)
+            shown = [key for key in keys if key not in dropped]
+            left = width - sum(need(key) for key in shown if key != spec.flex) - pad
+            if left >= spec.minimum(width):
+                break
+        self._show_columns(shown)
+        flex = self.columns.get(ColumnKey(spec.flex))
+        if flex is not None:
+            content = flex.content_width
+            size = max(min(left, content), min(spec.minimum(width), content))
+            if flex.auto_width or flex.width != size:
+                flex.auto_width, flex.width = False, size
+                self._require_update_dimensions = True
+                self.refresh(layout=True)
+
+    def _show_columns(self, shown: list[str]) -> None:
+        """Put exactly these columns (in spec order) on the table, and the last rows again."""
+        if shown == self._shown:
+            return
+        self._reselect = self.selected_key
+        for key, column in self.columns.items():
+            self._widths[key.value] = column.content_width
+        self.clear(columns=True)
+        self._given.clear()
+        self._parked.clear()
+        self._cell_lines.clear()
+        self._cell_lines_old.clear()
+        self._order = []
+        labels = dict(self._column_spec)
+        positions = {key: i for i, (key, _) in enumerate(self._column_spec)}
+        self._shown = list(shown)
+        self._index = [positions[key] for key in shown]
+        for key in shown:
+            self.add_column(labels[key], key=key)
+        self._fitting = True  # the sync below measures the rows; fit() goes on with it
+        try:
+            self.sync(self._rows)
+        finally:
+            self._fitting = False
 
     @property
     def selected_key(self) -> str | None:
@@ -80,14 +189,19 @@ class KeyedTable(DataTable):
     def sync(self, rows: Sequence[Row]) -> None:
         # A duplicate key would corrupt DataTable's row locations and crash the app on the next
         # repaint: the first row of a key wins (callers make keys unique; this is the backstop).
+        self._rows = rows = list(rows)
         first: dict[str, Sequence[Text]] = {}
         for key, cells in rows:
             first.setdefault(key, cells)
         selected = self.selected_key
+        if selected is None and self._reselect is not None:
+            selected, self._reselect = self._reselect, None
         ordered = self.ordered_columns
-        columns = [column.key for column in ordered]
+        index = self._index
+        placed = list(zip(ordered, index, strict=True))  # (column, position of its cell in a row)
         structure = False  # rows added or removed
         wider = False  # a cell grew past its column's width
+        measure: set[ColumnKey] = set()  # columns whose widest cell changed or left
         changed: list[str] = []  # rows that stay, with at least one new cell
         fresh = False  # a row or cell that the table has not had
         table, given, parked, row_keys = self._data, self._given, self._parked, self._row_keys
@@ -99,7 +213,11 @@ class KeyedTable(DataTable):
             # build and measure 900 rows anew.
             row_key = row_keys[key]
             del self.rows[row_key]
-            parked[key] = (table.pop(row_key), given.pop(key, None))
+            data = table.pop(row_key)
+            for column in ordered:
+                if column.key not in measure and _width(data.get(column.key)) >= column.content_width:
+                    measure.add(column.key)
+            parked[key] = (data, given.pop(key, None))
             structure = True
         for key, cells in first.items():
             if given.get(key) is cells:  # the very same row as last time
@@ -113,6 +231,9 @@ class KeyedTable(DataTable):
                 if back is not None:
                     data, was = back
                     table[row_key] = data
+                    for column in ordered:  # back with its widths
+                        if (width := _width(data.get(column.key))) > column.content_width:
+                            column.content_width = width
                     if was is cells:
                         given[key] = cells
                         continue
@@ -121,33 +242,37 @@ class KeyedTable(DataTable):
                 else:
                     fresh = True
                     given[key] = cells
-                    table[row_key] = dict(zip(columns, cells, strict=True))
+                    table[row_key] = {column.key: cells[i] for column, i in placed}
                     # Measured here (one-line Text: its cell length), not by DataTable on idle,
                     # which renders each new cell through the console to measure it.
-                    for column, cell in zip(ordered, cells, strict=True):
-                        if cell.cell_len > column.content_width:
-                            column.content_width = cell.cell_len
+                    for column, i in placed:
+                        if cells[i].cell_len > column.content_width:
+                            column.content_width = cells[i].cell_len
                     continue
             # What is shown, cell by cell: the cells last given for the row (a shown cell has
             # their text), or the table's own cells after an update_cell.
-            before = given.get(key) or [data[column] for column in columns]
+            before = given.get(key)
             given[key] = cells
             new = False
-            for column, cell, old in zip(ordered, cells, before, strict=True):
+            for column, i in placed:
+                cell = cells[i]
+                old = before[i] if before is not None else data[column.key]
                 # The same Text object is the same cell (callers reuse the cells of what did
                 # not change); else the text decides, as before.
                 if old is cell or old.plain == cell.plain:
                     continue
                 data[column.key] = cell
                 new = True
-                # Grow only: DataTable's update_width shrinks by measuring the whole column
-                # again, for each cell, which is quadratic in the row count.
                 if cell.cell_len > column.content_width:
                     column.content_width = cell.cell_len
                     wider = True
+                elif _width(old) >= column.content_width > cell.cell_len:
+                    measure.add(column.key)  # the widest cell got narrower
             if new:
                 changed.append(key)
                 fresh = True
+        if measure and self._shrink(measure):
+            wider = True  # a new width all the same: lay the table out again
         if fresh:
             # Cell lines live for two syncs that bring new cells (a refresh; a filter key brings
             # back rows it hid, which keep theirs): the lines of cells a refresh replaced, and
@@ -171,9 +296,26 @@ class KeyedTable(DataTable):
             self._update_count += 1  # the render caches are keyed by it
             self._refresh_rows([self._row_locations.get(row_keys[key]) for key in changed])
         if selected is not None and selected in first:
-            index = self._row_locations.get(row_keys[selected])
-            if index != self.cursor_row:
-                self.move_cursor(row=index, animate=False, scroll=False)
+            at = self._row_locations.get(row_keys[selected])
+            if at != self.cursor_row:
+                self.move_cursor(row=at, animate=False, scroll=False)
+        if (wider or structure) and self.fit_spec is not None:
+            self.fit()
+
+    def _shrink(self, keys: set[ColumnKey]) -> bool:
+        """Measure these columns again over the rows on the table (one pass each): a column is
+        as wide as what it shows now. True when a width changed."""
+        changed = False
+        for key in keys:
+            column = self.columns.get(key)
+            if column is None:
+                continue
+            width = max((_width(row.get(key)) for row in self._data.values()), default=0)
+            width = max(width, column.label.cell_len)
+            if width != column.content_width:
+                column.content_width = width
+                changed = True
+        return changed
 
     def _render_cell(
         self,
@@ -256,6 +398,12 @@ class KeyedTable(DataTable):
         column_key = ColumnKey(column_key) if isinstance(column_key, str) else column_key
         index = self._row_locations.get(row_key)
         column = self.columns.get(column_key)
+        if (
+            column is None
+            and column_key.value not in self._shown
+            and column_key.value in dict(self._column_spec)
+        ):
+            return  # a column the fit left out: nothing on screen to update
         if index is None or column is None:
             raise CellDoesNotExist(f"No cell exists for row_key={row_key!r}, column_key={column_key!r}.")
         data = self._data[row_key]
@@ -278,3 +426,7 @@ class KeyedTable(DataTable):
             self.refresh(layout=True)
         else:
             self.refresh_row(index)
+
+
+def _width(cell: object) -> int:
+    return cell.cell_len if isinstance(cell, Text) else 0

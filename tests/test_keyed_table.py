@@ -110,7 +110,28 @@ async def test_update_cell_redraws_one_row_and_only_on_change():
         assert "1h02m03s" in app.export_screenshot().replace("&#160;", " ")
         refreshed.clear()
         table.sync(rows(range(20)))  # sync knows the cell changed: it puts "1s" back
-        assert str(table.get_row("5")[1]) == "1s" and len(refreshed) == 1
+        assert str(table.get_row("5")[1]) == "1s"
+        # ... and the column is as wide as what it shows now (issue 18): one layout, not 8 cells
+        assert table.columns["age"].content_width == len("Age")
+        assert refreshed[-1][1].get("layout") is True
+
+
+async def test_columns_follow_what_is_shown_now():
+    """A long cell widens its column; once it is gone (changed, or its row left) the column is
+    as wide as what is left — an ack of 37 cells no longer widens the State column for good."""
+    app = One()
+    async with app.run_test(size=(60, 20)) as pilot:
+        table = app.query_one(KeyedTable)
+        table.sync(rows(range(3)))
+        wide = [("0", (Text("0"), Text("firing · acked until 15:08Z by root"))), *rows(range(1, 3))]
+        table.sync(wide)
+        assert table.columns["age"].content_width == len("firing · acked until 15:08Z by root")
+        table.sync(rows(range(3)))
+        assert table.columns["age"].content_width == len("Age")
+        table.sync(wide)
+        table.sync(rows(range(1, 3)))  # the row with the wide cell is gone
+        assert table.columns["age"].content_width == len("Age")
+        await pilot.pause()
 
 
 async def test_a_change_on_every_row_redraws_the_table_once():
@@ -177,3 +198,54 @@ async def test_rendered_cells_of_past_refreshes_are_let_go():
         held = len(table._cell_lines) + len(table._cell_lines_old)
         on_screen = 2 * table.size.height  # two columns
         assert 0 < held <= 2 * on_screen
+
+
+async def test_a_fitted_table_shows_its_flexible_column_cut_and_leaves_out_what_does_not_fit():
+    """Issue 18: at 120x40 the sessions table showed PID through Wait and the query needed ~70
+    presses of Right. With a Fit the last column takes what is left (cut with …) and the
+    columns named in ``drop`` go first when it would get less than its minimum."""
+    from textual.app import App
+
+    from panels.tables import Fit
+
+    columns = [("pid", "PID"), ("client", "Client"), ("app", "Application"), ("query", "Query")]
+
+    class Fitted(App):
+        def compose(self):
+            yield KeyedTable(columns=columns, fit=Fit("query", 20, drop=("client", "app")))
+
+    query = "SELECT * FROM orders WHERE customer_id = 42 AND status = 'paid' ORDER BY created_at DESC"
+    cells = (
+        Text("4242"),
+        Text("10.0.0.7:54321"),
+        Text("storefront-checkout"),
+        Text(query, no_wrap=True, overflow="ellipsis"),
+    )
+    app = Fitted()
+    async with app.run_test(size=(120, 10)) as pilot:
+        table = app.query_one(KeyedTable)
+        table.sync([("a", cells)])
+        await pilot.pause()
+        assert table.shown_columns == ["pid", "client", "app", "query"]
+        assert (
+            table.columns["query"].width
+            + sum(c.get_render_width(table) for c in table.columns.values())
+            - table.columns["query"].width
+            <= 120
+        )
+        screen = app.export_screenshot().replace("&#160;", " ")
+        assert "SELECT * FROM orders" in screen
+        await pilot.resize_terminal(60, 10)
+        await pilot.pause()
+        assert table.shown_columns == ["pid", "app", "query"]  # the client went first
+        await pilot.resize_terminal(40, 10)
+        await pilot.pause()
+        assert table.shown_columns == ["pid", "query"] and table.selected_key == "a"
+        assert table.columns["query"].width == 40 - 2 * table.cell_padding - table.columns[
+            "pid"
+        ].get_render_width(table)
+        screen = app.export_screenshot().replace("&#160;", " ")
+        assert "SELECT * FROM" in screen and "…" in screen
+        await pilot.resize_terminal(120, 10)
+        await pilot.pause()
+        assert table.shown_columns == ["pid", "client", "app", "query"]
