@@ -12,7 +12,7 @@ from console.model import HealthSnapshot, LockNode, PostgresSnapshot, Prometheus
 from console.poller import ConsoleState
 from console.present import ERROR_BADGE, HEALTH_BADGE, breach_badge, severity_badge
 from console.rules import Breach, exit_code, format_duration, grouped
-from console.sanitize import first_line, one_line
+from console.sanitize import one_line, query_line
 
 
 def _ms(seconds: float | None) -> str:
@@ -146,7 +146,7 @@ def lock_tree_lines(roots: tuple[LockNode, ...], indent: str = "", limit: int | 
                 on = f" on {node.lock.relation}" if node.lock.relation else f" ({node.lock.locktype})"
                 wait = f" for {format_duration(node.waiting_for)}" if node.waiting_for is not None else ""
                 what = f"waits {node.lock.mode}{on}{wait}"
-            lines.append(f"{prefix}pid {node.pid} {node.user}  {what}  {first_line(node.query, 70)}")
+            lines.append(f"{prefix}pid {node.pid} {node.user}  {what}  {query_line(node.query, 70)}")
     return lines
 
 
@@ -168,9 +168,9 @@ def _postgres_lines(s: PostgresSnapshot) -> list[str]:
     ]
     longest = sorted((pair for pair in longest if pair[0] is not None), key=lambda p: -p[0])[:3]
     for age, x in longest:
-        lines.append(f"  active pid {x.pid} {format_duration(age)}: {first_line(x.query, 80)}")
+        lines.append(f"  active pid {x.pid} {format_duration(age)}: {query_line(x.query, 80)}")
     for st in s.statements[:5]:
-        lines.append(f"  stmt {st.mean_ms:9.1f} ms x {st.calls:<7} {first_line(st.query, 70)}")
+        lines.append(f"  stmt {st.mean_ms:9.1f} ms x {st.calls:<7} {query_line(st.query, 70)}")
     return lines
 
 

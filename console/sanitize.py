@@ -69,3 +69,11 @@ def first_line(value: object, limit: int = 120) -> str:
     if len(line) + len(mark) <= limit:
         return line + mark
     return line[: max(limit - 1 - len(mark), 0)] + "…" + mark
+
+
+def query_line(value: object, limit: int = 120) -> str:
+    """A query on one line: each non-empty line with its spaces collapsed, the lines joined by
+    `` ⏎ `` (so a cut after the first line still shows that the query goes on), capped."""
+    lines = [" ".join(line.split()) for line in clean(value, limit=max(limit * 4, 256)).split("\n")]
+    text = f" {NEWLINE_MARK} ".join(line for line in lines if line)
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"

@@ -13,7 +13,7 @@ from rich.text import Text
 from console.model import HealthStatus, Severity
 from console.present import HEALTH_BADGE, SEVERITY_BADGE, STATE_BADGE
 from console.rules import Breach, State, format_duration
-from console.sanitize import first_line, one_line
+from console.sanitize import one_line, query_line
 
 COLOR_SEVERITY = {
     Severity.CRITICAL: "bold red",
@@ -73,7 +73,8 @@ def cell(value: object, limit: int = CELL_LIMIT, style: str = "") -> Text:
 
 
 def query_cell(query: str, limit: int = CELL_LIMIT) -> Text:
-    return Text(first_line(query, limit), no_wrap=True, overflow="ellipsis")
+    """A query in a cell: its lines joined by ⏎ (a multi-line query shows that it goes on)."""
+    return Text(query_line(query, limit), no_wrap=True, overflow="ellipsis")
 
 
 def plain(value: object) -> Text:

@@ -86,8 +86,8 @@ def test_a_multi_line_query_says_it_continues_in_the_lock_tree_and_the_active_li
     )
     lines = report(snap).splitlines()
     tree = next(line for line in lines if "pid 4250 app  waits" in line)
-    assert tree.endswith(f"UPDATE orders {NEWLINE_MARK}")
+    assert tree.endswith(f"UPDATE orders {NEWLINE_MARK} SET status = 'void' {NEWLINE_MARK} WHERE id = 7")
     active = next(line for line in lines if line.startswith("  active pid 4250"))
-    assert active.endswith(f"UPDATE orders {NEWLINE_MARK}")
+    assert active.endswith(f"UPDATE orders {NEWLINE_MARK} SET status = 'void' {NEWLINE_MARK} WHERE id = 7")
     single = next(line for line in lines if line.startswith("  active pid 4300"))
-    assert not single.endswith(NEWLINE_MARK)
+    assert NEWLINE_MARK not in single

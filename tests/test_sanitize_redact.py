@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from console import redact
-from console.sanitize import NEWLINE_MARK, clean, first_line, one_line
+from console.sanitize import NEWLINE_MARK, clean, first_line, one_line, query_line
 
 CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
@@ -39,6 +39,12 @@ def test_newlines_kept_in_clean_folded_in_one_line():
     assert first_line("SELECT 1\n\n") == "SELECT 1"
     assert first_line("SELECT " + "x" * 200 + "\nFROM t", limit=40).endswith(f"… {NEWLINE_MARK}")
     assert len(first_line("SELECT " + "x" * 200 + "\nFROM t", limit=40)) == 40
+    # a query in a cell: every line, joined by the mark (a cut still shows the query goes on)
+    assert (
+        query_line("UPDATE t\n   SET a = 1\n\n WHERE  id = 7")
+        == f"UPDATE t {NEWLINE_MARK} SET a = 1 {NEWLINE_MARK} WHERE id = 7"
+    )
+    assert query_line("SELECT 1") == "SELECT 1" and len(query_line("x\n" * 200, limit=40)) == 40
     assert len(one_line("y" * 500, limit=40)) == 40
     assert not CONTROL.search(one_line(HOSTILE))
 
