@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import gc
 import os
@@ -36,6 +37,7 @@ from console.model import PrometheusSnapshot, Severity, Silence, SourceKey
 from console.poller import ConsoleState, Poller, next_delay
 from console.rules import Breach, State, silence_for
 from console.runbooks import Need, Pack, RunbookSession, pack_for
+from console.runbooks.rank import relevant
 from console.sanitize import one_line
 from console.timeline import timeline
 from console.yamlfile import ConfigError
@@ -50,7 +52,7 @@ from panels.health import HealthPanel
 from panels.help import HelpScreen
 from panels.messages import AckBreach, ShowBreach, ShowRunbooks, ShowSession, ShowText, SignalBackend
 from panels.metrics import MetricsPanel
-from panels.plan import answer, confirm_for, result_line, result_severity
+from panels.plan import DialogWords, answer, confirm_for, result_line, result_severity, signal_words
 from panels.postgres import PostgresPanel
 from panels.runbook import NoteScreen, RunbookPicker, RunbookScreen, StepRequest
 from panels.strips import install as install_strip_fix
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
 
 NARROW_WIDTH, NARROW_HEIGHT = 120, 36
 FLASH_SECONDS = 1.5
+STARTUP_BELL_WAIT = 5.0  # at start-up the bell waits this long at most for every source's first poll
 EXIT_GRACE_SECONDS = 2.0  # a stop request or a lost terminal ends the process within this (issue 15)
 TIMELINE_WINDOW = 24 * 3600
 
@@ -141,6 +144,9 @@ class ConsoleApp(App[int]):
         self._poll_timers: dict[str, Timer] = {}
         self._inflight: set[str] = set()
         self._critical_seen: set[str] = set()
+        self._rang_at: float | None = None  # monotonic time of the last bell
+        self._bell_due = False  # a new critical not rung for yet (start-up waits for every source)
+        self._started = time.monotonic()
         self._terminal = ScreenMemory()
         self._previous_handlers: dict[int, Any] = {}
         self._stopping: signal.Signals | None = None
@@ -182,7 +188,7 @@ class ConsoleApp(App[int]):
         yield Tabs(*(Tab(Text(p.title), id=f"tab-{p.id}") for p in self.panels), id="panel-tabs")
         with Container(id="panels"):
             yield from self.panels
-        yield Input(placeholder="filter (Enter to keep, empty to clear)", id="filter")
+        yield Input(placeholder="filter: Enter keeps it, Esc clears it", id="filter")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -260,8 +266,6 @@ class ConsoleApp(App[int]):
         middle = [p for p in self.panels if isinstance(p, HealthPanel | MetricsPanel)]
         grid = self.query_one("#panels")
         grid.set_class(len(middle) == 1, "-single")
-        clusters = sum(1 for p in self.panels if isinstance(p, PostgresPanel))
-        grid.styles.grid_rows = " ".join(["1fr"] + (["1fr"] if middle else []) + ["2fr"] * clusters)
         self._apply_size(self.size.width, self.size.height)
         self._activate(self.panels[0])
 
@@ -299,6 +303,7 @@ class ConsoleApp(App[int]):
 
     def _apply_size(self, width: int, height: int) -> None:
         self.screen.set_class(width < NARROW_WIDTH or height < NARROW_HEIGHT, "-narrow")
+        self.call_after_refresh(self._size_panels)
 
     @property
     def narrow(self) -> bool:
@@ -345,7 +350,9 @@ class ConsoleApp(App[int]):
                 panel.update_state(state, now)
             if self.wall_screen is not None and self.wall_screen.is_mounted:
                 self.wall_screen.show(state, now)
+            self.header.hidden_critical = self._hidden_critical()
             self.header.show(state, now)
+            self._size_panels()
         self._ring_for_new_criticals(state)
         if self.freeze_heap and len(state.snapshots) >= len(state.intervals):
             self.freeze_heap = False
@@ -377,7 +384,7 @@ class ConsoleApp(App[int]):
         try:
             self._pack = await asyncio.to_thread(pack_for, self.config)
         except ConfigError as exc:
-            self.notify(f"runbooks: {exc.problems[0]}", severity="error", timeout=10)
+            self.notify(f"runbooks: {exc.lines()[0]}", severity="error", timeout=10)
             return
         self.render_state(self.state)
 
@@ -391,22 +398,78 @@ class ConsoleApp(App[int]):
             self._hints[breach.id] = matches[0].runbook.id if matches else ""
 
     def _ring_for_new_criticals(self, state: ConsoleState) -> None:
+        """A new critical flashes the header and rings the bell, once per poll at most: at
+        start-up the first round of polls lands in a burst (it rang once per critical, issue
+        18), so the bell waits for every source's first answer (STARTUP_BELL_WAIT at most),
+        and a critical new within the shortest poll interval after a ring shares that ring."""
         critical = {
             b.id for b in state.breaches if b.severity == Severity.CRITICAL and b.state == State.FIRING
         }
         new = critical - self._critical_seen
         self._critical_seen = critical
         if new:
-            if self.config.ui.bell:
-                self.bell()
+            self._bell_due = True
             self.header.add_class("-flash")
             self.set_timer(FLASH_SECONDS, lambda: self.header.remove_class("-flash"))
+        self._ring_if_due()
+
+    def _ring_if_due(self) -> None:
+        if not self._bell_due:
+            return
+        state, now = self.state, time.monotonic()
+        first_round = len(state.snapshots) >= len(state.intervals)
+        if not first_round and now - self._started < STARTUP_BELL_WAIT:
+            self.set_timer(STARTUP_BELL_WAIT - (now - self._started) + 0.05, self._ring_if_due)
+            return
+        self._bell_due = False
+        poll = min(state.intervals.values(), default=1.0)
+        if self._rang_at is not None and now - self._rang_at < poll:
+            return  # rung for this poll already
+        self._rang_at = now
+        if self.config.ui.bell:
+            self.bell()
 
     def _tick(self) -> None:
         now = self.clock()
         for panel in self.panels:
             panel.tick(now)
         self.header.show(self.state, now)
+
+    def _hidden_critical(self) -> int:
+        return sum(getattr(panel, "hidden_critical", 0) for panel in self.panels)
+
+    # --- panel sizes ----------------------------------------------------------------------------
+
+    def _size_panels(self) -> None:
+        """Side by side (from 120x36), panels get the rows their content needs, breaches first:
+        the breaches table as tall as its rows (it showed 3 of 8 at 120x36, the lock CRIT off
+        screen), health and metrics as tall as theirs, Postgres the rest; each keeps a few rows."""
+        if self.wall or not self.panels or not self.is_mounted:
+            return
+        grid = self.query_one("#panels")
+        if self.narrow:
+            rows = ""
+        else:
+            height = max(self.size.height - 2, 10)  # the header and the footer
+            breaches = next(p for p in self.panels if isinstance(p, BreachesPanel))
+            middle = [p for p in self.panels if isinstance(p, HealthPanel | MetricsPanel)]
+            clusters = sum(1 for p in self.panels if isinstance(p, PostgresPanel))
+            chrome = 4  # border, status line, table header
+            want_breaches = chrome + max(breaches.row_count, 1)
+            want_middle = max((p.rows_wanted() for p in middle), default=0)
+            floor_middle = 6 if middle else 0
+            floor_pg = 10 * clusters
+            sizes = [min(want_breaches, max(5, height - floor_middle - floor_pg))]
+            if middle:
+                sizes.append(max(min(want_middle, height - sizes[0] - floor_pg), floor_middle))
+            rows = (
+                " ".join([*map(str, sizes), *(["1fr"] * clusters)])
+                if clusters
+                else " ".join([*map(str, sizes[:-1]), "1fr"])
+            )
+        if rows != getattr(self, "_grid_rows", None):
+            self._grid_rows = rows
+            grid.styles.grid_rows = rows or None
 
     # --- panels and focus -------------------------------------------------------------------
 
@@ -489,11 +552,17 @@ class ConsoleApp(App[int]):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter" and (panel := getattr(self, "_filter_target", None)) is not None:
-            panel.text_filter = event.value.strip()
-            if isinstance(panel, PostgresPanel):
-                panel.refresh_view()
-            else:
-                panel.update_state(self.state, self.clock())
+            self._apply_filter(panel, event.value.strip())
+
+    def _apply_filter(self, panel: Panel, text: str) -> None:
+        panel.text_filter = text
+        if isinstance(panel, PostgresPanel):
+            panel.refresh_view()
+        else:
+            panel.update_state(self.state, self.clock())
+        self.header.hidden_critical = self._hidden_critical()
+        self.header.show(self.state, self.clock())
+        self._size_panels()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
@@ -507,8 +576,12 @@ class ConsoleApp(App[int]):
 
     def on_key(self, event) -> None:
         # The wall has no filter field (escape used to crash it: NoMatches).
-        if event.key == "escape" and not self.wall and self.query_one("#filter", Input).has_class("-open"):
-            event.stop()
+        field = None if self.wall else self.query_one("#filter", Input)
+        if event.key == "escape" and field is not None and field.has_class("-open"):
+            event.stop()  # escape clears the filter (Enter keeps it)
+            field.value = ""
+            if (panel := getattr(self, "_filter_target", None)) is not None:
+                self._apply_filter(panel, "")
             self._close_filter()
 
     def action_help(self) -> None:
@@ -528,11 +601,23 @@ class ConsoleApp(App[int]):
                     continue
                 seen.add((where, binding.action))
                 keys = keymap.get(binding.id, binding.key) if binding.id else binding.key
-                yield (keys, binding.description or binding.action, where)
+                yield (self.keys_display(binding, keys), binding.description or binding.action, where)
         if self.check_action("command_palette", ()):
-            yield ("ctrl+p", "Command palette", "everywhere")
+            yield (
+                self.keys_display(Binding("ctrl+p", "command_palette"), "ctrl+p"),
+                "Command palette",
+                "everywhere",
+            )
         if self.panels:
             yield ("enter", "Details of the selected row", "tables")
+
+    def keys_display(self, binding: Binding, keys: str) -> str:
+        """Keys as the footer shows them ('?', '/', '^p'), not their names ('question_mark')."""
+        shown = [
+            self.get_key_display(dataclasses.replace(binding, key=key.strip(), key_display=None))
+            for key in keys.split(",")
+        ]
+        return " ".join(dict.fromkeys(shown))
 
     @property
     def action_running(self) -> bool:
@@ -542,7 +627,8 @@ class ConsoleApp(App[int]):
         if self.action_running:
             self.push_screen(
                 ConfirmScreen("An action is running. Quit anyway?", "The action keeps running on the server side; "
-                              "its result will be missing from this console's journal.", confirm_label="Quit"),
+                              "its result will be missing from this console's journal.", confirm_label="Quit",
+                              decline_label="Stay"),
                 lambda ok: self.exit(0) if ok else None,
             )  # fmt: skip
             return
@@ -555,7 +641,9 @@ class ConsoleApp(App[int]):
     # --- intents from panels ----------------------------------------------------------------
 
     def on_show_breach(self, message: ShowBreach) -> None:
-        self.push_screen(DetailScreen(message.breach.title, breach_detail(message.breach, self.clock())))
+        breach = message.breach
+        body = breach_detail(breach, self.clock(), ack=self._ack_words(breach, full=True))
+        self.push_screen(DetailScreen(breach.title, body))
 
     def on_show_text(self, message: ShowText) -> None:
         self.push_screen(DetailScreen(message.title, message.body))
@@ -571,12 +659,12 @@ class ConsoleApp(App[int]):
     def _run_action(self, work: Awaitable[None], name: str) -> None:
         self.run_worker(work, group="action", name=name, exit_on_error=False)
 
-    async def confirm_and_execute(self, plan: Plan) -> Result | None:
+    async def confirm_and_execute(self, plan: Plan, words: DialogWords | None = None) -> Result | None:
         """Show the plan, ask (default No / the typed word), run it, say what happened.
 
         Must run in a worker (it waits for the dialog). In read-only mode nothing is asked: the
         executor refuses and the refusal is shown and journaled."""
-        confirmation = await self.ask(plan)
+        confirmation = await self.ask(plan, words=words)
         if confirmation is None:
             return None
         result = await self.executor.execute(plan, confirmation)
@@ -584,7 +672,10 @@ class ConsoleApp(App[int]):
         return result
 
     async def ask(
-        self, plan: Plan, decline: Callable[..., Awaitable[None]] | None = None
+        self,
+        plan: Plan,
+        decline: Callable[..., Awaitable[None]] | None = None,
+        words: DialogWords | None = None,
     ) -> Confirmation | None:
         """The operator's answer to the plan's dialog, or None when declined (journaled by
         ``decline``, the executor's by default). Read-only: no dialog, an empty answer (the
@@ -594,6 +685,7 @@ class ConsoleApp(App[int]):
         decline = decline or self.executor.decline
         dialog = confirm_for(
             plan,
+            words,
             on_mistyped=lambda typed: self.run_worker(
                 self.executor.mistyped(plan, typed), group="journal", exit_on_error=False
             ),
@@ -624,8 +716,10 @@ class ConsoleApp(App[int]):
             self.notify(self.executor.read_only_reason, severity="warning")
             return
 
+        words = signal_words(message.kind, session.pid, message.cluster)
+
         async def run() -> None:
-            await self.confirm_and_execute(await self.executor.preview(plan))
+            await self.confirm_and_execute(await self.executor.preview(plan), words)
             self.action_refresh()
 
         self._run_action(run(), f"signal {session.pid}")
@@ -648,8 +742,15 @@ class ConsoleApp(App[int]):
             silence_id = silence.id
             plan = self.executor.expire_silence_plan(silence_id)
 
+        if message.ack:
+            words = DialogWords(
+                f"Ack {breach.title}: silence it in Alertmanager for 1 h?", "Ack alert", "Don't ack"
+            )
+        else:
+            words = DialogWords(f"Un-ack {breach.title}: expire its silence?", "Un-ack", "Keep the ack")
+
         async def run() -> None:
-            result = await self.confirm_and_execute(await self.executor.preview(plan))
+            result = await self.confirm_and_execute(await self.executor.preview(plan), words)
             if result is not None and result.ok:
                 self.action_refresh()  # Alertmanager's silences are the truth: read them again
 
@@ -660,15 +761,18 @@ class ConsoleApp(App[int]):
         return snapshot.silences if isinstance(snapshot, PrometheusSnapshot) else ()
 
     def _acks(self, state: ConsoleState) -> dict[str, str]:
-        """'acked until 14:05Z by alice' for each alert an active silence covers."""
-        silences = self._silences()
-        acks = {}
-        for breach in state.breaches:
-            if breach.kind == "alert" and (silence := silence_for(breach, silences)) is not None:
-                until = time.strftime("%H:%MZ", time.gmtime(silence.ends_at)) if silence.ends_at else "?"
-                who = f" by {silence.created_by.split('@')[0]}" if silence.created_by else ""
-                acks[breach.id] = f"acked until {until}{who}"
-        return acks
+        """'acked →14:05Z' for each alert an active silence covers (who acked it: in the
+        details; the State column stays narrow, issue 18)."""
+        return {b.id: words for b in state.breaches if (words := self._ack_words(b))}
+
+    def _ack_words(self, breach: Breach, full: bool = False) -> str:
+        if breach.kind != "alert" or (silence := silence_for(breach, self._silences())) is None:
+            return ""
+        until = time.strftime("%H:%MZ", time.gmtime(silence.ends_at)) if silence.ends_at else "?"
+        if not full:
+            return f"acked →{until}"
+        who = f" by {silence.created_by}" if silence.created_by else ""
+        return f"acked until {until}{who}" + (f": {silence.comment}" if silence.comment else "")
 
     # --- runbooks -------------------------------------------------------------------------------
 
@@ -677,7 +781,7 @@ class ConsoleApp(App[int]):
             try:
                 self._pack = pack_for(self.config)
             except ConfigError as exc:
-                self.notify(f"runbooks: {exc.problems[0]}", severity="error", timeout=10)
+                self.notify(f"runbooks: {exc.lines()[0]}", severity="error", timeout=10)
                 return None
         return self._pack
 
@@ -694,8 +798,11 @@ class ConsoleApp(App[int]):
         if pack is None:
             return
         matches = pack.rank(breach, self.config) if breach is not None else []
+        shown = relevant(matches)  # the rest, and every runbook, behind `a` (issue 18)
         title = f"Runbooks for {breach.title}" if breach is not None else "Runbooks"
-        picker = RunbookPicker(title, matches, pack.runbooks)
+        if len(shown) < len(matches):
+            title += f" ({len(shown)} most relevant of {len(matches)} matching; a: every runbook)"
+        picker = RunbookPicker(title, shown, pack.runbooks)
 
         def opened(runbook_id: str | None) -> None:
             runbook = pack.get(runbook_id) if runbook_id else None

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from console.model import Snapshot
+from console.model import Snapshot, SourceKey
 from console.poller import ConsoleState
 from console.rules import format_duration
 from panels.text import cell
@@ -69,36 +69,60 @@ class Panel(Vertical, can_focus=False):
         if state is None or not self.sources:
             self.status.update(Text("waiting for the first poll…", style="italic"))
             return
-        stale = any(state.is_stale(key, now, STALE_FACTOR) for key in self.sources)
+        stale, text = self.status_text(state, now)
         self.set_class(stale, "-stale")
-        self.status.update(self.status_text(state, now, stale))
+        note = self.filter_note()
+        if note is not None:
+            text = Text.assemble(text, "  ", note)
+        self.status.update(text)
 
-    def status_text(self, state: ConsoleState, now: float, stale: bool) -> Text:
+    def stale_sources(self, state: ConsoleState, now: float) -> list[str]:
+        """The sources whose last good data is older than STALE_FACTOR intervals. A source that
+        never had good data is not stale (it is failing, or not polled yet: said apart)."""
+        return [
+            key for key in self.sources if key in state.last_good and state.is_stale(key, now, STALE_FACTOR)
+        ]
+
+    def status_text(self, state: ConsoleState, now: float) -> tuple[bool, Text]:
+        """(stale, the status line). Staleness is per source: the panel is stale only when all it
+        shows is old; a source without good data, or old among fresh ones, is named instead
+        (one target never valid among 28 marked Health and Breaches stale for good, issue 18)."""
         latest = [state.snapshots[k] for k in self.sources if k in state.snapshots]
-        good = [state.last_good[k] for k in self.sources if k in state.last_good]
         if not latest:
-            return Text("waiting for the first poll…", style="italic")
-        oldest_good = min((s.taken_at for s in good), default=None)
-        if oldest_good is None:
-            age = "no data yet"
-        elif now - oldest_good < 1:
-            age = "updated just now"
-        else:
-            age = f"updated {format_duration(now - oldest_good)} ago"
+            return False, Text("waiting for the first poll…", style="italic")
+        good = {k: state.last_good[k] for k in self.sources if k in state.last_good}
+        stale = self.stale_sources(state, now)
+        fresh = [snapshot for key, snapshot in good.items() if key not in stale]
         out = Text()
-        if stale:
-            since = "never" if oldest_good is None else format_duration(now - oldest_good)
-            out.append(f"◌ stale {since}", style="bold yellow")
+        panel_stale = bool(good) and not fresh
+        if not good:
+            out.append("no data yet")
+        elif panel_stale:
+            newest = max(s.taken_at for s in good.values())
+            out.append(f"◌ stale {format_duration(now - newest)}", style="bold yellow")
         else:
-            out.append(age)
+            oldest = min(s.taken_at for s in fresh)
+            out.append(
+                "updated just now" if now - oldest < 1 else f"updated {format_duration(now - oldest)} ago"
+            )
+            if stale:
+                ages = ", ".join(f"{_name(k)} {format_duration(now - good[k].taken_at)}" for k in stale[:3])
+                more = f" (+{len(stale) - 3})" if len(stale) > 3 else ""
+                out.append(f"  ◌ stale: {ages}{more}", style="bold yellow")
         errors = [s for s in latest if s.error is not None]
         if errors:
+            first = errors[0]
             out.append("  ")
-            out.append(f"! {errors[0].error.kind}: ", style="bold magenta")
-            out.append_text(cell(errors[0].error.reason, 100))
+            who = f"{_name(first.source)} " if len(self.sources) > 1 else ""
+            out.append(f"! {who}{first.error.kind}: ", style="bold magenta")
+            out.append_text(cell(first.error.reason, 100))
             if len(errors) > 1:
-                out.append(f" (+{len(errors) - 1} more)")
-        return out
+                out.append(f" (+{len(errors) - 1} more failing)")
+        return panel_stale, out
+
+    def filter_note(self) -> Text | None:
+        """What a filter hides ("filter 'store' · 6 hidden, 1 CRIT"), when one is on."""
+        return None
 
     def latest(self, key: str) -> Snapshot | None:
         return None if self.state is None else self.state.snapshots.get(key)
@@ -106,3 +130,19 @@ class Panel(Vertical, can_focus=False):
     def good(self, key: str) -> Snapshot | None:
         """The last snapshot without error: what stays on screen while a backend is down."""
         return None if self.state is None else self.state.last_good.get(key)
+
+
+def _name(key: str) -> str:
+    """A source as the status line names it: the target or cluster, or 'prometheus'."""
+    key = SourceKey.of(key)
+    return key.name or str(key)
+
+
+def filter_words(text: str, hidden: int, critical: int) -> Text:
+    """'filter 'store' · 6 hidden, 1 CRIT' (loud when it hides a critical)."""
+    out = Text("⧩ filter ", style="bold")
+    out.append_text(cell(repr(text), 24))
+    out.append(f" · {hidden} hidden")
+    if critical:
+        out.append(f", {critical} CRIT", style="bold reverse")
+    return out

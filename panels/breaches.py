@@ -1,4 +1,9 @@
-"""Every breach and Prometheus alert, worst first, with state, age, value against level, runbooks."""
+"""Every breach and Prometheus alert, worst first, with state, age, value against level, runbooks.
+
+Breaches that are one trouble seen from several sides (rules.group_related: the lock chain's
+"longest running query" under its "sessions waiting on a lock") are one row, expandable with
+``space``. A filter says what it hides, and a critical it hides is flagged in the header too.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 
+from console.model import Severity
 from console.poller import ConsoleState
-from console.rules import Breach
-from panels.base import Panel
+from console.rules import Breach, State, grouped
+from panels.base import Panel, filter_words
 from panels.messages import AckBreach, ShowBreach, ShowRunbooks
-from panels.tables import KeyedTable
+from panels.tables import Fit, KeyedTable
 from panels.text import age_text, breach_text, cell
 
 COLUMNS = [
@@ -22,22 +28,53 @@ COLUMNS = [
     ("subject", "Subject"),
     ("runbooks", "Runbooks"),
 ]
+#: The title takes what the other columns leave (cut with …); runbooks and subject go first
+#: when it would get less than 24 cells or 30% of the width.
+FIT = Fit(
+    "title", 24, drop=("runbooks", "subject"), nominal=(("runbooks", 24), ("subject", 32)), flex_share=0.3
+)
+COLLAPSED, EXPANDED, CHILD = "▸ ", "▾ ", "  ↳ "
 
 
-def breach_cells(breach: Breach, now: float, ack: str = "", hint: str = "") -> list[Text]:
+def breach_cells(
+    breach: Breach,
+    now: float,
+    ack: str = "",
+    hint: str = "",
+    *,
+    related: int = 0,
+    expanded: bool = False,
+    child: bool = False,
+    stale: bool = False,
+) -> list[Text]:
     value = breach.value_text
     if breach.level_text and breach.kind == "threshold":
         value = f"{value} ({breach.level_text})"
     runbooks = ", ".join(breach.runbooks) or hint or ("url" if breach.runbook_url else "")
+    state = breach.state.value + (f" · {ack}" if ack else "")
+    state_cell = cell(state, 40)
+    if stale:  # its source has had no new data for a while: what the row says is old
+        state_cell.append(" ◌ stale", style="bold yellow")
+    title = cell(breach.title, 60)
+    if child:
+        title = Text(CHILD) + title
+    elif related:  # the count up front: a cut title still says there is more
+        mark = Text(EXPANDED) if expanded else Text.assemble(COLLAPSED.rstrip(), (f"+{related} ", "bold"))
+        title = mark + title
+    title.no_wrap, title.overflow = True, "ellipsis"
     return [
         breach_text(breach),
-        cell(f"{breach.state.value} · {ack}" if ack else breach.state.value, 40),
+        state_cell,
         age_text(breach.age(now)),
-        cell(breach.title, 48),
+        title,
         cell(value, 40),
         cell(breach.subject, 40),
         cell(runbooks, 40),
     ]
+
+
+def critical(breach: Breach) -> bool:
+    return breach.counted_severity is Severity.CRITICAL and breach.state is not State.OK
 
 
 class BreachesPanel(Panel):
@@ -47,15 +84,20 @@ class BreachesPanel(Panel):
         Binding("R", "runbooks", "Runbooks", id="breach_runbooks"),
         Binding("a", "ack(True)", "Ack alert", id="breach_ack"),
         Binding("A", "ack(False)", "Un-ack", id="breach_unack", show=False),
+        Binding("space", "expand", "Related", id="breach_expand", show=False),
     ]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.table = KeyedTable(columns=COLUMNS, id="breaches-table")
+        self.table = KeyedTable(columns=COLUMNS, id="breaches-table", fit=FIT)
         self._breaches: dict[str, Breach] = {}
         self.text_filter = ""
         self.acks: dict[str, str] = {}  # breach id -> "acked until ..."
         self.hints: dict[str, str] = {}  # breach id -> the best-ranked runbook
+        self.expanded: set[str] = set()  # root breach ids shown with their related breaches
+        self.hidden = 0  # breaches the filter hides
+        self.hidden_critical = 0  # ... of them critical
+        self._stale: frozenset[str] = frozenset()
         self._now = 0.0
         self._title_shown = ""
 
@@ -65,22 +107,50 @@ class BreachesPanel(Panel):
 
     def render_state(self, state: ConsoleState, now: float) -> None:
         self.sources = tuple(state.intervals)
+        self._stale = frozenset(self.stale_sources(state, now))
         shown = [b for b in state.breaches if self._matches(b)]
+        hidden = [b for b in state.breaches if not self._matches(b)]
+        self.hidden, self.hidden_critical = len(hidden), sum(1 for b in hidden if critical(b))
         self._breaches = {b.id: b for b in shown}
         self._now = now
-        self.table.sync([(b.id, self._cells(b, now)) for b in shown])
-        title = f"{self.title} ({len(state.breaches)})"
+        rows = []
+        for root, children in grouped(shown):
+            open_ = root.id in self.expanded
+            rows.append((root.id, self._cells(root, now, related=len(children), expanded=open_)))
+            if open_:
+                rows += [(child.id, self._cells(child, now, child=True)) for child in children]
+        self.table.sync(rows)
+        total = len(state.breaches)
+        title = (
+            f"{self.title} ({len(shown)} of {total}, filtered)"
+            if self.text_filter
+            else f"{self.title} ({total})"
+        )
         if title != self._title_shown:  # setting it redraws the whole panel
             self._title_shown = title
             self.border_title = Text(title)
 
-    def _cells(self, breach: Breach, now: float) -> list[Text]:
-        return breach_cells(breach, now, self.acks.get(breach.id, ""), self.hints.get(breach.id, ""))
+    def _cells(self, breach: Breach, now: float, **shape) -> list[Text]:
+        ack, hint = self.acks.get(breach.id, ""), self.hints.get(breach.id, "")
+        return breach_cells(breach, now, ack, hint, stale=breach.source in self._stale, **shape)
+
+    @property
+    def row_count(self) -> int:
+        return self.table.row_count
 
     def tick(self, now: float) -> None:
+        if self.state is not None and frozenset(self.stale_sources(self.state, now)) != self._stale:
+            self.render_state(self.state, now)  # a source went stale, or is back
         super().tick(now)
-        for breach_id, breach in self._breaches.items():
-            self.table.update_cell(breach_id, "age", age_text(breach.age(now)), update_width=True)
+        for breach_id in self.table.keys:
+            breach = self._breaches.get(breach_id)
+            if breach is not None:
+                self.table.update_cell(breach_id, "age", age_text(breach.age(now)), update_width=True)
+
+    def filter_note(self) -> Text | None:
+        if not self.text_filter:
+            return None
+        return filter_words(self.text_filter, self.hidden, self.hidden_critical)
 
     def _matches(self, breach: Breach) -> bool:
         if not self.text_filter:
@@ -93,6 +163,17 @@ class BreachesPanel(Panel):
     def selected(self) -> Breach | None:
         key = self.table.selected_key
         return None if key is None else self._breaches.get(key)
+
+    def action_expand(self) -> None:
+        """Show or hide the breaches grouped under the selected one (or under its root)."""
+        breach = self.selected
+        if breach is None or self.state is None:
+            return
+        root = breach.parent if breach.parent in self._breaches else breach.id
+        self.expanded.symmetric_difference_update({root})
+        self.render_state(self.state, self._now)
+        if root in self._breaches:
+            self.table.move_cursor(row=self.table.get_row_index(root), animate=False)
 
     def action_details(self) -> None:
         if (breach := self.selected) is not None:

@@ -1,4 +1,4 @@
-"""Confirmation dialogs. The default is always Cancel: Enter on a fresh dialog runs nothing.
+"""Confirmation dialogs. The default is always the do-nothing button: Enter on a fresh dialog runs nothing.
 
 ``ConfirmScreen`` shows exactly what will run (the executor's rendered plan, secrets masked, and
 what it will touch) and returns True only on an explicit choice. With ``typed=`` the operator
@@ -16,17 +16,22 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
+from panels.footer import Footer
+
 
 class ConfirmScreen(ModalScreen[bool]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="confirm_cancel")]
+    """Fits 80x24 with its buttons (the plan scrolls, the buttons stay), and its own footer
+    shows the dialog's keys, not the screen's behind it (issue 18)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Back (runs nothing)", id="confirm_cancel")]
     DEFAULT_CSS = """
     ConfirmScreen { align: center middle; }
-    #confirm-box { width: 90%; max-width: 120; height: auto; max-height: 95%;
+    #confirm-box { width: 90%; max-width: 120; height: auto; max-height: 100%;
                    border: thick $error; background: $surface; padding: 0 1; }
     #confirm-box .title { text-style: bold; height: auto; }
     #confirm-scroll { height: auto; max-height: 70vh; }
     #confirm-input { width: 1fr; }
-    #confirm-buttons { height: auto; width: 1fr; align-horizontal: right; }
+    #confirm-buttons { height: auto; width: 1fr; align-horizontal: right; margin-top: 1; }
     #confirm-buttons Button { margin-left: 2; min-width: 10; }
     """
 
@@ -37,6 +42,7 @@ class ConfirmScreen(ModalScreen[bool]):
         *,
         typed: str | None = None,
         confirm_label: str = "Run",
+        decline_label: str = "Don't run",
         on_mistyped: Callable[[str], object] | None = None,
     ) -> None:
         super().__init__()
@@ -46,6 +52,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.plan = plan if isinstance(plan, Text) else Text(plan)
         self.typed = typed
         self.confirm_label = confirm_label
+        self.decline_label = decline_label
         self.value = ""  # what the operator typed (the executor checks it too)
 
     def compose(self) -> ComposeResult:
@@ -55,10 +62,18 @@ class ConfirmScreen(ModalScreen[bool]):
                 yield Static(self.plan, id="confirm-plan")
             if self.typed is not None:
                 yield Static(Text.assemble("Type ", (self.typed, "bold"), " to confirm:"))
-                yield Input(placeholder=self.typed, id="confirm-input")
+                yield Input(placeholder=self.typed, id="confirm-input", compact=True)
             with Horizontal(id="confirm-buttons"):
-                yield Button("Cancel", id="cancel", variant="primary")
-                yield Button(self.confirm_label, id="confirm", variant="error")
+                yield Button(self.decline_label, id="cancel", variant="primary", compact=True)
+                yield Button(self.confirm_label, id="confirm", variant="error", compact=True)
+        yield Footer()
+
+    def on_resize(self, event) -> None:
+        """The plan gets what the title, the typed word, the buttons and the footer leave."""
+        width = min(max(event.size.width * 9 // 10, 20), 120) - 4  # box border and padding
+        title = len(Text(self.title_text).wrap(self.app.console, max(width, 10)))
+        fixed = 1 + 2 + title + (2 if self.typed is not None else 0) + 2  # footer, border, buttons
+        self.query_one("#confirm-scroll").styles.max_height = max(event.size.height - fixed, 3)
 
     def on_mount(self) -> None:
         target = "#confirm-input" if self.typed is not None else "#cancel"

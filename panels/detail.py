@@ -28,7 +28,10 @@ def session_detail(cluster: str, session: Session, server_now: float | None) -> 
     lock = ""
     if session.lock is not None:
         lock = f"{session.lock.mode} on {session.lock.relation or session.lock.locktype}"
+    # The query first: at 80x24 what the session runs must not be below the fold (issue 18).
     lines = [
+        session.query or "(no query)",
+        "",
         f"cluster      {cluster}",
         f"pid          {session.pid}",
         f"backend      started {_utc(session.backend_start)}{age(session.backend_start)}",
@@ -42,8 +45,6 @@ def session_detail(cluster: str, session: Session, server_now: float | None) -> 
         f"blocked by   {', '.join(map(str, session.blocked_by)) or '—'}",
         f"transaction  {_utc(session.xact_start)}{age(session.xact_start)}",
         f"query start  {_utc(session.query_start)}{age(session.query_start)}",
-        "",
-        session.query,
     ]
     return "\n".join(lines)
 
@@ -71,11 +72,11 @@ def health_detail(snapshot: HealthSnapshot, last_good: HealthSnapshot | None) ->
     return "\n".join(lines)
 
 
-def breach_detail(breach: Breach, now: float) -> str:
+def breach_detail(breach: Breach, now: float, ack: str = "") -> str:
     lines = [
         f"{breach.title}",
         f"id           {breach.id}",
-        f"state        {breach.state.value}, severity {breach.severity.word}",
+        f"state        {breach.state.value}, severity {breach.severity.word}" + (f", {ack}" if ack else ""),
         f"since        {_utc(breach.since)} ({format_duration(breach.age(now))})",
         f"value        {breach.value_text} {breach.level_text}".rstrip(),
         f"subject      {breach.subject or '—'}",

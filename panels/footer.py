@@ -10,10 +10,42 @@ recompose, as Textual itself would on the next change of ``compact``.
 
 from __future__ import annotations
 
+from textual.app import ComposeResult
 from textual.widgets import Footer as TextualFooter
+from textual.widgets._footer import FooterKey
 
 
 class Footer(TextualFooter):
+    """Only the keys that fit the width, in order, and the palette key when it fits too: at 80
+    columns the last keys ran under the palette key (``…t Ti▏^p palettem``, issue 18). ``?``
+    lists every key."""
+
+    _width = 0
+
+    def compose(self) -> ComposeResult:
+        widgets = list(super().compose())
+        room = self.app.size.width
+        palette = [w for w in widgets if isinstance(w, FooterKey) and w.has_class("-command-palette")]
+        keys = [w for w in widgets if w not in palette]
+        for key in palette:
+            room -= _width(key, self.compact) + 1  # its border
+        shown, used = [], 0
+        for key in keys:
+            need = _width(key, self.compact) if isinstance(key, FooterKey) else 0
+            if used + need > room:
+                break
+            shown.append(key)
+            used += need
+        if room < 0:  # not even the palette key fits beside nothing
+            palette = []
+        yield from shown
+        yield from palette
+
+    def on_resize(self, event) -> None:
+        if event.size.width != self._width:
+            self._width = event.size.width
+            self.call_after_refresh(self.recompose)
+
     async def recompose(self) -> None:
         await super().recompose()
         self.drop_dead_watchers()
@@ -23,3 +55,8 @@ class Footer(TextualFooter):
         # {reactive name: [(node, callback)]}. Without it (another Textual) there is nothing to do.
         for watchers in getattr(self, "__watchers", {}).values():
             watchers[:] = [(node, callback) for node, callback in watchers if node.is_attached]
+
+
+def _width(key: FooterKey, compact: bool) -> int:
+    """Cells a key takes: compact 'R Runbooks ' (key, space, words, margin), else ' R Runbooks '."""
+    return len(key.key_display) + len(key.description) + (2 if compact else 3)

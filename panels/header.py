@@ -7,9 +7,11 @@ import time
 from rich.text import Text
 from textual.widgets import Static
 
-from console.model import Severity, SourceKind
+from console.model import HealthSnapshot, HealthStatus, Severity, SourceKey, SourceKind
 from console.poller import ConsoleState
-from panels.text import severity_text
+from console.present import HEALTH_BADGE
+from console.rules import State
+from panels.text import HEALTH_STYLE, STATE_STYLE, severity_text
 
 SEPARATOR = " │ "
 
@@ -23,6 +25,29 @@ def source_glyph(state: ConsoleState, key: str, now: float) -> Text:
     if state.is_stale(key, now):
         return Text("◌", style="bold yellow")
     return Text("●", style="green")
+
+
+def health_count(state: ConsoleState, targets: list[SourceKey], now: float) -> Text:
+    """'health 1/2 ✖': the targets that pass, and the glyph of the worst of them, never the
+    healthy dot while one fails (under NO_COLOR the glyph is all there is, issue 18)."""
+    snapshots = [state.snapshots.get(k) for k in targets]
+    passing = sum(1 for s in snapshots if isinstance(s, HealthSnapshot) and s.error is None
+                  and s.status is HealthStatus.PASS)  # fmt: skip
+    out = Text(f"health {passing}/{len(targets)} ")
+    if any(s is not None and s.error is not None for s in snapshots):
+        return out.append_text(Text("!", style=STATE_STYLE[State.ERROR]))
+    statuses = [s.status for s in snapshots if isinstance(s, HealthSnapshot)]
+    if len(statuses) < len(targets):
+        return out.append_text(Text("…", style="dim"))
+    worst = max(statuses, key=HEALTH_ORDER.index)
+    if worst is not HealthStatus.PASS:
+        return out.append_text(Text(HEALTH_BADGE[worst].split()[0], style=HEALTH_STYLE[worst]))
+    if any(state.is_stale(k, now) for k in targets):
+        return out.append_text(Text("◌", style="bold yellow"))
+    return out.append_text(Text("●", style=HEALTH_STYLE[HealthStatus.PASS]))
+
+
+HEALTH_ORDER = [HealthStatus.PASS, HealthStatus.UNKNOWN, HealthStatus.WARN, HealthStatus.FAIL]
 
 
 class ConsoleHeader(Static):
@@ -41,6 +66,7 @@ class ConsoleHeader(Static):
         self.read_only = False
         self.mode = ""  # e.g. "WALL", "DEMO"
         self.monochrome = False
+        self.hidden_critical = 0  # critical breaches a panel's filter hides (set by the app)
 
     def show(self, state: ConsoleState | None, now: float) -> None:
         self.state = state
@@ -63,6 +89,9 @@ class ConsoleHeader(Static):
         if state is not None:
             out.append(SEPARATOR)
             out.append_text(self._sources(state, now))
+        if self.hidden_critical:
+            out.append(SEPARATOR)
+            out.append(f"✖ {self.hidden_critical} CRIT hidden by a filter", style="reverse bold")
         for flag, on in (
             ("READ-ONLY", self.read_only),
             ("PAUSED", self.paused),
@@ -86,12 +115,6 @@ class ConsoleHeader(Static):
             out.append_text(source_glyph(state, key, now))
             out.append(" ")
         if health:
-            ok = sum(1 for k in health if (s := state.snapshots.get(k)) is not None and s.error is None
-                     and getattr(s, "status", None) is not None and s.status.value == "pass")  # fmt: skip
-            out.append(f"health {ok}/{len(health)} ")
-            worst = next(
-                (k for k in health if (s := state.snapshots.get(k)) is not None and s.error), health[0]
-            )
-            out.append_text(source_glyph(state, worst, now))
+            out.append_text(health_count(state, health, now))
         out.rstrip()
         return out

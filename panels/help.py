@@ -9,6 +9,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
+from panels.footer import Footer
+
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close", id="help_close")]
@@ -33,3 +35,4 @@ class HelpScreen(ModalScreen[None]):
             for keys, description, where in self.rows:
                 table.add_row(Text(keys), Text(description), Text(where))
             yield table
+        yield Footer(compact=True)  # this screen's keys, not the console's behind it

@@ -12,7 +12,7 @@ from console.model import PrometheusSnapshot, Severity, SourceKey
 from console.poller import ConsoleState
 from console.rules import format_number, level_text
 from panels.base import Panel, StatusLine
-from panels.tables import KeyedTable
+from panels.tables import Fit, KeyedTable
 from panels.text import breach_text, cell, error_text, severity_text, sparkline
 
 COLUMNS = [
@@ -35,7 +35,7 @@ class MetricsPanel(Panel):
         self.thresholds = thresholds
         self.sources = (SourceKey.prometheus(),)
         self.summary = StatusLine(classes="panel-body")
-        self.table = KeyedTable(columns=COLUMNS, id="metrics-table")
+        self.table = KeyedTable(columns=COLUMNS, id="metrics-table", fit=Fit("query", 12, drop=("levels",)))
         self._history: dict[str, deque[float | None]] = {q: deque(maxlen=HISTORY) for q, _, _ in queries}
         self._seen_at: float | None = None
 
@@ -43,6 +43,10 @@ class MetricsPanel(Panel):
         yield self.status
         yield self.summary
         yield self.table
+
+    def rows_wanted(self) -> int:
+        """Height for every query: border, status and summary lines, table header, a row each."""
+        return 5 + len(self.queries)
 
     def render_state(self, state: ConsoleState, now: float) -> None:
         latest = state.snapshots.get(SourceKey.prometheus())

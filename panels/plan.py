@@ -7,6 +7,7 @@ never as markup, because they carry query text, labels and other backend data.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from rich.text import Text
 
@@ -40,11 +41,43 @@ def plan_text(plan: Plan) -> Text:
     return text
 
 
-def confirm_for(plan: Plan, on_mistyped: Callable[[str], object] | None = None) -> ConfirmScreen:
-    """The dialog for an action plan: yes/no (default Cancel) or the typed word."""
+@dataclass(frozen=True, slots=True)
+class DialogWords:
+    """What a confirmation dialog says: the question, and its buttons named by what they do
+    ('Cancel query' / 'Keep running'; a do-nothing button labelled 'Cancel' on a dialog that
+    cancels a query says the opposite of what it does, issue 18)."""
+
+    title: str = ""  # empty: the plan's own summary
+    confirm: str = "Run"
+    decline: str = "Don't run"
+
+
+def signal_words(kind: str, pid: int, cluster: str) -> DialogWords:
+    """The dialog of ``c`` (cancel) and ``K`` (terminate) on a session."""
+    if kind == "cancel":
+        return DialogWords(f"Cancel the query of pid {pid} on {cluster}?", "Cancel query", "Keep running")
+    return DialogWords(
+        f"Terminate pid {pid} on {cluster}? Its connection closes and its transaction rolls back.",
+        "Terminate session",
+        "Keep session",
+    )
+
+
+def confirm_for(
+    plan: Plan, words: DialogWords | None = None, on_mistyped: Callable[[str], object] | None = None
+) -> ConfirmScreen:
+    """The dialog for an action plan: yes/no (default: the do-nothing button) or the typed word."""
+    words = words or DialogWords()
     typed = plan.confirm.expected if plan.confirm.mode == ConfirmMode.TYPED else None
-    title = ("DANGEROUS: " if plan.dangerous else "") + plan.summary
-    return ConfirmScreen(title, plan_text(plan), typed=typed, on_mistyped=on_mistyped)
+    title = ("DANGEROUS: " if plan.dangerous else "") + (words.title or plan.summary)
+    return ConfirmScreen(
+        title,
+        plan_text(plan),
+        typed=typed,
+        confirm_label=words.confirm,
+        decline_label=words.decline,
+        on_mistyped=on_mistyped,
+    )
 
 
 def answer(dialog: ConfirmScreen, confirmed: bool) -> Confirmation:

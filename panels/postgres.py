@@ -14,9 +14,10 @@ from console.model import PostgresSnapshot, Session, SourceKey
 from console.poller import ConsoleState
 from console.report import lock_tree_lines
 from console.rules import format_duration
-from panels.base import Panel, StatusLine
+from panels.base import Panel, StatusLine, filter_words
+from panels.breaches import critical
 from panels.messages import ShowSession, SignalBackend
-from panels.tables import KeyedTable
+from panels.tables import Fit, KeyedTable
 from panels.text import cell, query_cell
 
 SESSION_COLUMNS = [
@@ -31,6 +32,18 @@ SESSION_COLUMNS = [
     ("query", "Query"),
 ]
 STATEMENT_COLUMNS = [("mean", "Mean"), ("calls", "Calls"), ("total", "Total"), ("query", "Statement")]
+#: The sessions table fits its width (issue 18): the query takes what is left, cut with …; the
+#: client, database, application and user go first when it would get less than 20 cells or 30%
+#: of the width (the
+#: details view, Enter, shows them all).
+SESSION_FIT = Fit(
+    "query",
+    20,
+    drop=("client", "db", "app", "user"),
+    nominal=(("client", 16), ("db", 14), ("app", 16), ("user", 14)),
+    flex_share=0.3,
+)
+STATEMENT_FIT = Fit("query", 20)
 
 FILTERS: dict[str, Callable[[Session], bool]] = {
     "all": lambda s: True,
@@ -38,7 +51,7 @@ FILTERS: dict[str, Callable[[Session], bool]] = {
     "idle in transaction": lambda s: s.state.startswith("idle in transaction"),
     "waiting": lambda s: s.waiting_on_lock,
 }
-SORTS = ("duration ↓", "duration ↑", "pid", "user", "state")
+SORTS = ("attention", "duration ↓", "duration ↑", "pid", "user", "state")
 #: Lines of the blocking tree kept for the screen (it shows at most half the panel's height): a
 #: waiter blocked by several sessions appears under each, and 100 waiters made 2000 lines whose
 #: layout cost more than the rest of a refresh.
@@ -49,6 +62,23 @@ DURATION = next(i for i, (key, _) in enumerate(SESSION_COLUMNS) if key == "durat
 
 def session_key(session: Session) -> str:
     return f"{session.pid}:{session.backend_start or 0:.6f}"
+
+
+def short_state(state: str) -> str:
+    """'idle in tx' for 'idle in transaction' (the table's room goes to the query)."""
+    return state.replace("idle in transaction", "idle in tx")
+
+
+def attention(session: Session, blockers: frozenset[int]) -> int:
+    """What needs attention first: a session in a lock chain (waiting on a lock, or the root
+    that blocks others), then an active query, then one idle in transaction, then the rest."""
+    if session.waiting_on_lock or session.pid in blockers:
+        return 0
+    if session.state == "active":
+        return 1
+    if session.state.startswith("idle in transaction"):
+        return 2
+    return 3
 
 
 def session_duration(snapshot: PostgresSnapshot, session: Session) -> float | None:
@@ -71,6 +101,7 @@ class PostgresPanel(Panel):
     DEFAULT_CSS = """
     PostgresPanel #pg-body { height: 1fr; }
     PostgresPanel #pg-side { width: 45%; margin-left: 1; }
+    PostgresPanel.-compact #pg-side { width: 35%; }
     PostgresPanel #pg-locks { height: auto; max-height: 50%; text-wrap: nowrap; text-overflow: ellipsis; }
     PostgresPanel .side-title { text-style: bold; height: 1; }
     PostgresPanel .pg-summary { height: auto; max-height: 3; }
@@ -82,12 +113,16 @@ class PostgresPanel(Panel):
         self.title = f"Postgres {cluster}"
         self.sources = (SourceKey.postgres(cluster),)
         self.summary = StatusLine(classes="panel-body pg-summary")
-        self.sessions = KeyedTable(columns=SESSION_COLUMNS, id="pg-sessions")
+        self.sessions = KeyedTable(columns=SESSION_COLUMNS, id="pg-sessions", fit=SESSION_FIT)
         self.locks = Static(classes="panel-body", id="pg-locks")
-        self.statements = KeyedTable(columns=STATEMENT_COLUMNS, id="pg-statements", cursor_type="none")
+        self.statements = KeyedTable(
+            columns=STATEMENT_COLUMNS, id="pg-statements", cursor_type="none", fit=STATEMENT_FIT
+        )
         self.filter_name = "all"
         self.sort_index = 0
         self.text_filter = ""
+        self.hidden = 0  # sessions the filters hide
+        self.hidden_critical = 0  # ... that a critical breach points at
         self._sessions: dict[str, Session] = {}
         # Row key -> (the session, its cells but the duration): most sessions are the same from
         # one refresh to the next, and 1000 rows of 9 Text cells cost more than comparing them.
@@ -145,6 +180,14 @@ class PostgresPanel(Panel):
         ]
         self._sessions = {key: session for key, session, _ in rows}
         self.sessions.sync([(key, cells) for key, _, cells in rows])
+        everyone = self._sorted_rows(snap)
+        self.hidden = len(everyone) - len(rows)
+        self.hidden_critical = 0
+        if self.hidden and self.state is not None:
+            # A session a critical breach points at, filtered out of sight.
+            pointed = {b.pid for b in self.state.breaches if b.source == self.sources[0] and critical(b)}
+            shown = {session.pid for _, session, _ in rows}
+            self.hidden_critical = len({pid for pid in pointed if pid is not None and pid not in shown})
 
     @staticmethod
     def _haystack(session: Session) -> str:
@@ -176,7 +219,7 @@ class PostgresPanel(Panel):
             self._cell_cache = fresh
             self._built = built
         if self._sorted is None or self._sorted[0] != self.sort_index:
-            ordered = sorted(self._built, key=self._sort_key())
+            ordered = sorted(self._built, key=self._sort_key(snap))
             self._sorted = (self.sort_index, [(key, s, cells) for key, s, _, cells in ordered])
         return self._sorted[1]
 
@@ -194,8 +237,13 @@ class PostgresPanel(Panel):
             return text.plain.count("\n") + 1
         return len(text.wrap(self.app.console, max(1, widget.content_size.width)))
 
-    def _sort_key(self) -> Callable[[tuple[str, Session, float | None, list[Text]]], object]:
+    def _sort_key(
+        self, snap: PostgresSnapshot
+    ) -> Callable[[tuple[str, Session, float | None, list[Text]]], object]:
         mode = SORTS[self.sort_index]
+        if mode == "attention":
+            blockers = frozenset(root.pid for root in snap.lock_tree)
+            return lambda row: (attention(row[1], blockers), row[2] is None, -(row[2] or 0.0), row[1].pid)
         if mode.startswith("duration"):
             sign = -1 if mode == "duration ↓" else 1
             return lambda row: (row[2] is None, sign * (row[2] or 0.0), row[1].pid)
@@ -210,9 +258,9 @@ class PostgresPanel(Panel):
             Text(str(session.pid)),
             text(cell, session.user, 14),
             text(cell, session.database, 14),
-            text(cell, session.state, 19),
+            text(cell, short_state(session.state), 20),
             text(Text, "" if duration is None else format_duration(duration)),
-            text(cell, wait, 20, style),
+            text(cell, wait, 18, style),
             text(cell, session.application, 16),
             text(cell, session.client, 16),
             text(query_cell, session.query, 100),
@@ -296,6 +344,14 @@ class PostgresPanel(Panel):
         if self.state is not None and self.snapshot is not None:
             self._render_sessions(self.snapshot)
             self._show(self.summary, self._summary(self.snapshot))
+            self.tick(self.app.clock())
+
+    def filter_note(self) -> Text | None:
+        if self.text_filter:
+            return filter_words(self.text_filter, self.hidden, self.hidden_critical)
+        if self.filter_name != "all":
+            return Text(f"⧩ {self.filter_name} only (e: all) · {self.hidden} hidden", style="bold")
+        return None
 
     def action_filter(self, name: str) -> None:
         self.filter_name = name
@@ -304,6 +360,11 @@ class PostgresPanel(Panel):
     def action_sort(self) -> None:
         self.sort_index = (self.sort_index + 1) % len(SORTS)
         self.refresh_view()
+
+    def on_resize(self, event) -> None:
+        # Beside the sessions the side column takes less of a narrower panel: the sessions keep
+        # room for their query (issue 18).
+        self.set_class(event.size.width < 156, "-compact")
 
     def action_toggle_side(self) -> None:
         # At narrow sizes the side column replaces the sessions table: keep focus in the panel.

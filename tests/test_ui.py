@@ -109,7 +109,9 @@ async def test_quick_filters_text_filter_and_sort_keep_selection():
     app = make_app()
     async with app.run_test(size=(160, 48)) as pilot:
         await goto(pilot, app, PostgresPanel)
-        assert pids(app)[0] == 4300  # longest duration first
+        # What needs attention first (issue 18): the lock chain (its root blocker, idle in
+        # transaction, then its waiters), the active queries, the idle ones; longest first.
+        assert pids(app) == [4242, 4250, 4251, 4300, 4310, 4400, 4401]
         await pilot.press("w")
         assert sorted(pids(app)) == [4250, 4251]
         await pilot.press("i")
@@ -118,12 +120,14 @@ async def test_quick_filters_text_filter_and_sort_keep_selection():
         assert sorted(pids(app)) == [4250, 4251, 4300, 4310]
         await pilot.press("e")
         assert len(pids(app)) == 7
+        await pilot.press("s")  # duration descending
+        assert pids(app)[0] == 4300
         await pilot.press("s")  # duration ascending
         assert pids(app)[0] == 4401
         await pilot.press("s")  # pid order
         assert pids(app) == sorted(pids(app))
-        await pilot.press("s", "s", "s")  # user, state, then back to duration descending
-        assert pids(app)[0] == 4300
+        await pilot.press("s", "s", "s")  # user, state, then back to attention
+        assert pids(app)[0] == 4242
         await pilot.press("slash")
         await pilot.press(*"4250")
         await pilot.press("enter")
@@ -181,10 +185,10 @@ async def test_cancel_and_terminate_ask_first_and_default_to_cancel(tmp_path):
         assert not isinstance(app.screen, ConfirmScreen)
         await pilot.press("K")
         dialog = await wait_for_screen(pilot, ConfirmScreen)
-        assert dialog.typed == "4300"
+        assert dialog.typed == "4242"
         await pilot.press("enter")  # nothing typed: refused, dialog stays
         assert app.screen is dialog
-        await pilot.press(*"4301", "enter")  # a wrong pid: refused
+        await pilot.press(*"4243", "enter")  # a wrong pid: refused
         assert app.screen is dialog
         await pilot.press("escape")
         assert not isinstance(app.screen, ConfirmScreen)
@@ -195,8 +199,8 @@ async def test_cancel_and_terminate_ask_first_and_default_to_cancel(tmp_path):
             ("action.requested", ""),  # c (its preview), then Enter on Cancel
             ("action.declined", ""),
             ("action.requested", ""),
-            ("action.refused", "not confirmed: type '4300' to run this"),
-            ("action.refused", "not confirmed: typed '4301', expected '4300'"),
+            ("action.refused", "not confirmed: type '4242' to run this"),
+            ("action.refused", "not confirmed: typed '4243', expected '4242'"),
             ("action.declined", ""),
         ]
         assert all(e.get("plan", {}).get("target") for e in actions)
@@ -225,7 +229,7 @@ async def test_production_makes_even_cancel_typed():
     async with app.run_test(size=(160, 48)) as pilot:
         await goto(pilot, app, PostgresPanel)
         await pilot.press("c")
-        assert (await wait_for_screen(pilot, ConfirmScreen)).typed == "4300"
+        assert (await wait_for_screen(pilot, ConfirmScreen)).typed == "4242"
 
 
 async def test_read_only_and_wall_modes_offer_no_actions():

@@ -109,3 +109,17 @@ def rank(runbooks: Iterable[Runbook], breach: Breach, config: Config | None = No
         if score > 0:
             matches.append(Match(runbook, score, why))
     return sorted(matches, key=lambda m: (-m.score, _SEVERITY_ORDER[m.runbook.severity], m.runbook.id))
+
+
+#: A match this many points below the best is shown behind ``a`` only: a runbook written for
+#: another integration drops 20 (see :func:`_provider_score`).
+RELEVANT_WITHIN = 15.0
+
+
+def relevant(matches: list[Match]) -> list[Match]:
+    """The matches worth showing first: those within :data:`RELEVANT_WITHIN` of the best (``R``
+    on a sync-worker breach listed chatwoot-unavailable and ga-quota-exhausted, issue 18)."""
+    if not matches:
+        return []
+    best = matches[0].score
+    return [m for m in matches if m.score >= best - RELEVANT_WITHIN]
