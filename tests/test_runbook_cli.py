@@ -240,8 +240,9 @@ async def test_export_markdown_has_timeline_breaches_actions_notes_and_checklist
     assert "- Actions: 1 refused, 1 succeeded" in out
     assert "- Checks: 1 passed, 0 failed" in out
     timeline = [line for line in out.splitlines() if re.match(r"^\| \d{4}-", line)]
-    assert any("✖ failed | CRIT sync-worker health firing: FAIL sync-worker |" in line for line in timeline)
-    assert any("✔ ok | sync-worker health cleared (was firing since " in line for line in timeline)
+    # a breach is the system's, read as its severity (issue 18), not the operator's failure
+    assert any("| system | ✖ CRIT | sync-worker health firing: FAIL sync-worker |" in line for line in timeline)
+    assert any("| system | ✔ ok | sync-worker health cleared (was firing since " in line for line in timeline)
     assert any("⊘ refused | refused: Switch hubspot off" in line for line in timeline)
     assert re.search(r"\| sync-worker health \(sync-worker\) \| CRIT \| .* \| 10m\d\ds \|", out)
     assert "### " in out and "succeeded: Switch hubspot off while it is failing" in out
