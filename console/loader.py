@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from console.config import Config, cross_check, read_config
-from console.runbooks import Pack, load_pack
+from console.runbooks import Pack, load_for
 from console.yamlfile import ConfigError
 
 
@@ -34,9 +34,7 @@ def load(
     config, doc = read_config(path, env)
     pack, problems = Pack(), []
     if check_runbooks:
-        pack, problems = load_pack(
-            config.runbooks_path, config.variables.keys(), env, thresholds=config.threshold_levels()
-        )
+        pack, problems = load_for(config, env)
     problems = cross_check(config, doc, pack.ids if check_runbooks else None) + problems
     if problems:
         raise ConfigError(problems)

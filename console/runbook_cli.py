@@ -1,7 +1,10 @@
-"""``incident-console runbook list|show`` and ``incident-console export``.
+"""``incident-console runbook list|show|lint|docs`` and ``incident-console export``.
 
     incident-console runbook list                    every runbook: id, severity, title, triggers
     incident-console runbook show ID                 its steps and what each runs (secrets masked)
+    incident-console runbook lint                    the safety rules' problems and the seed coverage
+                                                     (exit 2 with a problem or a scenario not covered)
+    incident-console runbook docs                    docs/RUNBOOKS.md, generated from the pack
     incident-console export --since 2h [--format markdown|json] [--output FILE]
                             [--environment NAME ... | --all-environments]
                                                      the incident report from the config's journal,
@@ -46,6 +49,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("id", help="runbook id (see: incident-console runbook list)")
     show.add_argument("--config", dest="config_sub", help="config file")
     show.set_defaults(func=cmd_show)
+    lint = sub.add_parser(
+        "lint", help="the safety rules of every runbook (file:line:col: message) and the seed coverage"
+    )
+    lint.add_argument("--config", dest="config_sub", help="config file")
+    lint.set_defaults(func=cmd_lint)
+    docs = sub.add_parser("docs", help="docs/RUNBOOKS.md from the pack: runbooks by seed, coverage table")
+    docs.add_argument("--config", dest="config_sub", help="config file")
+    docs.set_defaults(func=cmd_docs)
 
     export = subparsers.add_parser(
         "export", help="write an incident report from the journal (timeline, breaches, actions, notes)"
@@ -235,6 +246,55 @@ def cmd_show(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | 
         return EXIT_USAGE
     for line in show_lines(config, runbook, pack.files[runbook.id]):
         print(line, file=out)
+    return EXIT_OK
+
+
+# --- runbook lint and docs ----------------------------------------------------------------------
+
+
+@_quiet_pipe
+def cmd_lint(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Every problem of the pack (the safety rules whatever ``runbooks.strict`` says), one
+    ``file:line:col: message`` a line, then the seed coverage. Exit 2 when there is a problem."""
+    from console.config import cross_check, read_config
+    from console.runbooks import coverage, load_for
+
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        config, doc = read_config(getattr(args, "config_sub", None) or args.config)
+    except ConfigError as exc:
+        for line in exc.lines(getattr(args, "config_sub", None) or args.config):
+            print(line, file=err)
+        return EXIT_USAGE
+    pack, problems = load_for(config)
+    found = sorted({*cross_check(config, doc, pack.ids), *problems, *pack.lint})
+    for problem in found:
+        print(problem, file=out)
+    if pack.index is not None:
+        for line in coverage(pack.runbooks, pack.index.index).lines():
+            print(line, file=out)
+    else:
+        print(f"no seed index at {config.seed_scenarios_path}: no coverage report", file=out)
+    strict = "on" if config.runbooks.strict else "off (check-config does not refuse them)"
+    print(
+        f"{len(found)} problem{'s' if len(found) != 1 else ''} in {len(pack.runbooks)} runbooks "
+        f"of {config.runbooks_path}; runbooks.strict: {strict}",
+        file=out,
+    )
+    return EXIT_USAGE if found else EXIT_OK
+
+
+@_quiet_pipe
+def cmd_docs(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """docs/RUNBOOKS.md on standard output."""
+    from console.runbook_docs import render
+    from console.runbooks import pack_for
+
+    out, err = out or sys.stdout, err or sys.stderr
+    config = _config(args, err)
+    if config is None:
+        return EXIT_USAGE
+    out.write(render(pack_for(config)))
     return EXIT_OK
 
 

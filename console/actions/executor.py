@@ -284,9 +284,10 @@ class Executor:
     async def mistyped(self, plan: Plan, typed: str) -> Result:
         """A typed confirmation that does not match: refused and journaled; the dialog stays
         open for another try."""
-        return await self._refuse(plan, self.confirmation_problem(plan, Confirmation(yes=True, typed=typed)))
+        return await self.refuse(plan, self.confirmation_problem(plan, Confirmation(yes=True, typed=typed)))
 
-    async def _refuse(self, plan: Plan, message: str) -> Result:
+    async def refuse(self, plan: Plan, message: str) -> Result:
+        """Refuse a plan with the reason, journaled (action.refused); nothing runs."""
         events = []
         with contextlib.suppress(JournalError):
             events.append(await self.journal.aappend(plan.event(ActionRefused, message=message)))
@@ -309,7 +310,7 @@ class Executor:
             )
         refusal = refusal or self.confirmation_problem(plan, confirmation) or self._target_problem(plan)
         if refusal:
-            return await self._refuse(plan, refusal)
+            return await self.refuse(plan, refusal)
         self.running, self._running_since = plan, time.monotonic()  # set before any await: single flight
         try:
             return await self._execute(plan, confirmation)

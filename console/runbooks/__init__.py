@@ -7,6 +7,7 @@ post-incident checklist. The package, in import order:
 - ``schema``: the pydantic models (the documentation of a runbook file);
 - ``context``: the values a runbook's ``{{templates}}`` may use (:data:`CONTEXT_NAMES`);
 - ``rank``: which runbooks fit a breach, best first, with why;
+- ``lint``: the safety rules (:func:`lint`), the seed index and its coverage;
 - ``pack``: reading and checking every runbook file (``file:line:col`` problems);
 - ``progress``: step states of one run, rebuilt from the journal;
 - ``session``: :class:`RunbookSession`, one run — the whole API of the runbook screen.
@@ -18,7 +19,17 @@ renders ``session.progress``; it needs no logic of its own.
 from __future__ import annotations
 
 from console.runbooks.context import CONTEXT_NAMES, breach_values, build_context
-from console.runbooks.pack import Pack, load_pack, pack_for, runbook_files
+from console.runbooks.lint import (
+    Coverage,
+    IndexFile,
+    Rules,
+    Scenario,
+    SeedIndex,
+    coverage,
+    lint,
+    read_index,
+)
+from console.runbooks.pack import Pack, load_for, load_pack, pack_for, runbook_files
 from console.runbooks.progress import EscalationView, Progress, StepState, StepStatus
 from console.runbooks.rank import Match, breach_provider, rank
 from console.runbooks.schema import (
@@ -39,16 +50,21 @@ __all__ = [
     "RESUME_WINDOW",
     "ActionStep",
     "CheckStep",
+    "Coverage",
     "EscalateStep",
     "EscalationLevel",
     "EscalationView",
+    "IndexFile",
     "ManualStep",
     "Match",
     "Need",
     "Pack",
     "Progress",
+    "Rules",
     "Runbook",
     "RunbookSession",
+    "Scenario",
+    "SeedIndex",
     "Step",
     "StepCommand",
     "StepKind",
@@ -59,9 +75,13 @@ __all__ = [
     "breach_provider",
     "breach_values",
     "build_context",
+    "coverage",
+    "lint",
+    "load_for",
     "load_pack",
     "pack_for",
     "rank",
+    "read_index",
     "run_key",
     "runbook_files",
 ]

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from console.actions import (
 from console.config import Config, Threshold
 from console.rules import Breach
 from console.runbooks.context import CONTEXT_NAMES
+from console.runbooks.lint import IndexFile, Rules, coverage, id_glob, lint, read_index
 from console.runbooks.rank import Match, rank
 from console.runbooks.schema import ActionStep, CheckStep, Runbook
 from console.yamlfile import ConfigError, Document, Problem, problems_from_validation, read_document
@@ -42,6 +42,10 @@ def runbook_files(directory: Path) -> list[Path]:
 class Pack:
     runbooks: tuple[Runbook, ...] = ()
     files: Mapping[str, str] = field(default_factory=dict)  # runbook id -> file name
+    #: What the safety rules (console/runbooks/lint.py) say of the runbooks that loaded (and of
+    #: the seed index): problems for check-config only under ``runbooks: {strict: true}``.
+    lint: tuple[Problem, ...] = ()
+    index: IndexFile | None = None  # the seed scenarios, when the config's index file exists
 
     def get(self, runbook_id: str) -> Runbook | None:
         return next((r for r in self.runbooks if r.id == runbook_id), None)
@@ -126,14 +130,6 @@ def _step_problems(doc: Document) -> list[Problem]:
     return out
 
 
-_TEMPLATE = re.compile(r"\{\{[^}]*\}\}")
-
-
-def id_glob(text: str) -> str:
-    """A threshold id that may hold ``{{variables}}`` as a glob: each reference is ``*``."""
-    return _TEMPLATE.sub("*", text)
-
-
 def expects(runbook: Runbook) -> list[tuple[tuple, Expect]]:
     """Every ``expect`` of the runbook's steps with its location in the file."""
     found: list[tuple[tuple, Expect]] = []
@@ -147,7 +143,9 @@ def expects(runbook: Runbook) -> list[tuple[tuple, Expect]]:
     return found
 
 
-def _threshold_problems(runbook: Runbook, doc: Document, thresholds: Mapping[str, Threshold]) -> list[Problem]:
+def _threshold_problems(
+    runbook: Runbook, doc: Document, thresholds: Mapping[str, Threshold]
+) -> list[Problem]:
     """``{threshold: <id>}`` references that name no threshold of the config, or a level it lacks,
     at the reference."""
     problems = []
@@ -158,8 +156,10 @@ def _threshold_problems(runbook: Runbook, doc: Document, thresholds: Mapping[str
             where = (*loc, name, "threshold")
             if not matching:
                 close = difflib.get_close_matches(glob, list(thresholds), n=3, cutoff=0.6)
-                hint = f" (did you mean {', '.join(close)}?)" if close else (
-                    f" (thresholds: {', '.join(sorted(thresholds)) or 'none'})"
+                hint = (
+                    f" (did you mean {', '.join(close)}?)"
+                    if close
+                    else (f" (thresholds: {', '.join(sorted(thresholds)) or 'none'})")
                 )
                 problems.append(doc.problem(where, f"no threshold '{ref.threshold}' in the config{hint}"))
                 continue
@@ -176,16 +176,21 @@ def load_pack(
     env: Mapping[str, str] | None = None,
     *,
     thresholds: Mapping[str, Threshold] | None = None,
+    rules: Rules | None = None,
 ) -> tuple[Pack, list[Problem]]:
     """Every runbook file in ``directory``. ``variables``: the config's variable names (None:
     references are checked for syntax only); ``thresholds``: the config's thresholds by id, that
-    ``expect`` may refer to (None: not checked). Returns the valid runbooks and every problem."""
+    ``expect`` may refer to (None: not checked); ``rules``: what the safety rules need (their
+    problems go to ``Pack.lint``, not to the problems returned). Returns the valid runbooks and
+    every problem."""
+    rules = rules or Rules(thresholds=thresholds)
     env = os.environ if env is None else env
     if not directory.is_dir():
         return Pack(), []
     runbooks: list[Runbook] = []
     files: dict[str, str] = {}
     problems: list[Problem] = []
+    linted: list[Problem] = []
     for path in runbook_files(directory):
         try:
             doc = read_document(path, env)
@@ -213,14 +218,36 @@ def load_pack(
         if not file_problems:
             runbooks.append(runbook)
             files[runbook.id] = path.name
-    return Pack(tuple(runbooks), files), problems
+            linted += lint(runbook, doc, rules)
+    return Pack(tuple(runbooks), files, tuple(sorted(linted))), problems
+
+
+def load_for(config: Config, env: Mapping[str, str] | None = None) -> tuple[Pack, list[Problem]]:
+    """The pack of a config, checked against it: its variables and thresholds, the seed index it
+    names, its time scale. The safety rules' problems are in ``Pack.lint``, and among the problems
+    returned when the config says ``runbooks: {strict: true}``."""
+    settings = config.runbooks
+    index, index_problems = read_index(config.seed_scenarios_path, env)
+    thresholds = config.threshold_levels()
+    rules = Rules(
+        thresholds=thresholds,
+        scenarios=None if index is None else index.index.ids,
+        index_name=settings.seed_scenarios,
+        time_scale=settings.time_scale,
+        min_window=settings.min_window,
+    )
+    pack, problems = load_pack(
+        config.runbooks_path, config.variables.keys(), env, thresholds=thresholds, rules=rules
+    )
+    if index is not None:
+        index_problems += coverage(pack.runbooks, index.index).problems(index)
+    pack = replace(pack, lint=tuple(sorted([*index_problems, *pack.lint])), index=index)
+    return pack, problems + (list(pack.lint) if settings.strict else [])
 
 
 def pack_for(config: Config, env: Mapping[str, str] | None = None) -> Pack:
     """The pack of a loaded config; raises ConfigError when it has problems."""
-    pack, problems = load_pack(
-        config.runbooks_path, config.variables.keys(), env, thresholds=config.threshold_levels()
-    )
+    pack, problems = load_for(config, env)
     if problems:
         raise ConfigError(problems)
     return pack

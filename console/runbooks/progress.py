@@ -50,6 +50,8 @@ class StepStatus:
     message: str = ""  # the last result, refusal or dry-run, in one line
     lines: tuple[str, ...] = ()  # the last result's output
     at: float | None = None  # when the state last changed
+    passed: bool | None = None  # the last check this step ran passed (None: none ran since it was opened)
+    until: float | None = None  # a wait step waiting: when its wait ends (the session's clock)
     notes: list[str] = field(default_factory=list)  # "10:31 alice: text"
 
 
@@ -134,7 +136,11 @@ class Progress:
                 (status.notes if status is not None else self.notes).append(text)
             case StepStateSet():
                 with contextlib.suppress(ValueError):
-                    self._set(event, StepState(event.state), event.message)
+                    status = self._set(event, StepState(event.state), event.message)
+                    if status is not None and status.state != StepState.RUNNING:
+                        status.until = None
+                    if status is not None and status.state == StepState.TODO:
+                        status.passed = None  # reopened: a later check decides again
             case ActionConfirmed():
                 if (status := self._set(event, StepState.RUNNING, "running")) is not None:
                     timeout = event.plan.timeout if event.plan.timeout is not None else 60.0
@@ -144,6 +150,8 @@ class Progress:
                 if status := self._set(event, StepState.DONE if done else StepState.FAILED, event.message):
                     status.lines = event.output
                     self._timeouts.pop(status.step.id, None)
+                    if isinstance(event, CheckPassed | CheckFailed):
+                        status.passed = done
             case ActionRefused():
                 self._set(event, None, f"refused: {event.message}")
             case ActionDryRun():

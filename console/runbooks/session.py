@@ -216,6 +216,13 @@ class RunbookSession:
         """How long a wait step waits: its seconds times the time scale."""
         return step.wait.seconds * self.time_scale
 
+    def time_left(self, step: Step, now: float | None = None) -> float | None:
+        """Seconds until a waiting wait step runs its check again; None when it is not waiting."""
+        until = self.progress.status(step.id).until
+        if until is None:
+            return None
+        return max(until - (self.executor.clock() if now is None else now), 0.0)
+
     # -- what the keys do ---------------------------------------------------------------------------
 
     async def task(self, command: StepCommand, step: Step) -> StepTask:
@@ -223,9 +230,29 @@ class RunbookSession:
         action is previewed here (journaled as requested); RenderError when a value is missing."""
         if command is StepCommand.ADD_NOTE:
             return StepTask(command, step, Need.NOTE)
-        if command is StepCommand.EXECUTE and step.kind is StepKind.ACTION:
+        if command is StepCommand.EXECUTE and step.kind is StepKind.ACTION and not self.refusal(step):
             return StepTask(command, step, Need.CONFIRMATION, await self.prepare(step))
-        return StepTask(command, step)
+        return StepTask(command, step)  # a refused step asks nothing: perform journals the refusal
+
+    def refusal(self, step: Step) -> str:
+        """Why this run will not execute ``step`` now, or "": a re-enable action runs only right
+        after a check or wait step whose last result passed (docs/ARCHITECTURE.md, Runbooks)."""
+        if not isinstance(step, ActionStep) or step.action.impact != "re-enable":
+            return ""
+        index = self.runbook.steps.index(step)
+        before = self.runbook.steps[index - 1] if index else None
+        if not isinstance(before, CheckStep | WaitStep):
+            return (
+                f"a re-enable step runs only right after a check or wait step; '{step.id}' has none before it"
+            )
+        status = self.progress.status(before.id)
+        if status.passed:
+            return ""
+        last = "it has not run" if status.passed is None else f"its last result failed: {status.message}"
+        return (
+            f"'{self.title(step)}' turns something back on: it runs only after '{self.title(before)}' "
+            f"passes ({last})"
+        )
 
     async def perform(
         self, task: StepTask, *, confirmation: Confirmation | None = None, note: str = ""
@@ -267,6 +294,10 @@ class RunbookSession:
         if isinstance(step, WaitStep):
             return await self.wait(step)
         plan = plan or self.plan(step)
+        if refusal := self.refusal(step):
+            result = await self.executor.refuse(plan, refusal)
+            self._apply(result)
+            return result
         status = self.progress.status(step.id)
         before = (status.state, status.at)
         status.state = StepState.RUNNING
@@ -291,7 +322,9 @@ class RunbookSession:
         and a check that passes now settles the check step too (its earlier failure was the
         problem the runbook just fixed)."""
         seconds = self.wait_seconds(step)
-        await self._record(StepStateSet(step=step.id, state=StepState.RUNNING, message=f"waiting {seconds:g}s"))
+        await self._record(
+            StepStateSet(step=step.id, state=StepState.RUNNING, message=f"waiting {seconds:g}s")
+        )
         await asyncio.sleep(seconds)
         result = await self.executor.run_check(self.plan(step))
         self._apply(result)

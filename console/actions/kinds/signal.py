@@ -1,7 +1,9 @@
 """``action: {signal: ...}``: cancel or terminate the sessions a read-only ``select`` lists, or
 one session picked in the sessions table. The preview binds the sessions it showed (pid and
 backend_start); only those are signalled, and only if they are still the same sessions, checked
-in the statement that signals them."""
+in the statement that signals them. A runbook's signal also runs its ``select`` again in that
+statement: a bound session the select no longer returns (it turned active, it is no longer that
+old, ...) is not signalled (docs/ARCHITECTURE.md, Runbooks)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,15 @@ from console import redact
 from console.actions.kind import KindContext, Previewed, Rendered
 from console.actions.plans import Outcome, Plan, Preview, Status, Target, statement_lines
 from console.actions.specs import ActionSpec, Scalar, Spec, SqlText
-from console.actions.sql import bind_params, prepare_problems, read_only_query, reason, session, table
+from console.actions.sql import (
+    bind_params,
+    prepare_problems,
+    prepared_fetch,
+    read_only_query,
+    reason,
+    session,
+    table,
+)
 from console.actions.templates import Context
 from console.config import PostgresCluster
 from console.journal import utc_iso
@@ -64,6 +74,40 @@ ORDER BY t.pid
 """
 
 
+# A runbook's signal: the same, and the sessions its select returns now, in the same statement
+# (one snapshot of pg_stat_activity), so its whole predicate is evaluated again where it signals.
+# {n}: the select's own parameters come first ($1..$n).
+_SELECTED_SQL = """
+WITH selected AS (
+{select}
+)
+SELECT t.pid,
+       a.pid IS NOT NULL AS same_session,
+       s.pid IS NOT NULL AS still_selected,
+       CASE WHEN a.pid IS NULL OR s.pid IS NULL THEN NULL
+            WHEN ${signal}::text = 'terminate' THEN pg_catalog.pg_terminate_backend(a.pid)
+            ELSE pg_catalog.pg_cancel_backend(a.pid) END AS signalled
+FROM unnest(${pids}::int[], ${starts}::float8[]) AS t(pid, backend_start)
+LEFT JOIN pg_catalog.pg_stat_activity a
+       ON a.pid = t.pid
+      AND abs(extract(epoch FROM a.backend_start)::float8 - t.backend_start) < 0.0000005
+      AND a.pid <> pg_catalog.pg_backend_pid()
+LEFT JOIN (SELECT DISTINCT pid, extract(epoch FROM backend_start)::float8 AS started FROM selected) s
+       ON s.pid = t.pid
+      AND abs(s.started - t.backend_start) < 0.0000005
+ORDER BY t.pid
+"""
+
+
+def signal_statement(select: str | None, params: int) -> str:
+    """The statement that signals: for a runbook's ``select`` (taking ``params`` parameters),
+    one that runs it again and signals only the bound sessions it still returns."""
+    if select is None:
+        return _SIGNAL_SQL
+    body = select.strip().rstrip(";").rstrip()
+    return _SELECTED_SQL.format(select=body, pids=params + 1, starts=params + 2, signal=params + 3)
+
+
 def _verb(signal: str) -> str:
     return "terminate" if signal == "terminate" else "cancel the query of"
 
@@ -83,7 +127,8 @@ class SignalKind:
             f"{_verb(sig.signal)} each session listed by:",
             *statement_lines(sig.select),
             *(["bound parameters:", *shown] if shown else []),
-            "only sessions whose pid and backend_start still match the preview are signalled",
+            "only sessions the preview listed are signalled, if the select still returns them (same pid "
+            "and backend_start), checked again in the statement that signals",
         ]
         return Rendered(
             summary=f"{sig.signal} sessions on {cluster.name}",
@@ -149,33 +194,57 @@ class SignalKind:
 
     async def validate(self, plan: Plan, env: KindContext) -> list[str]:
         job: _Signal = plan.spec
-        return await prepare_problems(job.cluster, job.select or _SIGNAL_SQL, job.params, plan.timeout)
+        if job.select is None:
+            return await prepare_problems(job.cluster, _SIGNAL_SQL, ("", "", ""), plan.timeout)
+        problems = await prepare_problems(job.cluster, job.select, job.params, plan.timeout)
+        if problems:
+            return problems
+        statement = signal_statement(job.select, len(job.params))  # the select inside the signal
+        return await prepare_problems(job.cluster, statement, (*job.params, "", "", ""), plan.timeout)
 
     async def run(self, plan: Plan, env: KindContext) -> Outcome:
         job: _Signal = plan.spec
         pids = [t.pid for t in plan.targets]
         starts = [t.backend_start for t in plan.targets]
         async with session(job.cluster, plan.timeout, "action") as conn:
-            rows = await conn.fetch(_SIGNAL_SQL, pids, starts, job.signal, timeout=plan.timeout)
+            if job.select is None:
+                rows = await conn.fetch(_SIGNAL_SQL, pids, starts, job.signal, timeout=plan.timeout)
+            else:  # read-only: the runbook's select can change nothing; signalling is no write
+                statement = signal_statement(job.select, len(job.params))
+                async with conn.transaction(readonly=True):
+                    rows, _ = await prepared_fetch(
+                        conn, statement, (*job.params, pids, starts, job.signal), plan.timeout
+                    )
         done = [r["pid"] for r in rows if r["signalled"]]
         stale = [r["pid"] for r in rows if not r["same_session"]]
-        unsent = [r["pid"] for r in rows if r["same_session"] and not r["signalled"]]
+        moved = [r["pid"] for r in rows if r["same_session"] and not r.get("still_selected", True)]
+        unsent = [
+            r["pid"] for r in rows if r["same_session"] and r["pid"] not in moved and not r["signalled"]
+        ]
         verb = "terminated" if job.signal == "terminate" else "cancelled the query of"
         lines = [f"{verb} pid {pid}" for pid in done]
         lines += [
             f"skipped pid {pid}: no longer the session you saw (it ended, or the pid was reused)"
             for pid in stale
         ]
+        lines += [
+            f"skipped pid {pid}: the select no longer lists it (its state, age or query changed since the preview)"
+            for pid in moved
+        ]
         lines += [f"pid {pid}: the server did not signal it" for pid in unsent]
+        skipped = stale + moved
         if done:
-            skipped = f"; {len(stale) + len(unsent)} skipped" if stale or unsent else ""
+            count = f"; {len(skipped) + len(unsent)} skipped" if skipped or unsent else ""
             return Outcome(
-                Status.SUCCEEDED, f"{verb} {_pids(done)}{skipped}", tuple(lines), {"signalled": done}
+                Status.SUCCEEDED, f"{verb} {_pids(done)}{count}", tuple(lines), {"signalled": done}
             )
-        if stale and not unsent:
-            message = f"nothing signalled: {_pids(stale)} no longer the session you saw"
-            return Outcome(Status.REFUSED, message, tuple(lines))
-        return Outcome(Status.FAILED, f"nothing signalled: {_pids(unsent or stale)}", tuple(lines))
+        if skipped and not unsent:
+            why = [
+                *([f"{_pids(stale)} no longer the session you saw"] if stale else []),
+                *([f"{_pids(moved)} no longer listed by the select"] if moved else []),
+            ]
+            return Outcome(Status.REFUSED, f"nothing signalled: {'; '.join(why)}", tuple(lines))
+        return Outcome(Status.FAILED, f"nothing signalled: {_pids(unsent or skipped)}", tuple(lines))
 
 
 def _epoch(value: Any) -> float | None:
