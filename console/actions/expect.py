@@ -88,14 +88,22 @@ def _expect_contains(expect: Expect, seen: Observed) -> tuple[bool, str]:
     return ok, "" if ok else f"the answer does not contain '{one_line(expect.contains, 40)}'"
 
 
+def _count(n: int, expect: Expect) -> str:
+    """'4 blocked sessions' (the check's words for its rows), else '4 rows'."""
+    return f"{n} {expect.found}" if expect.found else f"{n} row{'s' if n != 1 else ''}"
+
+
 def _expect_rows(expect: Expect, seen: Observed) -> tuple[bool, str]:
+    """Say what was found, then what was expected (issue 18: '✖ FAILED: 4 rows, expected at
+    most 0' made the operator translate)."""
     if seen.rows is None:
         return True, ""
     if expect.max_rows is not None and seen.rows > expect.max_rows:
-        return False, f"{seen.rows} rows, expected at most {expect.max_rows}"
+        wanted = "none expected" if expect.max_rows == 0 else f"at most {expect.max_rows} expected"
+        return False, f"found {_count(seen.rows, expect)} ({wanted})"
     if expect.min_rows is not None and seen.rows < expect.min_rows:
-        return False, f"{seen.rows} rows, expected at least {expect.min_rows}"
-    return True, f"{seen.rows} row{'s' if seen.rows != 1 else ''}"
+        return False, f"found {_count(seen.rows, expect)} (at least {expect.min_rows} expected)"
+    return True, _count(seen.rows, expect)
 
 
 def _expect_values(expect: Expect, seen: Observed) -> tuple[bool, str]:
@@ -118,11 +126,12 @@ def _expect_values(expect: Expect, seen: Observed) -> tuple[bool, str]:
     numbers = [_number(v) for v in values]
     if (expect.below is not None or expect.above is not None) and None in numbers:
         return False, "a value is not a number"
+    what = f"found {{:g}} {expect.found}" if expect.found else "value {:g}"
     for n in numbers:
         if expect.below is not None and not n < expect.below:
-            return False, f"value {n:g}, expected below {expect.below:g}"
+            return False, f"{what.format(n)}, expected below {expect.below:g}"
         if expect.above is not None and not n > expect.above:
-            return False, f"value {n:g}, expected above {expect.above:g}"
+            return False, f"{what.format(n)}, expected above {expect.above:g}"
     worst = (
         max(numbers)
         if expect.below is not None

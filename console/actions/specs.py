@@ -88,6 +88,9 @@ class Expect(Spec):
     above: Bound | None = None  # every value >
     equals: Scalar = None  # first value ==
     no_data: Literal["pass", "fail"] = "fail"  # below/above/equals with no value at all
+    #: What the rows (or the value) are, in words, for the result: "blocked sessions" makes a
+    #: failed max_rows: 0 read "found 4 blocked sessions (none expected)", not "4 rows".
+    found: str | None = Field(None, min_length=1, max_length=80)
 
     @property
     def references(self) -> dict[str, ThresholdRef]:
