@@ -126,12 +126,14 @@ def _expect_values(expect: Expect, seen: Observed) -> tuple[bool, str]:
     numbers = [_number(v) for v in values]
     if (expect.below is not None or expect.above is not None) and None in numbers:
         return False, "a value is not a number"
-    what = f"found {{:g}} {expect.found}" if expect.found else "value {:g}"
+    def what(n: float) -> str:
+        return f"found {n:g} {expect.found}" if expect.found else f"value {n:g}"
+
     for n in numbers:
         if expect.below is not None and not n < expect.below:
-            return False, f"{what.format(n)}, expected below {expect.below:g}"
+            return False, f"{what(n)}, expected below {expect.below:g}"
         if expect.above is not None and not n > expect.above:
-            return False, f"{what.format(n)}, expected above {expect.above:g}"
+            return False, f"{what(n)}, expected above {expect.above:g}"
     worst = (
         max(numbers)
         if expect.below is not None
