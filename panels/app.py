@@ -609,7 +609,11 @@ class ConsoleApp(App[int]):
                 "everywhere",
             )
         if self.panels:
-            yield ("enter", "Details of the selected row", "tables")
+            yield (
+                self.keys_display(Binding("enter", "select"), "enter"),
+                "Details of the selected row",
+                "tables",
+            )
 
     def keys_display(self, binding: Binding, keys: str) -> str:
         """Keys as the footer shows them ('?', '/', '^p'), not their names ('question_mark')."""

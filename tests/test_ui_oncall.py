@@ -410,3 +410,20 @@ def test_text_helpers_stay_text():
 
     words = filter_words("[@click=app.quit]", 3, 1)
     assert isinstance(words, Text) and "[@click=app.quit]" in words.plain
+
+
+async def test_the_readme_key_table_matches_the_keys():
+    """Every key of the README's table is a key of the console (as `?` lists it), and back."""
+    import re
+    from pathlib import Path
+
+    from textual.binding import Binding
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("| key | does |", 1)[1].split("\n\n", 1)[0]
+    written = {key for row in table.splitlines()[2:] for key in re.findall(r"`([^`]+)`", row.split("|")[1])}
+    app = make_app(demo=object())  # the demo menu key exists in `incident-console demo`
+    async with app.run_test(size=(120, 40)):
+        shown = {key for keys, _, _ in app.key_rows() for key in keys.split()}
+        readme_keys = {app.keys_display(Binding(key, "x"), key) for key in written}
+    assert readme_keys == shown, (readme_keys - shown, shown - readme_keys)
