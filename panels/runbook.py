@@ -7,6 +7,7 @@ for actions). Progress lives in the journal, so leaving the screen loses nothing
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -206,6 +207,15 @@ class RunbookScreen(Screen):
 
     def _tick(self) -> None:
         self.query_one("#rb-escalation", Static).update(self._escalation())
+        if any(self.session.time_left(s.step) is not None for s in self.session.steps):
+            self.refresh_steps(tick=False)  # a wait counts down
+
+    def badge(self, status: StepStatus) -> str:
+        """The step's state; a waiting wait step says how long is left: "◌ RUNNING 12 s left"."""
+        left = self.session.time_left(status.step)
+        if status.state == StepState.RUNNING and left is not None:
+            return f"{STEP_BADGE[status.state]} {math.ceil(left)} s left"
+        return STEP_BADGE[status.state]
 
     def _escalation(self) -> Text:
         progress = self.session.progress
@@ -213,7 +223,7 @@ class RunbookScreen(Screen):
         lines = self.session.escalation().lines() if self.runbook.escalation else ()
         return Text(" · ".join([done, *lines[:2]]), overflow="fold")
 
-    def refresh_steps(self) -> None:
+    def refresh_steps(self, *, tick: bool = True) -> None:
         rows = []
         for status in self.session.steps:
             title = self.session.title(status.step)
@@ -222,14 +232,15 @@ class RunbookScreen(Screen):
                     status.step.id,
                     (
                         cell(status.index + 1, 3),
-                        cell(STEP_BADGE[status.state], 12, STEP_STYLE[status.state]),
+                        cell(self.badge(status), 22, STEP_STYLE[status.state]),
                         cell(status.step.kind, 8),
                         cell(title, 100),
                     ),
                 )
             )
         self.query_one("#rb-steps", KeyedTable).sync(rows)
-        self._tick()
+        if tick:
+            self._tick()
         self.show_detail()
 
     @property
@@ -245,7 +256,7 @@ class RunbookScreen(Screen):
         step = status.step
         text = Text()
         text.append(f"{status.index + 1}. {self.session.title(step)}", style="bold")
-        text.append(f"   {STEP_BADGE[status.state]}\n", style=STEP_STYLE[status.state])
+        text.append(f"   {self.badge(status)}\n", style=STEP_STYLE[status.state])
         for line in self.session.describe(step):
             text.append(f"{line}\n")
         if (expected := self.session.expected(step)) is not None and status.state != StepState.DONE:

@@ -325,7 +325,12 @@ class RunbookSession:
         await self._record(
             StepStateSet(step=step.id, state=StepState.RUNNING, message=f"waiting {seconds:g}s")
         )
-        await asyncio.sleep(seconds)
+        status = self.progress.status(step.id)
+        status.until = self.executor.clock() + seconds  # the screen counts down to it
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            status.until = None
         result = await self.executor.run_check(self.plan(step))
         self._apply(result)
         state = StepState.DONE if result.ok else StepState.FAILED
