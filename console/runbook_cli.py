@@ -178,6 +178,7 @@ def show_lines(config: Config, runbook, file_name: str) -> list[str]:
         f"severity {runbook.severity}"
         + (f" · respond: {runbook.response_time}" if runbook.response_time else ""),
         f"source: {source}",
+        *([f"covers: {', '.join(runbook.covers)}"] if runbook.covers else []),
         f"file: {config.runbooks_path / file_name}",
         "",
         *_wrap(runbook.summary, ""),
@@ -195,7 +196,8 @@ def show_lines(config: Config, runbook, file_name: str) -> list[str]:
             )
     lines += ["", "STEPS"]
     for i, step in enumerate(runbook.steps, 1):
-        lines.append(f"{i:>2}. [{step.kind}] {session.title(step)}")
+        impact = getattr(getattr(step, "action", None), "impact", None)
+        lines.append(f"{i:>2}. [{step.kind}{', ' + impact if impact else ''}] {session.title(step)}")
         if isinstance(step, EscalateStep):
             note = [step.escalate.note] if step.escalate.note else []
             described = [*note, "by the time since the incident started: see ESCALATION below"]
@@ -211,6 +213,8 @@ def show_lines(config: Config, runbook, file_name: str) -> list[str]:
             notify = f" (notify: {', '.join(level.notify)})" if level.notify else ""
             what = f"; {level.do}" if level.do else ""
             lines.append(f"  level {level.level}, {when}: {level.who}{notify}{what}")
+    if runbook.escalation_none is not None:
+        lines += ["", "ESCALATION", *_wrap(f"none: {runbook.escalation_none}", "  ")]
     if runbook.post_incident:
         lines += ["", "POST-INCIDENT CHECKLIST"]
         lines += [f"  [ ] {item}" for item in runbook.post_incident]

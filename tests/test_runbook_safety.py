@@ -546,3 +546,20 @@ async def test_a_session_that_turned_active_after_the_preview_is_not_terminated(
     plan = await executor.preview(executor.render(spec, ctx))
     result = await executor.execute(plan, Confirmation(typed=str(pid)))
     assert (result.status, result.message) == (Status.SUCCEEDED, f"terminated pid {pid}")
+
+
+def test_the_demo_stack_walks_runbooks_at_the_scale_of_its_alert_rules(tmp_path: Path) -> None:
+    from console.config import Config
+    from console.demo import configwriter
+    from console.demo import rules as demo_rules
+
+    ends = configwriter.Endpoints("http://a:1", "http://b:2", "http://c:3", "http://d:4", "http://e:5", 4, 5)
+    data = configwriter.console_config(
+        tmp_path, ends, "t0ken", "postgresql://u@127.0.0.1:1/shop", tmp_path / "fly"
+    )
+    settings = Config.model_validate(data).runbooks
+    assert settings.time_scale == demo_rules.DEMO_FACTOR and settings.min_window == demo_rules.MIN_WINDOW
+    assert (
+        scale_expr("rate(x[5m])", settings.time_scale, settings.min_window) == "rate(x[10s])"
+    )  # the demo's RANGE
+    assert not settings.strict

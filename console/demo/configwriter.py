@@ -121,6 +121,9 @@ def console_config(
         "read_only": False,
         "journal": str(Path(state_dir).absolute() / JOURNAL),
         "runbooks_dir": str(runbooks_dir(state_dir)),
+        # Runbook waits and PromQL check windows at the scale of the demo's alert rules (a runbook
+        # that waits 15 minutes waits 30 s; [5m] in a check runs as [10s]): docs/ARCHITECTURE.md.
+        "runbooks": {"time_scale": demo_rules.DEMO_FACTOR, "min_window": f"{demo_rules.MIN_WINDOW:g}s"},
         "refresh": {"health": "1s", "prometheus": "2s", "postgres": "1s"},
         "variables": {
             "storefront_url": ends.storefront,

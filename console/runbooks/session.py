@@ -380,7 +380,8 @@ def _describe(session: RunbookSession, step: Step, now: float | None) -> list[st
     """What a step will do, after its text: the plan it runs, or what the operator does."""
     match step:
         case CheckStep():
-            return [*session.plan(step).lines, f"expect: {_expect_text(session, step)}"]
+            symptom = [f"measures: {step.check.symptom}"] if step.check.symptom else []
+            return [*session.plan(step).lines, f"expect: {_expect_text(session, step)}", *symptom]
         case ActionStep():
             return _describe_action(session, step)
         case ManualStep():
