@@ -447,7 +447,7 @@ async def test_prometheus_and_alertmanager_killed_then_restarted(tmp_path, daemo
         await wait_for(pilot, lambda: prom_snapshot(app).alertmanager_error is None, 10, "Alertmanager back")
         await ack()
         await wait_for(
-            pilot, lambda: "acked until" in str(breaches.table.get_row(breach_id)[1]), 20, "the ack"
+            pilot, lambda: "acked →" in str(breaches.table.get_row(breach_id)[1]), 20, "the ack"
         )
 
         await asyncio.to_thread(prometheus.kill)

@@ -87,7 +87,7 @@ async def test_stopped_mid_run_then_restarted(tmp_path, fault_pg, pg_sessions):
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(pilot, lambda: set(first.values()) <= pids(app), 15, "the workload on screen")
         pg = await goto_postgres(pilot, app)
-        await pilot.press("e", "s", "s")  # everything, sorted by pid
+        await pilot.press("e", "s", "s", "s")  # everything, sorted by pid
         await pilot.press("slash", *"ic-stop", "enter")
         await pilot.pause()
         assert pids(app) == set(first.values())
@@ -96,7 +96,7 @@ async def test_stopped_mid_run_then_restarted(tmp_path, fault_pg, pg_sessions):
         await pilot.pause()
         assert pg.selected.pid == first["in_tx"]
         view = (pg.filter_name, pg.sort_index, pg.text_filter)
-        assert view == ("all", 2, "ic-stop") and SORTS[2] == "pid"
+        assert view == ("all", 3, "ic-stop") and SORTS[3] == "pid"
 
         starts = count_polls(app.poller.sources["postgres:main"])
         await asyncio.to_thread(fault_pg.stop)

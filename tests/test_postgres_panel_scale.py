@@ -66,12 +66,13 @@ async def test_a_filter_key_rebuilds_no_row_of_the_same_snapshot(monkeypatch):
         built: list[float] = []
         original = panels.postgres.format_duration
         monkeypatch.setattr(panels.postgres, "format_duration", lambda s: built.append(s) or original(s))
-        for key, count in (("w", 99), ("e", 1000), ("s", 1000), ("w", 99)):
+        for key, count in (("w", 99), ("e", 1000), ("s", 1000), ("s", 1000), ("w", 99)):
             await pilot.press(key)
             await pilot.pause()
             assert pg.sessions.row_count == count
         assert built == []
-        # The 2nd sort (duration ascending) orders the waiters: the shortest wait first.
+        # The 3rd sort (duration ascending; attention, then duration descending, before it)
+        # orders the waiters: the shortest wait first.
         first = pg.sessions.coordinate_to_cell_key((0, 0)).row_key.value
         assert first.startswith("20060:")
         later = dataclasses.replace(
@@ -82,7 +83,9 @@ async def test_a_filter_key_rebuilds_no_row_of_the_same_snapshot(monkeypatch):
         assert len(built) == len(snapshot.sessions)  # a new snapshot: its durations, once
         # Cells of equal text are one Text (users, states, durations): built once, not per row.
         rows = [pg.sessions.get_row_at(i) for i in range(3)]
-        assert rows[0][1] is rows[1][1] is rows[2][1]  # the user column
+        assert (
+            rows[0][1] is rows[1][1] is rows[2][1]
+        )  # the second column (user, or state when the fit left the user out)
 
 
 def test_lock_tree_lines_can_stop_at_a_limit():

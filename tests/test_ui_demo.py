@@ -145,7 +145,7 @@ async def test_ack_is_a_real_silence_shown_from_alertmanager_and_un_ack_expires_
                 return str(table.get_row(breach_id)[1]) if breach_id in app.panels[0]._breaches else ""
 
             # The ack is read back from Alertmanager's silences, not remembered by this console.
-            await wait_for(pilot, lambda: "acked until" in state_cell(), 30, "ack shown from Alertmanager")
+            await wait_for(pilot, lambda: "acked →" in state_cell(), 30, "ack shown from Alertmanager")
             silences = httpx.get(f"{am}/api/v2/silences").json()
             active = [s for s in silences if s["status"]["state"] == "active"]
             assert len(active) == 1 and active[0]["createdBy"].startswith(app.journal.operator.user)
