@@ -303,7 +303,7 @@ class ConsoleApp(App[int]):
 
     def _apply_size(self, width: int, height: int) -> None:
         self.screen.set_class(width < NARROW_WIDTH or height < NARROW_HEIGHT, "-narrow")
-        self.call_after_refresh(self._size_panels)
+        self.call_after_refresh(self.size_panels)
 
     @property
     def narrow(self) -> bool:
@@ -352,7 +352,7 @@ class ConsoleApp(App[int]):
                 self.wall_screen.show(state, now)
             self.header.hidden_critical = self._hidden_critical()
             self.header.show(state, now)
-            self._size_panels()
+            self.size_panels()
         self._ring_for_new_criticals(state)
         if self.freeze_heap and len(state.snapshots) >= len(state.intervals):
             self.freeze_heap = False
@@ -434,13 +434,14 @@ class ConsoleApp(App[int]):
         for panel in self.panels:
             panel.tick(now)
         self.header.show(self.state, now)
+        self.size_panels()
 
     def _hidden_critical(self) -> int:
         return sum(getattr(panel, "hidden_critical", 0) for panel in self.panels)
 
     # --- panel sizes ----------------------------------------------------------------------------
 
-    def _size_panels(self) -> None:
+    def size_panels(self) -> None:
         """Side by side (from 120x36), panels get the rows their content needs, breaches first:
         the breaches table as tall as its rows (it showed 3 of 8 at 120x36, the lock CRIT off
         screen), health and metrics as tall as theirs, Postgres the rest; each keeps a few rows."""
@@ -562,7 +563,7 @@ class ConsoleApp(App[int]):
             panel.update_state(self.state, self.clock())
         self.header.hidden_critical = self._hidden_critical()
         self.header.show(self.state, self.clock())
-        self._size_panels()
+        self.size_panels()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":

@@ -172,6 +172,8 @@ class BreachesPanel(Panel):
         root = breach.parent if breach.parent in self._breaches else breach.id
         self.expanded.symmetric_difference_update({root})
         self.render_state(self.state, self._now)
+        if (size := getattr(self.app, "size_panels", None)) is not None:
+            size()  # the panel's rows changed: its height follows
         if root in self._breaches:
             self.table.move_cursor(row=self.table.get_row_index(root), animate=False)
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import pytest
 
 from console.app import ConsoleApp
+from panels.confirm import ConfirmScreen
 from tests import ui_data
+from tests.pilot import wait_for_screen
 
 
 def app() -> ConsoleApp:
@@ -35,9 +37,24 @@ async def settle(pilot) -> None:
         ((80, 24), ("tab", "tab")),
         ((80, 24), ("shift+tab",)),
         ((80, 24), ("shift+tab", "l")),
+        ((120, 36), ()),
         ((200, 60), ()),
+        ((120, 36), ("slash", *"storefront", "enter")),
+        ((120, 36), ("down", "down", "down", "space")),
+        ((80, 24), ("shift+tab", "enter")),
     ],
-    ids=["80x24-breaches", "80x24-health", "80x24-metrics", "80x24-postgres", "80x24-locks", "200x60"],
+    ids=[
+        "80x24-breaches",
+        "80x24-health",
+        "80x24-metrics",
+        "80x24-postgres",
+        "80x24-locks",
+        "120x36",
+        "200x60",
+        "120x36-filtered",
+        "120x36-grouped-expanded",
+        "80x24-session-details",
+    ],
 )
 def test_layout(snap_compare, size, keys):
     assert snap_compare(app(), terminal_size=size, press=list(keys), run_before=settle)
@@ -50,7 +67,15 @@ def test_layout_no_color(snap_compare, monkeypatch, size):
 
 
 def test_terminate_dialog(snap_compare):
-    assert snap_compare(app(), terminal_size=(80, 24), press=["shift+tab", "K"], run_before=settle)
+    """At 80x24 with its buttons on screen and its own keys in the footer (issue 18)."""
+
+    async def dialog_open(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("shift+tab", "K")
+        await wait_for_screen(pilot, ConfirmScreen)
+        await pilot.pause()
+
+    assert snap_compare(app(), terminal_size=(80, 24), run_before=dialog_open)
 
 
 def test_wall(snap_compare):
