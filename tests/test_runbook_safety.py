@@ -562,4 +562,3 @@ def test_the_demo_stack_walks_runbooks_at_the_scale_of_its_alert_rules(tmp_path:
     assert (
         scale_expr("rate(x[5m])", settings.time_scale, settings.min_window) == "rate(x[10s])"
     )  # the demo's RANGE
-    assert not settings.strict
