@@ -147,11 +147,11 @@ def test_stopped_during_an_action_leaves_a_consistent_journal(tmp_path, http_ser
         pid, master = start_console(config, rows=40, cols=140)
     try:
         read_until(master, b"down for the test", timeout=30)
-        steps = ((b"R", b"Slow fix"), (b"\r", b"Run the slow fix"), (b"x", b"Cancel"))
+        steps = ((b"R", b"Slow fix"), (b"\r", b"Run the slow fix"), (b"x", b"Don't run"))
         for key, shown in steps:
             os.write(master, key)
             read_until(master, shown, timeout=15)
-        os.write(master, b"\t")  # from Cancel (the default) to Run
+        os.write(master, b"\t")  # from "Don't run" (the default) to Run
         read_for(master, 0.5)
         os.write(master, b"\r")
         deadline = time.monotonic() + 15
