@@ -28,6 +28,9 @@ RESULT_GLYPH = {
 def plan_text(plan: Plan) -> Text:
     """What it touches first (the sessions, the alerts), then exactly what will run."""
     text = Text()
+    if plan.claimed:  # another console's claim first: Execute will be refused while it holds
+        held = not plan.claimed.startswith("claims:")
+        text.append(f"{'⚠ ' if held else ''}{plan.claimed}\n", style="bold red" if held else "dim")
     text.append("What it touches\n", style="bold")
     if plan.preview is not None:
         for line in plan.preview.lines():

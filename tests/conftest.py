@@ -7,6 +7,7 @@ pytest_plugins = [
     "tests.fixtures.demo",
     "tests.fixtures.faults",
     "tests.fixtures.chromium",
+    "tests.fixtures.journal",
 ]
 
 

@@ -17,7 +17,8 @@ from console.runbooks import load_pack
 
 DATA = Path(__file__).parent / "data"
 OLD = DATA / "journal_0_1.jsonl"
-RUNBOOKS = Path(__file__).resolve().parent.parent / "config" / "runbooks"
+# The runbook the journal's run used, as the pack had it then: the report counts its steps.
+RUNBOOKS = DATA / "journal_0_1_runbooks"
 # The window the golden reports were made with (the previous release's build_report).
 SINCE, UNTIL = 1796032799.0, 1796399206.961807
 

@@ -20,7 +20,6 @@ import pytest
 from console.config import SharedJournal as SharedSettings
 from console.journal import ActionClaimed, Journal, Note, Operator, PlanRecord
 from console.journal.shared import SharedJournal, init_store
-from tests.fixtures.postgres import quote_ident
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,22 +31,6 @@ async def wait_until(condition, timeout: float, what: str) -> float:
             raise AssertionError(f"not within {timeout:g} s: {what}")
         await asyncio.sleep(0.05)
     return time.monotonic() - started
-
-
-@pytest.fixture
-async def store(pg_server, pg_roles):
-    """A database of its own with the journal table, and a role that may INSERT and SELECT only."""
-    database = await pg_server.create_database()
-    admin = SharedSettings(dsn=pg_server.dsn(database=database), table="incident_journal")
-    grants = await init_store(admin, role="ROLE")
-    role = await pg_roles.create(password="j0urnal-pw")
-    for line in grants:
-        await pg_server.execute(line.replace('"ROLE"', quote_ident(role)), database=database)
-    await pg_server.execute(f"GRANT CONNECT ON DATABASE {quote_ident(database)} TO {quote_ident(role)}")
-    limited = SharedSettings(
-        dsn=pg_server.dsn(user=role, password="j0urnal-pw", database=database), table="incident_journal"
-    )
-    yield admin, limited, database
 
 
 class Console:
@@ -107,7 +90,7 @@ async def test_two_consoles_see_each_others_events_within_a_second_with_an_inser
         written = bob.write("bob here")
         await wait_until(lambda: written.id in {e.id for e in alice.seen}, 5, "alice sees bob")
         assert [e.text for e in bob.seen] == [f"alice {n}" for n in range(5)]  # in order, once each
-        assert alice.shared.state.queued == 0 and alice.shared.state.line() == "shared journal ok"
+        assert alice.shared.pending_count() == 0 and alice.shared.state.problem == ""
         # The role cannot rewrite history.
         conn = await pg_server.connect(
             user=limited.dsn.split("//")[1].split(":")[0], password="j0urnal-pw", database=database
@@ -153,7 +136,7 @@ async def test_claims_exclude_a_second_console_until_released_or_its_console_die
             ActionClaimed(plan=PlanRecord(summary="terminate pid 4242 on main"), claims=(target,))
         )
         alice.shared.wake()
-        await wait_until(lambda: alice.shared.state.queued == 0, 10, "the claim copied")
+        await wait_until(lambda: alice.shared.pending_count() == 0, 10, "the claim copied")
         claim = await bob.shared.claim([target])
         assert claim.held and claim.by == "alice@alice-host" and "terminate pid 4242" in claim.what
         assert "alice@alice-host is running 'terminate pid 4242 on main'" in claim.text(time.time())

@@ -30,6 +30,7 @@ from console.actions.specs import ActionSpec, CheckSpec
 from console.actions.templates import Context, RenderError, Value, render_text
 from console.config import Config
 from console.journal import (
+    ActionClaimed,
     ActionConfirmed,
     ActionDeclined,
     ActionDryRun,
@@ -42,6 +43,7 @@ from console.journal import (
     Journal,
     JournalError,
 )
+from console.journal.claims import Claims, LocalClaims
 from console.rules import Breach, format_duration
 from console.sanitize import one_line
 
@@ -57,9 +59,12 @@ class Executor:
         read_only: bool = False,
         mode: Literal["console", "wall", "web"] = "console",
         clock: Callable[[], float] = time.time,
+        claims: Claims | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
+        #: Who else acts on a target: the shared journal's claims, or this machine's.
+        self.claims: Claims = claims or LocalClaims(journal.path.parent / "claims", journal.path)
         self.operator = journal.operator
         self.mode = mode
         self.clock = clock
@@ -179,6 +184,7 @@ class Executor:
             lines=rendered.lines,
             target=rendered.target,
             confirm=confirm,
+            scope=rendered.scope,
             spec=rendered.job,
             **fields,
         )
@@ -242,9 +248,21 @@ class Executor:
             summary = found.summary or plan.summary
             plan = replace(plan, summary=summary, confirm=self._confirm_spec(plan.dangerous, word, summary))
         if not plan.check:
+            plan = replace(plan, claimed=await self._claimed(plan))
             with contextlib.suppress(JournalError):
                 await self.journal.aappend(plan.event(ActionRequested, preview=plan.preview.lines()))
         return plan
+
+    async def _claimed(self, plan: Plan) -> str:
+        """What the dialog says about claims: who holds what this plan touches, or how far this
+        console's claims reach."""
+        try:
+            claim = await self.claims.peek(plan.claim_keys())
+        except Exception as exc:  # the shared store is down: the execute will say so too
+            return f"claims unknown: {one_line(str(exc), 120)}"
+        if claim.held:
+            return claim.text(self.clock())
+        return "" if self.claims.shared else "claims: this machine only (no shared journal configured)"
 
     async def dry_run(self, plan: Plan) -> Result:
         """Everything but the effect: the preview and a validation of the plan."""
@@ -313,9 +331,27 @@ class Executor:
             return await self.refuse(plan, refusal)
         self.running, self._running_since = plan, time.monotonic()  # set before any await: single flight
         try:
-            return await self._execute(plan, confirmation)
+            return await self._claimed_execute(plan, confirmation)
         finally:
             self.running = None
+
+    async def _claimed_execute(self, plan: Plan, confirmation: Confirmation) -> Result:
+        """Claim what the plan touches for as long as it runs: another console asking for the
+        same target is refused, and told who holds it."""
+        keys = plan.claim_keys()
+        try:
+            claim = await self.claims.claim(keys)
+        except Exception as exc:
+            return await self.refuse(plan, f"not run: cannot claim the target ({one_line(str(exc), 120)})")
+        if claim.held:
+            return await self.refuse(plan, f"not run: {claim.text(self.clock())}")
+        try:
+            with contextlib.suppress(JournalError):  # the confirmation's own journal line decides
+                await self.journal.aappend(plan.event(ActionClaimed, claims=keys))
+            return await self._execute(plan, confirmation)
+        finally:
+            with contextlib.suppress(Exception):
+                await self.claims.release(keys)
 
     @staticmethod
     def _target_problem(plan: Plan) -> str:

@@ -104,6 +104,7 @@ class Rendered:
     job: Any  # the kind's executable form: Plan.spec
     word: str  # the word to type when the confirmation is typed (unless the spec names one)
     dangerous: bool = False  # the kind's own reason for a typed confirmation (terminate)
+    scope: str = ""  # what its targets belong to ("postgres:main"), for claims
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,7 +108,19 @@ class Plan:
     preview: Preview | None = None
     targets: tuple[Target, ...] = ()
     word_after_preview: bool = False  # the preview picks the word to type (the one pid it lists)
+    #: What the targets belong to ("postgres:main"): with a pid, the name of a session.
+    scope: str = ""
+    #: Another console's claim on what this plan touches, in words (the dialog shows it), or how
+    #: far claims reach ("claims: this machine only"); set by the executor's preview.
+    claimed: str = ""
     spec: Any = field(default=None, repr=False, compare=False)  # the kind's executable form
+
+    def claim_keys(self) -> tuple[str, ...]:
+        """What two consoles must not act on at once: each session it signals, else what it
+        does (its summary, masked: "POST …/restart", "flyctl restart -a storefront")."""
+        if self.targets:
+            return tuple(f"{self.scope} pid {t.pid}" for t in self.targets)
+        return (f"{self.kind}: {self.summary}",)
 
     def event(self, kind: type[P], **fields: Any) -> P:
         """A journal event about this plan (its run, its step, what it showed)."""

@@ -34,6 +34,7 @@ from typing import Any
 import asyncpg
 
 from console.config import SharedJournal as SharedSettings
+from console.journal.claims import Claim
 from console.journal.events import JournalEvent, from_json
 from console.journal.kinds import Kind
 from console.pg import classify_error, connect
@@ -116,23 +117,6 @@ class Presence:
     seen: float
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """Who holds a target: the claim event another console journaled, or nothing known."""
-
-    held: bool
-    by: str = ""  # operator
-    what: str = ""  # the plan's summary
-    since: float | None = None
-
-    def text(self, now: float) -> str:
-        if not self.held:
-            return ""
-        who = self.by or "another console"
-        ago = "" if self.since is None else f" (started {max(now - self.since, 0):.0f} s ago)"
-        return f"{who} is running '{self.what or 'an action'}' on this target{ago}"
-
-
 @dataclass
 class SharedState:
     """What the console shows about the shared journal."""
@@ -152,7 +136,10 @@ class SharedState:
 
 
 class SharedJournal:
-    """Copies this machine's journal into the shared table and reads the others' events back."""
+    """Copies this machine's journal into the shared table and reads the others' events back;
+    holds this console's claims (console/journal/claims.py) as advisory locks."""
+
+    shared = True
 
     def __init__(
         self,
@@ -361,6 +348,18 @@ class SharedJournal:
             for held in taken:
                 await self._unlock(conn, held)
             return await self.holder(target)
+        return Claim(held=False)
+
+    async def peek(self, targets: Iterable[str]) -> Claim:
+        """Who holds one of the targets now, without keeping them."""
+        conn = await self._claims_connection()
+        for target in targets:
+            key = self.lock_key(self.environment, target)
+            if key in self._held:
+                continue
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+                return await self.holder(target)
+            await self._unlock(conn, key)
         return Claim(held=False)
 
     async def release(self, targets: Iterable[str]) -> None:

@@ -137,6 +137,7 @@ class SignalKind:
             job=_Signal(cluster, sig.signal, sig.select, params),
             word=cluster.name,
             dangerous=sig.signal == "terminate",
+            scope=f"postgres:{cluster.name}",
         )
 
     def one_session(self, cluster: PostgresCluster, target: Target, signal: str) -> Rendered:
@@ -157,6 +158,7 @@ class SignalKind:
             job=_Signal(cluster, signal, None, ()),
             word=str(target.pid),
             dangerous=signal == "terminate",
+            scope=f"postgres:{cluster.name}",
         )
 
     async def preview(self, plan: Plan, env: KindContext) -> Previewed:

@@ -1,0 +1,94 @@
+"""No action run twice: a claim on what an action touches, held while it runs.
+
+With a shared journal two consoles on two machines race on one real Postgres; without one the
+claim is this machine's (file locks) and the confirmation says so."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from console.actions import Confirmation, Executor, Status
+from console.journal import ActionClaimed, Journal, Operator, read_journal
+from console.journal.claims import LocalClaims
+from console.journal.shared import SharedJournal
+from panels.plan import plan_text
+from tests.test_actions import _connected, _session, make_config
+
+
+def console(config, tmp: Path, name: str, claims=None) -> Executor:
+    tmp.mkdir(parents=True, exist_ok=True)
+    journal = Journal(tmp / "journal.jsonl", operator=Operator(name, "", f"{name}-host"), environment="prod")
+    return Executor(config, journal, claims=claims)
+
+
+async def test_without_a_shared_journal_claims_are_this_machines_and_the_dialog_says_so(
+    pg_server, pg_sessions, tmp_path
+):
+    config = make_config(tmp_path, pg=pg_server)
+    shared_dir = tmp_path / "machine"  # two consoles on one machine share the journal's directory
+    alice = console(config, shared_dir, "alice")
+    bob = console(config, shared_dir, "bob")
+    _, pid, started = await _session(pg_sessions, "ic-claim-victim")
+    plan = await alice.preview(alice.signal_plan("main", pid, started, "terminate"))
+    assert plan.claimed == "claims: this machine only (no shared journal configured)"
+    assert "claims: this machine only" in str(plan_text(plan))
+    # bob holds the pid (as while his terminate runs): alice is refused and told who
+    keys = plan.claim_keys()
+    assert keys == (f"postgres:main pid {pid}",)
+    assert not (await bob.claims.claim(keys)).held
+    bob.journal.append(plan.event(ActionClaimed, claims=keys))
+    seen = await alice.preview(alice.signal_plan("main", pid, started, "terminate"))
+    assert seen.claimed.startswith(f"bob@bob-host is running 'terminate pid {pid} on main'")
+    assert "⚠ bob@bob-host is running" in str(plan_text(seen))
+    result = await alice.execute(seen, Confirmation(typed=str(pid)))
+    assert result.status == Status.REFUSED and "bob@bob-host is running" in result.message
+    assert await _connected(pg_server, pid)  # nothing ran
+    await bob.claims.release(keys)
+    result = await alice.execute(seen, Confirmation(typed=str(pid)))
+    assert result.status == Status.SUCCEEDED
+    kinds = [e.kind for e in read_journal(alice.journal.path).events]
+    assert kinds[-3:] == ["action.claimed", "action.confirmed", "action.succeeded"]
+    assert isinstance(alice.claims, LocalClaims) and not alice.claims._held  # released
+
+
+async def test_a_race_to_terminate_the_same_pid_runs_exactly_one_signal(
+    pg_server, pg_sessions, store, tmp_path
+):
+    """100 trials: two consoles with a shared journal confirm a terminate of the same session at
+    the same moment; exactly one signal is sent each time."""
+    _, limited, _ = store
+    config = make_config(tmp_path, pg=pg_server)
+    links, executors = [], []
+    for name in ("alice", "bob"):
+        ex = console(config, tmp_path / name, name)
+        link = SharedJournal(limited, ex.journal.path, environment="prod", console=ex.journal.console,
+                             operator=str(ex.operator))  # fmt: skip
+        ex.claims = link
+        links.append(link), executors.append(ex)
+    tasks = [asyncio.create_task(link.run()) for link in links]
+    try:
+        signals, refused, started_at = 0, 0, time.monotonic()
+        for _ in range(100):
+            _, pid, started = await _session(pg_sessions, "ic-race-victim")
+            plans = [await ex.preview(ex.signal_plan("main", pid, started, "terminate")) for ex in executors]
+            results = await asyncio.gather(
+                *(
+                    ex.execute(plan, Confirmation(typed=str(pid)))
+                    for ex, plan in zip(executors, plans, strict=True)
+                )
+            )
+            sent = [r for r in results if r.status == Status.SUCCEEDED]
+            signals += len(sent)
+            refused += sum(1 for r in results if r.status == Status.REFUSED)
+            assert len(sent) == 1, [r.message for r in results]
+            assert not await _connected(pg_server, pid)
+        assert signals == 100 and refused == 100
+        print(f"\n100 races in {time.monotonic() - started_at:.1f} s: 100 signals, 100 refusals")
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for link in links:
+            await link.aclose()
