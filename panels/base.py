@@ -140,7 +140,7 @@ def _name(key: str) -> str:
 
 def filter_words(text: str, hidden: int, critical: int) -> Text:
     """'filter 'store' · 6 hidden, 1 CRIT' (loud when it hides a critical)."""
-    out = Text("⧩ filter ", style="bold")
+    out = Text("filter ", style="bold")
     out.append_text(cell(repr(text), 24))
     out.append(f" · {hidden} hidden")
     if critical:

@@ -29,9 +29,9 @@ COLUMNS = [
     ("runbooks", "Runbooks"),
 ]
 #: The title takes what the other columns leave (cut with …); runbooks and subject go first
-#: when it would get less than 24 cells or 30% of the width.
+#: when it would get less than 18 cells or a quarter of the width.
 FIT = Fit(
-    "title", 24, drop=("runbooks", "subject"), nominal=(("runbooks", 24), ("subject", 32)), flex_share=0.3
+    "title", 18, drop=("runbooks", "subject"), nominal=(("runbooks", 24), ("subject", 32)), flex_share=0.25
 )
 COLLAPSED, EXPANDED, CHILD = "▸ ", "▾ ", "  ↳ "
 

@@ -43,7 +43,7 @@ SESSION_FIT = Fit(
     nominal=(("client", 16), ("db", 14), ("app", 16), ("user", 14)),
     flex_share=0.3,
 )
-STATEMENT_FIT = Fit("query", 20)
+STATEMENT_FIT = Fit("query", 10)
 
 FILTERS: dict[str, Callable[[Session], bool]] = {
     "all": lambda s: True,
@@ -350,7 +350,7 @@ class PostgresPanel(Panel):
         if self.text_filter:
             return filter_words(self.text_filter, self.hidden, self.hidden_critical)
         if self.filter_name != "all":
-            return Text(f"⧩ {self.filter_name} only (e: all) · {self.hidden} hidden", style="bold")
+            return Text(f"showing {self.filter_name} only (e: all) · {self.hidden} hidden", style="bold")
         return None
 
     def action_filter(self, name: str) -> None:
