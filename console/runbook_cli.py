@@ -17,6 +17,7 @@ config, an unknown runbook id, a bad --since).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import difflib
 import functools
@@ -359,10 +360,26 @@ def cmd_export(args: argparse.Namespace, out: TextIO | None = None, err: TextIO 
     if not journal.exists():
         print(f"incident-console export: no journal at {journal} yet: nothing was recorded", file=err)
     events, environments = read.events, None
+    shared = config.journal.shared
+    if shared is not None:  # the other consoles' events too, each once
+        from console.journal.shared import fetch_events, merge
+        from console.pg import classify_error
+
+        wanted = None if getattr(args, "all_environments", False) else (
+            sorted(set(getattr(args, "environment", None) or [config.environment.name]))
+        )  # fmt: skip
+        try:
+            events = tuple(merge(events, asyncio.run(fetch_events(shared, wanted))))
+        except Exception as exc:
+            print(
+                f"incident-console export: shared journal unreachable ({classify_error(exc, shared.cluster())}): "
+                "this machine's events only",
+                file=err,
+            )
     if not getattr(args, "all_environments", False):
         environments = sorted(set(getattr(args, "environment", None) or [config.environment.name]))
-        events = tuple(e for e in read.events if e.environment in environments)
-        seen = {e.environment for e in read.events if since <= e.ts <= now}
+        seen = {e.environment for e in events if since <= e.ts <= now}
+        events = tuple(e for e in events if e.environment in environments)
         others = sorted(seen - set(environments))
         if others:
             print(

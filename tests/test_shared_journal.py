@@ -247,3 +247,39 @@ async def test_kill_9_at_any_moment_loses_no_acknowledged_event_and_duplicates_n
     assert set(acked) <= {int(r[0]) for r in rows}  # nothing acknowledged is lost
     assert len(ids) == len(set(ids))  # nothing twice
     assert sorted(ids) == sorted(e["id"] for e in local)  # exactly the local journal
+
+
+async def test_export_merges_the_other_consoles_events_each_once_and_says_when_it_cannot(
+    tmp_path, store, capsys
+):
+    import yaml
+
+    from console.cli import main
+
+    _, limited, _ = store
+    alice, bob = Console(tmp_path / "a", "alice", limited), Console(tmp_path / "b", "bob", limited)
+    alice.start(), bob.start()
+    try:
+        alice.write("alice looked at the locks")
+        bob.write("bob restarted the worker")
+        await wait_until(
+            lambda: alice.shared.pending_count() == bob.shared.pending_count() == 0, 10, "copied"
+        )
+    finally:
+        await alice.stop(), await bob.stop()
+    (tmp_path / "runbooks").mkdir()
+    config = tmp_path / "console.yaml"
+    doc = {"environment": {"name": "prod"}, "runbooks_dir": "runbooks",
+           "journal": {"path": str(alice.journal.path), "shared": {"dsn": limited.dsn}}}  # fmt: skip
+    config.write_text(yaml.safe_dump(doc))
+    assert await asyncio.to_thread(main, ["export", "--config", str(config), "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    notes = [n["text"] for n in json.loads(out)["notes"]]
+    assert sorted(notes) == ["alice looked at the locks", "bob restarted the worker"], (notes, err)
+    # The store unreachable: the report is this machine's, and says so.
+    doc["journal"]["shared"]["dsn"] = "postgresql://nobody@127.0.0.1:9/none"
+    config.write_text(yaml.safe_dump(doc))
+    assert await asyncio.to_thread(main, ["export", "--config", str(config), "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert [n["text"] for n in json.loads(out)["notes"]] == ["alice looked at the locks"]
+    assert "shared journal unreachable" in err and "this machine's events only" in err

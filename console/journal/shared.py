@@ -109,6 +109,46 @@ async def init_store(settings: SharedSettings, role: str = "<console role>") -> 
     return grants(settings.table, role)
 
 
+async def fetch_events(
+    settings: SharedSettings, environments: Iterable[str] | None, since: float | None = None
+) -> list[JournalEvent]:
+    """Every event of the shared table (of ``environments``; None: all) since ``since``, for a
+    report: one connection, read in pages, oldest first."""
+    conn = await connect(settings.cluster(), purpose="journal read")
+    wanted = None if environments is None else list(environments)
+    try:
+        out: list[JournalEvent] = []
+        seq = 0
+        while True:
+            rows = await conn.fetch(
+                f"SELECT seq, record::text FROM {quoted(settings.table)} "
+                "WHERE seq > $1 AND ($2::text[] IS NULL OR environment = ANY($2::text[])) "
+                "AND ($3::float8 IS NULL OR ts >= to_timestamp($3)) ORDER BY seq LIMIT $4",
+                seq,
+                wanted,
+                since,
+                BATCH * 10,
+            )
+            for row_seq, text in rows:
+                seq = row_seq
+                with contextlib.suppress(ValueError):
+                    if (event := from_json(json.loads(text))) is not None:
+                        out.append(event)
+            if len(rows) < BATCH * 10:
+                return out
+    finally:
+        await conn.close()
+
+
+def merge(*sources: Iterable[JournalEvent]) -> list[JournalEvent]:
+    """Events of several journals (this machine's, the shared one) oldest first, each once."""
+    seen: dict[str, JournalEvent] = {}
+    for events in sources:
+        for event in events:
+            seen.setdefault(event.id, event)
+    return sorted(seen.values(), key=lambda e: e.ts)
+
+
 @dataclass(frozen=True, slots=True)
 class Presence:
     console: str
