@@ -98,6 +98,12 @@ class KeyedTable(DataTable):
         self._reselect: str | None = None
         self._widths: dict[str, int] = {}  # column key -> its content width when last on the table
         self._fitting = False
+        # The selection follows its row through new data once the operator (or a caller) chose
+        # a row; until then the cursor stays on the first row, whatever comes first now (the
+        # worst breach, the session that needs attention), not on the row that happened to be
+        # first when the table was filled.
+        self.pinned = False
+        self._syncing = False
 
     def on_mount(self) -> None:
         for key, label in self._column_spec:
@@ -158,7 +164,11 @@ class KeyedTable(DataTable):
         self._reselect = self.selected_key
         for key, column in self.columns.items():
             self._widths[key.value] = column.content_width
-        self.clear(columns=True)
+        self._syncing = True  # the cursor moves with the rebuild, not by the operator
+        try:
+            self.clear(columns=True)
+        finally:
+            self._syncing = False
         self._given.clear()
         self._parked.clear()
         self._cell_lines.clear()
@@ -186,7 +196,19 @@ class KeyedTable(DataTable):
             return None
         return row_key.value
 
+    def watch_cursor_coordinate(self, old, new) -> None:
+        super().watch_cursor_coordinate(old, new)
+        if not self._syncing and old != new:
+            self.pinned = True
+
     def sync(self, rows: Sequence[Row]) -> None:
+        self._syncing = True
+        try:
+            self._sync(rows)
+        finally:
+            self._syncing = False
+
+    def _sync(self, rows: Sequence[Row]) -> None:
         # A duplicate key would corrupt DataTable's row locations and crash the app on the next
         # repaint: the first row of a key wins (callers make keys unique; this is the backstop).
         self._rows = rows = list(rows)
@@ -295,7 +317,7 @@ class KeyedTable(DataTable):
         elif changed:
             self._update_count += 1  # the render caches are keyed by it
             self._refresh_rows([self._row_locations.get(row_keys[key]) for key in changed])
-        if selected is not None and selected in first:
+        if selected is not None and selected in first and self.pinned:
             at = self._row_locations.get(row_keys[selected])
             if at != self.cursor_row:
                 self.move_cursor(row=at, animate=False, scroll=False)

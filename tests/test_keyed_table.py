@@ -249,3 +249,20 @@ async def test_a_fitted_table_shows_its_flexible_column_cut_and_leaves_out_what_
         await pilot.resize_terminal(120, 10)
         await pilot.pause()
         assert table.shown_columns == ["pid", "client", "app", "query"]
+
+
+async def test_the_cursor_stays_on_the_first_row_until_a_row_is_chosen():
+    """Until the operator moves, the cursor is on what comes first now (the worst breach, the
+    session that needs attention); once a row is chosen it follows that row through new data."""
+    app = One()
+    async with app.run_test(size=(60, 20)) as pilot:
+        table = app.query_one(KeyedTable)
+        table.sync(rows([1, 2, 3]))
+        await pilot.pause()
+        table.sync(rows([9, 1, 2, 3]))  # something new comes first
+        assert table.selected_key == "9" and table.cursor_row == 0
+        table.focus()
+        await pilot.press("down")  # the operator chooses "1"
+        assert table.selected_key == "1"
+        table.sync(rows([8, 9, 1, 2, 3]))
+        assert table.selected_key == "1" and table.cursor_row == 2
