@@ -34,7 +34,13 @@ from tests.fixtures.chromium import launched  # noqa: E402
 
 OUT = ROOT / "screenshots"
 FAULTS = ("lock-contention", "error-spike", "provider-down", "idle-in-transaction")
-WANTED = {"postgres.demo.waiting", "prometheus.error_rate", "health.sync-worker"}
+WANTED = {
+    "postgres.demo.waiting",
+    "postgres.demo.idle_in_transaction",  # shown grouped under the lock chain's breach
+    "prometheus.error_rate",
+    "health.sync-worker",
+}
+ALERTS = {"HighErrorRate", "IntegrationDown"}  # Prometheus' alerts for the faults, firing
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
@@ -61,6 +67,12 @@ def breach_ids(app: ConsoleApp) -> set[str]:
     return {b.id for b in app.state.breaches}
 
 
+def all_shown(app: ConsoleApp) -> bool:
+    """The faults' breaches, and Prometheus' alerts for them firing: the picture of the README."""
+    firing = {b.title for b in app.state.breaches if b.kind == "alert" and b.state == "firing"}
+    return breach_ids(app) >= WANTED and firing >= ALERTS
+
+
 async def shoot(config_path: Path, control: DemoControl, journal: Path) -> list[Path]:
     config = load_config(config_path)
     saved: list[Path] = []
@@ -74,7 +86,7 @@ async def shoot(config_path: Path, control: DemoControl, journal: Path) -> list[
     for size, name in (((200, 60), "console-200x60"), ((80, 24), "console-80x24")):
         app = ConsoleApp(config, journal=Journal(journal), demo=control)
         async with app.run_test(size=size) as pilot:
-            await until(pilot, lambda a=app: breach_ids(a) >= WANTED, "the injected breaches")
+            await until(pilot, lambda a=app: all_shown(a), "the injected breaches and their alerts")
             await pilot.pause(1.0)
             save(app, name)
             if size == (200, 60):
@@ -95,7 +107,7 @@ async def shoot(config_path: Path, control: DemoControl, journal: Path) -> list[
 
     app = ConsoleApp(config, journal=Journal(journal), wall=True)
     async with app.run_test(size=(160, 45)) as pilot:
-        await until(pilot, lambda: breach_ids(app) >= WANTED, "the injected breaches (wall)")
+        await until(pilot, lambda: all_shown(app), "the injected breaches and their alerts (wall)")
         await pilot.pause(1.0)
         save(app, "wall-160x45")
     return saved
