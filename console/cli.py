@@ -120,11 +120,13 @@ def cmd_check_config(args: argparse.Namespace, out=None, err=None) -> int:
     if loaded is None:
         return EXIT_USAGE
     config = loaded.config
-    prom = config.prometheus
+    servers = config.prometheus_servers
     print(
         f"{config.path}: OK — environment {config.environment.name}"
         f"{' (production)' if config.environment.production else ''}, "
-        f"{len(config.health)} health targets, {len(prom.queries) if prom else 0} queries, "
+        f"{len(config.health)} health targets, "
+        + (f"{len(servers)} Prometheus servers, " if len(servers) > 1 else "")
+        + f"{sum(len(s.queries) for s in servers)} queries, "
         f"{len(config.postgres)} postgres clusters, {len(config.thresholds())} thresholds, "
         f"{len(loaded.pack.runbooks)} runbooks",
         file=out,
@@ -151,12 +153,13 @@ def cmd_snapshot(args: argparse.Namespace, out=None, err=None) -> int:
     if loaded is None:
         return EXIT_UNKNOWN
     state = asyncio.run(_snapshot(loaded.config))
+    strict = loaded.config.snapshot.strict_pending  # a pending alert counts at its severity
     if args.format == "json":
-        json.dump(to_json(state), out, indent=2, ensure_ascii=False)
+        json.dump(to_json(state, strict_pending=strict), out, indent=2, ensure_ascii=False)
         out.write("\n")
     else:
-        out.write(render_text(state))
-    return exit_code(state.breaches)
+        out.write(render_text(state, strict_pending=strict))
+    return exit_code(state.breaches, strict_pending=strict)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

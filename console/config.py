@@ -10,7 +10,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from console import redact
-from console.model import SourceKey
+from console.model import SourceKey, SourceKind
 from console.yamlfile import ConfigError, Document, Problem, problems_from_validation, read_document
 
 CONFIG_ENV = "INCIDENT_CONSOLE_CONFIG"
@@ -266,6 +266,10 @@ class Query(Model):
 
 
 class Prometheus(Model):
+    #: Names the server: its source is ``prometheus:<name>`` and the console shows its health,
+    #: targets and rules under it. Required when ``prometheus:`` is a list; without one (the
+    #: single-server form) the source is ``prometheus``.
+    name: Name | None = None
     url: HttpUrl
     alertmanager_url: HttpUrl | None = None
     timeout: Duration = 5.0
@@ -276,6 +280,22 @@ class Prometheus(Model):
     def secrets(self) -> list[str]:
         urls = [self.url] + ([self.alertmanager_url] if self.alertmanager_url else [])
         return _header_secrets(self.headers) + [v for url in urls for v in redact.secrets_in_url(url)]
+
+    @property
+    def key(self) -> SourceKey:
+        """The server's source key: ``prometheus:<name>``, or ``prometheus`` without a name."""
+        return SourceKey(SourceKind.PROMETHEUS, self.name) if self.name else SourceKey.prometheus()
+
+    @property
+    def label(self) -> str:
+        return self.name or "prometheus"
+
+
+def _prometheus_servers(value: Any) -> Any:
+    """``prometheus:`` is one server (a mapping, the original form) or a list of named ones."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, Mapping) else value
 
 
 class PostgresThresholds(Model):
@@ -370,6 +390,15 @@ def _journal(value: Any) -> Any:
     return {"path": value} if isinstance(value, str) or value is None else value
 
 
+class SnapshotSettings(Model):
+    """``snapshot:`` how ``incident-console snapshot`` turns what it saw into its exit code."""
+
+    #: false (default): a *pending* Prometheus alert (its ``for`` not yet waited out) counts at
+    #: most as a warning, whatever its severity label; true: at its severity (a pending critical
+    #: exits 2), as before.
+    strict_pending: bool = False
+
+
 class Config(Model):
     environment: Environment = Field(default_factory=Environment)
     read_only: bool = False
@@ -381,10 +410,30 @@ class Config(Model):
     journal: Annotated[JournalSettings, BeforeValidator(_journal)] = Field(default_factory=JournalSettings)
     variables: dict[str, Annotated[Variable, BeforeValidator(_variable)]] = Field(default_factory=dict)
     health: list[HealthTarget] = Field(default_factory=list)
-    prometheus: Prometheus | None = None
+    #: ``prometheus:`` in the file: one server (a mapping) or several (a list, each named).
+    prometheus_servers: Annotated[list[Prometheus], BeforeValidator(_prometheus_servers)] = Field(
+        default_factory=list, alias="prometheus"
+    )
     postgres: list[PostgresCluster] = Field(default_factory=list)
+    snapshot: SnapshotSettings = Field(default_factory=SnapshotSettings)
 
     _path: Path | None = PrivateAttr(default=None)
+    _prometheus_listed: bool = PrivateAttr(default=False)  # ``prometheus:`` was written as a list
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_prometheus_form(cls, data: Any, handler: Any) -> Config:
+        config = handler(data)
+        listed = isinstance(data, Mapping) and isinstance(data.get("prometheus"), list)
+        config._prometheus_listed = listed
+        return config
+
+    @property
+    def prometheus(self) -> Prometheus | None:
+        """The first (with one, the only) Prometheus server: where runbook PromQL checks and
+        acks go. Every server: :attr:`prometheus_servers`."""
+        return self.prometheus_servers[0] if self.prometheus_servers else None
+
     _runbook_ids: frozenset[str] = PrivateAttr(default=frozenset())
 
     @property
@@ -426,9 +475,11 @@ class Config(Model):
 
     def secrets(self) -> list[str]:
         """Every secret value in the config, for :func:`console.redact.register`."""
-        owners: list[HealthTarget | Prometheus | PostgresCluster] = [*self.health, *self.postgres]
-        if self.prometheus:
-            owners.append(self.prometheus)
+        owners: list[HealthTarget | Prometheus | PostgresCluster | SharedJournal] = [
+            *self.health,
+            *self.postgres,
+            *self.prometheus_servers,
+        ]
         if self.journal.shared:
             owners.append(self.journal.shared)
         found = [secret for owner in owners for secret in owner.secrets()]
@@ -497,21 +548,23 @@ def _bound_thresholds(config: Config) -> list[tuple[BoundThreshold, tuple]]:
                     ("health", i, "latency"),
                 )
             )
-    if config.prometheus:
-        for i, query in enumerate(config.prometheus.queries):
+    for server, where in _prometheus_locations(config):
+        for i, query in enumerate(server.queries):
             if query.threshold:
                 out.append(
                     (
                         BoundThreshold(
+                            # prometheus.<query> whichever server runs it: runbooks name it so
+                            # (query ids are unique across the servers)
                             query.threshold.id or f"prometheus.{query.id}",
-                            SourceKey.prometheus(),
+                            server.key,
                             f"query:{query.id}",
                             query.title or query.id,
                             query.unit,
                             query.threshold,
                             tuple(query.threshold.runbooks),
                         ),
-                        ("prometheus", "queries", i, "threshold"),
+                        (*where, "queries", i, "threshold"),
                     )
                 )
     for i, cluster in enumerate(config.postgres):
@@ -535,6 +588,14 @@ def _bound_thresholds(config: Config) -> list[tuple[BoundThreshold, tuple]]:
     return out
 
 
+def _prometheus_locations(config: Config) -> list[tuple[Prometheus, tuple]]:
+    """Each server with where it is in the file: ``("prometheus",)`` for the single-server form,
+    ``("prometheus", i)`` in a list."""
+    if not config._prometheus_listed:
+        return [(server, ("prometheus",)) for server in config.prometheus_servers]
+    return [(server, ("prometheus", i)) for i, server in enumerate(config.prometheus_servers)]
+
+
 def _cross_check(config: Config, doc: Document, runbook_ids: frozenset[str] | None) -> list[Problem]:
     problems: list[Problem] = []
 
@@ -553,11 +614,20 @@ def _cross_check(config: Config, doc: Document, runbook_ids: frozenset[str] | No
     unique(
         [(c.name, ("postgres", i, "name")) for i, c in enumerate(config.postgres)], "postgres cluster name"
     )
-    if config.prometheus:
-        unique(
-            [(q.id, ("prometheus", "queries", i, "id")) for i, q in enumerate(config.prometheus.queries)],
-            "query id",
-        )
+    servers = _prometheus_locations(config)
+    if config._prometheus_listed:
+        for server, where in servers:
+            if not server.name:
+                problems.append(
+                    doc.problem(
+                        where, "missing required key 'name': every server of a prometheus: list is named"
+                    )
+                )
+        unique([(s.name, (*where, "name")) for s, where in servers if s.name], "prometheus server name")
+    unique(
+        [(q.id, (*where, "queries", i, "id")) for s, where in servers for i, q in enumerate(s.queries)],
+        "query id",
+    )
     bound = _bound_thresholds(config)
     unique([(b.id, loc) for b, loc in bound], "threshold id")
     if runbook_ids is not None:
@@ -597,12 +667,31 @@ def read_config(
     if not config_path.exists():
         raise ConfigError([Problem(str(config_path), 1, 1, "config file not found")])
     doc = read_document(config_path, env)
+    single = isinstance(doc.data, Mapping) and isinstance(doc.data.get("prometheus"), Mapping)
     try:
         config = Config.model_validate(doc.data)
     except ValidationError as exc:
-        raise ConfigError(doc.problems + problems_from_validation(exc, doc, Config)) from None
+        problems = problems_from_validation(exc, _as_listed(doc) if single else doc, Config)
+        if single:  # the single-server form: no "[0]" in what the problems say
+            problems = [
+                replace(p, message=p.message.replace("prometheus[0]", "prometheus")) for p in problems
+            ]
+        raise ConfigError(doc.problems + problems) from None
     config._path = config_path.resolve()
     return config, doc
+
+
+def _as_listed(doc: Document) -> Document:
+    """The document with the single ``prometheus:`` mapping's positions also under
+    ``prometheus[0]``: where validation (which sees a list of one) places its problems."""
+    copy = replace(doc, values=dict(doc.values), keys=dict(doc.keys))
+    for table in (copy.values, copy.keys):
+        for loc, position in list(table.items()):
+            if loc[:1] == ("prometheus",) and len(loc) > 1:
+                table.setdefault(("prometheus", 0, *loc[1:]), position)
+        if ("prometheus",) in table:
+            table.setdefault(("prometheus", 0), table[("prometheus",)])
+    return copy
 
 
 def cross_check(config: Config, doc: Document, runbook_ids: frozenset[str] | None) -> list[Problem]:

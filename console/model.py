@@ -217,6 +217,14 @@ class PromAlert:
     annotations: Labels
     active_at: float | None
     value: str = ""
+    # An alert read from Alertmanager's /api/v2/alerts (``origin`` "alertmanager") says more:
+    origin: str = "prometheus"  # prometheus | alertmanager
+    fingerprint: str = ""  # Alertmanager's
+    status: str = ""  # Alertmanager's state: active | suppressed | unprocessed
+    silenced_by: tuple[str, ...] = ()  # ids of the silences that cover it
+    inhibited_by: tuple[str, ...] = ()  # fingerprints of the alerts that inhibit it
+    ends_at: float | None = None
+    generator_url: str = ""  # the Prometheus (rule expression page) that sent it
 
     def annotation(self, key: str) -> str:
         return dict(self.annotations).get(key, "")
@@ -233,6 +241,12 @@ class PromRule:
     health: str = ""  # ok | err | unknown
     last_error: str = ""
     query: str = ""
+    duration: float | None = None  # the alerting rule's ``for``, seconds
+    labels: Labels = ()  # the rule's own labels (``severity``...)
+    evaluation_time: float | None = None  # seconds the last evaluation took
+    last_evaluation: float | None = None
+    alerts: int = 0  # its active (pending or firing) alerts
+    severity: str = ""  # its ``severity`` label as written ("" when it has none)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -240,6 +254,16 @@ class RuleGroup:
     name: str
     file: str
     rules: tuple[PromRule, ...] = ()
+    interval: float | None = None  # seconds between evaluations
+    evaluation_time: float | None = None  # seconds the group's last evaluation took
+    last_evaluation: float | None = None
+    #: rules the API listed for this group (more than ``rules`` when the source capped them)
+    rules_total: int = 0
+
+    @property
+    def slow(self) -> bool:
+        """Its last evaluation took longer than its interval (evaluations are being skipped)."""
+        return bool(self.interval and self.evaluation_time and self.evaluation_time > self.interval)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -265,6 +289,7 @@ class Silence:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PrometheusSnapshot(Snapshot):
     url: str
+    name: str = ""  # the server's name in the config ("" for the single-server form)
     queries: tuple[QueryResult, ...] = ()
     alerts: tuple[PromAlert, ...] = ()
     rule_groups: tuple[RuleGroup, ...] = ()
@@ -275,6 +300,20 @@ class PrometheusSnapshot(Snapshot):
     alertmanager_url: str = ""
     silences: tuple[Silence, ...] = ()
     alertmanager_error: SourceError | None = None
+    #: Alertmanager's alerts (active, silenced, inhibited, unprocessed), when it was read: None
+    #: when no alertmanager_url is set or the read failed (see ``alertmanager_error``).
+    alertmanager_alerts: tuple[PromAlert, ...] | None = None
+    #: rules the rules API listed, all groups together (more than the rules kept when capped)
+    rules_total: int = 0
+
+    @property
+    def label(self) -> str:
+        """How the console names this server: its config name, or "prometheus"."""
+        return self.name or "prometheus"
+
+    @property
+    def rules_kept(self) -> int:
+        return sum(len(g.rules) for g in self.rule_groups)
 
 
 # --- postgres -----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from console import estate
 from console.config import Config, Environment
 from console.measure import measure
 from console.model import (
@@ -29,7 +30,6 @@ from console.model import (
 from console.rules import (
     Breach,
     ThresholdEngine,
-    alert_breaches,
     endpoint_breach,
     group_related,
     one_per_failing_source,
@@ -85,8 +85,7 @@ def build_sources(config: Config) -> list[Source]:
     from console.sources.prometheus import PrometheusSource
 
     sources: list[Source] = [HealthSource(target, config.refresh.health) for target in config.health]
-    if config.prometheus is not None:
-        sources.append(PrometheusSource(config.prometheus, config.refresh.prometheus))
+    sources += [PrometheusSource(server, config.refresh.prometheus) for server in config.prometheus_servers]
     sources += [PostgresSource(cluster, config.refresh.postgres) for cluster in config.postgres]
     return sources
 
@@ -111,6 +110,7 @@ class Poller:
         self._last_good: dict[str, Snapshot] = {}
         self._endpoints_failing_since: dict[str, float] = {}
         self._failing_since: dict[str, float] = {}  # source -> when its polls began to fail
+        self._seen_since: dict[str, float] = {}  # rule / Alertmanager breach id -> first seen
         self._intervals = MappingProxyType({key: s.interval for key, s in self.sources.items()})
         self.state = self._state()
 
@@ -144,12 +144,22 @@ class Poller:
 
     def _state(self) -> ConsoleState:
         breaches = self.engine.breaches()
-        for snapshot in self._snapshots.values():
-            if isinstance(snapshot, PrometheusSnapshot):
-                breaches += alert_breaches(snapshot, self.alert_runbooks)
-                since = self._endpoints_failing_since.get(snapshot.source, snapshot.taken_at)
-                if (failing := endpoint_breach(snapshot, since)) is not None:
-                    breaches.append(failing)
+        proms = [s for s in self._snapshots.values() if isinstance(s, PrometheusSnapshot)]
+        # The estate's alerts once (HA pairs, Alertmanager), its failing rules and Alertmanagers.
+        breaches += estate.alert_breaches(proms, self.alert_runbooks)
+        seen: dict[str, float] = {}
+
+        def since(breach_id: str, at: float) -> float:
+            seen[breach_id] = self._seen_since.get(breach_id, at)
+            return seen[breach_id]
+
+        for snapshot in proms:
+            since_failing = self._endpoints_failing_since.get(snapshot.source, snapshot.taken_at)
+            if (failing := endpoint_breach(snapshot, since_failing)) is not None:
+                breaches.append(failing)
+            breaches += estate.rule_breaches(snapshot, since)
+        breaches += estate.alertmanager_breaches(proms, since)
+        self._seen_since = seen
         failing = {
             key: (snapshot, self._failing_since.get(key, snapshot.taken_at))
             for key, snapshot in self._snapshots.items()

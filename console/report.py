@@ -8,10 +8,18 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from console.model import HealthSnapshot, LockNode, PostgresSnapshot, PrometheusSnapshot, Snapshot
+from console.model import (
+    HealthSnapshot,
+    LockNode,
+    PostgresSnapshot,
+    PrometheusSnapshot,
+    Severity,
+    Silence,
+    Snapshot,
+)
 from console.poller import ConsoleState
 from console.present import ERROR_BADGE, HEALTH_BADGE, breach_badge, severity_badge
-from console.rules import Breach, exit_code, format_duration, grouped
+from console.rules import Breach, exit_code, exit_severity, format_duration, grouped
 from console.sanitize import one_line, query_line
 
 
@@ -23,17 +31,24 @@ def _utc(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
 
 
-def render_text(state: ConsoleState, now: float | None = None) -> str:
+def _worst(state: ConsoleState, strict_pending: bool) -> Severity:
+    """The worst severity as the exit code weighs it (a pending alert at most a warning)."""
+    return max((exit_severity(b, strict_pending=strict_pending) for b in state.breaches), default=Severity.OK)
+
+
+def render_text(state: ConsoleState, now: float | None = None, *, strict_pending: bool = False) -> str:
     now = state.taken_at if now is None else now
     env = state.environment
     lines = [
         f"incident-console snapshot  environment: {env.name}{' [PRODUCTION]' if env.production else ''}"
-        f"  {_utc(now)}  worst: {severity_badge(state.worst)}",
+        f"  {_utc(now)}  worst: {severity_badge(_worst(state, strict_pending))}",
         "",
         f"BREACHES ({len(state.breaches)})",
     ]
+    silences = _silences_by_id(state)
     for root, children in grouped(state.breaches):
         lines += _breach_lines(root, now)
+        lines += _suppressed_lines(root, silences)
         for child in children:  # the same trouble seen from another side
             lines += _breach_lines(child, now, grouped_under=True)
     if not state.breaches:
@@ -68,6 +83,28 @@ def _breach_lines(b: Breach, now: float, *, grouped_under: bool = False) -> list
     return lines
 
 
+def _silences_by_id(state: ConsoleState) -> dict[str, Silence]:
+    return {
+        x.id: x for s in state.snapshots.values() if isinstance(s, PrometheusSnapshot) for x in s.silences
+    }
+
+
+def _suppressed_lines(b: Breach, silences: Mapping[str, Silence]) -> list[str]:
+    """An alert Alertmanager silences (who, until when, why) or inhibits (by which alert)."""
+    lines = []
+    for silence_id in b.silenced_by[:3]:
+        x = silences.get(silence_id)
+        if x is None:
+            lines.append(f"{'':14}silenced by silence {silence_id}")
+            continue
+        until = f" until {_utc(x.ends_at)}" if x.ends_at else ""
+        comment = f": {one_line(x.comment, 100)}" if x.comment else ""
+        lines.append(f"{'':14}silenced by {one_line(x.created_by, 60) or '?'}{until}{comment}")
+    if b.inhibited_by:
+        lines.append(f"{'':14}inhibited by {len(b.inhibited_by)} alert(s): {', '.join(b.inhibited_by[:3])}")
+    return lines
+
+
 def _error_line(s: Snapshot) -> str:
     return f"  {ERROR_BADGE:<10}{s.error}"
 
@@ -90,7 +127,8 @@ def _health_lines(s: HealthSnapshot, width: int = 16) -> list[str]:
 
 
 def _prometheus_lines(s: PrometheusSnapshot, now: float) -> list[str]:
-    lines = [f"PROMETHEUS  {s.url}  {_ms(s.latency)}"]
+    name = f" {s.name}" if s.name else ""
+    lines = [f"PROMETHEUS{name}  {s.url}  {_ms(s.latency)}"]
     if s.error is not None:
         return [*lines, _error_line(s)]
     width = max([24, *(len(q.id) + 2 for q in s.queries)])
@@ -118,15 +156,58 @@ def _prometheus_lines(s: PrometheusSnapshot, now: float) -> list[str]:
         lines.append(f"    {t.job} {t.instance}: {t.health} {one_line(t.last_error, 100)}")
     if error := failed.get("rules"):
         lines.append(f"  rules: {ERROR_BADGE} {error}")
+    else:
+        lines += rule_lines(s)
     if s.alertmanager_url:
         if s.alertmanager_error is not None:
-            lines.append(f"  alertmanager: {ERROR_BADGE} {s.alertmanager_error}")
+            lines.append(f"  alertmanager {s.alertmanager_url}: {ERROR_BADGE} {s.alertmanager_error}")
         else:
             active = [x for x in s.silences if x.state == "active"]
-            lines.append(f"  alertmanager: {len(active)} active silences")
+            held = s.alertmanager_alerts or ()
+            silenced = sum(1 for a in held if a.silenced_by)
+            inhibited = sum(1 for a in held if a.inhibited_by)
+            lines.append(
+                f"  alertmanager {s.alertmanager_url}: {len(held)} alerts ({silenced} silenced, "
+                f"{inhibited} inhibited), {len(active)} active silences"
+            )
             for x in active:
                 until = f"until {_utc(x.ends_at)}" if x.ends_at else ""
                 lines.append(f"    {x.id[:8]} {' '.join(x.matchers)} {until} by {x.created_by}")
+    return lines
+
+
+RULE_BADGE = {"firing": "✖ firing", "pending": "◌ pending", "inactive": "· inactive"}
+
+
+def rule_lines(s: PrometheusSnapshot) -> list[str]:
+    """Every rule group and rule: state, health, last error, evaluation time, ``for``, severity."""
+    rules = [r for g in s.rule_groups for r in g.rules]
+    failing = sum(1 for r in rules if r.health == "err")
+    states = {state: sum(1 for r in rules if r.state == state) for state in ("firing", "pending")}
+    capped = f" ({s.rules_kept} of {s.rules_total} shown)" if s.rules_total > s.rules_kept else ""
+    lines = [
+        f"  rules: {s.rules_total or len(rules)} in {len(s.rule_groups)} groups{capped}; {failing} failing, "
+        f"{states['firing']} firing, {states['pending']} pending"
+    ]
+    for g in s.rule_groups:
+        every = f" every {format_duration(g.interval)}" if g.interval else ""
+        took = f", last took {format_duration(g.evaluation_time)}" if g.evaluation_time is not None else ""
+        slow = f"  {severity_badge(Severity.WARNING)} slower than its interval" if g.slow else ""
+        more = f" ({len(g.rules)} of {g.rules_total} rules shown)" if g.rules_total > len(g.rules) else ""
+        lines.append(f"    group {one_line(g.name, 80)} ({one_line(g.file, 80)}){every}{took}{more}{slow}")
+        for r in g.rules:
+            state = RULE_BADGE.get(r.state, r.state) if r.type == "alerting" else "· recording"
+            health = ERROR_BADGE if r.health == "err" else r.health or "unknown"
+            parts = [f"      {state:<11}", f"{health:<8}", one_line(r.name, 60)]
+            if r.duration is not None and r.type == "alerting":
+                parts.append(f"for {format_duration(r.duration) if r.duration else '0s'}")
+            if r.severity:
+                parts.append(f"severity {one_line(r.severity, 20)}")
+            if r.evaluation_time is not None:
+                parts.append(f"eval {format_duration(r.evaluation_time)}")
+            lines.append("  ".join(parts))
+            if r.last_error:
+                lines.append(f"{'':20}last error: {one_line(r.last_error, 140)}")
     return lines
 
 
@@ -190,12 +271,12 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def to_json(state: ConsoleState) -> dict[str, Any]:
+def to_json(state: ConsoleState, *, strict_pending: bool = False) -> dict[str, Any]:
     return {
         "taken_at": state.taken_at,
         "environment": _jsonable(state.environment.model_dump()),
-        "worst": state.worst.name.lower(),
-        "exit_code": exit_code(state.breaches),
+        "worst": _worst(state, strict_pending).name.lower(),
+        "exit_code": exit_code(state.breaches, strict_pending=strict_pending),
         "breaches": _jsonable(state.breaches),
         "sources": {
             key: _jsonable(s) | {"kind": type(s).__name__} for key, s in sorted(state.snapshots.items())

@@ -23,6 +23,7 @@ from console.model import (
     Labels,
     Measurement,
     PostgresSnapshot,
+    PromAlert,
     PrometheusSnapshot,
     Severity,
     Silence,
@@ -81,6 +82,11 @@ class Breach:
     #: The id of the breach this one is grouped under (the same trouble seen from another side:
     #: the lock chain's "longest running query" under its "sessions waiting on a lock").
     parent: str = ""
+    # An alert as Alertmanager holds it (console/estate.py): where it was read ("alertmanager"
+    # or "prometheus"), the silences that cover it and the alerts that inhibit it (their ids).
+    origin: str = ""
+    silenced_by: tuple[str, ...] = ()
+    inhibited_by: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, SourceKey):  # a key read back as text (a test, a journal)
@@ -109,11 +115,22 @@ def worst(breaches: Iterable[Breach]) -> Severity:
     return max((b.counted_severity for b in breaches), default=Severity.OK)
 
 
-def exit_code(breaches: Iterable[Breach]) -> int:
+def exit_severity(breach: Breach, *, strict_pending: bool = False) -> Severity:
+    """What a breach weighs in ``snapshot``'s exit code: its counted severity, but a *pending*
+    Prometheus alert (its ``for`` not waited out: it may never fire) at most a warning, unless
+    ``strict_pending`` (config ``snapshot.strict_pending``)."""
+    severity = breach.counted_severity
+    if breach.kind == "alert" and breach.state is State.PENDING and not strict_pending:
+        return min(severity, Severity.WARNING)
+    return severity
+
+
+def exit_code(breaches: Iterable[Breach], *, strict_pending: bool = False) -> int:
     """The monitoring-plugin convention: 0 ok, 1 warning, 2 critical, 3 unknown.
 
-    Critical and warning outrank unknown: a known critical is the more useful answer."""
-    severities = {b.counted_severity for b in breaches}
+    Critical and warning outrank unknown: a known critical is the more useful answer. A pending
+    alert counts at most as a warning (:func:`exit_severity`)."""
+    severities = {exit_severity(b, strict_pending=strict_pending) for b in breaches}
     if Severity.CRITICAL in severities:
         return 2
     if Severity.WARNING in severities:
@@ -339,29 +356,40 @@ def alert_breaches(
 ) -> list[Breach]:
     """Prometheus alerts (pending/firing) as breaches; Prometheus already applied ``for``."""
     runbooks_for_alert = runbooks_for_alert or {}
-    out = []
-    for alert in snapshot.alerts:
-        state = State.FIRING if alert.state == "firing" else State.PENDING
-        fingerprint = hashlib.sha1(repr(alert.labels).encode(), usedforsecurity=False).hexdigest()[:10]
-        summary = alert.annotation("summary") or alert.annotation("description")
-        out.append(
-            Breach(
-                id=f"alert:{alert.name}:{fingerprint}",
-                kind="alert",
-                source=snapshot.source,
-                title=alert.name,
-                state=state,
-                severity=alert.severity,
-                since=alert.active_at or snapshot.taken_at,
-                value_text=alert_value(alert.value),
-                summary=summary,
-                subject=", ".join(f"{k}={v}" for k, v in alert.labels if k not in ("alertname", "severity")),
-                runbooks=runbooks_for_alert.get(alert.name, ()),
-                runbook_url=alert.annotation("runbook_url"),
-                labels=alert.labels,
-            )
-        )
-    return out
+    return [alert_breach(alert, snapshot, runbooks_for_alert) for alert in snapshot.alerts]
+
+
+def alert_id(alert: PromAlert) -> str:
+    """An alert's breach id: its name and its labels' fingerprint (the same alert from two
+    Prometheus servers of an HA pair, or from Alertmanager, is one id)."""
+    fingerprint = hashlib.sha1(repr(alert.labels).encode(), usedforsecurity=False).hexdigest()[:10]
+    return f"alert:{alert.name}:{fingerprint}"
+
+
+def alert_breach(
+    alert: PromAlert, snapshot: PrometheusSnapshot, runbooks_for_alert: Mapping[str, tuple[str, ...]]
+) -> Breach:
+    """One alert (pending/firing) as a breach; Prometheus already applied ``for``."""
+    state = State.FIRING if alert.state == "firing" else State.PENDING
+    summary = alert.annotation("summary") or alert.annotation("description")
+    return Breach(
+        id=alert_id(alert),
+        kind="alert",
+        source=snapshot.source,
+        title=alert.name,
+        state=state,
+        severity=alert.severity,
+        since=alert.active_at or snapshot.taken_at,
+        value_text=alert_value(alert.value),
+        summary=summary,
+        subject=", ".join(f"{k}={v}" for k, v in alert.labels if k not in ("alertname", "severity")),
+        runbooks=runbooks_for_alert.get(alert.name, ()),
+        runbook_url=alert.annotation("runbook_url"),
+        labels=alert.labels,
+        origin=alert.origin,
+        silenced_by=alert.silenced_by,
+        inhibited_by=alert.inhibited_by,
+    )
 
 
 def endpoint_breach(snapshot: PrometheusSnapshot, since: float) -> Breach | None:
@@ -374,7 +402,7 @@ def endpoint_breach(snapshot: PrometheusSnapshot, since: float) -> Breach | None
         id=f"{snapshot.source}.api",
         kind="source",
         source=snapshot.source,
-        title=f"Prometheus {names} API",
+        title=f"Prometheus {snapshot.name + ' ' if snapshot.name else ''}{names} API",
         state=State.ERROR,
         severity=Severity.UNKNOWN,
         since=since,
@@ -399,7 +427,7 @@ def _source_words(snapshot: Snapshot) -> tuple[str, str]:
     if isinstance(snapshot, PostgresSnapshot):
         return f"Postgres {key.name}", snapshot.dsn
     if isinstance(snapshot, PrometheusSnapshot):
-        return "Prometheus", snapshot.url
+        return f"Prometheus {snapshot.name}".rstrip(), snapshot.url
     return str(key), ""
 
 

@@ -54,6 +54,7 @@ from panels.messages import AckBreach, ShowBreach, ShowRunbooks, ShowSession, Sh
 from panels.metrics import MetricsPanel
 from panels.plan import DialogWords, answer, confirm_for, result_line, result_severity, signal_words
 from panels.postgres import PostgresPanel
+from panels.rules import RulesScreen
 from panels.runbook import NoteScreen, RunbookPicker, RunbookScreen, StepRequest
 from panels.strips import install as install_strip_fix
 from panels.terminal import ScreenMemory
@@ -100,6 +101,7 @@ class ConsoleApp(App[int]):
         Binding("slash", "filter", "Filter", id="filter"),
         Binding("R", "runbooks", "Runbooks", id="runbooks"),
         Binding("t", "timeline", "Timeline", id="timeline"),
+        Binding("P", "rules", "Rules", id="rules", show=False),
         Binding("D", "demo_menu", "Demo", id="demo_menu"),
         # Priority: the Screen binds tab to focus_next. In dialogs the default behaviour returns.
         Binding("tab", "next_panel", "Next panel", id="next_panel", show=False, priority=True),
@@ -170,14 +172,16 @@ class ConsoleApp(App[int]):
         panels: list[Panel] = [breaches]
         if config.health:
             panels.append(HealthPanel([t.name for t in config.health], id="p-health"))
-        if config.prometheus and config.prometheus.queries:
+        if any(server.queries for server in config.prometheus_servers):
             thresholds = {
                 b.metric.removeprefix("query:"): b
                 for b in config.thresholds()
                 if b.metric.startswith("query:")
             }
-            queries = [(q.id, q.title, q.unit) for q in config.prometheus.queries]
-            panels.append(MetricsPanel(queries, thresholds, id="p-metrics"))
+            servers = config.prometheus_servers
+            queries = [(q.id, q.title, q.unit) for server in servers for q in server.queries]
+            owners = {q.id: server.key for server in servers for q in server.queries}
+            panels.append(MetricsPanel(queries, thresholds, owners, id="p-metrics"))
         panels += [PostgresPanel(c.name, id=f"p-pg-{i}") for i, c in enumerate(config.postgres)]
         return panels
 
@@ -762,8 +766,12 @@ class ConsoleApp(App[int]):
         self._run_action(run(), f"ack {breach.id}")
 
     def _silences(self) -> tuple[Silence, ...]:
-        snapshot = self.state.last_good.get(SourceKey.prometheus())
-        return snapshot.silences if isinstance(snapshot, PrometheusSnapshot) else ()
+        """Every Prometheus server's Alertmanager silences (one Alertmanager's once)."""
+        found: dict[str, Silence] = {}
+        for snapshot in self.state.last_good.values():
+            if isinstance(snapshot, PrometheusSnapshot):
+                found |= {s.id: s for s in snapshot.silences if s.id not in found}
+        return tuple(found.values())
 
     def _acks(self, state: ConsoleState) -> dict[str, str]:
         """'acked →14:05Z' for each alert an active silence covers (who acked it: in the
@@ -771,6 +779,12 @@ class ConsoleApp(App[int]):
         return {b.id: words for b in state.breaches if (words := self._ack_words(b))}
 
     def _ack_words(self, breach: Breach, full: bool = False) -> str:
+        if breach.kind == "alert" and breach.inhibited_by and silence_for(breach, self._silences()) is None:
+            return (
+                "inhibited"
+                if not full
+                else f"inhibited in Alertmanager by {', '.join(breach.inhibited_by[:3])}"
+            )
         if breach.kind != "alert" or (silence := silence_for(breach, self._silences())) is None:
             return ""
         until = time.strftime("%H:%MZ", time.gmtime(silence.ends_at)) if silence.ends_at else "?"
@@ -852,6 +866,15 @@ class ConsoleApp(App[int]):
             if screen.is_mounted:
                 screen.refresh_steps()
 
+    # --- the Prometheus estate's rules ---------------------------------------------------------
+
+    def action_rules(self) -> None:
+        servers = self.config.prometheus_servers
+        if not servers:
+            self.notify("no prometheus in the config: there are no rules to show", severity="warning")
+            return
+        self.push_screen(RulesScreen(self.state, [server.key for server in servers]))
+
     # --- timeline and demo --------------------------------------------------------------------
 
     def action_timeline(self) -> None:
@@ -904,6 +927,7 @@ class ConsoleApp(App[int]):
         if not self.wall:
             yield SystemCommand("Runbooks", "Every runbook of the pack", lambda: self._pick_runbook(None))
             yield SystemCommand("Timeline", "The incident timeline from the journal", self.action_timeline)
+            yield SystemCommand("Rules", "Every Prometheus rule: state, health, errors", self.action_rules)
         if self.demo is not None:
             yield SystemCommand("Demo scenarios", "Turn demo faults on or off", self.action_demo_menu)
         for panel in self.panels:

@@ -28,16 +28,24 @@ HISTORY = 60  # points kept per query: memory stays flat however long the consol
 class MetricsPanel(Panel):
     title = "Metrics"
 
-    def __init__(self, queries: list[tuple[str, str, str]], thresholds: dict[str, BoundThreshold], **kwargs):
-        """``queries``: (id, title, unit); ``thresholds``: query id -> its bound threshold."""
+    def __init__(
+        self,
+        queries: list[tuple[str, str, str]],
+        thresholds: dict[str, BoundThreshold],
+        owners: dict[str, SourceKey] | None = None,
+        **kwargs,
+    ):
+        """``queries``: (id, title, unit); ``thresholds``: query id -> its bound threshold;
+        ``owners``: query id -> the Prometheus server that runs it (default: ``prometheus``)."""
         super().__init__(**kwargs)
         self.queries = queries
         self.thresholds = thresholds
-        self.sources = (SourceKey.prometheus(),)
+        self.owners = owners or {q: SourceKey.prometheus() for q, _, _ in queries}
+        self.sources = tuple(dict.fromkeys(self.owners.values())) or (SourceKey.prometheus(),)
         self.summary = StatusLine(classes="panel-body")
         self.table = KeyedTable(columns=COLUMNS, id="metrics-table", fit=Fit("query", 12, drop=("levels",)))
         self._history: dict[str, deque[float | None]] = {q: deque(maxlen=HISTORY) for q, _, _ in queries}
-        self._seen_at: float | None = None
+        self._seen_at: dict[str, float] = {}
 
     def compose(self) -> ComposeResult:
         yield self.status
@@ -49,23 +57,28 @@ class MetricsPanel(Panel):
         return 5 + len(self.queries)
 
     def render_state(self, state: ConsoleState, now: float) -> None:
-        latest = state.snapshots.get(SourceKey.prometheus())
-        shown = state.last_good.get(SourceKey.prometheus())
-        if isinstance(latest, PrometheusSnapshot) and latest.taken_at != self._seen_at:
-            self._seen_at = latest.taken_at
-            values = {q.id: (None if q.error else q.value) for q in latest.queries}
-            for query_id, history in self._history.items():
-                history.append(values.get(query_id))
+        results, errors = {}, {}
+        for key in self.sources:
+            latest, shown = state.snapshots.get(key), state.last_good.get(key)
+            if isinstance(latest, PrometheusSnapshot):
+                errors[key] = latest.error
+                if latest.taken_at != self._seen_at.get(key):
+                    self._seen_at[key] = latest.taken_at
+                    values = {q.id: (None if q.error else q.value) for q in latest.queries}
+                    for query_id, history in self._history.items():
+                        if self.owners.get(query_id) == key:
+                            history.append(values.get(query_id))
+            if isinstance(shown, PrometheusSnapshot):
+                results |= {q.id: q for q in shown.queries}
         breaches = {b.id: b for b in state.breaches}
-        results = {q.id: q for q in shown.queries} if isinstance(shown, PrometheusSnapshot) else {}
-        # Prometheus itself failing is one ERROR row in the breaches; here every query says it,
-        # next to the last good value.
-        down = latest.error if isinstance(latest, PrometheusSnapshot) else None
         rows = []
         for query_id, title, unit in self.queries:
             bound = self.thresholds.get(query_id)
             result = results.get(query_id)
             breach = breaches.get(bound.id) if bound else None
+            # Prometheus itself failing is one ERROR row in the breaches; here every query of
+            # that server says it, next to the last good value.
+            down = errors.get(self.owners.get(query_id, SourceKey.prometheus()))
             if down is not None:
                 number = None if result is None else result.value
                 state_cell = error_text(down.kind)
@@ -88,7 +101,15 @@ class MetricsPanel(Panel):
                             Text(sparkline(list(self._history[query_id])))])
             )  # fmt: skip
         self.table.sync(rows)
-        self.summary.update(self._summary(shown))
+        summaries = [(key, state.last_good.get(key)) for key in self.sources]
+        if len(summaries) == 1:
+            self.summary.update(self._summary(summaries[0][1]))
+        else:  # several servers: each one's summary under its name
+            out = Text()
+            for key, snapshot in summaries:
+                out.append(f"{'  ' if out else ''}{key.name or key}: ", style="bold")
+                out.append_text(self._summary(snapshot) if snapshot is not None else Text("no data yet"))
+            self.summary.update(out)
 
     @staticmethod
     def _summary(snapshot: object) -> Text:

@@ -478,6 +478,7 @@ async def test_secret_headers_sent_everywhere_and_never_shown(http_server: StubS
     token = "Bearer s3cr3t-t0ken-value"
     fake_prometheus(http_server, alerts={"status": 401, "body": f"bad credentials: {token}"})
     http_server.route("/am/api/v2/silences", json=[])
+    http_server.route("/am/api/v2/alerts", json=[])
     source = sources(
         http_server.url(),
         query("q", "up"),
@@ -485,7 +486,7 @@ async def test_secret_headers_sent_everywhere_and_never_shown(http_server: StubS
         alertmanager_url=http_server.url("/am"),
     )
     snapshot = await source.poll()
-    assert len(http_server.requests) == 5
+    assert len(http_server.requests) == 6
     for request in http_server.requests:
         assert request.headers.get("Authorization") == token, request.path
         assert request.headers.get("X-Org") == "ops"
@@ -550,6 +551,15 @@ async def test_hostile_strings_are_sanitised(http_server: StubServer, sources: A
         targets={"json": ok({"activeTargets": [target]})},
     )
     http_server.route("/am/api/v2/silences", json=[silence])
+    am_alert = {
+        "labels": hostile_labels,
+        "annotations": {"summary": HOSTILE},
+        "fingerprint": HOSTILE,
+        "generatorURL": HOSTILE,
+        "startsAt": HOSTILE,
+        "status": {"state": HOSTILE, "silencedBy": [HOSTILE], "inhibitedBy": [HOSTILE, 7]},
+    }
+    http_server.route("/am/api/v2/alerts", json=[am_alert])
     bad = {"status": "error", "errorType": HOSTILE, "error": HOSTILE}
     http_server.route("/api/v1/query?query=bad", status=400, json=bad)
     source = sources(
@@ -559,6 +569,7 @@ async def test_hostile_strings_are_sanitised(http_server: StubServer, sources: A
 
     assert snapshot.ok and snapshot.alertmanager_error is None
     assert len(snapshot.alerts) == 1 and len(snapshot.silences) == 1 and len(snapshot.targets) == 1
+    assert snapshot.alertmanager_alerts is not None and len(snapshot.alertmanager_alerts) == 1
     assert snapshot.queries[1].error is not None
     texts = list(strings(snapshot))
     assert len(texts) > 40
@@ -577,6 +588,11 @@ async def test_hostile_strings_are_sanitised(http_server: StubServer, sources: A
         *(r.last_error for g in snapshot.rule_groups for r in g.rules),
         *(t.last_error for t in snapshot.targets),
         *snapshot.silences[0].matchers,
+        *(
+            x
+            for a in snapshot.alertmanager_alerts
+            for x in (a.fingerprint, a.status, *a.silenced_by, *a.inhibited_by)
+        ),
         *snapshot.warnings,
         snapshot.queries[1].error.reason,
     ]

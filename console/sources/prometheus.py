@@ -86,6 +86,7 @@ NAME_LIMIT = 200  # label names, alert/rule/job names
 VALUE_LIMIT = 1024  # label values, matchers (one line)
 TEXT_LIMIT = 4096  # annotations, rule queries, comments (newlines kept)
 WORD_LIMIT = 32  # states and health words
+AM_ALERTS_PARAMS = {"active": "true", "silenced": "true", "inhibited": "true", "unprocessed": "true"}
 USER_AGENT = "incident-console"
 
 T = TypeVar("T")
@@ -120,6 +121,7 @@ class _Part(Generic[T]):
     value: T
     warnings: tuple[str, ...] = ()
     error: SourceError | None = None
+    total: int = 0  # items the endpoint listed, when more than those kept may have been
 
 
 # --- decoding -----------------------------------------------------------------------------
@@ -132,7 +134,42 @@ def _parse_json(status: int, content_type: str, body: bytes) -> Any:
         if status >= 300:
             raise _Failed(http_status_error(status, body)) from None
         media = content_type.split(";", 1)[0].strip() or "no content type"
-        raise _bad(f"not JSON ({media}): {exc}") from None
+        raise _bad(f"not JSON ({media}): {_not_json(media, body, exc)}") from None
+
+
+_TITLE = re.compile(rb"<title[^>]*>(.{0,400}?)</title>", re.IGNORECASE | re.DOTALL)
+_LOGIN = re.compile(rb"type=[\"']?password|log ?in|sign ?in|single sign-on|oauth", re.IGNORECASE)
+_LOGIN_URL = re.compile(r"log_?-?in|sign_?-?in|sso|oauth|auth", re.IGNORECASE)
+
+
+def _not_json(media: str, body: bytes, exc: Exception) -> str:
+    """What a body that is not JSON is: an HTML page (a login page?) or garbage."""
+    head = body[:65536]
+    if media != "text/html" and not head.lstrip()[:14].lower().startswith((b"<!doctype html", b"<html")):
+        return str(exc)
+    title = _TITLE.search(head)
+    what = "an HTML page" + (
+        f" titled {one_line(title.group(1).decode('utf-8', 'replace'), 80)!r}" if title else ""
+    )
+    if _LOGIN.search(head):
+        what += " — a login page in front of the API? Point the console at the API itself, or give it a token header"
+    return what
+
+
+def redirect_error(status: int, location: str) -> SourceError:
+    """A 3xx from an API: never followed (a redirect to a login page would read as HTML, or
+    worse as an empty answer); said as what it is."""
+    where = one_line(redact.url(location), 200) if location else "no Location"
+    if location and _LOGIN_URL.search(location):
+        return source_error(
+            ErrorKind.AUTH_FAILED,
+            f"HTTP {status}: redirected to a login page ({where}); the console needs the API itself "
+            "(its own URL, or a token header)",
+        )
+    return source_error(
+        ErrorKind.BAD_RESPONSE,
+        f"HTTP {status}: redirected to {where} (redirects are not followed: configure that URL)",
+    )
 
 
 def _api_error(status: int, doc: dict[str, Any]) -> SourceError:
@@ -295,7 +332,16 @@ def _alerts(data: object) -> tuple[PromAlert, ...]:
     return tuple(alerts[:MAX_ITEMS])
 
 
+def _seconds(raw: object) -> float | None:
+    """A duration in seconds as the rules API gives it (a number); anything else is None."""
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw) and raw >= 0:
+        return float(raw)
+    return None
+
+
 def _rule(raw: dict[str, Any]) -> PromRule:
+    alerts = raw.get("alerts")
+    labels = _labels(raw.get("labels"))
     return PromRule(
         name=one_line(raw.get("name"), NAME_LIMIT),
         type=_word(raw.get("type")),
@@ -303,18 +349,40 @@ def _rule(raw: dict[str, Any]) -> PromRule:
         health=_word(raw.get("health")),
         last_error=one_line(raw.get("lastError"), 400),
         query=clean(raw.get("query"), TEXT_LIMIT),
+        duration=_seconds(raw.get("duration")),
+        labels=labels,
+        severity=dict(labels).get("severity", ""),
+        evaluation_time=_seconds(raw.get("evaluationTime")),
+        last_evaluation=parse_time(raw.get("lastEvaluation")),
+        alerts=len(alerts) if isinstance(alerts, list) else 0,
     )
 
 
-def _rule_groups(data: object) -> tuple[RuleGroup, ...]:
+def _rule_groups(data: object) -> _Part[tuple[RuleGroup, ...]]:
+    """Every group, with at most MAX_ITEMS rules kept all together; ``_Part.value`` holds the
+    groups, the count of rules the API listed travels as the part's ``total``."""
     groups: list[RuleGroup] = []
-    room = MAX_ITEMS
-    for raw in islice(_dicts(_list(data, "groups")), MAX_ITEMS):
-        rules = [_rule(rule) for rule in islice(_dicts(raw.get("rules")), room)]
+    room, total = MAX_ITEMS, 0
+    for raw in _dicts(_list(data, "groups")):
+        listed = raw.get("rules") if isinstance(raw.get("rules"), list) else []
+        total += len(listed)
+        if len(groups) >= MAX_ITEMS:
+            continue  # counted, not kept
+        rules = [_rule(rule) for rule in islice(_dicts(listed), room)]
         room -= len(rules)
         name, file = one_line(raw.get("name"), NAME_LIMIT), one_line(raw.get("file"), VALUE_LIMIT)
-        groups.append(RuleGroup(name=name, file=file, rules=tuple(rules)))
-    return tuple(groups)
+        groups.append(
+            RuleGroup(
+                name=name,
+                file=file,
+                rules=tuple(rules),
+                interval=_seconds(raw.get("interval")),
+                evaluation_time=_seconds(raw.get("evaluationTime")),
+                last_evaluation=parse_time(raw.get("lastEvaluation")),
+                rules_total=len(listed),
+            )
+        )
+    return _Part(tuple(groups), total=total)
 
 
 def _target(raw: dict[str, Any]) -> ScrapeTarget:
@@ -365,6 +433,41 @@ def _silences(doc: object) -> tuple[Silence, ...]:
     silences = [_silence(raw) for raw in _dicts(doc)]
     silences.sort(key=lambda s: (_SILENCE_ORDER.get(s.state, 3), -(s.ends_at or 0.0), s.id))
     return tuple(silences[:MAX_ITEMS])
+
+
+def _am_alert(raw: dict[str, Any]) -> PromAlert:
+    labels = _labels(raw.get("labels"))
+    names = dict(labels)
+    status = raw.get("status") if isinstance(raw.get("status"), dict) else {}
+
+    def ids(key: str) -> tuple[str, ...]:
+        found = status.get(key)
+        items = found if isinstance(found, list) else []
+        return tuple(one_line(x, 64) for x in items[:MAX_LABELS])
+
+    return PromAlert(
+        name=names.get("alertname", ""),
+        state="firing",  # Alertmanager holds the alerts Prometheus fires
+        severity=Severity.from_label(names.get("severity")),
+        labels=labels,
+        annotations=_labels(raw.get("annotations"), multiline=True),
+        active_at=parse_time(raw.get("startsAt")),
+        origin="alertmanager",
+        fingerprint=one_line(raw.get("fingerprint"), 64),
+        status=_word(status.get("state")),
+        silenced_by=ids("silencedBy"),
+        inhibited_by=ids("inhibitedBy"),
+        ends_at=parse_time(raw.get("endsAt")),
+        generator_url=one_line(raw.get("generatorURL"), VALUE_LIMIT),
+    )
+
+
+def _am_alerts(doc: object) -> tuple[PromAlert, ...]:
+    if not isinstance(doc, list):
+        raise _bad(f"expected a JSON list of alerts, got {type(doc).__name__}")
+    alerts = [_am_alert(raw) for raw in _dicts(doc)]
+    alerts.sort(key=lambda a: (-a.severity, a.active_at or 0.0, a.name))
+    return tuple(alerts[:MAX_ITEMS])
 
 
 # --- errors from requests (the query path) ------------------------------------------------
@@ -437,6 +540,8 @@ class PrometheusSource:
 
     def __init__(self, config: Prometheus, interval: float, *, body_limit: int = BODY_LIMIT):
         self.config = config
+        self.key = config.key  # prometheus, or prometheus:<name> for a server of a list
+        self.name = config.name or ""
         self.interval = interval
         # Each part is bounded by config.timeout and they run side by side; a second of slack
         # lets the poll report per-part timeouts before the poller's hard limit hits.
@@ -454,6 +559,7 @@ class PrometheusSource:
         self._session.verify = config.verify_tls
         self._session.headers.update(self._headers)
         self._session.hooks["response"].append(self._on_response)
+        self._session.max_redirects = 0  # a 3xx is an error the hook names (redirect_error)
         self._prom = PrometheusConnect(
             url=self._base,
             headers=None,  # already on the session
@@ -484,6 +590,7 @@ class PrometheusSource:
     def failed(self, error: SourceError, taken_at: float, latency: float | None) -> PrometheusSnapshot:
         return PrometheusSnapshot(
             source=self.key,
+            name=self.name,
             taken_at=taken_at,
             latency=latency,
             error=error,
@@ -500,19 +607,23 @@ class PrometheusSource:
     # -- one poll --
 
     async def _poll(self, watch: Stopwatch) -> PrometheusSnapshot:
-        queries, alerts, rules, targets, silences = await asyncio.gather(
+        queries, alerts, rules, targets, silences, am_alerts = await asyncio.gather(
             self._queries(),
             self._api("/api/v1/alerts", _alerts),
             self._api("/api/v1/rules", _rule_groups),
             self._api("/api/v1/targets", _targets, {"state": "active"}),
-            self._silences(),
+            self._alertmanager("/api/v2/silences", _silences),
+            # every alert Alertmanager holds: active, silenced, inhibited and not yet routed
+            self._alertmanager("/api/v2/alerts", _am_alerts, AM_ALERTS_PARAMS),
         )
         parts = {"alerts": alerts, "rules": rules, "targets": targets}
         failures = tuple((name, part.error) for name, part in parts.items() if part.error)
         nothing_worked = len(failures) == len(parts) and all(q.error for q in queries.value)
         warnings = [*queries.warnings, *(w for part in parts.values() for w in part.warnings)]
+        am_read = bool(self._am_base) and am_alerts.error is None
         return PrometheusSnapshot(
             source=self.key,
+            name=self.name,
             taken_at=watch.taken_at,
             latency=watch.elapsed,
             error=failures[0][1] if nothing_worked else None,
@@ -521,11 +632,13 @@ class PrometheusSource:
             queries=queries.value,
             alerts=alerts.value,
             rule_groups=rules.value,
+            rules_total=rules.total,
             targets=targets.value,
             warnings=tuple(dict.fromkeys(warnings))[:MAX_WARNINGS],
             alertmanager_url=self.alertmanager_url,
             silences=silences.value,
-            alertmanager_error=silences.error,
+            alertmanager_error=silences.error or am_alerts.error,
+            alertmanager_alerts=am_alerts.value if am_read else None,
         )
 
     # -- PromQL through prometheus-api-client, in a thread --
@@ -571,6 +684,11 @@ class PrometheusSource:
         """requests response hook (runs before the library sees the response): read the body
         with a cap and keep the envelope's data, warnings and error for ``_run_query``."""
         seen = self._seen
+        if response.is_redirect:  # not followed (max_redirects 0): say where it led
+            seen.error = redirect_error(response.status_code, response.headers.get("location", ""))
+            response._content = b""  # requests reads a redirect's body before it refuses to go on
+            response.close()
+            return
         body = _read_capped_sync(response, self.body_limit)
         try:
             seen.data, seen.warnings = _envelope(
@@ -606,34 +724,47 @@ class PrometheusSource:
         except (TimeoutError, asyncio.CancelledError):
             self._interrupted = True  # the client is discarded once the poll's other requests are done
             raise
+        if response.is_redirect:
+            raise _Failed(redirect_error(response.status_code, response.headers.get("location", "")))
         content_type = response.headers.get("content-type", "")
         return await asyncio.to_thread(decode, response.status_code, content_type, body)
 
     async def _api(
-        self, path: str, parse: Callable[[Any], tuple[T, ...]], params: dict[str, str] | None = None
+        self,
+        path: str,
+        parse: Callable[[Any], tuple[T, ...] | _Part[tuple[T, ...]]],
+        params: dict[str, str] | None = None,
     ) -> _Part[tuple[T, ...]]:
         def decode(status: int, content_type: str, body: bytes) -> _Part[tuple[T, ...]]:
             data, warnings = _envelope(status, content_type, body)
-            return _Part(_guarded(parse, data, path), warnings)
+            parsed = _guarded(parse, data, path)
+            if isinstance(parsed, _Part):
+                return _Part(parsed.value, warnings, total=parsed.total)
+            return _Part(parsed, warnings)
 
         try:
             return await self._fetch(self._base + path, decode, params or {})
         except Exception as exc:
             return _Part((), error=_fetch_error(exc))
 
-    async def _silences(self) -> _Part[tuple[Silence, ...]]:
+    async def _alertmanager(
+        self, path: str, parse: Callable[[Any], tuple[T, ...]], params: dict[str, str] | None = None
+    ) -> _Part[tuple[T, ...]]:
+        """One of Alertmanager's v2 endpoints (a bare JSON list, no envelope)."""
         if not self._am_base:
             return _Part(())
+        what = path.rsplit("/", 1)[-1]
 
-        def decode(status: int, content_type: str, body: bytes) -> _Part[tuple[Silence, ...]]:
+        def decode(status: int, content_type: str, body: bytes) -> _Part[tuple[T, ...]]:
             if status >= 300:
                 raise _Failed(http_status_error(status, body))
-            return _Part(_guarded(_silences, _parse_json(status, content_type, body), "silences"))
+            return _Part(_guarded(parse, _parse_json(status, content_type, body), what))
 
         try:
-            return await self._fetch(self._am_base + "/api/v2/silences", decode, {})
+            return await self._fetch(self._am_base + path, decode, params or {})
         except Exception as exc:
-            return _Part((), error=_fetch_error(exc))
+            error = _fetch_error(exc)
+            return _Part((), error=SourceError(error.kind, f"{what}: {error.reason}"))
 
 
 def _guarded(parse: Callable[[Any], T], data: Any, what: str) -> T:
