@@ -89,7 +89,7 @@ def test_the_installed_command_lists_and_a_closed_pipe_is_quiet() -> None:
         cwd=ROOT,
         timeout=60,
     )
-    assert done.stdout.splitlines()[1].startswith("automation-safety-controls")
+    assert done.stdout.splitlines()[1].startswith("auth-errors")
     assert done.stderr == ""
 
 
@@ -109,14 +109,17 @@ def test_show_prints_steps_with_what_they_run_and_masks_secrets(
     runbook = pack_for(load_config(config)).get("provider-down")
     numbered = [line for line in lines if re.match(r"^\s?\d+\. \[", line)]
     assert len(numbered) == len(runbook.steps)
-    assert numbered[5] == " 6. [action] Switch hubspot off while it is failing (stops cascading failures)"
+    assert numbered[5] == (
+        " 6. [action, destructive] Switch hubspot off for tenant default (stops the cascading failures)"
+    )
     action = lines[lines.index(numbered[5]) + 1 : lines.index(numbered[6])]
+    url = "http://127.0.0.1:8081/api/v1/admin/tenants/default/integrations/hubspot"
     assert [line.strip() for line in action] == [
-        "Only when the failing integration is hurting everything else; remember to switch it back on.",
-        "PATCH http://127.0.0.1:8081/api/v1/admin/integrations/hubspot",
+        "Only when the failing integration is hurting everything else.",
+        f"PATCH {url}",
         "Authorization: ***",
         'body: {"enabled": false}',
-        "confirmation: type 'hubspot' to run: PATCH http://127.0.0.1:8081/api/v1/admin/integrations/hubspot",
+        f"confirmation: type 'hubspot' to run: PATCH {url}",
     ]
     assert "POST-INCIDENT CHECKLIST" in lines
     assert "  [ ] Check whether any data needs a manual sync" in lines
@@ -145,7 +148,7 @@ def test_show_has_the_escalation_levels_and_signal_confirmation(capsys: pytest.C
     ("wanted", "hint"),
     [
         ("lock-contenton", " (did you mean 'lock-contention'?)"),
-        ("oauth", " (did you mean 'oauth-expired'?)"),
+        ("oauth", " (did you mean 'oauth-expired', 'auth-errors'?)"),
         ("zzzz", ""),
     ],
 )
@@ -219,7 +222,7 @@ async def _an_incident(config_path: Path, server: StubServer) -> float:
 @pytest.fixture
 def incident_server(http_server: StubServer) -> StubServer:
     http_server.route("/api/v1/integrations/status", json={"hubspot": {"state": "error"}})
-    http_server.route("/api/v1/admin/integrations/hubspot", json={"enabled": False})
+    http_server.route("/api/v1/admin/tenants/default/integrations/hubspot", json={"enabled": False})
     return http_server
 
 
@@ -241,11 +244,13 @@ async def test_export_markdown_has_timeline_breaches_actions_notes_and_checklist
     assert "- Checks: 1 passed, 0 failed" in out
     timeline = [line for line in out.splitlines() if re.match(r"^\| \d{4}-", line)]
     # a breach is the system's, read as its severity (issue 18), not the operator's failure
-    assert any("| system | ✖ CRIT | sync-worker health firing: FAIL sync-worker |" in line for line in timeline)
+    assert any(
+        "| system | ✖ CRIT | sync-worker health firing: FAIL sync-worker |" in line for line in timeline
+    )
     assert any("| system | ✔ ok | sync-worker health cleared (was firing since " in line for line in timeline)
     assert any("⊘ refused | refused: Switch hubspot off" in line for line in timeline)
     assert re.search(r"\| sync-worker health \(sync-worker\) \| CRIT \| .* \| 10m\d\ds \|", out)
-    assert "### " in out and "succeeded: Switch hubspot off while it is failing" in out
+    assert "### " in out and "succeeded: Switch hubspot off for tenant default" in out
     assert "- by alice@console-host (ssh from 10.0.0.5), confirmed: typed, took " in out
     assert "Authorization: \\*\\*\\*" not in out and "Authorization: ***" in out  # in a code block, as is
     # Hostile note text is inert Markdown: no table cell break, no link, no HTML, no emphasis.
@@ -284,7 +289,7 @@ async def test_export_json_is_the_same_report_for_scripts(
     assert succeeded["step"] == "disable-integration" and succeeded["runbook"] == "provider-down"
     assert succeeded["lines"][1] == "Authorization: ***"
     (runbook,) = doc["runbooks"]
-    assert runbook["steps"] == {"done": 2, "todo": 8}
+    assert runbook["steps"] == {"done": 2, "todo": 12}
     assert [c["done"] for c in runbook["checklist"]] == [False, False, True]
     assert [t["event"] for t in doc["timeline"]][:2] == ["note", "breach.start"]
     assert TOKEN not in out
@@ -374,10 +379,11 @@ def test_show_fills_values_into_titles_everywhere(capsys: pytest.CaptureFixture[
     assert code == 0
     # Templates show only where a default is given as written; everything else is filled in.
     assert [line for line in out.splitlines() if "{{" in line and "(default {{" not in line] == []
-    assert " 1. [check] Sessions idle in transaction for more than 300 s" in out
-    assert "      wait 10s, then run 'Sessions idle in transaction for more than 300 s' again" in out
+    assert " 2. [check] Sessions idle in transaction for more than 300 s" in out
+    assert "      expect: below 300 (threshold postgres.main.idle_in_transaction)" in out
+    assert "      wait 1m00s, then run 'Longest idle-in-transaction session, in seconds' again" in out
     assert (
-        "  older_than = 300 (default {{threshold_level|300}}): seconds idle in transaction (source: 5 minutes)"
+        "  older_than = 300 (default {{threshold_level|300}}): seconds idle in transaction (003: 5 minutes)"
         in out
     )
 

@@ -58,13 +58,14 @@ async def test_runbook_steps_manual_note_and_progress_survive_a_restart(tmp_path
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_lock_runbook(pilot, app)
         assert [s.step.id for s in screen.session.steps] == [
+            "waiting",
             "blocked",
             "terminate-root-blocker",
             "recheck",
             "owner",
             "escalate",
         ]
-        await pilot.press("n", "n", "n")  # next, next, next: the manual step
+        await pilot.press("n", "n", "n", "n")  # next four times: the manual step
         assert screen.selected.step.id == "owner"
         await pilot.press("m")
         owner = screen.session.progress.status("owner")

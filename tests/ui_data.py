@@ -50,10 +50,15 @@ CONFIG = {
         "url": "http://127.0.0.1:3",
         "queries": [
             {"id": "error_rate", "title": "5xx share", "query": "x", "unit": "ratio",
-             "threshold": {"warning": 0.01, "critical": 0.05, "runbooks": []}},
+             "threshold": {"warning": 0.01, "critical": 0.05, "recovery": 0.008, "runbooks": []}},
             {"id": "p95_latency", "title": "p95 latency", "query": "y", "unit": "s",
              "threshold": {"warning": 0.5, "critical": 1}},
             {"id": "queue_depth", "title": "queue depth", "query": "z", "unit": ""},
+            # the other thresholds the runbook pack compares with ({threshold: id}), as in config/console.yaml
+            {"id": "sync_success_ratio", "title": "sync success", "query": "s", "unit": "ratio",
+             "threshold": {"warning": 0.99, "critical": 0.95, "direction": "below"}},
+            {"id": "upstream_429_rate", "title": "upstream 429s", "query": "u", "unit": "/s",
+             "threshold": {"warning": 0.1}},
         ],
     },
     "runbooks_dir": str(RUNBOOKS),
@@ -61,7 +66,8 @@ CONFIG = {
         "storefront_url": "http://127.0.0.1:5", "sync_worker_url": "http://127.0.0.1:6",
         "admin_token": {"value": "admin-canary-5521", "secret": True},
         "storefront_app": "storefront", "sync_worker_app": "sync-worker", "flyctl": "/bin/false",
-        "pg_cluster": "main",
+        "pg_cluster": "main", "chatwoot_app": "chatwoot", "chatwoot_url": "http://127.0.0.1:7",
+        "tenant_id": "default", "idle_connection_seconds": "300",
         **{f"status_page_{name}": "https://status.example"
            for name in ("shopify", "flyio", "supabase", "hubspot", "openai", "google_analytics")},
     },

@@ -12,13 +12,18 @@ from typing import Any
 
 import yaml
 
+from console import promql
 from console.demo import rules as demo_rules
 
 REPO_RUNBOOKS = Path(__file__).resolve().parents[2] / "config" / "runbooks"
+#: The real estate's config: the demo takes its Prometheus queries and their levels from it (one
+#: number in one place), as the demo's alert rules come from config/prometheus/rules.yml.
+REPO_CONFIG = REPO_RUNBOOKS.parent / "console.yaml"
+REPO_SEEDS = REPO_RUNBOOKS.parent / "seed-scenarios.yaml"
+DEMO_TENANT = "demo"  # the one tenant of the demo services (console.demo.service.DEMO_TENANT)
 SCRAPE_INTERVAL = "1s"
 JOURNAL = "journal.jsonl"  # the demo's own journal, in its state dir: never the user's
 PREVIOUS_JOURNAL = "journal.previous.jsonl"  # the run before (a new run starts a new journal)
-RANGE = "10s"  # the demo's rate() window: the real 5m scaled like the rules (demo_rules.DEMO_FACTOR)
 
 STATUS_PAGES = {
     "status_page_shopify": "https://www.shopifystatus.com",
@@ -110,20 +115,42 @@ def runbooks_dir(state_dir: Path) -> Path:
     return fallback
 
 
+def prometheus_queries(source: Path = REPO_CONFIG) -> list[dict[str, Any]]:
+    """The queries of config/console.yaml with their thresholds, range windows scaled like the
+    demo's rules ([5m] runs as [10s]) and without ``for``/``keep_firing_for`` (a demo breach shows
+    at once; the alerts keep their scaled ``for:``). The runbooks compare with these levels by id."""
+    doc = yaml.safe_load(source.read_text()) or {}
+    out = []
+    for query in (doc.get("prometheus") or {}).get("queries") or []:
+        query = dict(query)
+        query["query"] = promql.scale_expr(str(query["query"]), demo_rules.DEMO_FACTOR, demo_rules.MIN_WINDOW)
+        if isinstance(query.get("threshold"), dict):
+            query["threshold"] = {
+                k: v for k, v in query["threshold"].items() if k not in ("for", "keep_firing_for")
+            }
+        out.append(query)
+    return out
+
+
 def console_config(
     state_dir: Path, ends: Endpoints, token: str, console_dsn: str, flyctl: Path
 ) -> dict[str, Any]:
-    def query(qid: str, title: str, expr: str, unit: str, **threshold: Any) -> dict[str, Any]:
-        return {"id": qid, "title": title, "query": expr, "unit": unit, "threshold": threshold}
-
+    runbooks: dict[str, Any] = {
+        # The safety rules hold for the pack: check-config and the console refuse it otherwise.
+        "strict": True,
+        # Runbook waits and PromQL check windows at the scale of the demo's alert rules (a runbook
+        # that waits 15 minutes waits 30 s; [5m] in a check runs as [10s]): docs/ARCHITECTURE.md.
+        "time_scale": demo_rules.DEMO_FACTOR,
+        "min_window": f"{demo_rules.MIN_WINDOW:g}s",
+    }
+    if REPO_SEEDS.is_file():
+        runbooks["seed_scenarios"] = str(REPO_SEEDS)
     return {
         "environment": {"name": "demo", "production": False},
         "read_only": False,
         "journal": str(Path(state_dir).absolute() / JOURNAL),
         "runbooks_dir": str(runbooks_dir(state_dir)),
-        # Runbook waits and PromQL check windows at the scale of the demo's alert rules (a runbook
-        # that waits 15 minutes waits 30 s; [5m] in a check runs as [10s]): docs/ARCHITECTURE.md.
-        "runbooks": {"time_scale": demo_rules.DEMO_FACTOR, "min_window": f"{demo_rules.MIN_WINDOW:g}s"},
+        "runbooks": runbooks,
         "refresh": {"health": "1s", "prometheus": "2s", "postgres": "1s"},
         "variables": {
             "storefront_url": ends.storefront,
@@ -131,6 +158,13 @@ def console_config(
             "admin_token": {"value": token, "secret": True},
             "storefront_app": "storefront",
             "sync_worker_app": "sync-worker",
+            # Chatwoot is an app of its own in a real estate (seed 000); the demo plays it inside
+            # the storefront: the flyctl shim says so for this name, /demo/chatwoot/hc is its /hc.
+            "chatwoot_app": "chatwoot",
+            "chatwoot_url": f"{ends.storefront}/demo/chatwoot",
+            "tenant_id": DEMO_TENANT,
+            # 003's 5 minutes of idleness, at the demo's scale (its idle/long-running levels are 5 s)
+            "idle_connection_seconds": "5",
             "flyctl": str(flyctl),
             "pg_cluster": "demo",
             **STATUS_PAGES,
@@ -154,53 +188,7 @@ def console_config(
             "url": ends.prometheus,
             "alertmanager_url": ends.alertmanager,
             "timeout": "3s",
-            "queries": [
-                query(
-                    "error_rate",
-                    "5xx share of requests",
-                    f'(sum by (job) (rate(http_requests_total{{status=~"5.."}}[{RANGE}]))'
-                    f" or 0 * sum by (job) (rate(http_requests_total[{RANGE}])))"
-                    f" / sum by (job) (rate(http_requests_total[{RANGE}]))",
-                    "ratio",
-                    warning=0.01,
-                    critical=0.05,
-                    recovery=0.008,
-                ),
-                query(
-                    "p95_latency",
-                    "p95 request latency",
-                    f"histogram_quantile(0.95, sum by (job, le) (rate(http_request_duration_seconds_bucket[{RANGE}])))",
-                    "s",
-                    warning=1,
-                    critical=3,
-                ),
-                query(
-                    "sync_success_ratio",
-                    "sync success ratio",
-                    'sync_success_ratio{job="sync-worker"}',
-                    "ratio",
-                    warning=0.99,
-                    critical=0.95,
-                    direction="below",
-                ),
-                query(
-                    "upstream_429_rate",
-                    "upstream 429s per second",
-                    f'sum by (job, provider) (rate(upstream_requests_total{{status="429"}}[{RANGE}]))'
-                    f" or 0 * sum by (job, provider) (rate(upstream_requests_total[{RANGE}]))",
-                    "/s",
-                    warning=0.1,
-                    critical=2,
-                ),
-                query(
-                    "queue_depth",
-                    "work queue depth",
-                    "max by (job, queue) (queue_depth)",
-                    "items",
-                    warning=100,
-                    critical=500,
-                ),
-            ],
+            "queries": prometheus_queries(),
         },
         "postgres": [
             {
@@ -208,7 +196,8 @@ def console_config(
                 "dsn": console_dsn,
                 "statement_timeout": "2s",
                 "thresholds": {
-                    "connections": {"warning": 0.8, "critical": 0.95},
+                    # near max_connections for 5 s: the demo's 5 minutes (idle_connection_seconds)
+                    "connections": {"warning": 0.8, "critical": 0.95, "for": "5s"},
                     # The runbooks' 5 minutes, shortened so that a demo scenario shows in seconds.
                     "long_running": {"warning": 5, "critical": 60},
                     "idle_in_transaction": {"warning": 5, "critical": 60},

@@ -120,11 +120,29 @@ class ServiceState:
         self.started_at = time.time()
         self.release = 42
         self.releases: list[dict[str, object]] = [
-            {"version": 41, "status": "complete", "description": "deploy", "at": self.started_at - 86400},
-            {"version": 42, "status": "complete", "description": "deploy", "at": self.started_at - 3600},
+            self.new_release(41, "deploy", self.started_at - 86400),
+            self.new_release(42, "deploy", self.started_at - 3600),
         ]
+        self.bad_image = ""  # the image a bad release (error-spike) deployed
         self.restarts = 0
         self.reset_switches()
+
+    def image(self, version: int) -> str:
+        """The image a release deploys (what ``flyctl releases --image`` lists)."""
+        return f"registry.fly.io/{self.personality}:deployment-{version}"
+
+    def new_release(self, version: int, description: str, at: float, image: str = "") -> dict[str, object]:
+        return {
+            "version": version,
+            "status": "complete",
+            "description": description,
+            "at": at,
+            "image": image or self.image(version),
+        }
+
+    @property
+    def current_image(self) -> str:
+        return str(self.releases[-1]["image"])
 
     def reset_switches(self) -> None:
         """The operator's switches back to a normal day (``demo reset``)."""
@@ -192,9 +210,20 @@ class ServiceState:
         self.workers_poisoned = False
         self.circuit_open = False
         self.started_at = time.time()
-        self.releases.append(
-            {"version": self.release, "status": "complete", "description": "restart", "at": self.started_at}
-        )
+        self.releases.append(self.new_release(self.release, "restart", self.started_at, self.current_image))
+
+    def deploy(self, image: str) -> dict[str, object]:
+        """``flyctl deploy --image``: a new release running ``image``, one of the releases' images
+        (a rollback deploys an earlier one). The bad release's errors go with its image."""
+        if image not in {r["image"] for r in self.releases}:
+            raise KeyError(
+                f"unknown image {image!r}: deploy one of the releases' images (flyctl releases --image)"
+            )
+        self.release += 1
+        self.workers_poisoned = bool(self.bad_image) and image == self.bad_image
+        release = self.new_release(self.release, f"deploy {image.rsplit(':', 1)[-1]}", time.time(), image)
+        self.releases.append(release)
+        return release
 
     def refresh_token(self, provider: str) -> None:
         integration = self.integrations[provider]
@@ -230,7 +259,8 @@ class Fault:
 
 
 class ErrorSpike(Fault):
-    """A bad release: a third of public requests answer 500 until the workers restart."""
+    """A bad release: a third of public requests answer 500 until the workers restart or the
+    release is rolled back (``flyctl deploy --image`` with an earlier image)."""
 
     name = "error-spike"
     share = 0.35
@@ -238,9 +268,8 @@ class ErrorSpike(Fault):
     def inject(self, svc: ServiceState) -> None:
         svc.workers_poisoned = True
         svc.release += 1
-        svc.releases.append(
-            {"version": svc.release, "status": "complete", "description": "deploy", "at": time.time()}
-        )
+        svc.releases.append(svc.new_release(svc.release, "deploy", time.time()))
+        svc.bad_image = svc.current_image
 
     def clear(self, svc: ServiceState) -> None:
         svc.workers_poisoned = False

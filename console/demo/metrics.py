@@ -48,6 +48,35 @@ class ServiceMetrics:
         self.fallback_routing = Counter(
             "fallback_routing_total", "Conversations routed by the fallback rules", registry=r
         )
+        # 004 1.1: deliveries reaching the webhook ingress (any answer) vs events accepted onto the
+        # processing queue: "queue receives drop to zero while Richpanel traffic continues".
+        self.webhook_requests = Counter(
+            "webhook_requests_total",
+            "Webhook deliveries reaching the ingress, by sender and answer",
+            ["source", "status"],
+            registry=r,
+        )
+        self.queue_receives = Counter(
+            "queue_receives_total",
+            "Inbound events accepted onto the processing queue",
+            ["source"],
+            registry=r,
+        )
+        # 004 1.5: actions decided and attempted (counted when the attempt is over, retries
+        # aside) vs actions that succeeded: "mismatch metrics decisions_made vs actions_success".
+        self.decisions = Counter(
+            "decisions_made_total", "Actions decided and attempted", ["action"], registry=r
+        )
+        self.actions_success = Counter(
+            "actions_success_total", "Actions that succeeded downstream", ["action"], registry=r
+        )
+        # 004 1.4: the classification call's latency and timeouts.
+        self.classification = Histogram(
+            "classification_duration_seconds", "Classification call duration", buckets=_BUCKETS, registry=r
+        )
+        self.classification_timeouts = Counter(
+            "classification_timeouts_total", "Classification calls that timed out", registry=r
+        )
         self.integration_up = Gauge(
             "integration_up",
             "1 when the integration's check passes (absent when disabled)",

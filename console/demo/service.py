@@ -38,6 +38,8 @@ from console.demo.faults import MODES, FailedSync, Outcome, ServiceState
 from console.demo.metrics import CONTENT_TYPE_LATEST, ServiceMetrics
 
 UNMETERED = ("/metrics", "/health", "/actuator/", "/demo/")
+DEMO_TENANT = "demo"  # the one tenant of the demo (the tenant-scoped admin routes of 002)
+WEBHOOK_SOURCES = {"storefront": "chatwoot", "sync-worker": "richpanel"}
 SIGNATURE_HEADER = "x-webhook-signature"
 DSN_ENV = "INCIDENT_CONSOLE_DEMO_DSN"  # the DSN holds a password: not on the command line
 
@@ -63,10 +65,23 @@ class Service:
         self.seen_events: OrderedDict[str, int] = OrderedDict()
         self.backoff_until = 0.0
         self.record_ids = itertools.count(1)
+        self.action_keys = itertools.count(1)
+        self.failed_actions: list[dict[str, Any]] = []  # actions that failed downstream (the DLQ)
+        self.replied: set[str] = set()  # events whose reply was sent (a re-run never sends it twice)
+        self.fallback: dict[str, str] = {}  # the fallback routing's default team and tag
         # Series that exist from the start, at 0: "no 5xx yet" is a value, not missing data.
         self.metrics.requests.labels(status="500")
         for provider in self.state.integrations:
             self.metrics.upstream.labels(provider=provider, status="429")
+        source = WEBHOOK_SOURCES[personality]
+        self.metrics.webhook_requests.labels(source=source, status="202")
+        self.metrics.queue_receives.labels(source=source)
+        if personality == "sync-worker":
+            for kind in ("route", "tag", "fetch-order", "reply"):
+                self.metrics.decisions.labels(action=kind)
+                self.metrics.actions_success.labels(action=kind)
+            self.metrics.classification_timeouts.inc(0)
+            self.metrics.queue_depth.labels(queue="dead-letter").set(0)
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -202,11 +217,26 @@ class Service:
             return 0.0  # logged only: no side effect downstream
         if self.state.mode == "route-only" and action["kind"] != "route":
             return 0.0
+        if action["kind"] == "reply" and action["event"] in self.replied:
+            return 0.0  # idempotent by event: a reply already sent is never sent again
         outcome = self.call("richpanel", action["kind"])
         if outcome.status == 429:  # honour Retry-After: the action waits at the head of the queue
             self.backoff_until = now + (outcome.retry_after or 1.0)
             self.actions.appendleft((self.backoff_until, action))
             return 0.0
+        self.metrics.decisions.labels(action=action["kind"]).inc()
+        if not outcome.ok:
+            self.failed_actions.append(
+                {**action, "error": f"{outcome.status} {outcome.error}".strip(), "at": time.time()}
+            )
+            del self.failed_actions[:-500]
+            self.metrics.queue_depth.labels(queue="dead-letter").set(len(self.failed_actions))
+            return 0.0
+        self.metrics.actions_success.labels(action=action["kind"]).inc()
+        if action["kind"] == "reply":
+            self.replied.add(action["event"])
+            while len(self.replied) > 5000:
+                self.replied.pop()
         if outcome.ok and action["kind"] == "reply":
             self.metrics.auto_replies.inc()
             if not self.state.loop_prevention and action.get("hops", 0) < 3:
@@ -225,12 +255,17 @@ class Service:
         self.seen_events[event_id] = hops
         while len(self.seen_events) > 5000:
             self.seen_events.popitem(last=False)
+        started = time.perf_counter()
         classified = self.call("openai", "classify")
+        self.metrics.classification.observe(time.perf_counter() - started)
+        if classified.status in (408, 504):
+            self.metrics.classification_timeouts.inc()
         if not classified.ok:
             self.metrics.fallback_routing.inc()
         now = time.monotonic()
         for kind in ("route", "tag", "fetch-order", "reply"):
-            self.actions.append((now, {"kind": kind, "event": event_id, "hops": hops}))
+            key = f"{event_id}:{kind}:{hops}"  # the action's idempotency key
+            self.actions.append((now, {"kind": kind, "event": event_id, "hops": hops, "key": key}))
         return "accepted"
 
     # --- routes: health and metrics -------------------------------------------------------
@@ -324,10 +359,15 @@ class Service:
         if not hmac.compare_digest(given, sign(self.state.verify_secret, body)):
             self.metrics.signature_failures.inc()
             return JSONResponse({"error": "Invalid webhook signature"}, status_code=401)
+        source = WEBHOOK_SOURCES[self.name]
         if self.name == "sync-worker":
             event = (await _json(request)).get("id") or f"evt-{random.getrandbits(48):x}"
-            return JSONResponse({"result": self.ingest(str(event))}, status_code=202)
+            result = self.ingest(str(event))
+            if result == "accepted":
+                self.metrics.queue_receives.labels(source=source).inc()
+            return JSONResponse({"result": result}, status_code=202)
         self.call("chatwoot", "webhook")
+        self.metrics.queue_receives.labels(source=source).inc()
         return JSONResponse({"result": "accepted"}, status_code=202)
 
     # --- routes: integrations and admin (docs/demo-api.md) --------------------------------
@@ -368,6 +408,130 @@ class Service:
         if integration.enabled:
             integration.state = "connected"
         return JSONResponse(integration.summary())
+
+    async def set_tenant_integration(self, request: Request) -> Response:
+        """002's tenant-scoped switch; the demo has one tenant."""
+        tenant = request.path_params["tenant"]
+        if tenant != DEMO_TENANT:
+            return JSONResponse(
+                {"error": f"no tenant {tenant!r} (the demo has {DEMO_TENANT!r})"}, status_code=404
+            )
+        return await self.set_integration(request)
+
+    async def probe(self, request: Request) -> Response:
+        """One call to the provider from the server, the integration enabled or not (002: "test
+        connectivity from server"); its answer, not the integration's state."""
+        integration = self.integration(request)
+        outcome = self.state.upstream(integration.provider, "probe")
+        self.metrics.upstream.labels(provider=integration.provider, status=str(outcome.status)).inc()
+        return JSONResponse(
+            {
+                "provider": integration.provider,
+                "reachable": outcome.ok,
+                "status": outcome.status,
+                "error": outcome.error or None,
+            }
+        )
+
+    async def sync_logs(self, request: Request) -> Response:
+        integration = self.integration(request)
+        status = request.query_params.get("status", "FAILED").upper()
+        logs = [
+            {"id": f.record, "status": "FAILED", "error": f.error, "at": f.at} for f in integration.failed
+        ]
+        return JSONResponse(
+            {
+                "provider": integration.provider,
+                "status": status,
+                "logs": logs[-50:] if status == "FAILED" else [],
+            }
+        )
+
+    async def sync_log(self, request: Request) -> Response:
+        integration = self.integration(request)
+        log_id = request.path_params["log_id"]
+        found = next((f for f in integration.failed if f.record == log_id), None)
+        if found is None:
+            return JSONResponse({"error": f"no failed sync log {log_id!r}"}, status_code=404)
+        return JSONResponse({"id": found.record, "status": "FAILED", "error": found.error, "at": found.at})
+
+    async def resync(self, request: Request) -> Response:
+        """001's "re-sync data from that point": every failed record since ``since`` again."""
+        integration = self.integration(request)
+        body = await _json(request)
+        since = _epoch(body.get("since"))
+        if since is None:
+            return JSONResponse(
+                {"error": 'expected {"since": "<ISO time>" | <epoch seconds>} (the last successful sync)'},
+                status_code=400,
+            )
+        again = [f for f in integration.failed if f.at >= since]
+        integration.failed = [f for f in integration.failed if f.at < since]
+        still = []
+        for failed in again:
+            outcome = self.call(integration.provider, "sync")
+            self.metrics.sync_jobs.labels(provider=integration.provider).inc()
+            self.state.recent_syncs.append(outcome.ok)
+            if not outcome.ok:
+                self.metrics.sync_failed.labels(provider=integration.provider).inc()
+                still.append(
+                    FailedSync(failed.record, f"{outcome.status} {outcome.error}".strip(), time.time())
+                )
+        integration.failed += still
+        self.update_sync_ratio()
+        return JSONResponse(
+            {
+                "provider": integration.provider,
+                "since": since,
+                "resynced": len(again),
+                "still_failing": len(still),
+            }
+        )
+
+    async def failed_actions_list(self, request: Request) -> Response:
+        return JSONResponse({"failed": len(self.failed_actions), "actions": self.failed_actions[-50:]})
+
+    async def rerun_failed(self, request: Request) -> Response:
+        """004 1.5: each failed action again, by its idempotency key; a reply already sent is not."""
+        now = time.monotonic()
+        rerun, skipped = [], []
+        for action in self.failed_actions:
+            if action["kind"] == "reply" and action["event"] in self.replied:
+                skipped.append(action["key"])
+                continue
+            self.actions.append((now, {k: action[k] for k in ("kind", "event", "hops", "key")}))
+            rerun.append(action["key"])
+        self.failed_actions.clear()
+        self.metrics.queue_depth.labels(queue="dead-letter").set(0)
+        return JSONResponse({"rerun": rerun, "skipped_replies_already_sent": skipped})
+
+    async def fallback_routing(self, request: Request) -> Response:
+        body = await _json(request)
+        team, tag = body.get("team"), body.get("tag")
+        if not isinstance(team, str) or not team or not isinstance(tag, str) or not tag:
+            return JSONResponse({"error": 'expected {"team": "...", "tag": "..."}'}, status_code=400)
+        self.fallback = {"team": team, "tag": tag}
+        return JSONResponse({"fallback_routing": self.fallback})
+
+    async def deploy(self, request: Request) -> Response:
+        """What ``flyctl deploy --image`` does to the demo: a new release running that image."""
+        body = await _json(request)
+        image = body.get("image")
+        if not isinstance(image, str) or not image:
+            return JSONResponse({"error": 'expected {"image": "..."}'}, status_code=400)
+        try:
+            release = self.state.deploy(image)
+        except KeyError as exc:
+            return JSONResponse({"error": exc.args[0]}, status_code=404)
+        self.actions.clear()
+        return JSONResponse({"deployed": image, "release": f"v{release['version']}"})
+
+    async def chatwoot_hc(self, request: Request) -> Response:
+        """Chatwoot's own health endpoint (/hc), played by the storefront's simulated Chatwoot."""
+        outcome = self.state.upstream("chatwoot", "hc")
+        if outcome.ok:
+            return PlainTextResponse("woot")
+        return PlainTextResponse(outcome.error or "unavailable", status_code=outcome.status)
 
     async def refresh(self, request: Request) -> Response:
         integration = self.integration(request)
@@ -451,6 +615,7 @@ class Service:
                 "mode": self.state.mode,
                 "kill_switch": self.state.kill_switch,
                 "releases": self.state.releases[-10:],
+                "fallback_routing": self.fallback or None,
             }
         )
 
@@ -492,6 +657,19 @@ class Service:
             Route("/api/v1/integrations/{provider}/status", self.integration_status),
             Route("/api/v1/integrations/{provider}/failures", self.integration_failures),
             Route("/api/v1/admin/integrations/{provider}", admin(self.set_integration), methods=["PATCH"]),
+            Route(
+                "/api/v1/admin/tenants/{tenant}/integrations/{provider}",
+                admin(self.set_tenant_integration),
+                methods=["PATCH"],
+            ),
+            Route("/api/v1/integrations/{provider}/probe", admin(self.probe)),
+            Route("/api/v1/integrations/{provider}/sync-logs", self.sync_logs),
+            Route("/api/v1/integrations/{provider}/sync-logs/{log_id}", self.sync_log),
+            Route("/api/v1/integrations/{provider}/resync", admin(self.resync), methods=["POST"]),
+            Route("/api/v1/actions/failed", admin(self.failed_actions_list)),
+            Route("/api/v1/actions/rerun-failed", admin(self.rerun_failed), methods=["POST"]),
+            Route("/admin/fallback-routing", admin(self.fallback_routing), methods=["POST"]),
+            Route("/admin/deploy", admin(self.deploy), methods=["POST"]),
             Route("/api/v1/integrations/{provider}/refresh", admin(self.refresh), methods=["POST"]),
             Route("/api/v1/integrations/{provider}/retry-failed", admin(self.retry_failed), methods=["POST"]),
             Route("/api/v1/system-metrics/queues", self.queues),
@@ -515,6 +693,7 @@ class Service:
                 Route("/api/products/{id:int}", self.product),
                 Route("/api/checkout", self.checkout, methods=["POST"]),
                 Route("/webhooks/chatwoot", self.webhook, methods=["POST"]),
+                Route("/demo/chatwoot/hc", self.chatwoot_hc),
             ]
         else:
             routes.append(Route("/webhooks/richpanel", self.webhook, methods=["POST"]))
@@ -588,6 +767,9 @@ class _Metered:
             if metered:
                 self.service.metrics.requests.labels(status=str(status)).inc()
                 self.service.metrics.duration.observe(time.perf_counter() - started)
+                if path.startswith("/webhooks/"):
+                    source = path.removeprefix("/webhooks/")
+                    self.service.metrics.webhook_requests.labels(source=source, status=str(status)).inc()
 
 
 def _plain(status: int, text: str) -> Response:
@@ -600,6 +782,21 @@ async def _json(request: Request) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _epoch(value: Any) -> float | None:
+    """An ISO 8601 time or epoch seconds, as epoch seconds; None when it is neither."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and value.strip():
+        from datetime import UTC, datetime
+
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    return None
 
 
 def _iso(epoch: float) -> str:

@@ -51,6 +51,20 @@ ALTER ROLE {FAULT_ROLE} SET pg_stat_statements.track = 'none';
 
 CREATE_DATABASE_SQL = f"CREATE DATABASE {DATABASE} OWNER {APP_ROLE}"
 
+# Run as the superuser in database "shop" at every start (idempotent): what the slow-queries
+# runbook (slow-database-queries) needs of the console's role beyond pg_monitor — log the slow
+# statements (ALTER SYSTEM on that one parameter, PostgreSQL 15+), reload the configuration, and
+# reset the statistics of the statements it fixed.
+CONSOLE_GRANTS_SQL = f"""
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_reload_conf() TO {CONSOLE_ROLE};
+GRANT EXECUTE ON FUNCTION pg_stat_statements_reset TO {CONSOLE_ROLE};
+DO $$BEGIN
+  IF current_setting('server_version_num')::int >= 150000 THEN
+    EXECUTE 'GRANT ALTER SYSTEM ON PARAMETER log_min_duration_statement TO {CONSOLE_ROLE}';
+  END IF;
+END$$;
+"""
+
 # Run as the superuser in database "shop", once, right after CREATE DATABASE.
 SCHEMA_SQL = f"""
 SET ROLE {APP_ROLE};

@@ -320,6 +320,7 @@ class Stack:
             f"SET pg_stat_statements.track = 'none'; {shopdb.CREATE_INDEX_SQL}; SELECT pg_stat_statements_reset();",
             db=shopdb.DATABASE,
         )
+        cluster.psql(shopdb.CONSOLE_GRANTS_SQL, db=shopdb.DATABASE)
         return cluster
 
     def _wait_ready(self, urls: dict[str, str]) -> None:

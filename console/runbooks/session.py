@@ -380,7 +380,7 @@ def _describe(session: RunbookSession, step: Step, now: float | None) -> list[st
     """What a step will do, after its text: the plan it runs, or what the operator does."""
     match step:
         case CheckStep():
-            symptom = [f"measures: {step.check.symptom}"] if step.check.symptom else []
+            symptom = [f"measures: {_filled(session, step.check.symptom)}"] if step.check.symptom else []
             return [*session.plan(step).lines, f"expect: {_expect_text(session, step)}", *symptom]
         case ActionStep():
             return _describe_action(session, step)
@@ -408,14 +408,22 @@ def _describe(session: RunbookSession, step: Step, now: float | None) -> list[st
     raise TypeError(f"unknown step {type(step).__name__}")
 
 
+def _filled(session: RunbookSession, text: str) -> str:
+    """``text`` with its values filled in (as written when one is missing)."""
+    try:
+        return render_text(text, session.context)[1]
+    except (RenderError, TemplateError):
+        return text
+
+
 def _expect_text(session: RunbookSession, step: CheckStep) -> str:
     """What the check expects, a threshold reference shown with the number it stands for."""
     expect = step.check.expect
     fields = expect.model_dump(exclude_defaults=True, by_alias=True)
     for name, ref in expect.references.items():
         try:
-            _, level = session.executor.kinds.threshold_level(ref, session.context)
-            fields[name] = f"{level:g} ({ref.text()})"
+            threshold_id, level = session.executor.kinds.threshold_level(ref, session.context)
+            fields[name] = f"{level:g} ({ref.model_copy(update={'threshold': threshold_id}).text()})"
         except RenderError as exc:
             fields[name] = f"{ref.text()} ({exc})"
     return ", ".join(f"{k} {v}" for k, v in fields.items()) or "success"
