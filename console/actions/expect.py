@@ -126,6 +126,7 @@ def _expect_values(expect: Expect, seen: Observed) -> tuple[bool, str]:
     numbers = [_number(v) for v in values]
     if (expect.below is not None or expect.above is not None) and None in numbers:
         return False, "a value is not a number"
+
     def what(n: float) -> str:
         return f"found {n:g} {expect.found}" if expect.found else f"value {n:g}"
 
