@@ -22,7 +22,12 @@ EXIT_USAGE = 2
 
 #: Modules that add their own subcommands: each has ``register(subparsers)``, which adds a parser
 #: and sets ``func`` (a callable taking the parsed args and returning an exit code).
-COMMAND_MODULES: tuple[str, ...] = ("console.demo.cli", "console.runbook_cli", "console.serve", "console.journal_cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "console.demo.cli",
+    "console.runbook_cli",
+    "console.serve",
+    "console.journal_cli",
+)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -51,6 +51,7 @@ async def test_without_a_shared_journal_claims_are_this_machines_and_the_dialog_
     kinds = [e.kind for e in read_journal(alice.journal.path).events]
     assert kinds[-3:] == ["action.claimed", "action.confirmed", "action.succeeded"]
     assert isinstance(alice.claims, LocalClaims) and not alice.claims._held  # released
+    assert alice.claims.directory == alice.journal.path.with_name("journal.jsonl.claims")
 
 
 async def test_a_race_to_terminate_the_same_pid_runs_exactly_one_signal(

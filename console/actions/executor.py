@@ -64,7 +64,7 @@ class Executor:
         self.config = config
         self.journal = journal
         #: Who else acts on a target: the shared journal's claims, or this machine's.
-        self.claims: Claims = claims or LocalClaims(journal.path.parent / "claims", journal.path)
+        self.claims: Claims = claims or LocalClaims.beside(journal.path)
         self.operator = journal.operator
         self.mode = mode
         self.clock = clock

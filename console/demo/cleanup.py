@@ -50,10 +50,14 @@ STATE_ENTRIES = (
     "admin-token",
     "admin-token.tmp",
     "journal.jsonl",
+    "journal.jsonl.claims",  # this machine's claims (console/journal/claims.py)
+    "journal.jsonl.shared",  # a shared journal's copy cursor (console/journal/shared.py)
+    "journal.jsonl.shared.tmp",
     "journal.previous.jsonl",
     "bin",
     "prometheus",
     "alertmanager",
+    "blackbox",  # the blackbox exporter's config (console/demo/exporters.py)
     "pg",
     "logs",
     "runbooks",

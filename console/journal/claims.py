@@ -65,6 +65,11 @@ class LocalClaims:
         self.journal = Path(journal)
         self._held: dict[str, int] = {}  # target -> open descriptor holding its lock
 
+    @classmethod
+    def beside(cls, journal: Path) -> LocalClaims:
+        """The claims of every console writing ``journal`` on this machine: ``<journal>.claims/``."""
+        return cls(journal.with_name(journal.name + ".claims"), journal)
+
     def _path(self, target: str) -> Path:
         return self.directory / (hashlib.blake2b(target.encode(), digest_size=12).hexdigest() + ".lock")
 
