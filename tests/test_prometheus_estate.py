@@ -397,3 +397,44 @@ def test_check_config_takes_one_server_or_a_named_list_and_rejects_duplicate_nam
         "missing required key 'name': every server of a prometheus: list is named" in p for p in problems
     )
     assert all(p.startswith(f"{path}:") for p in problems[:2]), problems
+
+
+# --- the community's alert names open the right runbook -----------------------------------------
+
+COMMUNITY_RUNBOOKS = {
+    "PostgresqlDown": "supabase-connection-failure",
+    "PostgresqlTooManyConnections": "connection-exhaustion",
+    "PostgresqlDeadLocks": "lock-contention",
+    "PostgresqlTooManyLocksAcquired": "lock-contention",
+    "PostgresqlHighRollbackRate": "database-connection-diagnostics",
+    "BlackboxProbeFailed": "health-check-failure",
+    "BlackboxProbeHttpFailure": "health-check-failure",
+    "BlackboxSlowProbe": "slow-responses",
+    "HostOutOfMemory": "high-memory",
+    "HostMemoryUnderMemoryPressure": "high-memory",
+    "HostOomKillDetected": "high-memory",
+}
+
+
+def test_an_estate_running_the_community_rules_gets_the_right_runbook_first() -> None:
+    from console.loader import load
+    from console.runbooks.rank import relevant
+
+    loaded = load(ROOT / "config" / "console.yaml")
+    rules = yaml.safe_load((ROOT / "config" / "prometheus" / "exporters.yml").read_text())
+    written = {r["alert"] for g in rules["groups"] for r in g["rules"]}
+    assert set(COMMUNITY_RUNBOOKS) <= written
+    for name, runbook in COMMUNITY_RUNBOOKS.items():
+        labels = (
+            ("alertname", name),
+            ("instance", "db-1:9187"),
+            ("job", "exporters"),
+            ("severity", "warning"),
+        )
+        breach = Breach(
+            id=f"alert:{name}:x", kind="alert", source="prometheus", title=name, state=State.FIRING,
+            severity=Severity.WARNING, since=0.0, labels=labels,
+        )  # fmt: skip
+        ranked = relevant(loaded.pack.rank(breach, loaded.config))
+        assert ranked and ranked[0].runbook.id == runbook, (name, [(m.runbook.id, m.score) for m in ranked])
+        assert ranked[0].why == f"alert {name}"
