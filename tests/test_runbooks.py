@@ -239,8 +239,8 @@ def test_ranking_explains_labels_and_providers_and_a_config_link_wins(pack: Pack
     chatwoot = pack.rank(_alert("IntegrationDown", provider="chatwoot"))[0]
     assert chatwoot.why == "alert IntegrationDown (provider=chatwoot); integration chatwoot"
     # A runbook for other integrations is still listed, but below those that fit.
-    ranked = [m.runbook.id for m in pack.rank(_alert("SyncJobFailure", provider="hubspot"))]
-    assert ranked.index("partial-sync-failures") < ranked.index("inventory-sync-failure")
+    ranked = [m.runbook.id for m in pack.rank(_alert("UpstreamRateLimited", provider="hubspot"))]
+    assert ranked.index("rate-limit-exhaustion") < ranked.index("shopify-api-errors")
     linked = _breach("prometheus.error_rate", runbooks=("cache-recovery",))
     first = pack.rank(linked)[0]
     assert (first.runbook.id, first.why) == ("cache-recovery", "linked to this threshold in the config")

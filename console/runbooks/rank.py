@@ -81,11 +81,11 @@ def _score(runbook: Runbook, breach: Breach) -> tuple[float, str]:
 def _provider_score(globs: list[str], breach: Breach, score: float, why: str) -> tuple[float, str]:
     """A runbook that names integrations: up when the breach's integration is one of them (more
     for a literal name than for a glob), down when the breach names another one, a little down
-    when the breach names none (a general runbook fits better then)."""
+    when the breach names none — ``*`` included: a runbook written for "any integration" fits a
+    breach about no integration less than a general one (tests/test_runbook_ranking.py)."""
     provider = breach_provider(breach).lower()
-    specific = any(g.strip("*") for g in globs)
     if not provider:
-        return (score - 3, why) if specific else (score, why)
+        return score - 3, why
     matching = [g for g in globs if fnmatch.fnmatchcase(provider, g.lower())]
     if not matching:
         return max(score - 20, 1.0), f"{why}; written for {', '.join(globs)}, not {provider}"
