@@ -35,7 +35,8 @@ soak: $(STAMP) sysdeps
 	$(BIN)/python -m bench.soak --duration $(DURATION) --out soak-out
 
 sysdeps:
-	@scripts/ensure-system-packages.sh prometheus prometheus-alertmanager postgresql chromium
+	@scripts/ensure-system-packages.sh prometheus prometheus-alertmanager prometheus-postgres-exporter \
+		prometheus-blackbox-exporter prometheus-node-exporter postgresql chromium
 
 check-config: $(STAMP)
 	$(BIN)/incident-console check-config config/console.yaml

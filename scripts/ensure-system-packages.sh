@@ -5,7 +5,8 @@
 set -euo pipefail
 
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(prometheus prometheus-alertmanager postgresql)
+[ ${#want[@]} -gt 0 ] || want=(prometheus prometheus-alertmanager prometheus-postgres-exporter
+                                prometheus-blackbox-exporter prometheus-node-exporter postgresql)
 
 have() {
   case "$1" in
@@ -14,6 +15,7 @@ have() {
     postgresql) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
                 && ls /usr/share/postgresql/*/extension/pg_stat_statements.control >/dev/null 2>&1 ;;
     chromium) command -v chromium >/dev/null ;;
+    prometheus-*-exporter) [ -x "/usr/bin/$1" ] ;;  # the demo runs /usr/bin/prometheus-<name>-exporter
     *) dpkg -s "$1" >/dev/null 2>&1 ;;
   esac
 }
@@ -34,6 +36,9 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 # Debian's maintainer scripts may start the packaged daemons; the console runs its own.
 for svc in prometheus prometheus-alertmanager; do
   pkill -x "$svc" 2>/dev/null || true
+done
+for svc in prometheus-postgres-exporter prometheus-blackbox-exporter prometheus-node-exporter; do
+  pkill -f "^/usr/bin/$svc( |\$)" 2>/dev/null || true  # names longer than the 15 characters -x sees
 done
 for p in "${missing[@]}"; do
   have "$p" || { echo "package $p installed but its programs were not found" >&2; exit 1; }

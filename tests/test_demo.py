@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -46,6 +47,12 @@ from tests.fixtures.demo import (
 from tests.fixtures.prometheus import PROMTOOL_BIN, require_binary
 
 SEVERITY = {"critical": Severity.CRITICAL, "warning": Severity.WARNING, "info": Severity.INFO}
+#: The community rule sets' names that config/prometheus/exporters.yml must use (issue 19).
+COMMUNITY_ALERTS = {
+    "PostgresqlDown", "PostgresqlTooManyConnections", "PostgresqlDeadLocks", "PostgresqlHighRollbackRate",
+    "BlackboxProbeFailed", "BlackboxSlowProbe", "BlackboxProbeHttpFailure", "BlackboxSslCertificateWillExpireSoon",
+    "HostOutOfMemory",
+}  # fmt: skip
 
 
 # --- without a stack ------------------------------------------------------------------------
@@ -54,10 +61,12 @@ SEVERITY = {"critical": Severity.CRITICAL, "warning": Severity.WARNING, "info": 
 def test_rules_and_their_demo_copy_pass_promtool(tmp_path: Path) -> None:
     promtool = require_binary(PROMTOOL_BIN, "prometheus")
     demo_copy = rules.write_demo_rules(tmp_path / "rules.yml")
-    done = subprocess.run(
-        [promtool, "check", "rules", str(rules.RULES_FILE), str(demo_copy)], capture_output=True, text=True
-    )
+    exporters_copy = rules.write_demo_rules(tmp_path / "exporters.yml", rules.EXPORTER_RULES_FILE)
+    files = [rules.RULES_FILE, demo_copy, rules.EXPORTER_RULES_FILE, exporters_copy]
+    done = subprocess.run([promtool, "check", "rules", *map(str, files)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+    community = {r["alert"] for g in yaml.safe_load(exporters_copy.read_text())["groups"] for r in g["rules"]}
+    assert community >= COMMUNITY_ALERTS, COMMUNITY_ALERTS - community
     names = {r["alert"] for g in yaml.safe_load(demo_copy.read_text())["groups"] for r in g["rules"]}
     # The three rules of seed 001 and every alert a scenario expects.
     assert {"HighErrorRate", "DatabaseConnectionFailure", "SyncJobFailure"} <= names
@@ -274,8 +283,69 @@ def test_control_lists_scenarios_and_refuses_unknown_ones(demo_stack: DemoStack)
         "storefront",
         "sync-worker",
         "agent",
+        "postgres-exporter",
+        "blackbox-exporter",
+        "node-exporter",
     }
     assert all(status.processes.values()), status.processes
+
+
+@pytest.mark.timeout(120)
+def test_the_exporters_are_scraped_and_their_community_rules_fire(demo_stack: DemoStack) -> None:
+    """Issue 19: the Debian exporters run in the stack, their targets are up when it says ready
+    (within 15 s of the start), every metric exporters.yml uses exists in what they export here,
+    and under provider-down (the sync worker's health answers 503) the blackbox rules fire,
+    read by the console from Alertmanager."""
+    prometheus = demo_stack.control.urls["prometheus"]
+    state = load_state_file(demo_stack.state_dir) or {}
+    assert state.get("ready_seconds", 99) <= 15, state.get("ready_seconds")
+
+    def api(path: str, **params: str) -> Any:
+        return httpx.get(f"{prometheus}/api/v1/{path}", params=params, timeout=5).json()["data"]
+
+    targets = api("targets", state="active")["activeTargets"]
+    up = {(t["labels"]["job"], t["labels"]["instance"]) for t in targets if t["health"] == "up"}
+    assert {"postgres", "node", "blackbox"} <= {job for job, _ in up}, targets
+    urls = demo_stack.control.urls
+    probed = {instance for job, instance in up if job == "blackbox"}
+    assert probed == {f"{urls['storefront']}/health", f"{urls['sync-worker']}/actuator/health"}
+    doc = yaml.safe_load(rules.EXPORTER_RULES_FILE.read_text())
+    exprs = " ".join(r["expr"] for g in doc["groups"] for r in g["rules"])
+    metrics = set(re.findall(r"\b((?:pg|probe|node)_[a-zA-Z0-9_]+)", exprs)) - {
+        "probe_ssl_earliest_cert_expiry"
+    }
+    missing = [m for m in sorted(metrics) if not api("query", query=f"count({m})")["result"]]
+    assert not missing, f"metrics the rules use that the exporters do not export: {missing}"
+
+    demo_stack.control.inject("provider-down")
+    try:
+        wanted = {"BlackboxProbeFailed", "BlackboxProbeHttpFailure"}
+
+        def fired(doc: dict[str, Any]) -> bool:
+            return wanted <= {
+                b["title"]
+                for b in doc["breaches"]
+                if b["state"] == "firing" and b["origin"] == "alertmanager"
+            }
+
+        doc = _poll(demo_stack, fired, 40, "the blackbox alerts, from Alertmanager")
+        probe = next(b for b in doc["breaches"] if b["title"] == "BlackboxProbeFailed")
+        assert (
+            probe["severity"] == "critical"
+            and ["instance", f"{urls['sync-worker']}/actuator/health"] in probe["labels"]
+        )
+    finally:
+        demo_stack.control.reset()
+    _poll(
+        demo_stack,
+        lambda doc: (
+            not any(
+                b["title"] in ("BlackboxProbeFailed", "BlackboxProbeHttpFailure") for b in doc["breaches"]
+            )
+        ),
+        40,
+        "the blackbox alerts to clear",
+    )
 
 
 def test_generated_config_passes_check_config(demo_stack: DemoStack) -> None:
@@ -361,7 +431,8 @@ def lifecycle_dir() -> Iterator[Path]:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_a_stop_signal_leaves_no_process(lifecycle_dir: Path, sig: signal.Signals) -> None:
     demo = start_demo(lifecycle_dir)
-    assert len(demo.groups) == 6 and stack_processes(demo.markers, demo.groups)
+    # Postgres, Prometheus, Alertmanager, the two services, the agent and the three exporters
+    assert len(demo.groups) == 9 and stack_processes(demo.markers, demo.groups)
     code = demo.stop(sig)
     assert code == 0, demo.output()
     left = demo.leftovers()

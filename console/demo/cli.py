@@ -110,7 +110,7 @@ def _print_status(demo: DemoControl) -> None:
     print(f"demo stack pid {status.pid}, up {status.uptime:.0f}s, state dir {status.state_dir}")
     print(f"config: {status.config_path}")
     for name, alive in status.processes.items():
-        print(f"  {name:<14}{'running' if alive else 'EXITED'}  {status.urls.get(name, '')}")
+        print(f"  {name:<19}{'running' if alive else 'EXITED'}  {status.urls.get(name, '')}")
     if not status.faults:
         print("faults: none")
     for fault in status.faults:

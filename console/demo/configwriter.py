@@ -59,15 +59,19 @@ def _hostport(url: str) -> str:
     return url.split("://", 1)[1].rstrip("/")
 
 
-def write_prometheus(directory: Path, ends: Endpoints) -> Path:
+def write_prometheus(
+    directory: Path, ends: Endpoints, exporter_jobs: list[dict[str, Any]] | None = None
+) -> Path:
     rules = demo_rules.write_demo_rules(directory / "rules.yml")
+    # the standard exporters' rules, under the community's alert names (console/demo/exporters.py)
+    exporter_rules = demo_rules.write_demo_rules(directory / "exporters.yml", demo_rules.EXPORTER_RULES_FILE)
     config = {
         "global": {
             "scrape_interval": SCRAPE_INTERVAL,
             "scrape_timeout": SCRAPE_INTERVAL,
             "evaluation_interval": "1s",
         },
-        "rule_files": [str(rules)],
+        "rule_files": [str(rules), str(exporter_rules)],
         "alerting": {
             "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{ends.alertmanager_port}"]}]}]
         },
@@ -82,6 +86,7 @@ def write_prometheus(directory: Path, ends: Endpoints) -> Path:
                 "job_name": "prometheus",
                 "static_configs": [{"targets": [f"127.0.0.1:{ends.prometheus_port}"]}],
             },
+            *(exporter_jobs or []),
         ],
     }
     return _write(

@@ -21,6 +21,8 @@ from console.promql import parse, render, scale
 __all__ = ["parse", "render", "scale", "scale_expr", "scale_rules", "write_demo_rules"]
 
 RULES_FILE = Path(__file__).resolve().parents[2] / "config" / "prometheus" / "rules.yml"
+#: The standard exporters' rules (community alert names), scaled the same way.
+EXPORTER_RULES_FILE = RULES_FILE.with_name("exporters.yml")
 DEMO_FACTOR = 1 / 30
 MIN_WINDOW = 5.0
 

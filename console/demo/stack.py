@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from console.demo import configwriter, shopdb
+from console.demo import configwriter, exporters, shopdb
 from console.demo.cleanup import claim_pg_directory, sweep_orphans
 from console.demo.configwriter import Endpoints
 from console.demo.pgcluster import ClusterError, PrivateCluster, free_port, set_parent_death_signal
@@ -164,12 +164,13 @@ class Stack:
         configwriter._write(token_file, token + "\n", 0o600)
         passwords = {
             role: secrets.token_urlsafe(18)
-            for role in (shopdb.APP_ROLE, shopdb.FAULT_ROLE, shopdb.CONSOLE_ROLE)
+            for role in (shopdb.APP_ROLE, shopdb.FAULT_ROLE, shopdb.CONSOLE_ROLE, exporters.EXPORTER_ROLE)
         }
 
         ports = {
             name: free_port() for name in ("storefront", "sync-worker", "agent", "prometheus", "alertmanager")
         }
+        exporter_ports = exporters.ExporterPorts(free_port(), free_port(), free_port())
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         ends = Endpoints(
             urls["storefront"], urls["sync-worker"], urls["agent"], urls["prometheus"], urls["alertmanager"],
@@ -191,8 +192,10 @@ class Stack:
 
         # Prometheus and Alertmanager first: they start while Postgres does.
         self._start_alertmanager(ends)
-        self._start_prometheus(ends)
+        self._start_prometheus(ends, exporter_ports)
+        self._start_exporters(exporter_ports)
         cluster = self._start_postgres(passwords)
+        self._start_postgres_exporter(cluster, exporter_ports, passwords[exporters.EXPORTER_ROLE])
         self.state["postgres"] = {
             "dir": str(cluster.directory),
             "port": cluster.port,
@@ -282,9 +285,10 @@ class Stack:
             ],
         )
 
-    def _start_prometheus(self, ends: Endpoints) -> None:
+    def _start_prometheus(self, ends: Endpoints, exporter_ports: exporters.ExporterPorts) -> None:
         home = self.state_dir / "prometheus"
-        config = configwriter.write_prometheus(home, ends)
+        probes = [f"{ends.storefront}/health", f"{ends.sync_worker}/actuator/health"]
+        config = configwriter.write_prometheus(home, ends, exporters.scrape_configs(exporter_ports, probes))
         self._spawn(
             "prometheus",
             [
@@ -292,9 +296,32 @@ class Stack:
                 f"--config.file={config}",
                 f"--storage.tsdb.path={home / 'data'}",
                 "--storage.tsdb.retention.time=2h",
+                # 1 minute scaled like the rules: the alerts of the first evaluations, dropped
+                # before Alertmanager is discovered, reach it seconds later, not a minute later
+                "--rules.alert.resend-delay=2s",
                 f"--web.listen-address=127.0.0.1:{ends.prometheus_port}",
                 "--log.level=warn",
             ],
+        )
+
+    def _start_exporters(self, ports: exporters.ExporterPorts) -> None:
+        """The blackbox and node exporters (the postgres one waits for Postgres)."""
+        blackbox = _binary(exporters.BLACKBOX_EXPORTER_BIN, "prometheus-blackbox-exporter")
+        config = exporters.write_blackbox_config(self.state_dir / "blackbox")
+        self._spawn("blackbox-exporter", exporters.blackbox_argv(blackbox, ports.blackbox, config))
+        node = _binary(exporters.NODE_EXPORTER_BIN, "prometheus-node-exporter")
+        self._spawn("node-exporter", exporters.node_argv(node, ports.node))
+
+    def _start_postgres_exporter(
+        self, cluster: PrivateCluster, ports: exporters.ExporterPorts, password: str
+    ) -> None:
+        binary = _binary(exporters.POSTGRES_EXPORTER_BIN, "prometheus-postgres-exporter")
+        cluster.psql(exporters.EXPORTER_ROLE_SQL)
+        dsn = cluster.dsn(exporters.EXPORTER_ROLE, password, shopdb.DATABASE, sslmode="disable")
+        self._spawn(
+            "postgres-exporter",
+            exporters.postgres_argv(binary, ports.postgres),
+            env={"DATA_SOURCE_NAME": dsn},
         )
 
     def _start_postgres(self, passwords: dict[str, str]) -> PrivateCluster:
@@ -377,6 +404,9 @@ class Stack:
         self.out(f"  sync-worker   {urls['sync-worker']}  (/actuator/health, Spring)")
         self.out(f"  prometheus    {urls['prometheus']}")
         self.out(f"  alertmanager  {urls['alertmanager']}")
+        self.out(
+            "  exporters     postgres, blackbox (probing the two health endpoints), node: their targets up"
+        )
         self.out(f"  postgres      127.0.0.1:{pg['port']} database {pg['database']} (data in {pg['dir']})")
         self.out(
             "  inject a fault: incident-console demo inject NAME   (list them: incident-console demo scenarios)"
@@ -475,7 +505,7 @@ def _scraping(client: httpx.Client, url: str) -> bool:
         return False
     targets = client.get(f"{url}/api/v1/targets", params={"state": "active"}).json()["data"]["activeTargets"]
     up = {t["labels"]["job"] for t in targets if t["health"] == "up"}
-    return {"storefront", "sync-worker"} <= up
+    return {"storefront", "sync-worker", *exporters.JOBS} <= up
 
 
 def main(argv: list[str] | None = None) -> int:
