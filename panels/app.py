@@ -181,7 +181,8 @@ class ConsoleApp(App[int]):
             servers = config.prometheus_servers
             queries = [(q.id, q.title, q.unit) for server in servers for q in server.queries]
             owners = {q.id: server.key for server in servers for q in server.queries}
-            panels.append(MetricsPanel(queries, thresholds, owners, id="p-metrics"))
+            keys = tuple(server.key for server in servers)
+            panels.append(MetricsPanel(queries, thresholds, owners, keys, id="p-metrics"))
         panels += [PostgresPanel(c.name, id=f"p-pg-{i}") for i, c in enumerate(config.postgres)]
         return panels
 

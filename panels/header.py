@@ -111,7 +111,10 @@ class ConsoleHeader(Static):
         for key in state.intervals:
             if key.kind is SourceKind.HEALTH:
                 continue
-            out.append(f"pg:{key.name} " if key.kind is SourceKind.POSTGRES else "prom ")
+            if key.kind is SourceKind.POSTGRES:
+                out.append(f"pg:{key.name} ")
+            else:  # a server of a prometheus: list by its name
+                out.append(f"prom:{key.name} " if key.name else "prom ")
             out.append_text(source_glyph(state, key, now))
             out.append(" ")
         if health:

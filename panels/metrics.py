@@ -33,15 +33,17 @@ class MetricsPanel(Panel):
         queries: list[tuple[str, str, str]],
         thresholds: dict[str, BoundThreshold],
         owners: dict[str, SourceKey] | None = None,
+        servers: tuple[SourceKey, ...] = (),
         **kwargs,
     ):
         """``queries``: (id, title, unit); ``thresholds``: query id -> its bound threshold;
-        ``owners``: query id -> the Prometheus server that runs it (default: ``prometheus``)."""
+        ``owners``: query id -> the Prometheus server that runs it (default: ``prometheus``);
+        ``servers``: every server, for the summary line (default: those that run a query)."""
         super().__init__(**kwargs)
         self.queries = queries
         self.thresholds = thresholds
         self.owners = owners or {q: SourceKey.prometheus() for q, _, _ in queries}
-        self.sources = tuple(dict.fromkeys(self.owners.values())) or (SourceKey.prometheus(),)
+        self.sources = servers or tuple(dict.fromkeys(self.owners.values())) or (SourceKey.prometheus(),)
         self.summary = StatusLine(classes="panel-body")
         self.table = KeyedTable(columns=COLUMNS, id="metrics-table", fit=Fit("query", 12, drop=("levels",)))
         self._history: dict[str, deque[float | None]] = {q: deque(maxlen=HISTORY) for q, _, _ in queries}

@@ -20,7 +20,6 @@ from console.model import (
     PostgresSnapshot,
     PrometheusSnapshot,
     Severity,
-    SourceKey,
     SourceKind,
 )
 from console.poller import ConsoleState
@@ -132,19 +131,19 @@ def health_tiles(state: ConsoleState, now: float, limit: int) -> list[TileData]:
 
 
 def metric_tiles(state: ConsoleState, history: dict[str, list[float | None]], limit: int) -> list[TileData]:
-    snap = state.last_good.get(SourceKey.prometheus())
-    if not isinstance(snap, PrometheusSnapshot):
-        return []
     breaches = {b.id: b for b in state.breaches}
-    latest = state.snapshots.get(SourceKey.prometheus())
-    down = latest is not None and latest.error is not None  # one ERROR row says why
     out = []
-    for q in snap.queries:
-        breach = breaches.get(f"prometheus.{q.id}")
-        severity = Severity.UNKNOWN if down else breach.counted_severity if breach else Severity.OK
-        value = "no data" if q.value is None else format_number(q.value, q.unit)
-        badge = "! ERROR" if down else breach_badge(breach) if breach else "● OK"
-        out.append(TileData(severity, badge, q.id, value, sparkline(history.get(q.id, []), 40)))
+    for key, snap in state.last_good.items():  # every Prometheus server (a prometheus: list)
+        if not isinstance(snap, PrometheusSnapshot):
+            continue
+        latest = state.snapshots.get(key)
+        down = latest is not None and latest.error is not None  # one ERROR row says why
+        for q in snap.queries:
+            breach = breaches.get(f"prometheus.{q.id}")
+            severity = Severity.UNKNOWN if down else breach.counted_severity if breach else Severity.OK
+            value = "no data" if q.value is None else format_number(q.value, q.unit)
+            badge = "! ERROR" if down else breach_badge(breach) if breach else "● OK"
+            out.append(TileData(severity, badge, q.id, value, sparkline(history.get(q.id, []), 40)))
     return sorted(out, key=lambda t: -t.severity)[:limit]
 
 
@@ -181,7 +180,7 @@ class WallScreen(Screen):
         self.page = 0
         self.state: ConsoleState | None = None
         self.history: dict[str, list[float | None]] = {}
-        self._seen_at: float | None = None
+        self._seen_at: dict[str, float] | None = {}  # Prometheus source -> the snapshot recorded
         self.tiles = [Tile() for _ in range(POOL)]
 
     def compose(self) -> ComposeResult:
@@ -201,9 +200,14 @@ class WallScreen(Screen):
 
     def show(self, state: ConsoleState, now: float) -> None:
         self.state = state
-        snap = state.snapshots.get(SourceKey.prometheus())
-        if isinstance(snap, PrometheusSnapshot) and snap.error is None and snap.taken_at != self._seen_at:
-            self._seen_at = snap.taken_at
+        if not isinstance(self._seen_at, dict):  # None: record the next values whatever they are
+            self._seen_at = {}
+        for key, snap in state.snapshots.items():  # every Prometheus server
+            if not isinstance(snap, PrometheusSnapshot) or snap.error is not None:
+                continue
+            if snap.taken_at == self._seen_at.get(key):
+                continue
+            self._seen_at[key] = snap.taken_at
             for q in snap.queries:
                 series = self.history.setdefault(q.id, [])
                 series.append(q.value)

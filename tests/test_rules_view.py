@@ -149,3 +149,48 @@ def test_rules_view_picture(snap_compare, size) -> None:
         pilot.app.header.remove_class("-flash")
 
     assert snap_compare(app(), terminal_size=size, press=["P"], run_before=settle)
+
+
+async def test_several_servers_each_under_its_name() -> None:
+    """prometheus: as a list: the header, the metrics summary and the rules view name each server;
+    the queries of the first one keep their rows."""
+    data = dict(ui_data.CONFIG)
+    data["prometheus"] = [
+        {**ui_data.CONFIG["prometheus"], "name": "eu-a"},
+        {"name": "eu-b", "url": "http://127.0.0.1:9"},
+    ]
+    config = ui_data.config(ui={"bell": False}, prometheus=data["prometheus"])
+    first = dataclasses.replace(
+        ui_data.prometheus_snapshot(), source="prometheus:eu-a", name="eu-a", rule_groups=GROUPS[:1]
+    )
+    second = dataclasses.replace(
+        ui_data.prometheus_snapshot(),
+        source="prometheus:eu-b",
+        name="eu-b",
+        queries=(),
+        rule_groups=GROUPS[1:2],
+    )
+    replay = [s for s in ui_data.sources() if s.key != "prometheus"]
+    replay += [
+        ui_data.ReplaySource("prometheus:eu-a", [first], 5.0),
+        ui_data.ReplaySource("prometheus:eu-b", [second], 5.0),
+    ]
+    poller = Poller(config, sources=replay, clock=lambda: ui_data.NOW)
+    for source in replay:
+        poller.publish(source.snapshots[0])
+    console = ConsoleApp(
+        config, poller=poller, clock=lambda: ui_data.NOW, autopoll=False, pack=ui_data.pack(config)
+    )
+    async with console.run_test(size=(200, 50)) as pilot:
+        await pilot.pause()
+        header = str(console.header.render())
+        assert "prom:eu-a" in header and "prom:eu-b" in header
+        metrics = next(p for p in console.panels if p.id == "p-metrics")
+        assert metrics.table.row_count == 5 and "eu-a:" in str(metrics.summary.render())
+        # The same alerts from both servers (an HA pair): one row each.
+        assert sum(1 for b in console.state.breaches if b.title == "HighErrorRate") == 1
+        await pilot.press("P")
+        screen = await wait_for_screen(pilot, RulesScreen)
+        servers = [cells[0] for key, cells in rows(screen).items() if key.startswith("s:")]
+        assert servers == ["▸ eu-a", "▸ eu-b"]
+        assert "2 Prometheus servers, 6 rules shown" in str(screen.query_one("#rules-title").render())
