@@ -189,6 +189,7 @@ def rule_lines(s: PrometheusSnapshot) -> list[str]:
         f"  rules: {s.rules_total or len(rules)} in {len(s.rule_groups)} groups{capped}; {failing} failing, "
         f"{states['firing']} firing, {states['pending']} pending"
     ]
+    width = min(max((len(r.name) for r in rules), default=0), 48) + 1  # names line up
     for g in s.rule_groups:
         every = f" every {format_duration(g.interval)}" if g.interval else ""
         took = f", last took {format_duration(g.evaluation_time)}" if g.evaluation_time is not None else ""
@@ -198,14 +199,14 @@ def rule_lines(s: PrometheusSnapshot) -> list[str]:
         for r in g.rules:
             state = RULE_BADGE.get(r.state, r.state) if r.type == "alerting" else "· recording"
             health = ERROR_BADGE if r.health == "err" else r.health or "unknown"
-            parts = [f"      {state:<11}", f"{health:<8}", one_line(r.name, 60)]
+            parts = [f"      {state:<11}", f"{health:<8}", f"{one_line(r.name, 60):<{width}}"]
             if r.duration is not None and r.type == "alerting":
-                parts.append(f"for {format_duration(r.duration) if r.duration else '0s'}")
+                parts.append(f"{'for ' + (format_duration(r.duration) if r.duration else '0s'):<9}")
             if r.severity:
-                parts.append(f"severity {one_line(r.severity, 20)}")
+                parts.append(f"{'severity ' + one_line(r.severity, 20):<17}")
             if r.evaluation_time is not None:
                 parts.append(f"eval {format_duration(r.evaluation_time)}")
-            lines.append("  ".join(parts))
+            lines.append("  ".join(parts).rstrip())
             if r.last_error:
                 lines.append(f"{'':20}last error: {one_line(r.last_error, 140)}")
     return lines
