@@ -1,0 +1,214 @@
+"""What the runbook pack says, against the seeds: the scenario index, the safety rules on the
+shipped pack (strict), and the five places where the pack misled the operator (issue 17), each
+pinned down as it is now fixed."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from console.actions import ConfirmMode, Executor
+from console.demo import flyctl
+from console.journal import Journal, Operator
+from console.loader import load, load_config
+from console.model import Severity
+from console.promql import windows
+from console.rules import Breach, State
+from console.runbooks import Pack, RunbookSession, pack_for
+from console.runbooks.schema import ActionStep, CheckStep, Runbook, WaitStep
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "config" / "console.yaml"
+INDEX = ROOT / "config" / "seed-scenarios.yaml"
+SEEDS = ROOT.parent / "shared" / "seeds"
+RULES = ROOT / "config" / "prometheus" / "rules.yml"
+OPERATOR = Operator("alice", "10.0.0.5", "console-host")
+
+
+@pytest.fixture(scope="module")
+def pack() -> Pack:
+    return pack_for(load_config(CONFIG))
+
+
+def _steps(runbook: Runbook, kind: type) -> list:
+    return [s for s in runbook.steps if isinstance(s, kind)]
+
+
+def _session(pack: Pack, runbook_id: str, breach: Breach | None = None, tmp_path: Path | None = None):
+    config = load_config(CONFIG)
+    journal = Journal((tmp_path or Path("/nonexistent")) / "journal.jsonl", operator=OPERATOR)
+    return asyncio.run(RunbookSession.open(pack.get(runbook_id), Executor(config, journal), breach=breach))
+
+
+# --- the seed index and the rules -------------------------------------------------------------------
+
+
+def test_the_scenario_index_names_real_places_of_the_seeds() -> None:
+    scenarios = yaml.safe_load(INDEX.read_text())["scenarios"]
+    ids = [s["id"] for s in scenarios]
+    assert len(ids) == len(set(ids)) == 50
+    counts = {
+        prefix: sum(1 for i in ids if i.startswith(prefix + "."))
+        for prefix in ("000", "001", "002", "003", "004")
+    }
+    assert counts == {"000": 10, "001": 22, "002": 4, "003": 8, "004": 6}
+    if not SEEDS.is_dir():
+        pytest.skip("the seeds are not beside the repository")
+    for scenario in scenarios:
+        assert scenario["id"].startswith(scenario["file"][:3] + "."), scenario
+        text = (SEEDS / scenario["file"]).read_text().replace("**", "")
+        # the section's last heading (without a parenthetical note) is a heading or table row of the file
+        heading = re.sub(r"\s*\(.*\)$", "", scenario["section"].split(" › ")[-1]).strip()
+        assert heading in text, (scenario["id"], heading)
+
+
+def test_the_shipped_pack_is_strict_and_breaks_no_rule_and_covers_every_scenario() -> None:
+    loaded = load(CONFIG)
+    assert loaded.config.runbooks.strict
+    assert list(loaded.pack.lint) == []
+    covered = {c for rb in loaded.pack.runbooks for c in rb.covers}
+    assert covered == {s["id"] for s in yaml.safe_load(INDEX.read_text())["scenarios"]}
+    for runbook in loaded.pack.runbooks:
+        assert runbook.source is not None, runbook.id
+        assert bool(runbook.escalation) != bool(runbook.escalation_none), runbook.id
+        if runbook.source.seed:
+            assert all(c.startswith(runbook.source.file[:3] + ".") for c in runbook.covers), runbook.id
+
+
+def test_every_002_and_004_runbook_says_the_seed_gives_no_escalation(pack: Pack) -> None:
+    for runbook in pack.runbooks:
+        if runbook.source and runbook.source.file[:3] in ("002", "004"):
+            assert runbook.escalation_none and runbook.source.file[:3] in runbook.escalation_none, runbook.id
+
+
+# --- the numbers --------------------------------------------------------------------------------------
+
+
+def test_the_numbers_agree_with_the_seeds_and_the_rules() -> None:
+    config = load_config(CONFIG)
+    levels = config.threshold_levels()
+    p95, errors = levels["prometheus.p95_latency"], levels["prometheus.error_rate"]
+    assert (p95.warning, p95.critical) == (2, 3)  # 001's target, 003's alert
+    assert (errors.warning, errors.critical, errors.for_) == (0.01, 0.05, 300)  # 001: > 5% for 5 minutes
+    assert levels["postgres.main.idle_in_transaction"].first_level == 300  # 003: 5 minutes
+    assert levels["postgres.main.long_running"].first_level == 300  # 001: 5 minutes
+    rules = {r["alert"]: r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
+    assert rules["HighErrorRate"]["for"] == "5m" and "> 0.05" in rules["HighErrorRate"]["expr"]
+    assert rules["SlowResponses"]["expr"].strip().endswith("> 3")
+    assert rules["DatabaseConnectionFailure"]["labels"]["severity"] == "critical"
+    assert rules["SyncJobFailure"]["labels"]["severity"] == "warning"
+    assert Severity.from_label(rules["SyncJobFailure"]["labels"]["severity"]) == Severity.WARNING
+
+
+def test_a_check_of_a_threshold_refers_to_it_instead_of_copying_its_number(pack: Pack) -> None:
+    for runbook in pack.runbooks:
+        for step in _steps(runbook, CheckStep):
+            symptom = step.check.symptom or ""
+            if "." in symptom:
+                for bound in (step.check.expect.below, step.check.expect.above):
+                    assert not isinstance(bound, int | float), (runbook.id, step.id)
+
+
+# --- the five misleading places -----------------------------------------------------------------------
+
+
+def test_1_the_sev0_runbook_stops_replies_and_never_turns_automation_back_on(pack: Pack) -> None:
+    duplicate = pack.get("duplicate-events")
+    assert [a.action.impact for a in _steps(duplicate, ActionStep)] == ["protective"]
+    assert duplicate.escalation_none
+    # the toolbox that does turn things back on: each re-enable right after a check or a wait,
+    # each followed by a wait that measures again
+    controls = pack.get("automation-safety-controls")
+    assert not controls.triggers.alerts
+    steps = controls.steps
+    for i, step in enumerate(steps):
+        if isinstance(step, ActionStep) and step.action.impact == "re-enable":
+            assert isinstance(steps[i - 1], CheckStep | WaitStep), step.id
+            assert any(isinstance(s, WaitStep) for s in steps[i + 1 :]), step.id
+
+
+def test_2_idle_sessions_are_terminated_at_the_seeds_5_minutes(pack: Pack, tmp_path: Path) -> None:
+    breach = Breach(
+        id="postgres.main.idle_in_transaction",
+        kind="threshold",
+        source="postgres:main",
+        title="longest idle-in-transaction session",
+        state=State.FIRING,
+        severity=Severity.WARNING,
+        since=1_800_000_000.0,
+        value=400.0,
+        pid=4242,
+    )
+    session = _session(pack, "idle-in-transaction", breach, tmp_path)
+    assert session.context.get("older_than").text == "300"
+    terminate = session.runbook.step("terminate-idle")
+    assert any("$1 = '300'" in line for line in session.plan(terminate).lines)
+
+
+def test_3_restarts_and_rollbacks_come_after_the_check_that_says_which_and_why(pack: Pack) -> None:
+    error_spike = pack.get("error-spike")
+    ids = [s.id for s in error_spike.steps]
+    argvs = [s.action.argv.command for s in _steps(error_spike, ActionStep)]
+    assert not any("restart" in argv for argv in argvs)  # 003 prescribes the rollback
+    assert ids.index("error-rate") < ids.index("releases") < ids.index("rollback") < ids.index("recheck")
+    recovery = pack.get("service-recovery")
+    first_action = next(i for i, s in enumerate(recovery.steps) if isinstance(s, ActionStep))
+    assert any(
+        isinstance(s, CheckStep) and s.check.symptom == "TargetDown" and "{{service}}" in s.check.promql.query
+        for s in recovery.steps[:first_action]
+    )
+    assert [a.action.argv.command for a in _steps(recovery, ActionStep)] == [
+        ["{{flyctl}}", "restart", "{{service_app}}"]
+    ]
+
+
+def test_4_restart_chatwoot_restarts_the_chatwoot_app_and_only_once(pack: Pack, tmp_path: Path) -> None:
+    for runbook_id in ("chatwoot-unavailable", "restart-integration-services"):
+        session = _session(pack, runbook_id, tmp_path=tmp_path / runbook_id)
+        restarts = [s for s in _steps(session.runbook, ActionStep) if s.action.kind == "argv"]
+        assert len(restarts) == 1, runbook_id
+        plan = session.plan(restarts[0])
+        assert any("hotdash-chatwoot" in line for line in plan.lines), plan.lines
+        assert not any(line.rstrip().endswith(" storefront") for line in plan.lines), plan.lines
+        assert plan.confirm.mode == ConfirmMode.TYPED and plan.confirm.expected == "hotdash-chatwoot"
+    # the demo runs no Chatwoot app: its flyctl says so and does nothing
+    assert flyctl.main(["restart", "chatwoot"], "/nonexistent") == 0
+
+
+def test_5_verification_checks_measure_the_fix(pack: Pack) -> None:
+    def verification(runbook_id: str) -> tuple[CheckStep, WaitStep]:
+        runbook = pack.get(runbook_id)
+        wait = _steps(runbook, WaitStep)[0]
+        return runbook.waited_check(wait), wait
+
+    # the webhook ingress: queue receives per delivery of the same service, not 4xx of anything
+    check, wait = verification("webhook-ingress-failure")
+    query = check.check.promql.query
+    assert (
+        "queue_receives_total" in query and "webhook_requests_total" in query and 'job="{{service}}"' in query
+    )
+    assert check.check.symptom == "WebhookIngressDown" and check.check.expect.no_data == "fail"
+    # the error rate of {{service}}, over the time after the fix only
+    check, wait = verification("error-spike")
+    assert 'job="{{service}}"' in check.check.promql.query
+    assert all(seconds <= wait.wait.seconds for _, seconds in windows(check.check.promql.query))
+    assert max(seconds for _, seconds in windows(check.check.promql.query)) == 300
+    # partial side effects: decisions vs successful actions
+    check, _ = verification("partial-side-effects")
+    assert (
+        "decisions_made_total" in check.check.promql.query
+        and "actions_success_total" in check.check.promql.query
+    )
+    # provider downtime: 15 minutes without an error alert, and a typed re-enable after a check
+    provider = pack.get("provider-down")
+    quiet = provider.step("wait-quiet")
+    assert quiet.wait.seconds >= 15 * 60
+    assert "[15m]" in provider.waited_check(quiet).check.promql.query
+    enable = provider.step("enable-integration")
+    before = provider.steps[provider.steps.index(enable) - 1]
+    assert enable.action.impact == "re-enable" and enable.action.typed and isinstance(before, CheckStep)
+    assert "/admin/tenants/{{tenant}}/integrations/{{provider}}" in enable.action.http.url
