@@ -29,6 +29,7 @@ from console.demo.control import DemoControl  # noqa: E402
 from console.journal import Journal  # noqa: E402
 from console.loader import load_config  # noqa: E402
 from panels.confirm import ConfirmScreen  # noqa: E402
+from panels.rules import RulesScreen  # noqa: E402
 from panels.runbook import RunbookScreen  # noqa: E402
 from tests.fixtures.chromium import launched  # noqa: E402
 
@@ -73,6 +74,15 @@ def all_shown(app: ConsoleApp) -> bool:
     return breach_ids(app) >= WANTED and firing >= ALERTS
 
 
+def rule_firing(app: ConsoleApp, name: str) -> bool:
+    return any(
+        r.name == name and r.state == "firing"
+        for s in app.state.snapshots.values()
+        for g in getattr(s, "rule_groups", ())
+        for r in g.rules
+    )
+
+
 async def shoot(config_path: Path, control: DemoControl, journal: Path) -> list[Path]:
     config = load_config(config_path)
     saved: list[Path] = []
@@ -96,7 +106,8 @@ async def shoot(config_path: Path, control: DemoControl, journal: Path) -> list[
                 await pilot.press("R", "enter")
                 await until(pilot, lambda a=app: isinstance(a.screen, RunbookScreen), "the runbook screen")
                 screen = app.screen
-                screen.query_one("#rb-steps").move_cursor(row=1)
+                steps = screen.query_one("#rb-steps")
+                steps.move_cursor(row=steps.get_row_index("terminate-root-blocker"))  # the action
                 await pilot.pause(0.5)
                 save(app, "runbook-lock-contention")
                 await pilot.press("x")
@@ -104,6 +115,17 @@ async def shoot(config_path: Path, control: DemoControl, journal: Path) -> list[
                 await pilot.pause(0.5)
                 save(app, "confirm-terminate")
                 await pilot.press("escape", "escape")
+
+    # The rules view (P): every rule of the demo's Prometheus, the blackbox probe of the sync
+    # worker's health firing under provider-down (config/prometheus/exporters.yml).
+    app = ConsoleApp(config, journal=Journal(journal), demo=control)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await until(pilot, lambda a=app: all_shown(a), "the injected breaches and their alerts (rules)")
+        await pilot.press("P")
+        await until(pilot, lambda a=app: isinstance(a.screen, RulesScreen), "the rules view")
+        await until(pilot, lambda a=app: rule_firing(a, "BlackboxProbeFailed"), "BlackboxProbeFailed firing")
+        await pilot.pause(1.0)
+        save(app, "rules-160x50")
 
     app = ConsoleApp(config, journal=Journal(journal), wall=True)
     async with app.run_test(size=(160, 45)) as pilot:
