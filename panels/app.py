@@ -31,7 +31,8 @@ from textual.widgets import Input, Tab, Tabs
 
 from console.actions import Confirmation, Executor, Plan, RenderError, Result
 from console.config import Config
-from console.journal import Journal, JournalError, record_breaches
+from console.journal import Journal, JournalError, JournalEvent, RunEvent, merge, record_breaches
+from console.journal.shared import SharedJournal
 from console.loader import Loaded
 from console.model import PrometheusSnapshot, Severity, Silence, SourceKey
 from console.poller import ConsoleState, Poller, next_delay
@@ -132,10 +133,23 @@ class ConsoleApp(App[int]):
         self.wall = wall or web
         self.web = web
         self.read_only = read_only or self.wall or config.read_only
-        self.journal = journal or Journal(config.journal_path(), environment=config.environment.name)
+        self.journal = journal or Journal.of(config)
         mode = "web" if web else ("wall" if wall else "console")
         # The explicit flag only: the executor names config and wall/web modes as reasons itself.
         self.executor = Executor(config, self.journal, read_only=read_only, mode=mode, clock=clock)
+        # With a shared journal: the other consoles' events, their presence, and claims that
+        # reach them (docs/ARCHITECTURE.md, the journal).
+        self.shared: SharedJournal | None = None
+        if config.journal.shared is not None:
+            self.shared = SharedJournal(
+                config.journal.shared,
+                self.journal.path,
+                environment=self.journal.environment,
+                console=self.journal.console,
+                operator=str(self.journal.operator),
+                on_events=self._on_shared_events,
+            )
+            self.executor.claims = self.shared
         self._pack = pack
         self._hints: dict[str, str] = {}  # breach id -> best-ranked runbook id
         self.demo = demo
@@ -208,6 +222,11 @@ class ConsoleApp(App[int]):
         self.render_state(self.state)
         self.run_worker(self._journal_breaches(), group="journal", exit_on_error=False)
         self.run_worker(self._load_pack(), group="runbooks", exit_on_error=False)
+        if self.shared is not None:
+            loop, shared = asyncio.get_running_loop(), self.shared
+            self.journal.after_append.append(lambda: loop.call_soon_threadsafe(shared.wake))
+            self.header.shared = shared.state
+            self.run_worker(shared.run(), group="shared-journal", exit_on_error=False)
         if self.autopoll:
             for key in self.poller.sources:
                 self._start_poll(key)
@@ -436,6 +455,13 @@ class ConsoleApp(App[int]):
 
     def _tick(self) -> None:
         now = self.clock()
+        if self.shared is not None:  # where this console is, for the others' headers
+            screen = self.screen
+            self.shared.where = (
+                f"runbook {screen.session.runbook.id}, step {screen.session.progress.current + 1}"
+                if isinstance(screen, RunbookScreen)
+                else ""
+            )
         for panel in self.panels:
             panel.tick(now)
         self.header.show(self.state, now)
@@ -646,6 +672,9 @@ class ConsoleApp(App[int]):
 
     async def on_unmount(self) -> None:
         await self.poller.aclose()
+        if self.shared is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.shared.aclose(), 2)
         self._restore_signal_handlers()
 
     # --- intents from panels ----------------------------------------------------------------
@@ -832,10 +861,22 @@ class ConsoleApp(App[int]):
         self.push_screen(picker, opened)
 
     async def _open_runbook(self, runbook, breach: Breach | None) -> None:
-        session = await RunbookSession.open(runbook, self.executor, breach=breach)
+        others = self.shared.events() if self.shared is not None else ()
+        session = await RunbookSession.open(runbook, self.executor, breach=breach, others=others)
         if session.last_error:
             self.notify(f"journal: {session.last_error}", severity="error", timeout=10)
         await self.push_screen(RunbookScreen(session))
+
+    def _on_shared_events(self, events: list[JournalEvent]) -> None:
+        """Another console's events: a step of the run on screen it changed shows at once."""
+        for screen in self.screen_stack:
+            if isinstance(screen, RunbookScreen):
+                run = screen.session.progress.run_id
+                mine = [e for e in events if isinstance(e, RunEvent) and e.run == run]
+                for event in mine:
+                    screen.session.progress.apply(event)
+                if mine and screen.is_mounted:
+                    screen.refresh_steps()
 
     def on_step_request(self, message: StepRequest) -> None:
         self._run_action(self._step(message), f"step {message.step_id}")
@@ -880,11 +921,18 @@ class ConsoleApp(App[int]):
 
     def action_timeline(self) -> None:
         async def show() -> None:
-            read = await asyncio.to_thread(self.journal.read_own, self.clock() - TIMELINE_WINDOW)
+            since = self.clock() - TIMELINE_WINDOW
+            read = await asyncio.to_thread(self.journal.read_own, since)
             problem = read.error or (f"{read.skipped} unreadable line(s) skipped" if read.skipped else "")
+            events = read.events
+            where = str(self.journal.path)
+            if self.shared is not None:  # every console's events, each once
+                events = merge(events, (e for e in self.shared.events() if e.ts >= since))
+                where += " + shared"
+                problem = problem or self.shared.state.problem
             window = f"last {TIMELINE_WINDOW // 3600:.0f} h"
-            title = f"Timeline ({self.journal.environment}, {window}, {self.journal.path})"
-            await self.push_screen(TimelineScreen(timeline(read.events), title, problem))
+            title = f"Timeline ({self.journal.environment}, {window}, {where})"
+            await self.push_screen(TimelineScreen(timeline(events), title, problem))
 
         self.run_worker(show(), group="timeline", exit_on_error=False)
 

@@ -7,6 +7,7 @@ import time
 from rich.text import Text
 from textual.widgets import Static
 
+from console.journal.shared import SharedState
 from console.model import HealthSnapshot, HealthStatus, Severity, SourceKey, SourceKind
 from console.poller import ConsoleState
 from console.present import HEALTH_BADGE
@@ -67,6 +68,7 @@ class ConsoleHeader(Static):
         self.mode = ""  # e.g. "WALL", "DEMO"
         self.monochrome = False
         self.hidden_critical = 0  # critical breaches a panel's filter hides (set by the app)
+        self.shared: SharedState | None = None  # the shared journal: its problem, who else is here
 
     def show(self, state: ConsoleState | None, now: float) -> None:
         self.state = state
@@ -89,6 +91,8 @@ class ConsoleHeader(Static):
         if state is not None:
             out.append(SEPARATOR)
             out.append_text(self._sources(state, now))
+        if self.shared is not None:
+            out.append_text(self._shared(self.shared))
         if self.hidden_critical:
             out.append(SEPARATOR)
             out.append(f"✖ {self.hidden_critical} CRIT hidden by a filter", style="reverse bold")
@@ -102,6 +106,19 @@ class ConsoleHeader(Static):
                 out.append(flag, style="reverse bold")
         out.append(SEPARATOR)
         out.append(time.strftime("%H:%M:%SZ", time.gmtime(now)))
+        return out
+
+    @staticmethod
+    def _shared(shared: SharedState) -> Text:
+        """Who else has this environment open (and where), or why the shared journal is not
+        reached — in one line with the rest."""
+        out = Text()
+        if shared.problem:
+            out.append(SEPARATOR)
+            out.append(shared.line(), style="reverse bold")
+        for seen in sorted(shared.presence.values(), key=lambda p: p.operator):
+            out.append(SEPARATOR)
+            out.append(Text(f"+{seen.operator}" + (f" ({seen.where})" if seen.where else "")))
         return out
 
     @staticmethod

@@ -8,6 +8,7 @@ for actions). Progress lives in the journal, so leaving the screen loses nothing
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -256,7 +257,10 @@ class RunbookScreen(Screen):
         step = status.step
         text = Text()
         text.append(f"{status.index + 1}. {self.session.title(step)}", style="bold")
-        text.append(f"   {self.badge(status)}\n", style=STEP_STYLE[status.state])
+        text.append(f"   {self.badge(status)}", style=STEP_STYLE[status.state])
+        if status.by and status.at is not None and status.state is not StepState.TODO:
+            text.append(Text(f"  by {status.by} at {time.strftime('%H:%M:%SZ', time.gmtime(status.at))}"))
+        text.append("\n")
         for line in self.session.describe(step):
             text.append(f"{line}\n")
         if (expected := self.session.expected(step)) is not None and status.state != StepState.DONE:

@@ -46,7 +46,7 @@ from console.journal.events import (
     utc_iso,
 )
 from console.journal.kinds import Kind
-from console.journal.reader import JournalRead, read_journal
+from console.journal.reader import JournalRead, merge, read_journal
 from console.journal.writer import FIELD_LIMIT, Journal, JournalError, Operator
 
 __all__ = [
@@ -85,6 +85,7 @@ __all__ = [
     "UnknownEvent",
     "breach_events",
     "from_json",
+    "merge",
     "parse_ts",
     "read_journal",
     "record_breaches",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from console.journal.events import JournalEvent, from_json
@@ -51,3 +52,12 @@ def read_journal(
         ):
             events.append(event)
     return JournalRead(tuple(events), skipped + (1 if tail.strip() else 0), bool(tail.strip()))
+
+
+def merge(*sources: Iterable[JournalEvent]) -> list[JournalEvent]:
+    """Events of several journals (this machine's, the shared one) oldest first, each once."""
+    seen: dict[str, JournalEvent] = {}
+    for events in sources:
+        for event in events:
+            seen.setdefault(event.id, event)
+    return sorted(seen.values(), key=lambda e: e.ts)

@@ -37,6 +37,7 @@ from console.config import SharedJournal as SharedSettings
 from console.journal.claims import Claim
 from console.journal.events import JournalEvent, from_json
 from console.journal.kinds import Kind
+from console.journal.reader import merge  # noqa: F401  (re-exported for callers of the shared journal)
 from console.pg import classify_error, connect
 from console.sanitize import one_line
 
@@ -138,15 +139,6 @@ async def fetch_events(
                 return out
     finally:
         await conn.close()
-
-
-def merge(*sources: Iterable[JournalEvent]) -> list[JournalEvent]:
-    """Events of several journals (this machine's, the shared one) oldest first, each once."""
-    seen: dict[str, JournalEvent] = {}
-    for events in sources:
-        for event in events:
-            seen.setdefault(event.id, event)
-    return sorted(seen.values(), key=lambda e: e.ts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,15 +22,18 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from console import redact
 from console.journal.events import STAMP, JournalEvent, from_json, to_json, utc_iso
 from console.journal.reader import JournalRead, read_journal
 from console.sanitize import clean, one_line
+
+if TYPE_CHECKING:
+    from console.config import Config
 
 E = TypeVar("E", bound=JournalEvent)
 
@@ -120,7 +123,17 @@ class Journal:
         self.incident = incident
         self.console = secrets.token_hex(4)
         self.clock = clock
+        #: Called (in the writing thread) after each event is on disk: the shared journal's copy
+        #: wakes up at once instead of at its next poll.
+        self.after_append: list[Callable[[], None]] = []
         self._lock = threading.Lock()  # threads of this process; flock covers other processes
+
+    @classmethod
+    def of(cls, config: Config) -> Journal:
+        """The journal of a loaded config: its path, environment and incident."""
+        return cls(
+            config.journal_path(), environment=config.environment.name, incident=config.journal.incident
+        )
 
     def record(self, event: JournalEvent) -> dict[str, Any]:
         """The JSON object written for ``event``: the stamp, then its own fields, made safe."""
@@ -153,6 +166,9 @@ class Journal:
                 raise JournalError(f"cannot write the journal {self.path}: {reason}") from None
         written = from_json(record)
         assert isinstance(written, type(event))
+        for hook in self.after_append:
+            with contextlib.suppress(Exception):
+                hook()
         return written
 
     async def aappend(self, event: E) -> E:

@@ -50,6 +50,7 @@ class StepStatus:
     message: str = ""  # the last result, refusal or dry-run, in one line
     lines: tuple[str, ...] = ()  # the last result's output
     at: float | None = None  # when the state last changed
+    by: str = ""  # who changed it (user@host): with a shared journal, another engineer
     passed: bool | None = None  # the last check this step ran passed (None: none ran since it was opened)
     until: float | None = None  # a wait step waiting: when its wait ends (the session's clock)
     notes: list[str] = field(default_factory=list)  # "10:31 alice: text"
@@ -176,7 +177,7 @@ class Progress:
         except StopIteration:
             return None
         if state is not None:
-            status.state, status.at = state, event.ts
+            status.state, status.at, status.by = state, event.ts, event.operator
         if message is not None:
             status.message = one_line(message, 300)
         return status

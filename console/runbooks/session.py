@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -23,11 +23,14 @@ from console.actions import (
 from console.journal import (
     InputSet,
     JournalError,
+    JournalEvent,
     Note,
     PostIncidentTick,
     RunbookOpened,
     RunEvent,
     StepStateSet,
+    merge,
+    parse_ts,
     utc_iso,
 )
 from console.rules import Breach, format_duration
@@ -87,6 +90,16 @@ def run_key(runbook: Runbook, breach: Breach | None, now: float) -> str:
 
 
 RESUME_WINDOW = 24 * 3600.0
+#: Two consoles see a threshold's breach begin a few polls apart: runs opened for the same
+#: breach whose starts are this close are one episode (one run to join).
+EPISODE_SLACK = 300.0
+
+
+def _same_episode(opened: RunbookOpened, breach: Breach) -> bool:
+    try:
+        return abs(parse_ts(opened.incident_start) - breach.since) <= EPISODE_SLACK
+    except ValueError:
+        return False
 
 
 class RunbookSession:
@@ -114,21 +127,29 @@ class RunbookSession:
         breach: Breach | None = None,
         inputs: Mapping[str, str] | None = None,
         new: bool = False,
+        others: Iterable[JournalEvent] = (),
     ) -> RunbookSession:
-        """Open (or resume) a run: for a breach, the run of that breach episode; without one,
-        the latest unfinished run of this runbook in the last 24 h unless ``new``."""
+        """Open (or resume) a run: for a breach, the run of that breach episode — or the run
+        another console (``others``: the shared journal's events) has open for the same breach;
+        without one, the latest unfinished run of this runbook in the last 24 h unless ``new``."""
         now = executor.clock()
         read = await asyncio.to_thread(executor.journal.read, now - RESUME_WINDOW if breach is None else None)
+        events = merge(read.events, others)
         run_id = run_key(runbook, breach, now)
-        if breach is None and not new:
-            opened = [e for e in read.events if isinstance(e, RunbookOpened) and e.runbook == runbook.id]
+        opened = [
+            e
+            for e in events
+            if isinstance(e, RunbookOpened) and e.runbook == runbook.id and now - e.ts < RESUME_WINDOW
+            and (breach is None or (e.breach == breach.id and _same_episode(e, breach)))
+        ]  # fmt: skip
+        if not new and (breach is None or not any(e.run == run_id for e in opened)):
             for event in reversed(opened):
-                candidate = Progress.from_events(runbook, event.run, read.events, event.ts, now)
+                candidate = Progress.from_events(runbook, event.run, events, event.ts, now)
                 if not candidate.complete:
                     run_id = candidate.run_id
                     break
         start = breach.since if breach is not None else now
-        progress = Progress.from_events(runbook, run_id, read.events, start, now)
+        progress = Progress.from_events(runbook, run_id, events, start, now)
         session = cls(runbook, executor, progress, breach)
         if not progress.opened:
             await session._record(
