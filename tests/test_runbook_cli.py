@@ -73,7 +73,9 @@ def test_list_prints_every_runbook_with_severity_title_and_triggers(
         "high",
         "Lock contention — a session blocks others",
     ]
-    assert body[2 * i + 1].strip() == "↳ thresholds postgres.*.waiting"
+    assert body[2 * i + 1].strip() == (
+        "↳ alerts PostgresqlDeadLocks, PostgresqlTooManyLocksAcquired; thresholds postgres.*.waiting"
+    )
     j = ids.index("chatwoot-unavailable")
     assert body[2 * j + 1].strip() == (
         "↳ alerts IntegrationDown{provider=chatwoot}; thresholds health.*; health *; providers chatwoot"
