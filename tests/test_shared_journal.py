@@ -283,3 +283,100 @@ async def test_export_merges_the_other_consoles_events_each_once_and_says_when_i
     out, err = capsys.readouterr()
     assert [n["text"] for n in json.loads(out)["notes"]] == ["alice looked at the locks"]
     assert "shared journal unreachable" in err and "this machine's events only" in err
+
+
+async def test_a_hung_store_is_said_in_one_line_and_nothing_waits_on_it(tmp_path, store, pg_server, pg_proxy):
+    _, limited, database = store
+    proxy = await pg_proxy(pg_server)
+    hung = limited.model_copy(
+        update={"dsn": limited.dsn.replace(f":{pg_server.port}/", f":{proxy.port}/", 1),
+                "statement_timeout": 1.0, "connect_timeout": 2.0}
+    )  # fmt: skip
+    console = Console(tmp_path / "a", "alice", hung)
+    console.start()
+    try:
+        await wait_until(lambda: console.shared.state.connected, 10, "connected")
+        proxy.freeze()
+        started = time.monotonic()
+        for n in range(3):
+            console.write(f"while hung {n}")  # the local journal takes them at once
+        assert time.monotonic() - started < 0.5
+        await wait_until(
+            lambda: (
+                console.shared.state.line()
+                == "shared journal unreachable (no answer in time) — 3 events queued"
+            ),
+            20,
+            "the hang said, with the events queued",
+        )
+        proxy.thaw()
+        await wait_until(
+            lambda: console.shared.pending_count() == 0 and not console.shared.state.problem, 20, "sent"
+        )
+        rows = await pg_server.fetch(
+            "SELECT count(*) FROM incident_journal WHERE record->>'text' LIKE 'while hung%'",
+            database=database,
+        )
+        assert rows[0][0] == 3
+    finally:
+        await console.stop()
+
+
+async def test_a_read_only_store_is_said_and_the_events_follow_once_it_is_writable(
+    tmp_path, store, pg_server
+):
+    _, limited, _ = store
+    role = limited.dsn.split("//")[1].split(":")[0]
+    await pg_server.execute(f'ALTER ROLE "{role}" SET default_transaction_read_only = on')
+    console = Console(tmp_path / "a", "alice", limited)
+    console.start()
+    try:
+        console.write("on a read-only store")
+        await wait_until(lambda: "read-only" in console.shared.state.problem, 10, "read-only said")
+        await pg_server.execute(f'ALTER ROLE "{role}" RESET default_transaction_read_only')
+        await console.shared.aclose()  # the setting applies to new sessions: reconnect
+        await wait_until(
+            lambda: console.shared.pending_count() == 0 and not console.shared.state.problem, 15, "sent"
+        )
+    finally:
+        await console.stop()
+
+
+async def test_the_store_killed_and_restarted_loses_and_duplicates_nothing(tmp_path):
+    from tests.fixtures.http_servers import free_port
+    from tests.fixtures.postgres import _start_private, _stop_private
+
+    # A fixed port: the restarted store must be where the console looks for it.
+    cluster = await asyncio.to_thread(_start_private, preload=(), max_connections=20, port=free_port())
+    try:
+        settings = SharedSettings(dsn=cluster.dsn(), connect_timeout=2.0, statement_timeout=2.0)
+        await init_store(settings)
+        console = Console(tmp_path / "a", "alice", settings)
+        console.start()
+        try:
+            console.write("before")
+            await wait_until(lambda: console.shared.pending_count() == 0, 10, "sent")
+            await asyncio.to_thread(cluster.stop)  # the store is killed mid-incident
+            for n in range(5):
+                console.write(f"while it is down {n}")
+            await wait_until(lambda: "unreachable" in console.shared.state.problem, 15, "said")
+            await asyncio.to_thread(cluster.start)
+            await wait_until(
+                lambda: console.shared.pending_count() == 0 and not console.shared.state.problem, 30, "sent"
+            )
+        finally:
+            await console.stop()
+        conn = await asyncpg_connect(cluster.dsn())
+        try:
+            rows = await conn.fetch("SELECT record->>'text' AS text FROM incident_journal ORDER BY seq")
+        finally:
+            await conn.close()
+        assert [r["text"] for r in rows] == ["before", *(f"while it is down {n}" for n in range(5))]
+    finally:
+        await asyncio.to_thread(_stop_private, cluster)
+
+
+async def asyncpg_connect(dsn: str):
+    import asyncpg
+
+    return await asyncpg.connect(dsn, timeout=10)

@@ -208,12 +208,14 @@ class SharedJournal:
         last_presence = 0.0
         while True:
             try:
-                conn = await self._connection()
-                await self._copy(conn)
-                await self._read(conn)
-                if self.clock() - last_presence >= PRESENCE_EVERY:
-                    last_presence = self.clock()
-                    await self._announce(conn)
+                # A bound on the whole round as well (LISTEN at connect has none of its own).
+                async with asyncio.timeout(self.settings.connect_timeout + 4 * self._bound):
+                    conn = await self._connection()
+                    await self._copy(conn)
+                    await self._read(conn)
+                    if self.clock() - last_presence >= PRESENCE_EVERY:
+                        last_presence = self.clock()
+                        await self._announce(conn)
                 self.state.connected, self.state.problem = True, ""
             except asyncio.CancelledError:
                 raise
@@ -298,6 +300,7 @@ class SharedJournal:
                     "(id, ts, environment, incident, author, kind, record) "
                     "VALUES ($1, to_timestamp($2), $3, $4, $5, $6, $7::jsonb) ON CONFLICT (id) DO NOTHING",
                     rows,
+                    timeout=self._bound,
                 )
             if offset == self._cursor():
                 return
@@ -315,6 +318,7 @@ class SharedJournal:
                 self.environment,
                 self._seq,
                 BATCH,
+                timeout=self._bound,
             )
             fresh: list[JournalEvent] = []
             for seq, text in rows:
@@ -340,7 +344,12 @@ class SharedJournal:
             {"console": self.console, "operator": self.operator, "environment": self.environment,
              "where": self.where, "ts": self.clock()}
         )  # fmt: skip
-        await conn.execute("SELECT pg_notify($1, $2)", channel(self.settings.table, "_presence"), payload)
+        await conn.execute(
+            "SELECT pg_notify($1, $2)",
+            channel(self.settings.table, "_presence"),
+            payload,
+            timeout=self._bound,
+        )
 
     def _on_presence(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         with contextlib.suppress(ValueError, TypeError, KeyError):
@@ -373,7 +382,9 @@ class SharedJournal:
         taken: list[int] = []
         for target in targets:
             key = self.lock_key(self.environment, target)
-            if key in self._held or await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+            if key in self._held or await conn.fetchval(
+                "SELECT pg_try_advisory_lock($1)", key, timeout=self._bound
+            ):
                 taken.append(key)
                 self._held.add(key)
                 continue
@@ -389,7 +400,7 @@ class SharedJournal:
             key = self.lock_key(self.environment, target)
             if key in self._held:
                 continue
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key, timeout=self._bound):
                 return await self.holder(target)
             await self._unlock(conn, key)
         return Claim(held=False)
@@ -407,7 +418,7 @@ class SharedJournal:
     async def _unlock(self, conn: asyncpg.Connection, key: int) -> None:
         self._held.discard(key)
         with contextlib.suppress(Exception):
-            await conn.fetchval("SELECT pg_advisory_unlock($1)", key)
+            await conn.fetchval("SELECT pg_advisory_unlock($1)", key, timeout=self._bound)
 
     async def holder(self, target: str) -> Claim:
         """Who holds ``target``: the newest claim journaled for it by another console."""
@@ -420,12 +431,19 @@ class SharedJournal:
             self.environment,
             target,
             str(Kind.ACTION_CLAIMED),
+            timeout=self._bound,
         )
         if row is None:
             return Claim(held=True)
         return Claim(held=True, by=row[0], what=row[1] or "", since=float(row[2]))
 
     # -- connections --------------------------------------------------------------------------
+
+    @property
+    def _bound(self) -> float:
+        """The client's own limit on a statement: a store that hangs (the server-side
+        statement_timeout never answers through a frozen network) must not hang the console."""
+        return self.settings.statement_timeout + 1.0
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
@@ -458,5 +476,7 @@ class SharedJournal:
             return f"refused: {one_line(str(exc), 120)} (the role needs INSERT and SELECT)"
         if isinstance(exc, asyncpg.ReadOnlySQLTransactionError):
             return "read-only (a standby?)"
+        if isinstance(exc, TimeoutError):
+            return "unreachable (no answer in time)"
         error = classify_error(exc, self.settings.cluster())
         return "unreachable" if error.kind.value in ("unreachable", "timeout") else f"{error}"
