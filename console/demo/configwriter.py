@@ -23,6 +23,7 @@ REPO_SEEDS = REPO_RUNBOOKS.parent / "seed-scenarios.yaml"
 DEMO_TENANT = "demo"  # the one tenant of the demo services (console.demo.service.DEMO_TENANT)
 SCRAPE_INTERVAL = "1s"
 JOURNAL = "journal.jsonl"  # the demo's own journal, in its state dir: never the user's
+SHARED_JOURNAL_TABLE = "incident_journal"  # in the shop database, emptied at each new run
 PREVIOUS_JOURNAL = "journal.previous.jsonl"  # the run before (a new run starts a new journal)
 
 STATUS_PAGES = {
@@ -153,7 +154,12 @@ def console_config(
     return {
         "environment": {"name": "demo", "production": False},
         "read_only": False,
-        "journal": str(Path(state_dir).absolute() / JOURNAL),
+        # The local journal in the state dir, and a shared one in the demo's Postgres: a second
+        # console (`incident-console demo --attach`) works the same incident with this one.
+        "journal": {
+            "path": str(Path(state_dir).absolute() / JOURNAL),
+            "shared": {"dsn": console_dsn, "table": SHARED_JOURNAL_TABLE},
+        },
         "runbooks_dir": str(runbooks_dir(state_dir)),
         "runbooks": runbooks,
         "refresh": {"health": "1s", "prometheus": "2s", "postgres": "1s"},

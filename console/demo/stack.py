@@ -42,6 +42,7 @@ from console.demo.state import (
     same_process,
     write_state_file,
 )
+from console.journal.shared import grants, quoted, setup_sql
 
 PROMETHEUS_BIN = Path("/usr/bin/prometheus")
 ALERTMANAGER_BIN = Path("/usr/bin/prometheus-alertmanager")
@@ -236,7 +237,8 @@ class Stack:
         """A new run shows only itself: Prometheus' TSDB (whose last samples of the previous run's
         targets kept its alerts firing for the 5-minute lookback, restored at once from
         ALERTS_FOR_STATE) and Alertmanager's silences and notification log go; the previous
-        run's journal is kept as journal.previous.jsonl. The Postgres cluster is reused (its
+        run's journal is kept as journal.previous.jsonl and the shared journal table is emptied. The
+        Postgres cluster is reused (its
         statistics are reset in _start_postgres). Attaching to a running stack never gets here."""
         journal = self.state_dir / configwriter.JOURNAL
         try:
@@ -246,6 +248,8 @@ class Stack:
                     shutil.rmtree(data)
             if journal.exists():
                 journal.replace(journal.with_name(configwriter.PREVIOUS_JOURNAL))
+            # The new journal starts at its first line for the shared one too (emptied with it).
+            journal.with_name(journal.name + ".shared").unlink(missing_ok=True)
         except OSError as exc:
             raise StackError(f"cannot clear the previous run's state in {self.state_dir}: {exc}") from exc
 
@@ -348,6 +352,7 @@ class Stack:
             db=shopdb.DATABASE,
         )
         cluster.psql(shopdb.CONSOLE_GRANTS_SQL, db=shopdb.DATABASE)
+        cluster.psql(_shared_journal_sql(), db=shopdb.DATABASE)
         return cluster
 
     def _wait_ready(self, urls: dict[str, str]) -> None:
@@ -506,6 +511,14 @@ def _scraping(client: httpx.Client, url: str) -> bool:
     targets = client.get(f"{url}/api/v1/targets", params={"state": "active"}).json()["data"]["activeTargets"]
     up = {t["labels"]["job"] for t in targets if t["health"] == "up"}
     return {"storefront", "sync-worker", *exporters.JOBS} <= up
+
+
+def _shared_journal_sql() -> str:
+    """The demo's shared journal: the table (as ``journal init`` makes it), the console role's
+    INSERT and SELECT, and no event of an earlier run (a new run starts a new incident)."""
+    table = configwriter.SHARED_JOURNAL_TABLE
+    statements = [*setup_sql(table), *grants(table, shopdb.CONSOLE_ROLE), f"TRUNCATE {quoted(table)}"]
+    return ";\n".join(s.rstrip(";") for s in statements) + ";"
 
 
 def main(argv: list[str] | None = None) -> int:
