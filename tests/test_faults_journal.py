@@ -85,3 +85,14 @@ async def test_an_action_with_an_unwritable_journal_does_not_run_and_says_why(
                 assert app.is_running
         finally:
             running.cancel()
+
+
+def test_a_journal_configured_as_a_device_is_not_read_without_end():
+    """/dev/full as the journal (the disk-full case above): what reads the journal back (who holds
+    a claim, what another console just ran) got an endless stream of zeros and the process was
+    killed for memory. A journal that is not a regular file reads as an error, at once."""
+    from console.journal import read_journal
+
+    for device in ("/dev/full", "/dev/zero"):
+        read = read_journal(device)
+        assert read.events == () and read.error == f"cannot read {device}: not a regular file"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -33,6 +34,9 @@ def read_journal(
     ``environment``, only that environment's events (consoles of several share a journal)."""
     try:
         with open(path, "rb") as handle:
+            # A journal configured as a device (/dev/full, /dev/zero) would read without end.
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return JournalRead(error=f"cannot read {path}: not a regular file")
             data = handle.read()
     except FileNotFoundError:
         return JournalRead()
