@@ -831,11 +831,16 @@ async def test_an_action_is_journaled_confirmed_then_its_result(
     result = await ex.execute(plan, YES)
     assert result.status == Status.SUCCEEDED and result.recorded
     read = ex.journal.read().events
-    assert [e.kind for e in read] == ["action.requested", "action.confirmed", "action.succeeded"]
+    assert [e.kind for e in read] == [
+        "action.requested",
+        "action.claimed",
+        "action.confirmed",
+        "action.succeeded",
+    ]
     done = read[-1]
     assert (done.get("runbook"), done.get("run"), done.get("step")) == ("rb", "rb@1", "s1")
     assert done.get("result") == "succeeded" and done.get("message") == "HTTP 200"
     assert isinstance(done.get("duration"), float) and done.get("duration") >= 0
     assert done.get("plan")["lines"] == list(plan.lines)
-    assert read[1].get("confirmation") == "yes"
-    assert list(result.events) == list(read[1:])
+    assert read[1].get("claims") and read[2].get("confirmation") == "yes"
+    assert list(result.events) == list(read[2:])

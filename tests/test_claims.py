@@ -93,3 +93,25 @@ async def test_a_race_to_terminate_the_same_pid_runs_exactly_one_signal(
         await asyncio.gather(*tasks, return_exceptions=True)
         for link in links:
             await link.aclose()
+
+
+async def test_the_same_action_confirmed_after_another_console_ran_it_is_refused_saying_so(
+    pg_server, pg_sessions, tmp_path
+):
+    """Two engineers confirm the same terminate one after the other: the second is told the first
+    already did it, instead of failing on a session that is gone (a shared runbook step then
+    read FAILED although the first had done it)."""
+    config = make_config(tmp_path, pg=pg_server)
+    alice = console(config, tmp_path / "machine", "alice")
+    bob = console(config, tmp_path / "machine", "bob")
+    _, pid, started = await _session(pg_sessions, "ic-twice-victim")
+    seen_by_alice = await alice.preview(alice.signal_plan("main", pid, started, "terminate"))
+    seen_by_bob = await bob.preview(bob.signal_plan("main", pid, started, "terminate"))
+    assert (await alice.execute(seen_by_alice, Confirmation(typed=str(pid)))).status == Status.SUCCEEDED
+    result = await bob.execute(seen_by_bob, Confirmation(typed=str(pid)))
+    assert result.status == Status.REFUSED
+    assert result.message.startswith(
+        f"not run: alice@alice-host already ran 'terminate pid {pid} on main' on this target at "
+    )
+    kinds = [e.kind for e in read_journal(bob.journal.path).events if e.console == bob.journal.console]
+    assert kinds[-1] == "action.refused" and "action.confirmed" not in kinds

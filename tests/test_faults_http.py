@@ -446,9 +446,7 @@ async def test_prometheus_and_alertmanager_killed_then_restarted(tmp_path, daemo
         await asyncio.to_thread(alertmanager.start)
         await wait_for(pilot, lambda: prom_snapshot(app).alertmanager_error is None, 10, "Alertmanager back")
         await ack()
-        await wait_for(
-            pilot, lambda: "acked →" in str(breaches.table.get_row(breach_id)[1]), 20, "the ack"
-        )
+        await wait_for(pilot, lambda: "acked →" in str(breaches.table.get_row(breach_id)[1]), 20, "the ack")
 
         await asyncio.to_thread(prometheus.kill)
         await wait_for(pilot, lambda: prom_snapshot(app).error is not None, 10, "Prometheus down")

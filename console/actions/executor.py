@@ -64,7 +64,7 @@ class Executor:
         self.config = config
         self.journal = journal
         #: Who else acts on a target: the shared journal's claims, or this machine's.
-        self.claims: Claims = claims or LocalClaims.beside(journal.path)
+        self.claims: Claims = claims or LocalClaims.beside(journal.path, journal.console)
         self.operator = journal.operator
         self.mode = mode
         self.clock = clock
@@ -345,6 +345,14 @@ class Executor:
             return await self.refuse(plan, f"not run: cannot claim the target ({one_line(str(exc), 120)})")
         if claim.held:
             return await self.refuse(plan, f"not run: {claim.text(self.clock())}")
+        try:
+            done = await self.claims.recently_done(keys)
+        except Exception:  # what others did is unknown: the claim itself still stands
+            done = None
+        if done is not None and done.held:
+            with contextlib.suppress(Exception):
+                await self.claims.release(keys)
+            return await self.refuse(plan, f"not run: {done.done_text()}")
         try:
             with contextlib.suppress(JournalError):  # the confirmation's own journal line decides
                 await self.journal.aappend(plan.event(ActionClaimed, claims=keys))

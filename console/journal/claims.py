@@ -14,12 +14,12 @@ import fcntl
 import hashlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from console.journal.events import ActionClaimed
+from console.journal.events import ActionClaimed, ActionSucceeded, JournalEvent
 from console.journal.reader import read_journal
 
 
@@ -39,6 +39,27 @@ class Claim:
         ago = "" if self.since is None else f" (started {max(now - self.since, 0):.0f} s ago)"
         return f"{who} is running '{self.what or 'an action'}' on this target{ago}"
 
+    def done_text(self) -> str:
+        at = "" if self.since is None else time.strftime(" at %H:%M:%SZ", time.gmtime(self.since))
+        return f"{self.by or 'another console'} already ran '{self.what or 'this action'}' on this target{at}"
+
+
+#: How long an action another console ran on the same target counts as just done.
+RECENT = 600.0
+
+
+def done_by_others(events: Iterable[JournalEvent], console: str, targets: Sequence[str], now: float) -> Claim:
+    """The newest action another console claimed on one of ``targets`` and ran to success within
+    :data:`RECENT` (two engineers confirming the same terminate one after the other: the second
+    is told, instead of failing on a session that is gone)."""
+    events = [e for e in events if e.console != console and now - e.ts <= RECENT]
+    succeeded = {e.plan.id for e in events if isinstance(e, ActionSucceeded)}
+    wanted = set(targets)
+    for event in reversed(events):
+        if isinstance(event, ActionClaimed) and wanted & set(event.claims) and event.plan.id in succeeded:
+            return Claim(held=True, by=event.operator, what=event.plan.summary, since=event.ts)
+    return Claim(held=False)
+
 
 class Claims(Protocol):
     #: False: the claims reach this machine only (no shared journal).
@@ -54,28 +75,45 @@ class Claims(Protocol):
 
     async def release(self, targets: Sequence[str]) -> None: ...
 
+    async def recently_done(self, targets: Sequence[str]) -> Claim:
+        """Another console's action on one of the targets that just succeeded (see
+        :func:`done_by_others`)."""
+        ...
+
 
 class LocalClaims:
     """File locks in ``directory`` (one per target), held while the action runs."""
 
     shared = False
 
-    def __init__(self, directory: Path, journal: Path) -> None:
+    def __init__(self, directory: Path, journal: Path, console: str = "") -> None:
         self.directory = Path(directory)
         self.journal = Path(journal)
+        self.console = console  # this console's id: its own actions are not "another's"
         self._held: dict[str, int] = {}  # target -> open descriptor holding its lock
 
     @classmethod
-    def beside(cls, journal: Path) -> LocalClaims:
+    def beside(cls, journal: Path, console: str = "") -> LocalClaims:
         """The claims of every console writing ``journal`` on this machine: ``<journal>.claims/``."""
-        return cls(journal.with_name(journal.name + ".claims"), journal)
+        return cls(journal.with_name(journal.name + ".claims"), journal, console)
+
+    async def recently_done(self, targets: Sequence[str]) -> Claim:
+        now = time.time()
+        read = read_journal(self.journal, now - RECENT)
+        return done_by_others(read.events, self.console, targets, now)
 
     def _path(self, target: str) -> Path:
         return self.directory / (hashlib.blake2b(target.encode(), digest_size=12).hexdigest() + ".lock")
 
     def _try(self, target: str) -> int | None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self._path(target), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        """A descriptor holding the target's lock, None if another console holds it, or -1 when
+        no lock file can be made (the journal's directory is unwritable: the journal write that
+        must come next refuses the action and says why)."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self._path(target), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return -1
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -103,13 +141,14 @@ class LocalClaims:
             fd = self._try(target)
             if fd is None:
                 return self.holder(target)
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         return Claim(held=False)
 
     async def release(self, targets: Sequence[str]) -> None:
         for target in targets:
             fd = self._held.pop(target, None)
-            if fd is not None:
+            if fd is not None and fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
 

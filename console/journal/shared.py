@@ -34,7 +34,7 @@ from typing import Any
 import asyncpg
 
 from console.config import SharedJournal as SharedSettings
-from console.journal.claims import Claim
+from console.journal.claims import Claim, done_by_others
 from console.journal.events import JournalEvent, from_json
 from console.journal.kinds import Kind
 from console.journal.reader import merge  # noqa: F401  (re-exported for callers of the shared journal)
@@ -404,6 +404,11 @@ class SharedJournal:
                 return await self.holder(target)
             await self._unlock(conn, key)
         return Claim(held=False)
+
+    async def recently_done(self, targets: Iterable[str]) -> Claim:
+        """Another console's action on one of the targets that just succeeded, from the events
+        read back from the shared journal."""
+        return done_by_others(self._events.values(), self.console, list(targets), self.clock())
 
     async def release(self, targets: Iterable[str]) -> None:
         conn = self._claims_conn
