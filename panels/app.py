@@ -217,6 +217,8 @@ class ConsoleApp(App[int]):
         self._install_signal_handlers()
         if self.wall_screen is not None:
             self.push_screen(self.wall_screen)
+            self.call_after_refresh(self._wall_timeline)
+            self.set_interval(self.config.ui.wall.rotate, self._wall_timeline)
         else:
             self._layout_panels()
         self.render_state(self.state)
@@ -868,7 +870,9 @@ class ConsoleApp(App[int]):
         await self.push_screen(RunbookScreen(session))
 
     def _on_shared_events(self, events: list[JournalEvent]) -> None:
-        """Another console's events: a step of the run on screen it changed shows at once."""
+        """Another console's events: a step of the run on screen it changed shows at once, and
+        the wall's timeline has them."""
+        self._wall_timeline()
         for screen in self.screen_stack:
             if isinstance(screen, RunbookScreen):
                 run = screen.session.progress.run_id
@@ -935,6 +939,26 @@ class ConsoleApp(App[int]):
             await self.push_screen(TimelineScreen(timeline(events), title, problem))
 
         self.run_worker(show(), group="timeline", exit_on_error=False)
+
+    def _wall_timeline(self) -> None:
+        """The wall's timeline: every console's events with a shared journal, else this
+        machine's journal (read off the event loop)."""
+        wall = self.wall_screen
+        if wall is None or not wall.is_mounted:
+            return
+
+        async def show() -> None:
+            since = self.clock() - TIMELINE_WINDOW
+            if self.shared is not None:
+                events = [e for e in self.shared.events() if e.ts >= since]
+                source, problem = "every console, shared journal", self.shared.state.problem
+            else:
+                read = await asyncio.to_thread(self.journal.read_own, since)
+                events, source, problem = list(read.events), "this machine's journal", read.error
+            if wall.is_mounted:
+                wall.show_timeline(timeline(events), source, problem)
+
+        self.run_worker(show(), group="wall-timeline", exclusive=True, exit_on_error=False)
 
     def action_demo_menu(self) -> None:
         if self.demo is None:

@@ -7,6 +7,7 @@ so memory stays flat however long the wall runs.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -25,10 +26,13 @@ from console.model import (
 from console.poller import ConsoleState
 from console.present import HEALTH_BADGE, breach_badge, severity_badge
 from console.rules import Breach, State, format_number
+from console.timeline import TimelineEntry
 from panels.header import ConsoleHeader
 from panels.text import age_words, cell, sparkline
 
 POOL = 12
+#: The newest timeline entries the wall shows under its tiles (every console's, with a shared journal).
+TIMELINE_LINES = 5
 #: Values drawn with 3x3 digits: numbers with a short unit (7.2%, 613.3 ms, 1m35s).
 BIG_DIGITS = re.compile(r"^[0-9][0-9.,:]*\s?[a-z%]{0,3}(?:[0-9.]+[a-z]{1,2})?$")
 SEVERITY_CLASS = {
@@ -166,10 +170,28 @@ def postgres_tiles(state: ConsoleState, now: float, limit: int) -> list[TileData
 PAGES = ("Breaches", "Health", "Metrics", "Postgres")
 
 
+def timeline_text(entries: list[TimelineEntry], source: str, problem: str = "") -> Text:
+    """The newest entries, newest last, one line each: time, who, what (plain text; names and
+    notes from the journal are never markup)."""
+    out = Text()
+    out.append(f"Timeline ({source})", style="bold")
+    if problem:
+        out.append(f"  ·  {problem}")
+    if not entries:
+        out.append("\n  nothing journaled yet")
+    for entry in entries[-TIMELINE_LINES:]:
+        out.append("\n")
+        out.append(time.strftime("%H:%M:%SZ", time.gmtime(entry.ts)) + "  ")
+        out.append(f"{entry.who:<22.22}  ", style="bold")
+        out.append(entry.text)
+    return out
+
+
 class WallScreen(Screen):
     DEFAULT_CSS = """
     WallScreen #wall-page { height: 1; text-style: bold; padding: 0 1; }
     WallScreen Grid { grid-size: 3; grid-gutter: 1 2; padding: 0 1; height: 1fr; }
+    WallScreen #wall-timeline { height: auto; max-height: 7; padding: 0 1; border-top: heavy $primary; }
     """
 
     def __init__(self, header: ConsoleHeader, rotate: float, tiles: int) -> None:
@@ -188,6 +210,9 @@ class WallScreen(Screen):
         yield Static(id="wall-page")
         with Grid():
             yield from self.tiles
+        timeline = Static(id="wall-timeline")
+        timeline.display = False  # until there is a timeline to show
+        yield timeline
 
     def on_mount(self) -> None:
         self.set_interval(self.rotate, self.next_page)
@@ -197,6 +222,11 @@ class WallScreen(Screen):
         self.page = (self.page + 1) % len(PAGES)
         if self.state is not None:
             self.show(self.state, self.app.clock())
+
+    def show_timeline(self, entries: list[TimelineEntry], source: str, problem: str = "") -> None:
+        timeline = self.query_one("#wall-timeline", Static)
+        timeline.update(timeline_text(entries, source, problem))
+        timeline.display = True
 
     def show(self, state: ConsoleState, now: float) -> None:
         self.state = state

@@ -379,6 +379,21 @@ async def test_wall_mode_tiles_rotate_and_offer_no_actions():
         assert all(len(series) <= 60 for series in app.wall_screen.history.values())
 
 
+async def test_the_wall_shows_this_machines_timeline_without_a_shared_journal(tmp_path):
+    from console.journal import Note, Operator
+
+    path = tmp_path / "journal.jsonl"
+    other = Journal(path, operator=Operator("carol", "", "ops-1"))  # a console on the same machine
+    other.append(Note(text="carol: paged the DBA [red]now[/red]"))
+    app = make_app(wall=True, journal=Journal(path))
+    async with app.run_test(size=(120, 40)) as pilot:
+        timeline = app.wall_screen.query_one("#wall-timeline")
+        await wait_for(
+            pilot, lambda: "carol: paged the DBA [red]now[/red]" in str(timeline.render()), 5, "the note"
+        )
+        assert "this machine's journal" in str(timeline.render()) and "carol" in str(timeline.render())
+
+
 async def test_enter_on_a_health_target_shows_every_check():
     app = make_app()
     async with app.run_test(size=(160, 48)) as pilot:

@@ -125,3 +125,30 @@ async def test_the_store_stopping_mid_incident_queues_and_loses_nothing(tmp_path
     notes = {r["text"]: r["count"] for r in rows if r["text"]}
     assert {f"while the store is away {n}" for n in range(7)} <= set(notes)
     assert all(count == 1 for count in notes.values())
+
+
+async def test_the_wall_shows_every_consoles_timeline(tmp_path, store):
+    """A wall on the shared journal shows alice's notes under its tiles within a second, names
+    her, and writes nothing itself; a note's text is shown as written, never as markup."""
+    _, limited, _ = store
+    alice, _ = two_consoles(tmp_path, limited.dsn)
+    path = tmp_path / "wall" / "journal.jsonl"
+    config = ui_data.config(environment=STAGING, journal={"path": str(path), "shared": {"dsn": limited.dsn}})
+    journal = Journal(path, operator=Operator("wall", "", "wall-host"), environment="staging")
+    wall = make_app(config=config, journal=journal, wall=True)
+    async with alice.run_test(size=(120, 40)) as pa, wall.run_test(size=(120, 40)) as pw:
+        await wait_for(pw, lambda: wall.shared.state.connected, 10, "the wall connected")
+        timeline = wall.wall_screen.query_one("#wall-timeline")
+        written = await asyncio.to_thread(alice.journal.append, Note(text="alice: [bold]failing over[/] now"))
+        took = await wait_for(
+            pw,
+            lambda: "alice: [bold]failing over[/] now" in str(timeline.render()),
+            5,
+            "the note on the wall",
+        )
+        assert took < 1.0, took
+        shown = str(timeline.render())
+        assert "every console, shared journal" in shown and "alice" in shown
+        assert written.id in {e.id for e in wall.shared.events()}
+        await pa.pause()
+    assert not path.exists() or not path.read_text().strip()  # the wall only watches

@@ -10,7 +10,7 @@ import pytest
 from console.app import ConsoleApp
 from panels.confirm import ConfirmScreen
 from tests import ui_data
-from tests.pilot import wait_for_screen
+from tests.pilot import wait_for, wait_for_screen
 
 
 def app() -> ConsoleApp:
@@ -83,4 +83,10 @@ def test_wall(snap_compare):
     wall = ConsoleApp(
         config, poller=ui_data.poller(config), clock=lambda: ui_data.NOW, autopoll=False, wall=True
     )
-    assert snap_compare(wall, terminal_size=(200, 60), run_before=settle)
+
+    async def timeline_read(pilot) -> None:  # the wall reads its journal off the event loop
+        await settle(pilot)
+        await wait_for(pilot, lambda: wall.wall_screen.query_one("#wall-timeline").display, 5, "the timeline")
+        await pilot.pause()
+
+    assert snap_compare(wall, terminal_size=(200, 60), run_before=timeline_read)
