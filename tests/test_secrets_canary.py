@@ -27,6 +27,8 @@ import pytest
 import yaml
 
 from console.app import ConsoleApp
+from console.config import SharedJournal as SharedSettings
+from console.journal.shared import init_store
 from console.loader import load_config
 from panels.breaches import BreachesPanel
 from panels.detail import DetailScreen
@@ -50,7 +52,8 @@ URL_TOKEN = canary("tok")  # ?token=<URL_TOKEN> in a health URL
 USERINFO = canary("ui")  # http://ops:<USERINFO>@... health URL
 PROM_PW = canary("prom")  # http://prom:<PROM_PW>@... Prometheus URL
 AM_PW = canary("am")  # http://am:<AM_PW>@... Alertmanager URL
-ALL = (PW, BAD_PW, HEADER, API_KEY, URL_TOKEN, USERINFO, PROM_PW, AM_PW)
+STORE_PW = canary("store")  # the shared journal's DSN password (trust auth: accepted, unused)
+ALL = (PW, BAD_PW, HEADER, API_KEY, URL_TOKEN, USERINFO, PROM_PW, AM_PW, STORE_PW)
 BASIC = {"ops": USERINFO, "prom": PROM_PW, "am": AM_PW}
 
 
@@ -146,14 +149,17 @@ def echo_everything(server: StubServer) -> None:
 
 
 @pytest.fixture
-def canary_config(tmp_path, http_server, fault_pg, private_pg) -> Path:
+async def canary_config(tmp_path, http_server, fault_pg, private_pg, pg_server) -> Path:
     echo_everything(http_server)
+    store = await pg_server.create_database()  # the shared journal's table, as journal init makes it
+    await init_store(SharedSettings(dsn=pg_server.dsn(database=store)), role="ROLE")
     base = f"127.0.0.1:{http_server.port}"
     (tmp_path / "runbooks").mkdir()
     config = {
         "environment": {"name": "canary"},
         "runbooks_dir": str(tmp_path / "runbooks"),
-        "journal": str(tmp_path / "journal.jsonl"),
+        "journal": {"path": str(tmp_path / "journal.jsonl"),
+                    "shared": {"dsn": pg_server.dsn(database=store, password=STORE_PW)}},
         "ui": {"bell": False},
         "refresh": {"health": "0.4s", "prometheus": "0.4s", "postgres": "0.4s"},
         "health": [
@@ -192,7 +198,7 @@ async def leaky_session(fault_pg, pg_sessions):
 # --- the test --------------------------------------------------------------------------------
 
 
-async def test_no_canary_in_any_artifact(tmp_path, canary_config, fault_pg, pg_sessions):
+async def test_no_canary_in_any_artifact(tmp_path, canary_config, fault_pg, pg_sessions, pg_server):
     artifacts: dict[str, str | bytes] = {}
     pid, task = await leaky_session(fault_pg, pg_sessions)
     config = load_config(canary_config)
@@ -248,6 +254,14 @@ async def test_no_canary_in_any_artifact(tmp_path, canary_config, fault_pg, pg_s
         assert app.is_running
     artifacts["journal"] = journal.read_bytes()
     assert b"breach.start" in artifacts["journal"] and b"action.failed" in artifacts["journal"]
+    # The shared journal's table: every event the console sent, as stored.
+    shared = config.journal.shared
+    rows = await pg_server.fetch(
+        f"SELECT record::text AS record FROM {shared.table}",
+        database=shared.dsn.rsplit("/", 1)[-1].split("?")[0],
+    )
+    artifacts["shared journal table"] = "\n".join(r["record"] for r in rows)
+    assert '"action.failed"' in artifacts["shared journal table"], "the events did not reach the store"
     task.cancel()
 
     # 2. Reports: snapshot and export, each format, through the real command line.
