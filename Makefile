@@ -11,8 +11,8 @@ demo: $(STAMP) sysdeps
 
 test: $(STAMP) sysdeps
 	$(BIN)/ruff check console panels tests bench scripts
-	$(BIN)/pytest -n 2 --dist loadfile -m "not serial"
-	$(BIN)/pytest -m serial
+	$(BIN)/pytest -n 2 --dist loadfile -m "not serial" --durations=25
+	$(BIN)/pytest -m serial --durations=10
 
 venv: $(STAMP)
 
