@@ -4,8 +4,12 @@
     incident-console serve --config FILE --host 0.0.0.0 --token-file /etc/incident-console/wall.token
     incident-console serve --config FILE --host 10.0.0.5 --behind-proxy --public-url https://wall.example/
 
-Every viewer (browser tab) gets a console process of its own (textual-serve), always in wall mode
-and read-only: ``run --web``, where no key runs an action and the executor refuses every one.
+One engine polls the backends for every viewer: serve runs the Poller and the threshold engine in
+its own process and publishes each ConsoleState on a private Unix socket (console/feed.py). Every
+viewer (browser tab) gets a console process of its own (textual-serve) that renders the states of
+that feed and opens no backend connection: Postgres, Prometheus and the health endpoints see one
+console whether 1 or 10 browsers watch. The viewer is always in wall mode and read-only: ``run
+--web``, where no key runs an action and the executor refuses every one.
 Binding another address than loopback needs a token (the page must present it) or
 ``--behind-proxy`` (an authenticating reverse proxy in front); otherwise serve refuses to start.
 The token comes from $INCIDENT_CONSOLE_SERVE_TOKEN or ``--token-file``, never from the command
@@ -55,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser(
         "serve",
         help="publish the wall display to browsers (read-only; 127.0.0.1 unless a token or proxy guards it)",
-        description="Publish the wall display (read-only) to browsers: one console process per viewer.",
+        description="Publish the wall display (read-only) to browsers: one engine polls the backends, "
+        "each viewer renders its state.",
     )
     serve.add_argument("--config", help="config file")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -66,7 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--max-viewers",
         type=int,
         default=DEFAULT_MAX_VIEWERS,
-        help=f"browsers served at once, each a console process polling the backends (default {DEFAULT_MAX_VIEWERS})",
+        help=f"browsers served at once, each a console process drawing the one engine's state "
+        f"(default {DEFAULT_MAX_VIEWERS})",
     )
     serve.add_argument(
         "--token-file",
@@ -166,5 +172,6 @@ def cmd_serve(args: argparse.Namespace, out=None, err=None) -> int:
     # The viewers' processes inherit this environment: the token stays in this process only.
     os.environ.pop(TOKEN_ENV, None)
     from console.app import serve_forever
+    from console.feed import Engine
 
-    return serve_forever(settings, out, err)
+    return serve_forever(settings, out, err, Engine(config))

@@ -65,6 +65,7 @@ from panels.wall import WallScreen
 
 if TYPE_CHECKING:
     from console.demo.control import DemoControl
+    from console.feed import FeedClient
 
 NARROW_WIDTH, NARROW_HEIGHT = 120, 36
 FLASH_SECONDS = 1.5
@@ -124,11 +125,15 @@ class ConsoleApp(App[int]):
         journal: Journal | None = None,
         pack: Pack | None = None,
         demo: DemoControl | None = None,
+        feed: FeedClient | None = None,
     ) -> None:
         super().__init__()
         self.config = config
         self.clock = clock
-        self.poller = poller or Poller(config, clock=clock)
+        # A viewer of `serve` (console/feed.py): its states come from serve's one engine, and its
+        # poller has no source, so it never opens a backend connection of its own.
+        self.feed = feed
+        self.poller = poller or Poller(config, clock=clock, sources=[] if feed is not None else None)
         self.autopoll = autopoll
         self.wall = wall or web
         self.web = web
@@ -232,6 +237,24 @@ class ConsoleApp(App[int]):
         if self.autopoll:
             for key in self.poller.sources:
                 self._start_poll(key)
+        if self.feed is not None:
+            self.run_worker(
+                self.feed.follow(self.render_state, self._feed_problem), group="feed", exit_on_error=False
+            )
+
+    def _feed_problem(self, problem: str | None) -> None:
+        """serve's engine feed is lost (said at each retry) or back (None): the header says so, and
+        the last state is drawn again, its ages growing until its sources show stale."""
+        assert self.feed is not None
+        lost = self.feed.lost_since
+        if problem is None or lost is None:
+            self.header.mode = "WALL"
+        else:
+            self.header.mode = f"WALL · FEED LOST since {time.strftime('%H:%M:%SZ', time.gmtime(lost))}"
+            if self.header.mode != getattr(self, "_feed_said", None):
+                self._feed_said = self.header.mode
+                self.notify(f"{problem}: the data shown is not live; retrying", severity="error", timeout=10)
+        self.render_state(self.state)
 
     def get_driver_class(self):
         """In a terminal, panels/driver.py's TerminalDriver: a lost terminal without SIGHUP (EOF
@@ -1038,7 +1061,12 @@ def run_console(
     web: bool = False,
     demo: DemoControl | None = None,
 ) -> int:
-    app = ConsoleApp(loaded.config, pack=loaded.pack, wall=wall, read_only=read_only, web=web, demo=demo)
+    from console.feed import FeedClient
+
+    feed = FeedClient.from_environ() if web else None  # a viewer of `serve`: its engine's feed
+    app = ConsoleApp(
+        loaded.config, pack=loaded.pack, wall=wall, read_only=read_only, web=web, demo=demo, feed=feed
+    )
     app.freeze_heap = True
     result = app.run()
     return int(result or 0)

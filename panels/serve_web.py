@@ -1,6 +1,11 @@
 """The web server behind ``incident-console serve`` (aiohttp + textual-serve's AppService). UI
 side: console/serve.py parses and checks, then takes this through console.app when serve starts.
 
+One engine for every viewer: :func:`_serve` starts console/feed.py's :class:`Engine` (the Poller
+and the thresholds, polling the backends once) before it listens; each viewer's console process
+(``run --web``, textual-serve's model: a process per websocket) gets the engine's feed socket in
+``$INCIDENT_CONSOLE_FEED`` and renders the states it publishes, polling nothing itself.
+
 Routes: ``/`` the page, ``/ws`` one viewer (a console process per websocket), ``/static`` the
 terminal's JavaScript, CSS and font from the textual-serve package. Nothing loads from elsewhere
 (a wall screen may have no internet). Every request passes the same gate (:meth:`Gate.check`):
@@ -34,6 +39,7 @@ from urllib.parse import urlencode, urlsplit
 
 from aiohttp import WSMsgType, web
 
+from console.feed import FEED_ENV, Engine
 from console.sanitize import one_line
 from console.serve import EXIT_ERROR, EXIT_OK, ServeSettings, is_loopback
 
@@ -54,12 +60,19 @@ def child_command(config_path: Path) -> str:
     return "exec " + shlex.join(argv)  # exec: the shell textual-serve starts becomes the console
 
 
-def viewer_service_class() -> type[AppService]:
+def viewer_service_class(feed: Path | None = None) -> type[AppService]:
     """textual-serve's AppService, closing the page's websocket when the console process ends
-    (otherwise the page keeps showing the last frame of a dead console)."""
+    (otherwise the page keeps showing the last frame of a dead console), and handing the console
+    the engine's feed (``$INCIDENT_CONSOLE_FEED``)."""
     from textual_serve.app_service import AppService
 
     class ViewerService(AppService):
+        def _build_environment(self, width: int = 80, height: int = 24) -> dict[str, str]:
+            environment = super()._build_environment(width=width, height=height)
+            if feed is not None:
+                environment[FEED_ENV] = str(feed)
+            return environment
+
         async def run(self) -> None:
             await super().run()
             with contextlib.suppress(Exception):
@@ -158,13 +171,13 @@ class Gate:
 
 
 class WallServer:
-    def __init__(self, settings: ServeSettings, log: TextIO) -> None:
+    def __init__(self, settings: ServeSettings, log: TextIO, feed: Path | None = None) -> None:
         self.settings = settings
         self.gate = Gate(settings)
         self.log = log
         self.command = child_command(settings.config_path)
         self.viewers: dict[str, AppService] = {}
-        self.service_class = viewer_service_class()
+        self.service_class = viewer_service_class(feed)
 
     def say(self, line: str) -> None:
         print(f"serve: {line}", file=self.log, flush=True)
@@ -415,8 +428,19 @@ def refusal_page(refused: Refused, title: str) -> web.Response:
 # --- running --------------------------------------------------------------------------------
 
 
-async def _serve(settings: ServeSettings, out: TextIO, err: TextIO) -> int:
-    server = WallServer(settings, err)
+async def _serve(settings: ServeSettings, out: TextIO, err: TextIO, engine: Engine | None) -> int:
+    if engine is not None:  # polling from now on, viewers or not: history and `for:` hold
+        await engine.start(err)
+        print(f"serve: engine polling; its feed for the viewers: {engine.path}", file=err, flush=True)
+    try:
+        return await _listen(settings, out, err, engine)
+    finally:
+        if engine is not None:
+            await engine.aclose()
+
+
+async def _listen(settings: ServeSettings, out: TextIO, err: TextIO, engine: Engine | None) -> int:
+    server = WallServer(settings, err, engine.path if engine is not None else None)
     # No access log: a first visit's URL carries the token.
     runner = web.AppRunner(
         server.make_app(), access_log=None, handle_signals=False, shutdown_timeout=STOP_GRACE_SECONDS * 2
@@ -454,5 +478,7 @@ async def _serve(settings: ServeSettings, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-def serve_forever(settings: ServeSettings, out: TextIO, err: TextIO) -> int:
-    return asyncio.run(_serve(settings, out, err))
+def serve_forever(settings: ServeSettings, out: TextIO, err: TextIO, engine: Engine | None = None) -> int:
+    """Serve until SIGINT/SIGTERM/SIGHUP; ``engine`` (console/feed.py) polls for every viewer
+    (without one, each viewer's console would poll for itself, as before issue 20)."""
+    return asyncio.run(_serve(settings, out, err, engine))

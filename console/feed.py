@@ -1,0 +1,325 @@
+"""The engine's feed: ``serve`` polls once and every browser viewer renders what it publishes.
+
+``incident-console serve`` runs one :class:`Engine`: the :class:`~console.poller.Poller` (its
+sources, the threshold engine) in serve's own process, and a :class:`FeedServer` on a Unix socket
+in a private directory (``mkdtemp``: mode 0700, only this user can reach it). Each browser
+viewer's console process (``run --web``) finds the socket in ``$INCIDENT_CONSOLE_FEED`` and
+:func:`follow`\\ s it: it renders the states it receives and polls nothing itself, so the backends
+see one console whatever the number of viewers (bench/SERVE_RESULTS.md).
+
+The wire: frames of a 4-byte big-endian length and a pickle (protocol 5) of
+``(FEED_VERSION, taken_at, environment, read_only, snapshots, last_good, breaches, intervals)``,
+the fields of a :class:`~console.poller.ConsoleState` (its mappings as dicts: a mappingproxy does
+not pickle). The text in it is what the panels render, already sanitised and redacted at the
+source boundary (console/sanitize.py, console/redact.py); no DSN or secret is added. The reader
+unpickles only classes of the engine (``console.*``) and refuses everything else.
+
+Flow control (a viewer that stalls or leaves never slows the engine or another viewer): states
+that land together (sources polled at once) are encoded once, at most every COALESCE_SECONDS,
+and offered to every subscriber. A subscriber holds at most one frame being written and one
+waiting; a newer frame replaces the waiting one. A viewer that does not read keeps only its own
+writer waiting, and when it reads again it gets the frame already under way, then the newest
+state — never a backlog. A viewer whose feed is lost keeps its last state, says so, and retries
+every RETRY_SECONDS (panels/app.py shows "FEED LOST since …" in the header; the sources' ages
+keep growing there, and go stale as in any console).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import pickle
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TextIO
+
+from console.poller import ConsoleState, Poller
+
+if TYPE_CHECKING:
+    from console.config import Config
+
+FEED_ENV = "INCIDENT_CONSOLE_FEED"
+FEED_VERSION = 1
+HEADER_BYTES = 4
+MAX_FRAME = 256 * 1024 * 1024  # a length beyond this is not a frame of ours: drop the feed
+COALESCE_SECONDS = 0.05
+RETRY_SECONDS = 1.0
+SOCKET_NAME = "feed.sock"
+
+
+class FeedError(Exception):
+    """The feed sent something that is not a state of this version (the reader drops the link)."""
+
+
+# --- encoding -----------------------------------------------------------------------------------
+
+
+def encode(state: ConsoleState) -> bytes:
+    """One frame: length, then the state's fields pickled."""
+    fields = (
+        FEED_VERSION,
+        state.taken_at,
+        state.environment,
+        state.read_only,
+        dict(state.snapshots),
+        dict(state.last_good),
+        state.breaches,
+        dict(state.intervals),
+    )
+    payload = pickle.dumps(fields, protocol=5)
+    return len(payload).to_bytes(HEADER_BYTES, "big") + payload
+
+
+class _EngineUnpickler(pickle.Unpickler):
+    """Unpickles the engine's own types only (snapshots, breaches, enums, the environment)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module == "console" or module.startswith("console.")) and not name.startswith("_"):
+            return super().find_class(module, name)
+        raise FeedError(f"the feed sent a {module}.{name}: not a type of the engine")
+
+
+def decode(payload: bytes) -> ConsoleState:
+    try:
+        fields = _EngineUnpickler(io.BytesIO(payload)).load()
+    except FeedError:
+        raise
+    except Exception as exc:  # a truncated or foreign payload
+        raise FeedError(f"unreadable state ({type(exc).__name__})") from None
+    if not isinstance(fields, tuple) or len(fields) != 8 or fields[0] != FEED_VERSION:
+        raise FeedError("a state of another version of the feed")
+    _, taken_at, environment, read_only, snapshots, last_good, breaches, intervals = fields
+    return ConsoleState(
+        taken_at=taken_at,
+        environment=environment,
+        read_only=read_only,
+        snapshots=MappingProxyType(snapshots),
+        last_good=MappingProxyType(last_good),
+        breaches=breaches,
+        intervals=MappingProxyType(intervals),
+    )
+
+
+# --- the publishing side ------------------------------------------------------------------------
+
+
+class _Subscriber:
+    """One viewer's link: at most one frame waiting (replaced by a newer one) besides the one
+    being written."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.waiting: bytes | None = None
+        self.ready = asyncio.Event()
+        self.sent = 0
+        self.replaced = 0  # frames dropped for a newer one (the viewer was not reading)
+
+    def offer(self, frame: bytes) -> None:
+        if self.waiting is not None:
+            self.replaced += 1
+        self.waiting = frame
+        self.ready.set()
+
+    async def pump(self) -> None:
+        while True:
+            await self.ready.wait()
+            self.ready.clear()
+            frame, self.waiting = self.waiting, None
+            if frame is None:
+                continue
+            self.writer.write(frame)
+            await self.writer.drain()  # a stalled viewer waits here, alone
+            self.sent += 1
+
+
+class FeedServer:
+    """Publishes states on a Unix socket to every connected viewer (flow control: module doc)."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self._own_directory = directory is None
+        self.directory = directory or Path(tempfile.mkdtemp(prefix="ic-serve-", dir=_socket_parent()))
+        self.path = self.directory / SOCKET_NAME
+        self.subscribers: set[_Subscriber] = set()
+        self.frame: bytes | None = None  # the newest state, encoded (a new viewer gets it at once)
+        self.published = 0
+        self._latest: ConsoleState | None = None
+        self._flush_due: asyncio.TimerHandle | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> FeedServer:
+        os.chmod(self.directory, 0o700)
+        self._server = await asyncio.start_unix_server(self._serve_one, path=str(self.path))
+        os.chmod(self.path, 0o600)
+        return self
+
+    def publish(self, state: ConsoleState) -> None:
+        """Never blocks: the state is encoded shortly after (once for all viewers) and offered."""
+        self._latest = state
+        if self._flush_due is None:
+            self._flush_due = asyncio.get_running_loop().call_later(COALESCE_SECONDS, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_due = None
+        state, self._latest = self._latest, None
+        if state is None:
+            return
+        self.frame = encode(state)
+        self.published += 1
+        for subscriber in self.subscribers:
+            subscriber.offer(self.frame)
+
+    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        subscriber = _Subscriber(writer)
+        self.subscribers.add(subscriber)
+        if self.frame is not None:
+            subscriber.offer(self.frame)
+        pump = asyncio.ensure_future(subscriber.pump())
+        gone = asyncio.ensure_future(reader.read())  # viewers send nothing: this is their leaving
+        self._tasks |= {pump, gone}
+        try:
+            await asyncio.wait((pump, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.subscribers.discard(subscriber)
+            for task in (pump, gone):
+                task.cancel()
+                self._tasks.discard(task)
+            with contextlib.suppress(Exception):
+                await asyncio.gather(pump, gone, return_exceptions=True)
+            writer.transport.abort()  # never wait on a viewer that does not read
+
+    async def aclose(self) -> None:
+        if self._flush_due is not None:
+            self._flush_due.cancel()
+            self._flush_due = None
+        if self._server is not None:
+            self._server.close()
+        for subscriber in list(self.subscribers):
+            subscriber.writer.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._own_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+
+
+def _socket_parent() -> str | None:
+    """Where the private directory goes: the temp dir, unless its path is too long for a Unix
+    socket address (108 bytes with the socket's name), then /tmp."""
+    parent = tempfile.gettempdir()
+    return parent if len(parent) < 60 else "/tmp"
+
+
+class Engine:
+    """serve's one engine: the Poller's headless loop publishing every state on the feed."""
+
+    def __init__(self, config: Config, *, poller: Poller | None = None) -> None:
+        self.config = config
+        self.poller = poller
+        self.feed = FeedServer()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.problem = ""
+
+    @property
+    def path(self) -> Path:
+        return self.feed.path
+
+    async def start(self, log: TextIO | None = None) -> Engine:
+        await self.feed.start()
+        if self.poller is None:
+            self.poller = Poller(self.config)
+        self._task = asyncio.get_running_loop().create_task(self._run(log))
+        return self
+
+    async def _run(self, log: TextIO | None) -> None:
+        assert self.poller is not None
+        try:
+            await self.poller.run(self.feed.publish, stop=self._stop)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug: say it, and let the viewers show the feed lost
+            self.problem = f"{type(exc).__name__}: {exc}"
+            if log is not None:
+                print(f"serve: the engine stopped: {self.problem}", file=log, flush=True)
+            await self.feed.aclose()
+
+    async def aclose(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.feed.aclose()
+        if self.poller is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.poller.aclose(), 5.0)
+
+
+# --- the viewer side ----------------------------------------------------------------------------
+
+
+class FeedClient:
+    """A viewer's end of the feed (``run --web`` under serve)."""
+
+    def __init__(self, path: str | Path, retry: float = RETRY_SECONDS) -> None:
+        self.path = str(path)
+        self.retry = retry
+        self.received = 0
+        self.lost_since: float | None = None  # when the feed was lost (None: connected or never)
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str] | None = None) -> FeedClient | None:
+        path = (os.environ if env is None else env).get(FEED_ENV, "")
+        return cls(path) if path else None
+
+    async def follow(
+        self,
+        on_state: Callable[[ConsoleState], None],
+        on_problem: Callable[[str | None], None],
+    ) -> None:
+        """Receive states for good: ``on_state`` for each, ``on_problem(words)`` while the feed is
+        lost (at every retry), ``on_problem(None)`` when it is back. Never raises but for
+        cancellation."""
+        while True:
+            problem = await self._follow_once(on_state, on_problem)
+            if self.lost_since is None:
+                self.lost_since = time.time()
+            on_problem(problem)
+            await asyncio.sleep(self.retry)
+
+    async def _follow_once(
+        self, on_state: Callable[[ConsoleState], None], on_problem: Callable[[str | None], None]
+    ) -> str:
+        try:
+            reader, writer = await asyncio.open_unix_connection(self.path)
+        except OSError as exc:
+            return f"cannot reach the engine's feed: {exc.strerror or type(exc).__name__}"
+        try:
+            while True:
+                length = int.from_bytes(await reader.readexactly(HEADER_BYTES), "big")
+                if not 0 < length <= MAX_FRAME:
+                    return "the engine's feed sent a malformed frame"
+                state = decode(await reader.readexactly(length))
+                self.received += 1
+                if self.lost_since is not None:
+                    self.lost_since = None
+                    on_problem(None)
+                on_state(state)
+        except asyncio.IncompleteReadError:
+            return "the engine's feed closed"
+        except FeedError as exc:
+            return f"the engine's feed: {exc}"
+        except OSError as exc:
+            return f"the engine's feed broke: {exc.strerror or type(exc).__name__}"
+        finally:
+            writer.close()
