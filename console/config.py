@@ -399,6 +399,44 @@ class SnapshotSettings(Model):
     strict_pending: bool = False
 
 
+_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+class FleetSettings(Model):
+    """``fleet:`` the fleet view: one row per Postgres cluster (README, the fleet view)."""
+
+    #: The Fleet tab: ``auto`` with more than 3 clusters or a fleet read through Prometheus,
+    #: ``always``, ``never``.
+    tab: Literal["auto", "always", "never"] = "auto"
+    #: The Prometheus server whose postgres_exporter metrics give a row to each cluster it
+    #: scrapes (its ``name`` in ``prometheus:``; ``prometheus`` for the single-server form).
+    #: Unset: no rows through Prometheus.
+    prometheus: str | None = None
+    #: The label that names a cluster on the exporter's series (``instance``: its scrape target).
+    label: str = "instance"
+    #: Label matchers every fleet query adds (PromQL, inside the braces): the exporter's job.
+    match: str = 'job="postgres"'
+    #: Label value -> the cluster name shown (and matched against ``postgres:`` names: a
+    #: cluster with a direct DSN shows its direct row, which drills down).
+    aliases: dict[str, Name] = Field(default_factory=dict)
+    #: A scrape older than this is shown stale.
+    stale_after: Duration = 60.0
+
+    @field_validator("label")
+    @classmethod
+    def _label(cls, value: str) -> str:
+        if not _LABEL_NAME.match(value):
+            raise ValueError(f"'{value[:40]}' is not a Prometheus label name: letters, digits, '_'")
+        return value
+
+    @field_validator("match")
+    @classmethod
+    def _match(cls, value: str) -> str:
+        if "{" in value or "}" in value or "\n" in value:
+            raise ValueError('match: label matchers without braces, e.g. job="postgres"')
+        return value.strip()
+
+
 class Config(Model):
     environment: Environment = Field(default_factory=Environment)
     read_only: bool = False
@@ -415,6 +453,7 @@ class Config(Model):
         default_factory=list, alias="prometheus"
     )
     postgres: list[PostgresCluster] = Field(default_factory=list)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
     snapshot: SnapshotSettings = Field(default_factory=SnapshotSettings)
 
     _path: Path | None = PrivateAttr(default=None)
@@ -433,6 +472,19 @@ class Config(Model):
         """The first (with one, the only) Prometheus server: where runbook PromQL checks and
         acks go. Every server: :attr:`prometheus_servers`."""
         return self.prometheus_servers[0] if self.prometheus_servers else None
+
+    @property
+    def fleet_server(self) -> Prometheus | None:
+        """The server ``fleet.prometheus`` names (None: no fleet through Prometheus)."""
+        wanted = self.fleet.prometheus
+        return next((s for s in self.prometheus_servers if wanted and s.label == wanted), None)
+
+    @property
+    def fleet_tab(self) -> bool:
+        """Whether the console shows the Fleet tab (``fleet.tab``)."""
+        if self.fleet.tab != "auto":
+            return self.fleet.tab == "always"
+        return len(self.postgres) > 3 or self.fleet_server is not None
 
     _runbook_ids: frozenset[str] = PrivateAttr(default=frozenset())
 
@@ -628,6 +680,14 @@ def _cross_check(config: Config, doc: Document, runbook_ids: frozenset[str] | No
         [(q.id, (*where, "queries", i, "id")) for s, where in servers for i, q in enumerate(s.queries)],
         "query id",
     )
+    if config.fleet.prometheus and config.fleet_server is None:
+        names = ", ".join(s.label for s in config.prometheus_servers) or "none configured"
+        problems.append(
+            doc.problem(
+                ("fleet", "prometheus"),
+                f"no prometheus server named '{config.fleet.prometheus[:40]}' (servers: {names})",
+            )
+        )
     bound = _bound_thresholds(config)
     unique([(b.id, loc) for b, loc in bound], "threshold id")
     if runbook_ids is not None:

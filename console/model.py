@@ -287,6 +287,26 @@ class Silence:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FleetSeries:
+    """One Postgres cluster as a Prometheus sees it through postgres_exporter (the fleet view
+    of clusters the console does not connect to: console/fleet_prom.py). ``None``: no series."""
+
+    cluster: str  # the fleet label's value, or its alias (fleet.aliases)
+    labels: Labels  # ((the fleet label, its raw value),): what alerts about it carry
+    exporter_up: bool | None = None  # ``up`` of the exporter's scrape
+    pg_up: bool | None = None  # ``pg_up``: the exporter reached Postgres
+    scrape_age: float | None = None  # seconds from the last scrape to the query's evaluation
+    connections_by_state: tuple[tuple[str, int], ...] = ()  # pg_stat_activity_count by state
+    max_connections: int | None = None  # pg_settings_max_connections
+    locks: int | None = None  # pg_locks_count, every mode (granted or awaited)
+    longest_tx: float | None = None  # pg_stat_activity_max_tx_duration, seconds
+
+    @property
+    def connections_used(self) -> int | None:
+        return sum(n for _, n in self.connections_by_state) if self.connections_by_state else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PrometheusSnapshot(Snapshot):
     url: str
     name: str = ""  # the server's name in the config ("" for the single-server form)
@@ -305,6 +325,12 @@ class PrometheusSnapshot(Snapshot):
     alertmanager_alerts: tuple[PromAlert, ...] | None = None
     #: rules the rules API listed, all groups together (more than the rules kept when capped)
     rules_total: int = 0
+    #: The clusters postgres_exporter reports through this server (config ``fleet:``); None when
+    #: this server does not read the fleet, or the fleet queries failed (see endpoint_errors).
+    fleet: tuple[FleetSeries, ...] | None = None
+    #: When ``fleet`` was read: this poll's time, or an earlier poll's when this one's fleet
+    #: queries failed (its last answer is kept, and ages).
+    fleet_taken_at: float | None = None
 
     @property
     def label(self) -> str:

@@ -85,7 +85,11 @@ def build_sources(config: Config) -> list[Source]:
     from console.sources.prometheus import PrometheusSource
 
     sources: list[Source] = [HealthSource(target, config.refresh.health) for target in config.health]
-    sources += [PrometheusSource(server, config.refresh.prometheus) for server in config.prometheus_servers]
+    fleet = config.fleet_server
+    sources += [
+        PrometheusSource(server, config.refresh.prometheus, fleet=config.fleet if server is fleet else None)
+        for server in config.prometheus_servers
+    ]
     sources += [PostgresSource(cluster, config.refresh.postgres) for cluster in config.postgres]
     return sources
 

@@ -47,10 +47,11 @@ import urllib3.exceptions
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
-from console import redact
-from console.config import Prometheus, Query
+from console import fleet_prom, redact
+from console.config import FleetSettings, Prometheus, Query
 from console.model import (
     ErrorKind,
+    FleetSeries,
     Labels,
     PromAlert,
     PrometheusSnapshot,
@@ -538,8 +539,19 @@ class PrometheusSource:
     key = SourceKey.prometheus()
     kind = "prometheus"
 
-    def __init__(self, config: Prometheus, interval: float, *, body_limit: int = BODY_LIMIT):
+    def __init__(
+        self,
+        config: Prometheus,
+        interval: float,
+        *,
+        body_limit: int = BODY_LIMIT,
+        fleet: FleetSettings | None = None,
+    ):
         self.config = config
+        #: ``fleet:`` when it names this server: each poll also reads the Postgres fleet
+        #: (postgres_exporter's metrics, console/fleet_prom.py).
+        self.fleet = fleet
+        self._last_fleet: tuple[tuple[FleetSeries, ...], float] | None = None
         self.key = config.key  # prometheus, or prometheus:<name> for a server of a list
         self.name = config.name or ""
         self.interval = interval
@@ -607,7 +619,7 @@ class PrometheusSource:
     # -- one poll --
 
     async def _poll(self, watch: Stopwatch) -> PrometheusSnapshot:
-        queries, alerts, rules, targets, silences, am_alerts = await asyncio.gather(
+        queries, alerts, rules, targets, silences, am_alerts, fleet = await asyncio.gather(
             self._queries(),
             self._api("/api/v1/alerts", _alerts),
             self._api("/api/v1/rules", _rule_groups),
@@ -615,10 +627,13 @@ class PrometheusSource:
             self._alertmanager("/api/v2/silences", _silences),
             # every alert Alertmanager holds: active, silenced, inhibited and not yet routed
             self._alertmanager("/api/v2/alerts", _am_alerts, AM_ALERTS_PARAMS),
+            self._fleet(watch.taken_at),
         )
         parts = {"alerts": alerts, "rules": rules, "targets": targets}
         failures = tuple((name, part.error) for name, part in parts.items() if part.error)
         nothing_worked = len(failures) == len(parts) and all(q.error for q in queries.value)
+        if fleet.error is not None:
+            failures += (("fleet", fleet.error),)
         warnings = [*queries.warnings, *(w for part in parts.values() for w in part.warnings)]
         am_read = bool(self._am_base) and am_alerts.error is None
         return PrometheusSnapshot(
@@ -639,6 +654,8 @@ class PrometheusSource:
             silences=silences.value,
             alertmanager_error=silences.error or am_alerts.error,
             alertmanager_alerts=am_alerts.value if am_read else None,
+            fleet=fleet.value[0] if fleet.value else None,
+            fleet_taken_at=fleet.value[1] if fleet.value else None,
         )
 
     # -- PromQL through prometheus-api-client, in a thread --
@@ -700,6 +717,28 @@ class PrometheusSource:
 
     def _result(self, query: Query, **fields: Any) -> QueryResult:
         return QueryResult(id=query.id, query=query.query, unit=query.unit, **fields)
+
+    # -- the Postgres fleet through postgres_exporter's metrics --
+
+    async def _fleet(self, taken_at: float) -> _Part[tuple[tuple[FleetSeries, ...], float] | None]:
+        """The fleet queries side by side (instant queries through httpx, like the other API
+        reads: capped, without retries), and when they were read. A failed query is named in
+        endpoint_errors as ``fleet``; the clusters come from those that answered; without
+        ``up``, the last answer stays, with its time (its rows age and go stale)."""
+        if self.fleet is None:
+            return _Part(None)
+        named = fleet_prom.queries(self.fleet)
+        parts = await asyncio.gather(
+            *(self._api("/api/v1/query", fleet_prom.parse_vector, {"query": q}) for q in named.values())
+        )
+        failed = [(name, part.error) for name, part in zip(named, parts, strict=True) if part.error]
+        error = SourceError(failed[0][1].kind, f"{failed[0][0]}: {failed[0][1].reason}") if failed else None
+        answers = {name: list(part.value) for name, part in zip(named, parts, strict=True) if not part.error}
+        if "up" not in answers:
+            return _Part(self._last_fleet, error=error)
+        warnings = tuple(w for part in parts for w in part.warnings)
+        self._last_fleet = (fleet_prom.assemble(self.fleet, answers), taken_at)
+        return _Part(self._last_fleet, warnings, error=error)
 
     # -- the HTTP API through httpx --
 
