@@ -37,7 +37,7 @@ from console.loader import Loaded
 from console.model import PrometheusSnapshot, Severity, Silence, SourceKey
 from console.poller import ConsoleState, Poller, next_delay
 from console.rules import Breach, State, silence_for
-from console.runbooks import Need, Pack, RunbookSession, pack_for
+from console.runbooks import Need, Pack, RunbookSession, pack_for, runbook_title
 from console.runbooks.rank import relevant
 from console.sanitize import one_line
 from console.timeline import timeline
@@ -876,7 +876,9 @@ class ConsoleApp(App[int]):
         title = f"Runbooks for {breach.title}" if breach is not None else "Runbooks"
         if len(shown) < len(matches):
             title += f" ({len(shown)} most relevant of {len(matches)} matching; a: every runbook)"
-        picker = RunbookPicker(title, shown, pack.runbooks)
+        picker = RunbookPicker(
+            title, shown, pack.runbooks, title_of=lambda runbook: runbook_title(self.config, runbook, breach)
+        )
 
         def opened(runbook_id: str | None) -> None:
             runbook = pack.get(runbook_id) if runbook_id else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -58,9 +58,17 @@ class RunbookPicker(ModalScreen[str | None]):
     #picker-title { height: auto; text-style: bold; }
     """
 
-    def __init__(self, title: str, matches: Sequence[Match], runbooks: Sequence[Runbook]) -> None:
+    def __init__(
+        self,
+        title: str,
+        matches: Sequence[Match],
+        runbooks: Sequence[Runbook],
+        title_of: Callable[[Runbook], str] = lambda runbook: runbook.title,
+    ) -> None:
+        """``title_of``: a runbook's title as the operator reads it (values filled for the breach)."""
         super().__init__()
         self.title_text = title
+        self.title_of = title_of
         self.matches = list(matches)
         self.runbooks = list(runbooks)
         self.show_all = not self.matches
@@ -90,7 +98,7 @@ class RunbookPicker(ModalScreen[str | None]):
                     (
                         cell(SEVERITY_WORD.get(rb.severity, rb.severity), 8),
                         cell(rb.id, 32),
-                        cell(rb.title, 60),
+                        cell(self.title_of(rb), 60),
                         cell(why or "—", 60),
                     ),
                 )
@@ -195,7 +203,8 @@ class RunbookScreen(Screen):
         response = f", respond within {rb.response_time}" if rb.response_time else ""
         for_breach = f"\nfor: {self.session.breach.title}" if self.session.breach else ""
         return Text(
-            f"{SEVERITY_WORD.get(rb.severity, rb.severity)} {rb.title}{response}{source}{for_breach}",
+            f"{SEVERITY_WORD.get(rb.severity, rb.severity)} {self.session.runbook_title}{response}{source}"
+            f"{for_breach}",
             overflow="fold",
         )
 

@@ -174,3 +174,21 @@ async def test_timeline_reads_the_configs_journal_and_shows_its_environment_only
         table = app.screen.query_one("#timeline-table")
         texts = [str(table.get_row_at(i)[3]) for i in range(table.row_count)]
         assert [t for t in texts if "a note in" in t] == ["note: a note in staging"], texts
+
+
+async def test_a_runbook_title_reads_with_its_values_filled_for_the_breach(tmp_path):
+    """ "High error rate on storefront", not "on {{service}}": the picker and the runbook screen
+    fill the title from the breach as they fill the steps' titles."""
+    app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(tmp_path / "journal.jsonl"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select_breach(pilot, app, "prometheus.error_rate")
+        await pilot.press("R")
+        picker = app.screen
+        assert isinstance(picker, RunbookPicker)
+        assert picker.matches[0].runbook.id == "error-spike"
+        row = picker.query_one("#picker-table").get_row("error-spike")
+        assert "High error rate on storefront" in str(row[2]) and "{{" not in str(row[2])
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunbookScreen), what="runbook screen")
+        heading = str(app.screen.query_one("#rb-title").render())
+        assert "High error rate on storefront (5xx above 5%)" in heading and "{{" not in heading

@@ -18,7 +18,7 @@ renders ``session.progress``; it needs no logic of its own.
 
 from __future__ import annotations
 
-from console.runbooks.context import CONTEXT_NAMES, breach_values, build_context
+from console.runbooks.context import CONTEXT_NAMES, breach_values, build_context, runbook_title
 from console.runbooks.lint import (
     Coverage,
     IndexFile,
@@ -84,4 +84,5 @@ __all__ = [
     "read_index",
     "run_key",
     "runbook_files",
+    "runbook_title",
 ]

@@ -19,6 +19,7 @@ from console.model import SourceKind
 from console.rules import Breach
 from console.runbooks.rank import breach_provider
 from console.runbooks.schema import Runbook
+from console.sanitize import one_line
 
 #: Names a runbook may use besides config variables and its own inputs: filled from the breach
 #: the runbook was opened for (or set by the operator).
@@ -109,3 +110,18 @@ def build_context(
             if variable is not None and f"service_{suffix}" not in values:
                 values[f"service_{suffix}"] = Value(variable.value, True, variable.secret)
     return Context(values)
+
+
+def filled(text: str, ctx: Context) -> str:
+    """``text`` with its values filled in as shown (secrets masked); as written when a value is
+    missing."""
+    try:
+        return render_text(text, ctx)[1]
+    except (RenderError, TemplateError):
+        return text
+
+
+def runbook_title(config: Config, runbook: Runbook, breach: Breach | None = None) -> str:
+    """The runbook's title for this breach, one line ("High error rate on storefront ...", not
+    "... on {{service}} ...")."""
+    return one_line(filled(runbook.title, build_context(config, runbook, breach)), 200)

@@ -17,7 +17,6 @@ from console.actions import (
     RenderError,
     Result,
     Status,
-    TemplateError,
     render_text,
 )
 from console.journal import (
@@ -34,7 +33,7 @@ from console.journal import (
     utc_iso,
 )
 from console.rules import Breach, format_duration
-from console.runbooks.context import build_context
+from console.runbooks.context import build_context, filled
 from console.runbooks.progress import EscalationView, Progress, StepState, StepStatus
 from console.runbooks.schema import (
     ActionStep,
@@ -212,10 +211,12 @@ class RunbookSession:
 
     def title(self, step: Step) -> str:
         """The step's title with its values filled in (as written when a value is missing)."""
-        try:
-            return one_line(render_text(step.title, self.context)[1], 200)
-        except (RenderError, TemplateError):
-            return step.title
+        return one_line(filled(step.title, self.context), 200)
+
+    @property
+    def runbook_title(self) -> str:
+        """The runbook's title with its values filled in (as written when a value is missing)."""
+        return one_line(filled(self.runbook.title, self.context), 200)
 
     def describe(self, step: Step, now: float | None = None) -> tuple[str, ...]:
         """Lines for the step's detail pane: what it will do, with values filled in (masked)."""
@@ -401,7 +402,7 @@ def _describe(session: RunbookSession, step: Step, now: float | None) -> list[st
     """What a step will do, after its text: the plan it runs, or what the operator does."""
     match step:
         case CheckStep():
-            symptom = [f"measures: {_filled(session, step.check.symptom)}"] if step.check.symptom else []
+            symptom = [f"measures: {filled(step.check.symptom, session.context)}"] if step.check.symptom else []
             return [*session.plan(step).lines, f"expect: {_expect_text(session, step)}", *symptom]
         case ActionStep():
             return _describe_action(session, step)
@@ -427,14 +428,6 @@ def _describe(session: RunbookSession, step: Step, now: float | None) -> list[st
             note = [step.escalate.note] if step.escalate.note else []
             return [*note, *session.escalation(now).lines()]
     raise TypeError(f"unknown step {type(step).__name__}")
-
-
-def _filled(session: RunbookSession, text: str) -> str:
-    """``text`` with its values filled in (as written when one is missing)."""
-    try:
-        return render_text(text, session.context)[1]
-    except (RenderError, TemplateError):
-        return text
 
 
 def _expect_text(session: RunbookSession, step: CheckStep) -> str:
