@@ -1,20 +1,26 @@
-"""``incident-console serve``: the wall in Debian's headless Chromium, its guards and its viewer cap.
+"""``incident-console serve``: the wall in Debian's headless Chromium, its guards and its viewer cap,
+and its one engine (issue 20: one Postgres session and one poll rate whatever the viewer count).
 
 Every test runs the real CLI (``python -m console.cli serve``) on a free port of 127.0.0.1 against
 a config on the real Postgres and real HTTP health servers; the browser is the ``chromium`` package
-driven over DevTools (tests/fixtures/chromium.py), the other clients are aiohttp.
+driven over DevTools (tests/fixtures/chromium.py), the other clients are aiohttp. The feed itself
+(flow control, a lost feed, secrets) is tested in-process in tests/test_serve_feed.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import queue
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +33,8 @@ from PIL import Image
 
 from console.app import ConsoleApp
 from console.config import Config
+from console.feed import FEED_ENV
+from console.pg import APPLICATION_NAME
 from console.serve import TOKEN_ENV, ServeError, exposure_problem, read_token
 from panels.serve_web import COOKIE
 
@@ -315,6 +323,140 @@ async def test_a_full_server_says_so_on_the_page(chromium, wall_config):
         async with aiohttp.ClientSession() as client, client.get(served.url) as response:
             assert response.status == 200  # the slot is free again
         assert "viewer 1/1" in served.log()
+
+
+# --- one engine for every viewer (issue 20) ----------------------------------------------------
+
+
+def tcp_peer_ports(pid: int) -> set[int]:
+    """The remote ports of the TCP connections process ``pid`` holds (its socket inodes matched
+    in /proc/net/tcp and tcp6)."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if (target := os.readlink(fd)).startswith("socket:["):
+                    inodes.add(target[8:-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[9] in inodes:
+                    ports.add(int(fields[2].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def pending_bytes(sock: socket.socket) -> int:
+    """Bytes the kernel holds for a socket that is never read."""
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+@pytest.mark.timeout(300)
+async def test_two_browsers_share_one_engine(chromium, pg_server, http_server, tmp_path):
+    """Two Chromium viewers and a feed reader that never reads: the console holds one Postgres
+    session and polls the health endpoint at one viewer's rate; the viewers' processes hold no
+    connection to either backend; both viewers still update (a service starts failing) while the
+    stalled reader's socket is full."""
+    database = await pg_server.create_database()  # the console's sessions, told apart from others'
+    failing = threading.Event()
+
+    def payments(request) -> tuple[int, dict[str, str], bytes]:
+        if failing.is_set():
+            return (
+                503,
+                {"Content-Type": "application/json"},
+                b'{"status": "fail", "output": "card processor down"}',
+            )
+        return 200, {"Content-Type": "application/json"}, b'{"status": "pass"}'
+
+    # 200 checks of ~900 characters: states of ~200 KB, so the stalled reader's socket fills.
+    bulky = {
+        "status": "pass",
+        "checks": {f"c{i}:probe": [{"status": "pass", "output": "o" * 900}] for i in range(200)},
+    }
+    http_server.route("/health", status=200, json={"status": "pass"})
+    http_server.route("/payments", handler=payments)
+    http_server.route("/bulky", status=200, json=bulky)
+    config = tmp_path / "console.yaml"
+    config.write_text(
+        f"""
+environment: {{name: {ENVIRONMENT}, production: true}}
+journal: {tmp_path / "journal.jsonl"}
+refresh: {{health: 1s, postgres: 1s}}
+ui: {{bell: false, wall: {{rotate: 300s}}}}
+health:
+  - {{name: storefront, url: "{http_server.url("/health")}", format: health+json}}
+  - {{name: payments, url: "{http_server.url("/payments")}", format: health+json}}
+  - {{name: bulky, url: "{http_server.url("/bulky")}", format: health+json}}
+postgres:
+  - {{name: main, dsn: "{pg_server.dsn(database=database)}"}}
+""",
+        encoding="utf-8",
+    )
+    stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with serving(config) as served:
+            feed = re.search(r"its feed for the viewers: (\S+)", served.log())
+            assert feed, served.log()
+            stalled.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(stalled, feed.group(1))
+
+            pages = [
+                await chromium.open(served.url, width=WALL_SIZE[0], height=WALL_SIZE[1]) for _ in range(2)
+            ]
+            for page in pages:
+                await page.wait_for(
+                    lambda page=page: ENVIRONMENT in page.screen_text() and "WALL" in page.screen_text(),
+                    "the wall",
+                )
+            viewers = served.wait_viewers(2)
+            for viewer in viewers:
+                assert f"{FEED_ENV}={feed.group(1)}".encode() in Path(f"/proc/{viewer}/environ").read_bytes()
+
+            # One Postgres session for the console, whatever the number of viewers.
+            async def console_sessions() -> list[int]:
+                rows = await pg_server.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = $2",
+                    database,
+                    APPLICATION_NAME,
+                )
+                return [r["pid"] for r in rows]
+
+            deadline = time.monotonic() + START_TIMEOUT
+            while not (sessions := await console_sessions()):
+                assert time.monotonic() < deadline, "the engine never connected to Postgres"
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(2.0)  # two more refreshes: a viewer polling would have connected by now
+            assert len(await console_sessions()) == 1, sessions
+            for viewer in viewers:  # the viewers talk to neither backend
+                assert not tcp_peer_ports(viewer) & {pg_server.port, http_server.port}, viewer
+            assert http_server.port in tcp_peer_ports(served.process.pid) or http_server.hits("/health")
+
+            # The health endpoint at one poller's rate: chained polls are at least 1 s apart, so
+            # one poller makes at most one request a second (a slow machine makes fewer); two
+            # viewers polling for themselves made two.
+            before, started = http_server.hits("/health"), time.monotonic()
+            await asyncio.sleep(6.0)
+            made, window = http_server.hits("/health") - before, time.monotonic() - started
+            assert 1 <= made <= window / 1.0 + 1, (made, window)
+
+            # The stalled reader's socket fills (it never reads), and both viewers still follow.
+            deadline = time.monotonic() + START_TIMEOUT
+            while pending_bytes(stalled) < 150_000:
+                assert time.monotonic() < deadline, pending_bytes(stalled)
+                await asyncio.sleep(0.2)
+            for page in pages:
+                assert "payments health" not in page.screen_text()
+            failing.set()
+            for page in pages:
+                await page.wait_for(
+                    lambda page=page: "payments health" in page.screen_text(),
+                    "the failing service on each viewer",
+                )
+            assert len(await console_sessions()) == 1
+    finally:
+        stalled.close()
 
 
 # --- guards ---------------------------------------------------------------------------------
