@@ -47,6 +47,7 @@ from panels.breaches import BreachesPanel
 from panels.confirm import ConfirmScreen
 from panels.demo_menu import DemoMenu, DemoRequest
 from panels.detail import DetailScreen, breach_detail, session_detail
+from panels.fleet import FleetPanel
 from panels.footer import Footer
 from panels.header import ConsoleHeader
 from panels.health import HealthPanel
@@ -83,6 +84,7 @@ class ConsoleApp(App[int]):
     #panels { layout: grid; grid-size: 2; grid-gutter: 0 1; height: 1fr; }
     #panels > BreachesPanel { column-span: 2; }
     #panels > PostgresPanel { column-span: 2; }
+    #panels > FleetPanel { column-span: 2; }
     #panels.-single > Panel { column-span: 2; }
     #filter { dock: bottom; display: none; }
     #filter.-open { display: block; }
@@ -105,6 +107,7 @@ class ConsoleApp(App[int]):
         Binding("t", "timeline", "Timeline", id="timeline"),
         Binding("P", "rules", "Rules", id="rules", show=False),
         Binding("D", "demo_menu", "Demo", id="demo_menu"),
+        Binding("f", "fleet", "Fleet", id="fleet", show=False),
         # Priority: the Screen binds tab to focus_next. In dialogs the default behaviour returns.
         Binding("tab", "next_panel", "Next panel", id="next_panel", show=False, priority=True),
         Binding(
@@ -202,6 +205,12 @@ class ConsoleApp(App[int]):
             owners = {q.id: server.key for server in servers for q in server.queries}
             keys = tuple(server.key for server in servers)
             panels.append(MetricsPanel(queries, thresholds, owners, keys, id="p-metrics"))
+        if config.fleet_tab:
+            server = config.fleet_server
+            prometheus = server.key if server is not None else None
+            panels.append(
+                FleetPanel(stale_after=config.fleet.stale_after, prometheus=prometheus, id="p-fleet")
+            )
         panels += [PostgresPanel(c.name, id=f"p-pg-{i}") for i, c in enumerate(config.postgres)]
         return panels
 
@@ -510,7 +519,7 @@ class ConsoleApp(App[int]):
             height = max(self.size.height - 2, 10)  # the header and the footer
             breaches = next(p for p in self.panels if isinstance(p, BreachesPanel))
             middle = [p for p in self.panels if isinstance(p, HealthPanel | MetricsPanel)]
-            clusters = sum(1 for p in self.panels if isinstance(p, PostgresPanel))
+            clusters = sum(1 for p in self.panels if isinstance(p, PostgresPanel | FleetPanel))
             chrome = 4  # border, status line, table header
             want_breaches = chrome + max(breaches.row_count, 1)
             want_middle = max((p.rows_wanted() for p in middle), default=0)
@@ -708,6 +717,18 @@ class ConsoleApp(App[int]):
         breach = message.breach
         body = breach_detail(breach, self.clock(), ack=self._ack_words(breach, full=True))
         self.push_screen(DetailScreen(breach.title, body))
+
+    def action_fleet(self) -> None:
+        fleet = next((p for p in self.panels if isinstance(p, FleetPanel)), None)
+        if fleet is not None:
+            self._activate(fleet)
+
+    def on_fleet_panel_open_cluster(self, message: FleetPanel.OpenCluster) -> None:
+        panel = next(
+            (p for p in self.panels if isinstance(p, PostgresPanel) and p.cluster == message.cluster), None
+        )
+        if panel is not None:
+            self._activate(panel)
 
     def on_show_text(self, message: ShowText) -> None:
         self.push_screen(DetailScreen(message.title, message.body))
@@ -1033,6 +1054,8 @@ class ConsoleApp(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "demo_menu" and self.demo is None:
+            return False
+        if action == "fleet" and not any(isinstance(p, FleetPanel) for p in self.panels):
             return False
         if self.web:  # a browser viewer (``serve``): look and read the help, nothing else
             return action == "help"
