@@ -23,7 +23,13 @@ class ConfirmScreen(ModalScreen[bool]):
     """Fits 80x24 with its buttons (the plan scrolls, the buttons stay), and its own footer
     shows the dialog's keys, not the screen's behind it (issue 18)."""
 
-    BINDINGS = [Binding("escape", "cancel", "Back (runs nothing)", id="confirm_cancel")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Back (runs nothing)", id="confirm_cancel"),
+        # The yes/no dialog asks "[y/N]": y answers it. A typed confirmation is answered only by
+        # typing the word (its input has the focus; check_action keeps y away from it too).
+        Binding("y", "confirm", "Yes", id="confirm_yes"),
+        Binding("n", "cancel", "No", id="confirm_no", show=False),
+    ]
     DEFAULT_CSS = """
     ConfirmScreen { align: center middle; }
     #confirm-box { width: 90%; max-width: 120; height: auto; max-height: 100%;
@@ -79,8 +85,14 @@ class ConfirmScreen(ModalScreen[bool]):
         target = "#confirm-input" if self.typed is not None else "#cancel"
         self.query_one(target).focus()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action == "confirm" and self.typed is not None)
+
     def action_cancel(self) -> None:
         self.dismiss(False)
+
+    def action_confirm(self) -> None:
+        self._try_confirm()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

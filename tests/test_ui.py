@@ -206,6 +206,40 @@ async def test_cancel_and_terminate_ask_first_and_default_to_cancel(tmp_path):
         assert all(e.get("plan", {}).get("target") for e in actions)
 
 
+async def answer(keys: tuple[str, ...], typed: str | None = None) -> tuple[bool | None, str]:
+    """What a dialog returns after ``keys`` (None: still open), and the text in its input."""
+    from textual.app import App
+
+    results: list[bool] = []
+
+    class Host(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(ConfirmScreen("Run it?", "echo hi", typed=typed), results.append)
+
+    async with Host().run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press(*keys)
+        await pilot.pause()
+        dialog = pilot.app.screen
+        value = (
+            dialog.query_one("#confirm-input").value if isinstance(dialog, ConfirmScreen) and typed else ""
+        )
+    return (results[0] if results else None), value
+
+
+async def test_y_and_n_answer_a_yes_no_dialog_but_never_a_typed_one():
+    """The yes/no dialog asks "Run ...? [y/N]": y runs, n does not; a typed confirmation takes
+    only the typed word (y goes into its input)."""
+    assert await answer(("y",)) == (True, "")
+    assert await answer(("n",)) == (False, "")
+    assert await answer(("y",), typed="4242") == (None, "y")
+    assert await answer(("tab", "y"), typed="4242") == (
+        None,
+        "",
+    )  # focus on the buttons: y still is no answer
+    assert await answer((*tuple("4242"), "enter"), typed="4242") == (True, "")
+
+
 def kinds(journal) -> list[str]:
     return [e.kind for e in read_journal(journal).events]
 
