@@ -118,12 +118,20 @@ def duration_words(value: float | None) -> str:
     return "—" if value is None else format_duration(value)
 
 
-def fleet_rows(state: ConsoleState, now: float, *, stale_after: float = 60.0) -> list[FleetRow]:
+#: source -> (the snapshot counted, its counts): see :func:`fleet_rows`
+CountsCache = dict[str, tuple[PostgresSnapshot, dict[str, object]]]
+
+
+def fleet_rows(
+    state: ConsoleState, now: float, *, stale_after: float = 60.0, cache: CountsCache | None = None
+) -> list[FleetRow]:
     """Every cluster's row, the loudest first, then by name. Direct clusters are those the
     state has a source for (``state.intervals``: configured, polled or not yet); clusters
-    through Prometheus come from the last good snapshot of each server that reads the fleet."""
+    through Prometheus come from the last good snapshot of each server that reads the fleet.
+    ``cache`` (kept by the caller between calls) counts each snapshot's sessions once: the view
+    is computed at every cluster's poll and every second, and most clusters did not change."""
     direct = [key for key in state.intervals if SourceKey.of(key).kind is SourceKind.POSTGRES]
-    rows = {SourceKey.of(key).name: direct_row(state, SourceKey.of(key), now) for key in direct}
+    rows = {SourceKey.of(key).name: direct_row(state, SourceKey.of(key), now, cache) for key in direct}
     for snapshot in state.last_good.values():
         if not isinstance(snapshot, PrometheusSnapshot) or snapshot.fleet is None:
             continue
@@ -159,7 +167,7 @@ def breach_words(breach: Breach) -> str:
     return " ".join(part for part in (breach_badge(breach), what, value) if part)
 
 
-def direct_row(state: ConsoleState, key: SourceKey, now: float) -> FleetRow:
+def direct_row(state: ConsoleState, key: SourceKey, now: float, cache: CountsCache | None = None) -> FleetRow:
     latest = state.snapshots.get(key)
     good = state.last_good.get(key)
     good = good if isinstance(good, PostgresSnapshot) else None
@@ -169,7 +177,12 @@ def direct_row(state: ConsoleState, key: SourceKey, now: float) -> FleetRow:
     if worst is not None:
         fields |= {"worst": breach_words(worst), "worst_severity": worst.severity}
     if good is not None:
-        fields |= _counts(good) | {"age": max(now - good.taken_at, 0.0)}
+        cached = cache.get(key) if cache is not None else None
+        if cached is None or cached[0] is not good:
+            cached = (good, _counts(good))
+            if cache is not None:
+                cache[key] = cached
+        fields |= cached[1] | {"age": max(now - good.taken_at, 0.0)}
     if latest is None:
         return FleetRow(badge=WAITING_BADGE, severity=Severity.UNKNOWN, **fields)  # type: ignore[arg-type]
     if latest.error is not None:

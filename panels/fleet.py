@@ -15,7 +15,15 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.message import Message
 
-from console.fleet import DOWN_BADGE, STALE_BADGE, WAITING_BADGE, FleetRow, duration_words, fleet_rows
+from console.fleet import (
+    DOWN_BADGE,
+    STALE_BADGE,
+    WAITING_BADGE,
+    CountsCache,
+    FleetRow,
+    duration_words,
+    fleet_rows,
+)
 from console.model import Severity, SourceKey, SourceKind
 from console.poller import ConsoleState
 from console.present import ERROR_BADGE
@@ -91,6 +99,7 @@ class FleetPanel(Panel):
         self.hidden = 0
         self.hidden_critical = 0
         self.rows: dict[str, FleetRow] = {}  # what the table shows, by row key
+        self._counts: CountsCache = {}  # each cluster's snapshot counted once (console/fleet.py)
 
     def compose(self) -> ComposeResult:
         yield self.status
@@ -104,7 +113,7 @@ class FleetPanel(Panel):
             for key in state.intervals
             if SourceKey.of(key).kind is SourceKind.POSTGRES or key == self.prometheus
         )
-        rows = fleet_rows(state, now, stale_after=self.stale_after)
+        rows = fleet_rows(state, now, stale_after=self.stale_after, cache=self._counts)
         needle = self.text_filter.lower()
         shown = [row for row in rows if not needle or needle in row.haystack()]
         self.hidden = len(rows) - len(shown)

@@ -79,6 +79,12 @@ def test_a_direct_cluster_row_counts_connections_active_waiting_and_the_longest_
     assert (row.active, row.waiting, row.idle_in_tx) == (3, 2, 1)
     assert row.longest_tx == pytest.approx(599)  # the idle-in-transaction one, at the server's clock
     assert row.age == pytest.approx(1) and row.source == SourceKey.postgres("orders")
+    # Counted once per snapshot: the same snapshot again is not counted again.
+    cache: dict = {}
+    first = fleet_rows(state_of(snap), NOW, cache=cache)
+    counts = cache[SourceKey.postgres("orders")]
+    assert fleet_rows(state_of(snap), NOW + 1, cache=cache)[0].active == first[0].active == 3
+    assert cache[SourceKey.postgres("orders")] is counts
 
 
 def test_the_worst_breach_of_each_cluster_and_the_loudest_rows_first() -> None:
