@@ -449,9 +449,10 @@ async def test_prometheus_and_alertmanager_killed_then_restarted(tmp_path, daemo
         await wait_for(pilot, lambda: "acked →" in str(breaches.table.get_row(breach_id)[1]), 20, "the ack")
 
         await asyncio.to_thread(prometheus.kill)
-        await wait_for(pilot, lambda: prom_snapshot(app).error is not None, 10, "Prometheus down")
+        # The refresh in flight as it dies may time out first (a loaded machine); then refused.
+        await wait_for(pilot, lambda: "! unreachable" in str(metrics.status.render()), 10, "Prometheus down")
         status = str(metrics.status.render())
-        assert "! unreachable" in status and "refused" in status, status
+        assert "refused" in status, status
         assert str(metrics.table.get_row("five")[2]) == "5"  # the last good value stays
         await wait_for(pilot, lambda: "stale" in str(metrics.status.render()), 10, "the stale mark")
         await keys_answer(pilot, app)
