@@ -360,7 +360,10 @@ class ConsoleApp(App[int]):
             self._apply_size(event.size.width, event.size.height)
 
     def _apply_size(self, width: int, height: int) -> None:
-        self.screen.set_class(width < NARROW_WIDTH or height < NARROW_HEIGHT, "-narrow")
+        # More than three clusters do not share one screen (each Postgres panel needs ~10 rows):
+        # tabs, the Fleet tab being the overview (README, the fleet view).
+        crowded = sum(1 for p in self.panels if isinstance(p, PostgresPanel)) > 3
+        self.screen.set_class(width < NARROW_WIDTH or height < NARROW_HEIGHT or crowded, "-narrow")
         self.call_after_refresh(self.size_panels)
 
     @property

@@ -184,3 +184,18 @@ async def test_enter_opens_the_cluster_panel_and_slash_filters_at_80x24(clusters
             pilot, lambda: sorted(fleet.table.keys) == sorted(NAMES), what=lambda: fleet.table.keys
         )
         assert ("f", "Fleet", "everywhere") in list(app.key_rows())  # the help screen lists it
+
+
+@pytest.mark.timeout(120)
+async def test_more_than_three_clusters_go_to_tabs_with_the_fleet_as_overview(clusters, tmp_path):
+    config = config_for(clusters, tmp_path)
+    fourth = config.postgres[0].model_copy(update={"name": "c4"})  # a fourth name for c1's server
+    config = config.model_copy(update={"postgres": [*config.postgres, fourth], "fleet": type(config.fleet)()})
+    assert config.fleet_tab  # automatic past three clusters
+    app = ConsoleApp(config)
+    async with app.run_test(size=(160, 48)) as pilot:
+        fleet = fleet_panel(app)
+        await wait_for(pilot, lambda: len(fleet.table.keys) == 4, what=lambda: fleet.table.keys)
+        assert app.narrow  # wide enough for the grid, but four Postgres panels do not fit it
+        await pilot.press("f")
+        await wait_for(pilot, lambda: fleet.has_class("-active") and "c4" in screen_text(app))
