@@ -181,7 +181,7 @@ class FeedServer:
         if self.frame is not None:
             subscriber.offer(self.frame)
         pump = asyncio.ensure_future(subscriber.pump())
-        gone = asyncio.ensure_future(reader.read())  # viewers send nothing: this is their leaving
+        gone = asyncio.ensure_future(_until_eof(reader))  # viewers send nothing: EOF is their leaving
         self._tasks |= {pump, gone}
         try:
             await asyncio.wait((pump, gone), return_when=asyncio.FIRST_COMPLETED)
@@ -211,6 +211,11 @@ class FeedServer:
         else:
             with contextlib.suppress(OSError):
                 self.path.unlink()
+
+
+async def _until_eof(reader: asyncio.StreamReader) -> None:
+    while await reader.read(4096):  # anything a client sends is dropped, never kept
+        pass
 
 
 def _socket_parent() -> str | None:
@@ -314,7 +319,10 @@ class FeedClient:
                 if self.lost_since is not None:
                     self.lost_since = None
                     on_problem(None)
-                on_state(state)
+                try:
+                    on_state(state)
+                except Exception as exc:  # a state this viewer cannot draw: said, not silent
+                    return f"a state could not be drawn ({type(exc).__name__}: {exc})"
         except asyncio.IncompleteReadError:
             return "the engine's feed closed"
         except FeedError as exc:
