@@ -15,9 +15,10 @@ Binding another address than loopback needs a token (the page must present it) o
 The token comes from $INCIDENT_CONSOLE_SERVE_TOKEN or ``--token-file``, never from the command
 line (which ``ps`` shows to every user). README "Wall screen in a browser" has the set-up.
 
-This module only parses and checks (engine side); panels/serve_web.py is the web server (aiohttp
-and textual-serve, UI side), taken through console.app when serve starts so the other commands
-never load it.
+This module parses and checks, and makes the engine (console/feed.py; engine side);
+panels/serve_web.py is the web server (aiohttp and textual-serve, UI side), which starts the engine
+before it listens; it is taken through console.app when serve starts so the other commands never
+load it.
 """
 
 from __future__ import annotations
