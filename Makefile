@@ -63,7 +63,7 @@ bench: $(BENCH_STAMP) sysdeps
 bench-quick: $(BENCH_STAMP) sysdeps
 	$(BENCH_VENV)/bin/python -m bench.run --mode quick
 
-# What one browser viewer of `serve` costs, against the demo stack: writes bench/SERVE_RESULTS.md
+# serve with 1, 4 and 10 viewers: the backends' load (one engine) and what a viewer costs: writes bench/SERVE_RESULTS.md
 bench-serve: $(STAMP) sysdeps
 	$(BIN)/python bench/serve_viewers.py
 
