@@ -57,7 +57,7 @@ from panels.metrics import MetricsPanel
 from panels.plan import DialogWords, answer, confirm_for, result_line, result_severity, signal_words
 from panels.postgres import PostgresPanel
 from panels.rules import RulesScreen
-from panels.runbook import NoteScreen, RunbookPicker, RunbookScreen, StepRequest
+from panels.runbook import NoteScreen, RunbookPicker, RunbookScreen, StepRequest, ValueScreen
 from panels.strips import install as install_strip_fix
 from panels.terminal import ScreenMemory
 from panels.text import use_monochrome
@@ -941,7 +941,7 @@ class ConsoleApp(App[int]):
         step = session.runbook.step(message.step_id)
         try:
             task = await session.task(message.command, step)
-            confirmation, note = None, ""
+            confirmation, note, value = None, "", None
             if task.need is Need.CONFIRMATION and task.plan is not None:
                 confirmation = await self.ask(task.plan, decline=session.decline)
                 if confirmation is None:
@@ -950,11 +950,21 @@ class ConsoleApp(App[int]):
                 note = await self.push_screen_wait(NoteScreen(f"Note on: {session.title(step)}")) or ""
                 if not note:
                     return
-            result = await session.perform(task, confirmation=confirmation, note=note)
+            elif task.need is Need.VALUE:
+                if not session.runbook.inputs:
+                    self.notify(f"{session.runbook.id} has no inputs to set", severity="warning")
+                    return
+                title = f"Values of {session.runbook.id} (journaled; step: {session.title(step)})"
+                value = await self.push_screen_wait(ValueScreen(title, session.inputs(step)))
+                if value is None:
+                    return
+            result = await session.perform(task, confirmation=confirmation, note=note, value=value)
             if result is not None:
                 self.notify(result_line(result), severity=result_severity(result), timeout=8)
         except RenderError as exc:
             self.notify(f"cannot run this step: {exc}", severity="error", timeout=8)
+        except ValueError as exc:  # a value the runbook refuses (not one of its choices)
+            self.notify(f"not set: {exc}", severity="error", timeout=8)
         finally:
             if session.last_error:
                 self.notify(f"journal: {session.last_error}", severity="error", timeout=10)

@@ -20,7 +20,15 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, Static
 
-from console.runbooks import Match, Runbook, RunbookSession, StepCommand, StepState, StepStatus
+from console.runbooks import (
+    InputView,
+    Match,
+    Runbook,
+    RunbookSession,
+    StepCommand,
+    StepState,
+    StepStatus,
+)
 from console.sanitize import one_line
 from panels.footer import Footer
 from panels.tables import KeyedTable
@@ -147,6 +155,78 @@ class NoteScreen(ModalScreen[str | None]):
         self.dismiss(event.value.strip() or None)
 
 
+class ValueScreen(ModalScreen[tuple[str, str] | None]):
+    """Set a runbook input: the inputs with their values now (those the step needs and lacks
+    first); Enter saves the value typed for the highlighted one. Journaled by the session."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="value_cancel")]
+    DEFAULT_CSS = """
+    ValueScreen { align: center middle; }
+    #value-box { width: 95%; max-width: 120; height: auto; max-height: 90%; border: thick $primary;
+                 background: $surface; padding: 0 1; }
+    #value-table { height: auto; max-height: 10; }
+    """
+
+    def __init__(self, title: str, inputs: Sequence[InputView]) -> None:
+        super().__init__()
+        self.title_text = title
+        self.inputs = list(inputs)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="value-box"):
+            yield Static(Text(self.title_text), classes="title")
+            yield KeyedTable(
+                columns=[("name", "input"), ("value", "now"), ("about", "what it is")], id="value-table"
+            )
+            yield Static(id="value-label")
+            yield Input(id="value-input", compact=True)
+            yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one(KeyedTable).sync(
+            [
+                (
+                    v.name,
+                    (
+                        cell(v.name, 24),
+                        cell("(not set)" if v.value is None else v.value, 40),
+                        cell(v.about, 80),
+                    ),
+                )
+                for v in self.inputs
+            ]
+        )
+        self._label()
+        self.query_one(Input).focus()
+
+    @property
+    def selected(self) -> InputView | None:
+        key = self.query_one(KeyedTable).selected_key
+        return next((v for v in self.inputs if v.name == key), None)
+
+    def _label(self) -> None:
+        view = self.selected
+        if view is None:
+            return
+        choices = f" (one of {', '.join(view.choices)})" if view.choices else ""
+        self.query_one("#value-label", Static).update(
+            Text(f"{view.name}{choices}, Enter saves (Tab: choose another input):")
+        )
+
+    def on_data_table_row_highlighted(self, event) -> None:
+        self._label()
+
+    def on_data_table_row_selected(self, event) -> None:
+        event.stop()
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        view, value = self.selected, event.value.strip()
+        if view is not None and value:
+            self.dismiss((view.name, value))
+
+
 @dataclass
 class StepRequest(Message):
     """The operator asked for ``command`` on a step."""
@@ -169,6 +249,7 @@ class RunbookScreen(Screen):
         Binding("k", "request('skip')", "Skip", id="runbook_skip"),
         Binding("u", "request('reopen')", "Reopen", id="runbook_reopen"),
         Binding("o", "request('add_note')", "Note", id="runbook_note"),
+        Binding("i", "request('set_value')", "Set value", id="runbook_set_value"),
     ]
     DEFAULT_CSS = """
     RunbookScreen { layout: vertical; }
@@ -272,6 +353,10 @@ class RunbookScreen(Screen):
         text.append("\n")
         for line in self.session.describe(step):
             text.append(f"{line}\n")
+        unset = [v.name for v in self.session.inputs(step) if v.used_here and v.value is None]
+        if unset and status.state != StepState.DONE:
+            key = self.key_for(StepCommand.SET_VALUE)
+            text.append(f"needs {', '.join(unset)}: press {key} to set it first\n", style="bold")
         if (expected := self.session.expected(step)) is not None and status.state != StepState.DONE:
             text.append(f"press {self.key_for(expected)} when done\n", style="bold")
         if status.message:

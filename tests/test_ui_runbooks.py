@@ -9,10 +9,10 @@ from console.journal import Journal, Note, read_journal
 from console.runbooks import StepState
 from panels.breaches import BreachesPanel
 from panels.confirm import ConfirmScreen
-from panels.runbook import NoteScreen, RunbookPicker, RunbookScreen
+from panels.runbook import NoteScreen, RunbookPicker, RunbookScreen, ValueScreen
 from panels.timeline import TimelineScreen
 from tests import ui_data
-from tests.pilot import wait_for
+from tests.pilot import wait_for, wait_for_screen
 from tests.test_ui import make_app, panel
 
 STAGING = {"name": "staging", "production": False}
@@ -192,3 +192,40 @@ async def test_a_runbook_title_reads_with_its_values_filled_for_the_breach(tmp_p
         await wait_for(pilot, lambda: isinstance(app.screen, RunbookScreen), what="runbook screen")
         heading = str(app.screen.query_one("#rb-title").render())
         assert "High error rate on storefront (5xx above 5%)" in heading and "{{" not in heading
+
+
+async def test_an_input_the_step_needs_is_set_with_i_and_journaled_before_the_action_runs(tmp_path):
+    """The rollback needs the image to roll back to: nothing to run until the operator sets it
+    (no `--image ''`); `i` sets it (journaled), and the dialog then shows it in the argv."""
+    journal_path = tmp_path / "journal.jsonl"
+    app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(journal_path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await select_breach(pilot, app, "prometheus.error_rate")
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunbookPicker), what="picker")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunbookScreen), what="runbook screen")
+        screen = app.screen
+        await goto_step(pilot, screen, "rollback")
+        detail = str(screen.query_one("#rb-detail-text").render())
+        assert "<previous_image>" in detail and "needs previous_image: press i to set it first" in detail
+        assert "--image ''" not in detail
+
+        await pilot.press("x")  # nothing to confirm: the value is missing
+        await pilot.pause()
+        assert app.screen is screen
+        assert not any(k.startswith("action.") for k in events(journal_path))
+
+        await pilot.press("i")
+        dialog = await wait_for_screen(pilot, ValueScreen)
+        assert dialog.selected.name == "previous_image"  # what this step lacks comes first
+        await pilot.press(*"registry.fly.io/storefront:v41", "enter")
+        await wait_for(pilot, lambda: "input.set" in events(journal_path), what="the value journaled")
+        assert app.screen is screen
+        detail = str(screen.query_one("#rb-detail-text").render())
+        assert "needs previous_image" not in detail and "--image registry.fly.io/storefront:v41" in detail
+
+        await pilot.press("x")
+        confirm = await wait_for_screen(pilot, ConfirmScreen)
+        assert "registry.fly.io/storefront:v41" in str(confirm.plan)
+        await pilot.press("escape")

@@ -18,7 +18,7 @@ renders ``session.progress``; it needs no logic of its own.
 
 from __future__ import annotations
 
-from console.runbooks.context import CONTEXT_NAMES, breach_values, build_context, runbook_title
+from console.runbooks.context import CONTEXT_NAMES, InputView, breach_values, build_context, runbook_title
 from console.runbooks.lint import (
     Coverage,
     IndexFile,
@@ -55,6 +55,7 @@ __all__ = [
     "EscalationLevel",
     "EscalationView",
     "IndexFile",
+    "InputView",
     "ManualStep",
     "Match",
     "Need",

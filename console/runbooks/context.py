@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from console.actions import (
+    ActionSpec,
+    CheckSpec,
     Context,
     RenderError,
     TemplateError,
     Value,
     render_text,
+    template_names,
     template_refs,
 )
 from console.config import Config
 from console.model import SourceKind
 from console.rules import Breach
 from console.runbooks.rank import breach_provider
-from console.runbooks.schema import Runbook
+from console.runbooks.schema import ActionStep, CheckStep, Runbook, Step, WaitStep
 from console.sanitize import one_line
 
 #: Names a runbook may use besides config variables and its own inputs: filled from the breach
@@ -113,12 +118,85 @@ def build_context(
 
 
 def filled(text: str, ctx: Context) -> str:
-    """``text`` with its values filled in as shown (secrets masked); as written when a value is
-    missing."""
+    """``text`` with its values filled in as shown (secrets masked); a value not set yet shows
+    as ``<name>`` ("Roll storefront back to <previous_image>"); as written when malformed."""
     try:
-        return render_text(text, ctx)[1]
+        refs = template_refs(text)
+    except TemplateError:
+        return text
+    missing: dict[str, Value] = {}
+    for ref in refs:
+        try:
+            ctx.lookup(ref)
+        except RenderError:
+            missing[ref.name] = Value(f"<{ref.name}>")
+    try:
+        return render_text(text, Context({**ctx.values, **missing}) if missing else ctx)[1]
     except (RenderError, TemplateError):
         return text
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def spec_names(spec: ActionSpec | CheckSpec) -> set[str]:
+    """Every name the templates of a check or an action refer to."""
+    names: set[str] = set()
+    for text in _strings(spec.model_dump()):
+        try:
+            names |= template_names(text)
+        except ValueError:
+            continue
+    return names
+
+
+def step_names(runbook: Runbook, step: Step) -> set[str]:
+    """The names a step's title and what it runs refer to (a wait step: its check's too)."""
+    try:
+        names = template_names(step.title)
+    except TemplateError:
+        names = set()
+    match step:
+        case CheckStep():
+            names |= spec_names(step.check)
+        case ActionStep():
+            names |= spec_names(step.action)
+        case WaitStep():
+            names |= spec_names(runbook.waited_check(step).check)
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class InputView:
+    """A runbook input as the operator sets it: its value now (None: not set, and no default)
+    and whether the selected step uses it."""
+
+    name: str
+    about: str
+    value: str | None
+    used_here: bool
+    choices: tuple[str, ...] = ()
+
+
+def input_views(runbook: Runbook, step: Step | None, ctx: Context) -> list[InputView]:
+    """The runbook's inputs, those the step uses and has no value for first."""
+    used = step_names(runbook, step) if step is not None else set()
+    views = []
+    for name, spec in runbook.inputs.items():
+        value = ctx.get(name)
+        views.append(
+            InputView(
+                name, spec.description, value.text if value else None, name in used, tuple(spec.choices)
+            )
+        )
+    return sorted(views, key=lambda v: (not (v.used_here and v.value is None), not v.used_here))
 
 
 def runbook_title(config: Config, runbook: Runbook, breach: Breach | None = None) -> str:

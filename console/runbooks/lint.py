@@ -63,9 +63,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from console import promql
-from console.actions import ActionSpec, CheckSpec, template_names
 from console.config import Threshold
 from console.rules import format_duration
+from console.runbooks.context import spec_names
 from console.runbooks.schema import ActionStep, CheckStep, Runbook, Step, WaitStep
 from console.yamlfile import ConfigError, Document, Problem, problems_from_validation, read_document
 
@@ -319,26 +319,6 @@ def _is_trigger(symptom: str, triggers: Sequence[str]) -> bool:
     return any(glob == t or fnmatchcase(glob, t) or fnmatchcase(t, glob) for t in triggers)
 
 
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list | tuple):
-        return [s for v in value for s in _strings(v)]
-    return []
-
-
-def _names(spec: ActionSpec | CheckSpec) -> set[str]:
-    names: set[str] = set()
-    for text in _strings(spec.model_dump()):
-        try:
-            names |= template_names(text)
-        except ValueError:
-            continue
-    return names
-
-
 def _verification(runbook: Runbook, doc: Document, rules: Rules) -> list[Problem]:
     steps = runbook.steps
     index = {s.id: i for i, s in enumerate(steps)}
@@ -348,7 +328,7 @@ def _verification(runbook: Runbook, doc: Document, rules: Rules) -> list[Problem
         for s in steps
         if isinstance(s, ActionStep)
         for scope, names in _SCOPES.items()
-        if _names(s.action) & set(names)
+        if spec_names(s.action) & set(names)
     }
     out: list[Problem] = []
     seen: set[str] = set()
@@ -413,7 +393,7 @@ def _verification_check(
             f"equals (no data then fails), or min_rows >= 1 (check '{check.id}')"
         )
         out.append(doc.problem(_at(j, "check", "expect"), message))
-    names = _names(spec)
+    names = spec_names(spec)
     for scope in sorted(acted_on):
         if not names & set(_SCOPES[scope]):
             message = (

@@ -33,7 +33,7 @@ from console.journal import (
     utc_iso,
 )
 from console.rules import Breach, format_duration
-from console.runbooks.context import build_context, filled
+from console.runbooks.context import InputView, build_context, filled, input_views
 from console.runbooks.progress import EscalationView, Progress, StepState, StepStatus
 from console.runbooks.schema import (
     ActionStep,
@@ -59,6 +59,7 @@ class StepCommand(StrEnum):
     SKIP = "skip"
     REOPEN = "reopen"
     ADD_NOTE = "add_note"
+    SET_VALUE = "set_value"  # a runbook input: the image to roll back to, the sync to resume from
 
 
 class Need(StrEnum):
@@ -67,6 +68,7 @@ class Need(StrEnum):
     NOTHING = "nothing"
     CONFIRMATION = "confirmation"  # the plan shown, then yes or the typed word
     NOTE = "note text"  # the text of the note
+    VALUE = "an input's value"  # which input, and its value (RunbookSession.inputs lists them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +254,8 @@ class RunbookSession:
         action is previewed here (journaled as requested); RenderError when a value is missing."""
         if command is StepCommand.ADD_NOTE:
             return StepTask(command, step, Need.NOTE)
+        if command is StepCommand.SET_VALUE:
+            return StepTask(command, step, Need.VALUE)
         if command is StepCommand.EXECUTE and step.kind is StepKind.ACTION and not self.refusal(step):
             return StepTask(command, step, Need.CONFIRMATION, await self.prepare(step))
         return StepTask(command, step)  # a refused step asks nothing: perform journals the refusal
@@ -277,7 +281,12 @@ class RunbookSession:
         )
 
     async def perform(
-        self, task: StepTask, *, confirmation: Confirmation | None = None, note: str = ""
+        self,
+        task: StepTask,
+        *,
+        confirmation: Confirmation | None = None,
+        note: str = "",
+        value: tuple[str, str] | None = None,
     ) -> Result | None:
         """Do a task with what the operator gave: the Result of what ran (a check, an action, a
         wait, a dry-run), or None for a change of state or a note (journaled)."""
@@ -297,6 +306,8 @@ class RunbookSession:
                 await self.reopen(step)
             case StepCommand.ADD_NOTE if note:
                 await self.note(note, step)
+            case StepCommand.SET_VALUE if value is not None:
+                await self.set_input(*value)
         return None
 
     def expected(self, step: Step) -> StepCommand | None:
@@ -379,7 +390,18 @@ class RunbookSession:
         """``o``: a note for the record (and the report)."""
         return await self._record(Note(step=step.id if step else "", text=text)) is not None
 
+    def inputs(self, step: Step | None = None) -> list[InputView]:
+        """The runbook's inputs with their values now; those ``step`` needs and lacks first."""
+        return input_views(self.runbook, step, self.context)
+
     async def set_input(self, name: str, value: str) -> bool:
+        """Set a runbook input (journaled). ValueError, nothing journaled, for a name the runbook
+        does not have or a value outside its choices."""
+        spec = self.runbook.inputs.get(name)
+        if spec is None:
+            raise ValueError(f"{self.runbook.id} has no input '{name}'")
+        if spec.choices and value not in spec.choices:
+            raise ValueError(f"{name} must be one of {', '.join(spec.choices)}; got '{value}'")
         ok = await self._record(InputSet(name=name, value=value)) is not None
         self.context = self._context()
         return ok
@@ -402,7 +424,9 @@ def _describe(session: RunbookSession, step: Step, now: float | None) -> list[st
     """What a step will do, after its text: the plan it runs, or what the operator does."""
     match step:
         case CheckStep():
-            symptom = [f"measures: {filled(step.check.symptom, session.context)}"] if step.check.symptom else []
+            symptom = (
+                [f"measures: {filled(step.check.symptom, session.context)}"] if step.check.symptom else []
+            )
             return [*session.plan(step).lines, f"expect: {_expect_text(session, step)}", *symptom]
         case ActionStep():
             return _describe_action(session, step)
