@@ -16,7 +16,7 @@ lock-waiting sessions). For each shape, the clusters are the first N of the same
   back), from the write to the pty until the new view's text is on the emulated screen.
 
 The machine is shared (2 cores, other work may run): the load average is recorded with each
-shape. Memory: each cluster's sessions are real backends (~3 MB each); ``--sessions`` is scaled
+shape. Memory: each cluster's sessions are real backends (~1.2 MB PSS each); ``--sessions`` is scaled
 down when the machine has not the memory for them, and the report says so.
 """
 
@@ -44,8 +44,10 @@ from bench.tools import BIN, ROOT, _env
 
 ROLE = TOOL_ROLES["incident-console"]
 COLS, ROWS = 100, 30
-MB_PER_SESSION = 3.0  # a backend's private memory, roughly (RSS minus shared buffers)
-MB_PER_CLUSTER = 60.0  # postmaster, auxiliary processes, the load process
+#: Measured (PSS, /proc/*/smaps_rollup) on one BenchCluster: 33 MB idle, 261 MB with bench/load.py's
+#: 200 sessions (1.14 MB each), the load process 33 MB RSS.
+MB_PER_SESSION = 1.2
+MB_PER_CLUSTER = 70.0  # postmaster, auxiliary processes, the load process
 
 
 def log(*args: object) -> None:
