@@ -723,8 +723,12 @@ class ConsoleApp(App[int]):
 
     def action_fleet(self) -> None:
         fleet = next((p for p in self.panels if isinstance(p, FleetPanel)), None)
-        if fleet is not None:
-            self._activate(fleet)
+        if fleet is None:
+            self.notify(
+                "no Fleet tab: it comes past 3 clusters, or with fleet: {tab: always}", severity="warning"
+            )
+            return
+        self._activate(fleet)
 
     def on_fleet_panel_open_cluster(self, message: FleetPanel.OpenCluster) -> None:
         panel = next(
@@ -1067,8 +1071,6 @@ class ConsoleApp(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "demo_menu" and self.demo is None:
-            return False
-        if action == "fleet" and not any(isinstance(p, FleetPanel) for p in self.panels):
             return False
         if self.web:  # a browser viewer (``serve``): look and read the help, nothing else
             return action == "help"

@@ -134,6 +134,7 @@ class PostgresPanel(Panel):
         self._texts_old: dict[tuple, Text] = {}  # the texts of the snapshot before
         self._shown: dict[int, Text] = {}  # id(widget) -> the Text it shows
         self._previous: PostgresSnapshot | None = None
+        self._breaches_seen: tuple = ()  # the state's breaches at the last render
         self._tps: float | None = None
 
     def compose(self) -> ComposeResult:
@@ -156,6 +157,14 @@ class PostgresPanel(Panel):
         snap = self.snapshot
         if snap is None:
             return
+        # Every source's poll renders every panel: with 20 clusters, nineteen of twenty renders
+        # of this panel had nothing new (2940 renders in 15 s, 60% of the console's CPU: bench/
+        # FLEET_RESULTS.md). Its own snapshot unchanged, the table and the side are as drawn; only
+        # a filter that hides rows reads the breaches (hidden_critical). Keys re-render it
+        # through refresh_view.
+        if snap is self._previous and (not self.hidden or state.breaches is self._breaches_seen):
+            return
+        self._breaches_seen = state.breaches
         if snap is not self._previous:
             self._tps = self._rate(self._previous, snap)
             self._previous = snap
