@@ -9,11 +9,13 @@ changed, the selection follows its cluster when rows move.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.message import Message
+from textual.timer import Timer
 
 from console.fleet import (
     DOWN_BADGE,
@@ -44,6 +46,8 @@ COLUMNS = [
     ("age", "Age"),
     ("via", "Via"),
 ]
+SYNC_EVERY = 0.5  # seconds between two syncs of the rows, at most (see FleetPanel.render_state)
+
 #: At 80 columns the origin and the active count go first; the worst breach takes what is left.
 FLEET_FIT = Fit("worst", 12, drop=("via", "active"), nominal=(("via", 14), ("active", 4)))
 
@@ -62,6 +66,14 @@ def badge_text(row: FleetRow) -> Text:
     return Text(row.badge, style=style)
 
 
+def fleet_age(seconds: float | None) -> str:
+    """A row's age in whole seconds, "now" within 2 s: a fresh row's age cell does not change
+    at every poll of every cluster (a 1 s refresh keeps its rows under 2 s)."""
+    if seconds is None or seconds >= 60:
+        return age_words(seconds)
+    return "now" if seconds < 2 else f"{seconds:.0f}s"
+
+
 def row_cells(row: FleetRow) -> list[Text]:
     worst = row.worst or (row.error and f"! {row.error}") or ""
     worst_style = SEVERITY_STYLE[row.worst_severity] if row.worst_severity is not None else ""
@@ -74,7 +86,7 @@ def row_cells(row: FleetRow) -> list[Text]:
         Text(waiting, style="bold red" if row.waiting else ""),
         Text(duration_words(row.longest_tx)),
         cell(worst, 80, worst_style),
-        Text(age_words(row.age)),
+        Text(fleet_age(row.age)),
         cell(row.via_words, 24),
     ]
 
@@ -100,12 +112,35 @@ class FleetPanel(Panel):
         self.hidden_critical = 0
         self.rows: dict[str, FleetRow] = {}  # what the table shows, by row key
         self._counts: CountsCache = {}  # each cluster's snapshot counted once (console/fleet.py)
+        self._synced_at = -SYNC_EVERY  # monotonic time of the last sync of the rows
+        self._synced_filter = ""
+        self._flush: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield self.status
         yield self.table
 
     def render_state(self, state: ConsoleState, now: float) -> None:
+        """Each cluster's poll renders every panel: with 20 clusters this one was synced ~15
+        times a second, each sync bringing new cells, which also let the table's cell-line
+        cache go (it keeps the lines of two syncs: panels/tables.py) — every screen refresh drew
+        every cell again (bench/FLEET_RESULTS.md). So the rows are synced at most every
+        SYNC_EVERY seconds (a row's data is at most that much later than its source; its age
+        says so), at once for a new filter."""
+        since = time.monotonic() - self._synced_at
+        if self.text_filter == self._synced_filter and since < SYNC_EVERY:
+            if self._flush is None and self.is_mounted:
+                self._flush = self.set_timer(SYNC_EVERY - since, self._flush_rows)
+            return
+        self._sync_rows(state, now)
+
+    def _flush_rows(self) -> None:
+        self._flush = None
+        if self.state is not None:
+            self._sync_rows(self.state, self.app.clock())
+
+    def _sync_rows(self, state: ConsoleState, now: float) -> None:
+        self._synced_at, self._synced_filter = time.monotonic(), self.text_filter
         # Every Postgres cluster and the server that reads the fleet: the status line says which
         # of them is failing or stale, by name.
         self.sources = tuple(
