@@ -211,8 +211,10 @@ class ConsoleApp(App[int]):
             panels.append(
                 FleetPanel(stale_after=config.fleet.stale_after, prometheus=prometheus, id="p-fleet")
             )
-        panels += [PostgresPanel(c.name, id=f"p-pg-{i}") for i, c in enumerate(config.postgres)]
-        return panels
+        clusters = [PostgresPanel(c.name, id=f"p-pg-{i}") for i, c in enumerate(config.postgres)]
+        for panel in clusters:
+            panel.behind_tab = len(clusters) > 3  # tabbed (_apply_size): drawn when shown
+        return panels + clusters
 
     def compose(self) -> ComposeResult:
         if self.wall:
@@ -362,7 +364,7 @@ class ConsoleApp(App[int]):
     def _apply_size(self, width: int, height: int) -> None:
         # More than three clusters do not share one screen (each Postgres panel needs ~10 rows):
         # tabs, the Fleet tab being the overview (README, the fleet view).
-        crowded = sum(1 for p in self.panels if isinstance(p, PostgresPanel)) > 3
+        crowded = any(isinstance(p, PostgresPanel) and p.behind_tab for p in self.panels)
         self.screen.set_class(width < NARROW_WIDTH or height < NARROW_HEIGHT or crowded, "-narrow")
         self.call_after_refresh(self.size_panels)
 

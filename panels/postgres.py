@@ -135,6 +135,10 @@ class PostgresPanel(Panel):
         self._shown: dict[int, Text] = {}  # id(widget) -> the Text it shows
         self._previous: PostgresSnapshot | None = None
         self._breaches_seen: tuple = ()  # the state's breaches at the last render
+        #: Set by the app with more than three clusters (tabs, the Fleet tab the overview): a
+        #: panel whose tab is not shown is not rendered; its tab shown, it renders at once.
+        self.behind_tab = False
+        self._behind = False
         self._tps: float | None = None
 
     def compose(self) -> ComposeResult:
@@ -164,6 +168,10 @@ class PostgresPanel(Panel):
         # through refresh_view.
         if snap is self._previous and (not self.hidden or state.breaches is self._breaches_seen):
             return
+        if self.behind_tab and not self.has_class("-active"):
+            self._behind = True  # drawn when its tab is shown (on_descendant_focus)
+            return
+        self._behind = False
         self._breaches_seen = state.breaches
         if snap is not self._previous:
             self._tps = self._rate(self._previous, snap)
@@ -369,6 +377,11 @@ class PostgresPanel(Panel):
     def action_sort(self) -> None:
         self.sort_index = (self.sort_index + 1) % len(SORTS)
         self.refresh_view()
+
+    def on_descendant_focus(self, event) -> None:
+        # Its tab shown (the app focuses its table): draw what was skipped meanwhile.
+        if self._behind and self.state is not None:
+            self.render_state(self.state, self.app.clock())
 
     def on_resize(self, event) -> None:
         # Beside the sessions the side column takes less of a narrower panel: the sessions keep

@@ -199,3 +199,14 @@ async def test_more_than_three_clusters_go_to_tabs_with_the_fleet_as_overview(cl
         assert app.narrow  # wide enough for the grid, but four Postgres panels do not fit it
         await pilot.press("f")
         await wait_for(pilot, lambda: fleet.has_class("-active") and "c4" in screen_text(app))
+        # A cluster's panel behind its tab is not drawn (each poll renders every panel); Enter
+        # shows it, drawn at once.
+        panels = {p.cluster: p for p in app.panels if isinstance(p, PostgresPanel)}
+        assert all(p.behind_tab and p._previous is None for p in panels.values())
+        await wait_for(pilot, lambda: fleet.table.keys[:1] == ["c1"] and app.focused is fleet.table)
+        await pilot.press("enter")
+        await wait_for(
+            pilot, lambda: panels["c1"].has_class("-active") and panels["c1"]._previous is not None
+        )
+        await wait_for(pilot, lambda: "sort attention" in screen_text(app))
+        assert panels["c2"]._previous is None
