@@ -93,12 +93,36 @@ _OUTCOME: dict[type, str] = {
 }
 #: Who a breach event is by: the monitored system, never the operator whose console saw it.
 SYSTEM = "system"
+#: Several consoles watching one estate each journal the same breach transition, a refresh or
+#: two apart: within this many seconds another console's identical transition is the same one.
+SAME_TRANSITION_SECONDS = 30.0
+
+
+def _transition(e: BreachEvent) -> tuple[str, ...]:
+    """What makes two consoles' breach events the same transition (not ``since`` or ``value``:
+    each console measures those itself)."""
+    before = (e.from_state, e.from_severity) if isinstance(e, BreachChanged) else ("", "")
+    return (str(e.kind), e.breach, e.state, e.severity, *before)
+
+
+def _seen_elsewhere(e: BreachEvent, last: dict[tuple[str, ...], tuple[float, str]]) -> bool:
+    """True when another console journaled this transition in the last few seconds."""
+    key = _transition(e)
+    seen = last.get(key)
+    if seen is not None and seen[1] != e.console and e.ts - seen[0] <= SAME_TRANSITION_SECONDS:
+        return True
+    last[key] = (e.ts, e.console)
+    return False
 
 
 def timeline(events: Iterable[JournalEvent]) -> list[TimelineEntry]:
-    """Events in time order as one-line entries (unknown event kinds keep their name)."""
+    """Events in time order as one-line entries (unknown event kinds keep their name). A breach
+    transition several consoles journaled is one entry (the first console's)."""
     out = []
+    transitions: dict[tuple[str, ...], tuple[float, str]] = {}
     for e in sorted(events, key=lambda e: e.ts):
+        if isinstance(e, BreachEvent) and _seen_elsewhere(e, transitions):
+            continue
         render = _TEXT.get(type(e))
         text = render(e) if render else str(e.kind)
         run = e if isinstance(e, RunEvent) else None

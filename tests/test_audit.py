@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -269,3 +270,25 @@ def test_record_breaches_journals_the_diff_and_the_timeline_reads_it(tmp_path: P
     # the system's breach, read as its severity; not a failure of the operator's (issue 18)
     assert (entries[0].outcome, entries[0].severity, entries[0].who) == ("breach", "CRIT", "system")
     assert (entries[1].outcome, entries[1].who) == ("ok", "system")
+
+
+def test_a_breach_two_consoles_journaled_is_one_timeline_entry(tmp_path: Path) -> None:
+    """Alice's and Bob's consoles each journal the lock breach starting and ending, a refresh
+    apart: the shared timeline reads it once. The same transition seen again later (a new
+    episode) and one console's own events stay."""
+    alice = Journal(tmp_path / "alice.jsonl", operator=OPERATOR)
+    bob = Journal(tmp_path / "bob.jsonl", operator=Operator("bob", "", "other-host"))
+    a = _breach("postgres.demo.waiting", value_text="3 sessions", subject="pid 42")
+    record_breaches(alice, [], [a])
+    record_breaches(bob, [], [dataclasses.replace(a, value_text="4 sessions")])  # measured a bit later
+    record_breaches(alice, [a], [])
+    record_breaches(bob, [a], [])
+    events = [*alice.read().events, *bob.read().events]
+    assert len({e.console for e in events}) == 2
+    entries = timeline(events)
+    assert [(e.kind, e.who) for e in entries] == [("breach.start", "system"), ("breach.end", "system")]
+    assert "3 sessions" in entries[0].text  # the first console's
+
+    later = [dataclasses.replace(e, ts=e.ts + 3600) for e in bob.read().events]  # another episode
+    assert [e.kind for e in timeline([*events, *later])] == ["breach.start", "breach.end"] * 2
+    assert [e.kind for e in timeline(alice.read().events)] == ["breach.start", "breach.end"]
