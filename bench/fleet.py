@@ -44,6 +44,8 @@ from bench.tools import BIN, ROOT, _env
 
 ROLE = TOOL_ROLES["incident-console"]
 COLS, ROWS = 100, 30
+#: What follows this line in the results file is kept from one run to the next (earlier runs, notes).
+RECORD = "\n## Runs on record\n"
 #: Measured (PSS, /proc/*/smaps_rollup) on one BenchCluster: 33 MB idle, 261 MB with bench/load.py's
 #: 200 sessions (1.14 MB each), the load process 33 MB RSS.
 MB_PER_SESSION = 1.2
@@ -333,7 +335,9 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps(result))
-    Path(args.out).write_text(render(result))
+    out = Path(args.out)
+    kept = out.read_text().partition(RECORD)[2] if out.exists() else ""
+    out.write_text(render(result) + (RECORD + kept if kept else ""))
     log("wrote", args.out)
 
 
