@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from console.app import ConsoleApp
@@ -16,6 +17,7 @@ from console.config import Config
 from console.demo.pgcluster import PrivateCluster
 from console.fleet import fleet_rows
 from console.model import ErrorKind, SourceKey
+from console.pg import APPLICATION_NAME
 from console.present import ERROR_BADGE
 from panels.fleet import FleetPanel
 from panels.postgres import PostgresPanel
@@ -95,8 +97,17 @@ async def test_a_stopped_cluster_turns_to_error_with_its_own_age_while_the_other
             ),
             what=lambda: rows_of(app),
         )
-        # Each cluster is a source of its own: one connection and one worker each.
+        # Each cluster is a source of its own: one worker each, and one connection each.
         assert {SourceKey.postgres(n) for n in NAMES} <= set(app.poller.sources)
+        for name, cluster in clusters.items():
+            conn = await asyncpg.connect(cluster.dsn(cluster.superuser), timeout=10)
+            try:
+                mine = await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", APPLICATION_NAME
+                )
+            finally:
+                await conn.close()
+            assert mine == 1, (name, mine)
         row = rows_of(app)["c1"]
         assert row.max_connections == 20 and row.used is not None and row.used >= 0
 
