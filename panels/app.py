@@ -31,7 +31,15 @@ from textual.widgets import Input, Tab, Tabs
 
 from console.actions import Confirmation, Executor, Plan, RenderError, Result
 from console.config import Config
-from console.journal import Journal, JournalError, JournalEvent, RunEvent, merge, record_breaches
+from console.journal import (
+    Journal,
+    JournalError,
+    JournalEvent,
+    RunEvent,
+    breach_events,
+    merge,
+    record_breaches,
+)
 from console.journal.shared import SharedJournal
 from console.loader import Loaded
 from console.model import PrometheusSnapshot, Severity, Silence, SourceKey
@@ -70,6 +78,8 @@ if TYPE_CHECKING:
 
 NARROW_WIDTH, NARROW_HEIGHT = 120, 36
 FLASH_SECONDS = 1.5
+TICK_SECONDS = 1.0  # data ages, staleness and the clock between renders
+TICK_AFTER_RENDER = 1.25  # after a render, the next tick waits past the next 1 s poll's render
 STARTUP_BELL_WAIT = 5.0  # at start-up the bell waits this long at most for every source's first poll
 EXIT_GRACE_SECONDS = 2.0  # a stop request or a lost terminal ends the process within this (issue 15)
 TIMELINE_WINDOW = 24 * 3600
@@ -229,7 +239,7 @@ class ConsoleApp(App[int]):
     def on_mount(self) -> None:
         if self.config.ui.keymap:
             self.set_keymap(self.config.ui.keymap)
-        self.set_interval(1.0, self._tick)
+        self._tick_timer = self.set_timer(TICK_SECONDS, self._tick)
         self._install_signal_handlers()
         if self.wall_screen is not None:
             self.push_screen(self.wall_screen)
@@ -416,6 +426,8 @@ class ConsoleApp(App[int]):
             self.header.hidden_critical = self._hidden_critical()
             self.header.show(state, now)
             self.size_panels()
+        self._note_where()
+        self._schedule_tick(TICK_AFTER_RENDER)  # this render did the tick's work
         self._ring_for_new_criticals(state)
         if self.freeze_heap and len(state.snapshots) >= len(state.intervals):
             self.freeze_heap = False
@@ -431,6 +443,8 @@ class ConsoleApp(App[int]):
         if self.wall or before == after:
             return
         self._journaled = after
+        if not breach_events(before, after):  # values and ages moved: nothing to journal, no thread
+            return
         try:
             await asyncio.to_thread(record_breaches, self.journal, before, after)
         except JournalError as exc:
@@ -492,8 +506,17 @@ class ConsoleApp(App[int]):
         if self.config.ui.bell:
             self.bell()
 
-    def _tick(self) -> None:
-        now = self.clock()
+    def _schedule_tick(self, delay: float) -> None:
+        """The once-a-second tick (ages, staleness, the clock) runs only between renders: a
+        poll's render does the same work, and a tick half a second after it was a second screen
+        update each second at a 1 s refresh (half the idle cost, bench/RESULTS.md)."""
+        timer = getattr(self, "_tick_timer", None)
+        if timer is not None:
+            timer.stop()
+        if self.is_running:
+            self._tick_timer = self.set_timer(delay, self._tick)
+
+    def _note_where(self) -> None:
         if self.shared is not None:  # where this console is, for the others' headers
             screen = self.screen
             self.shared.where = (
@@ -501,10 +524,15 @@ class ConsoleApp(App[int]):
                 if isinstance(screen, RunbookScreen)
                 else ""
             )
+
+    def _tick(self) -> None:
+        now = self.clock()
+        self._note_where()
         for panel in self.panels:
             panel.tick(now)
         self.header.show(self.state, now)
         self.size_panels()
+        self._schedule_tick(TICK_SECONDS)
 
     def _hidden_critical(self) -> int:
         return sum(getattr(panel, "hidden_critical", 0) for panel in self.panels)

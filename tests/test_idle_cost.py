@@ -1,0 +1,59 @@
+"""Cheap at rest (issue 20, point 1): with nothing changing, a refresh repaints the clock and the
+ages only. Counts of work done, never timings (those are in bench/RESULTS.md)."""
+
+from __future__ import annotations
+
+from console.app import ConsoleApp
+from tests import ui_data
+from tests.test_ui import Clock, make_app
+
+
+class TickCountingApp(ConsoleApp):
+    ticks = 0
+
+    def _tick(self) -> None:
+        self.ticks += 1
+        super()._tick()
+
+
+async def test_a_tick_does_not_follow_a_render_that_did_its_work():
+    """At a 1 s refresh each poll's render shows the ages and the clock; a tick between two
+    renders redrew them again, a second screen update every second."""
+    clock = Clock()
+    app = make_app(clock=clock, cls=TickCountingApp)
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.ticks = 0
+        for _ in range(12):  # 12 renders 0.25 s apart: a source polled four times a second
+            clock.now += 0.25
+            app.render_state(app.poller.publish(ui_data.postgres_snapshot(taken_at=clock.now)))
+            await pilot.pause(0.25)
+        assert app.ticks == 0
+        await pilot.pause(1.6)  # no render: the tick keeps ages and the clock going
+        assert app.ticks >= 1
+
+
+async def test_breaches_whose_values_moved_send_nothing_to_the_journal_thread(monkeypatch):
+    """Each poll's breaches differ from the last (a wait grows by a second) while none starts,
+    changes state or ends: the journal has nothing to write, and no thread is started for it."""
+    import panels.app
+
+    clock = Clock()
+    app = make_app(clock=clock)
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.render_state(app.poller.publish(ui_data.postgres_snapshot(taken_at=clock.now)))
+        await app._journal_breaches()
+        await pilot.pause()
+        threads = []
+        real = panels.app.asyncio.to_thread
+
+        async def counting(func, *args, **kwargs):
+            threads.append(func)
+            return await real(func, *args, **kwargs)
+
+        monkeypatch.setattr(panels.app.asyncio, "to_thread", counting)
+        before = app._journaled
+        clock.now += 1
+        app.render_state(app.poller.publish(ui_data.postgres_snapshot(taken_at=clock.now)))
+        await app._journal_breaches()
+        assert app._journaled != before  # the breaches did move
+        assert [f for f in threads if f.__name__ == "record_breaches"] == []
