@@ -28,9 +28,23 @@ COMMAND_MODULES: tuple[str, ...] = (
     "console.serve",
     "console.journal_cli",
 )
+#: The commands those modules add, and the ones this module has: a command line that names none of
+#: the former (the console itself, above all) does not import them — start-up imports only what
+#: the first screen needs (issue 20; the demo's and runbook commands' imports were ~0.1 s of CPU).
+MODULE_COMMANDS = frozenset({"demo", "runbook", "serve", "journal"})
+CORE_COMMANDS = frozenset({"run", "check-config", "snapshot"})
 
 
-def _parser() -> argparse.ArgumentParser:
+def _light(argv: Sequence[str]) -> bool:
+    """True when the command line needs no command module: the console (``run`` or no command),
+    ``check-config`` or ``snapshot``, without asking for help."""
+    if not argv or argv[0] in CORE_COMMANDS:
+        return True
+    return argv[0].startswith("-") and not set(argv) & (MODULE_COMMANDS | {"-h", "--help"})
+
+
+def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; given ``argv`` that needs no command module, without them."""
     parser = argparse.ArgumentParser(
         prog="incident-console",
         description="A terminal console for on-call engineers: health, Prometheus and Postgres, live.",
@@ -59,8 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     _console_arguments(parser)
 
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    if argv is None or not _light(argv):
+        for name in COMMAND_MODULES:
+            importlib.import_module(name).register(sub)
     return parser
 
 
@@ -168,7 +183,8 @@ def cmd_snapshot(args: argparse.Namespace, out=None, err=None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         args.func = cmd_run

@@ -57,3 +57,29 @@ async def test_breaches_whose_values_moved_send_nothing_to_the_journal_thread(mo
         await app._journal_breaches()
         assert app._journaled != before  # the breaches did move
         assert [f for f in threads if f.__name__ == "record_breaches"] == []
+
+
+def test_the_console_command_line_imports_no_other_command_module():
+    """`incident-console run` (or no command) parses without importing the demo, runbook, serve
+    and journal commands; help and those commands still see them all."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, console.cli as c; c._parser(['--config', 'x.yaml']); c._parser(['run']);"
+        "print(sorted(m for m in c.COMMAND_MODULES if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_module_commands_name_every_command_the_modules_add():
+    import argparse
+
+    from console import cli
+
+    parser = cli._parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == cli.MODULE_COMMANDS | cli.CORE_COMMANDS
+    for argv in (["demo"], ["runbook", "list"], ["serve", "--help"], ["-h"], ["journal", "init"]):
+        assert not cli._light(argv)
