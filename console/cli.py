@@ -31,7 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 #: The commands those modules add, and the ones this module has: a command line that names none of
 #: the former (the console itself, above all) does not import them — start-up imports only what
 #: the first screen needs (issue 20; the demo's and runbook commands' imports were ~0.1 s of CPU).
-MODULE_COMMANDS = frozenset({"demo", "runbook", "serve", "journal"})
+MODULE_COMMANDS = frozenset({"demo", "runbook", "export", "serve", "journal"})
 CORE_COMMANDS = frozenset({"run", "check-config", "snapshot"})
 
 

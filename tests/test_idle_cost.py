@@ -81,5 +81,5 @@ def test_module_commands_name_every_command_the_modules_add():
     parser = cli._parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == cli.MODULE_COMMANDS | cli.CORE_COMMANDS
-    for argv in (["demo"], ["runbook", "list"], ["serve", "--help"], ["-h"], ["journal", "init"]):
+    for argv in (["demo"], ["export"], ["runbook", "list"], ["serve", "--help"], ["-h"], ["journal", "init"]):
         assert not cli._light(argv)
