@@ -48,6 +48,8 @@ class Mode:
     scale_cycles: int
     max_connections: int
     repeats: int = 1  # measured windows per tool at KEY_SHAPE, the tools taking turns
+    idle_duration: float = 0  # seconds of the idle server's window (issue 20: steady idle cost); 0 = duration
+    idle_paints: int = 0  # extra start-to-first-paint runs per tool on the idle server (issue 20)
 
 
 MODES = {
@@ -67,8 +69,12 @@ MODES = {
         20,
         5200,
         3,
+        90,
+        4,
     ),
-    "quick": Mode("quick", (0, 1000), 8, 2, 0, 30, 0, 200, 500, 50, (10, 100, 1000), (10, 100), 5, 1200),
+    "quick": Mode(
+        "quick", (0, 1000), 8, 2, 0, 30, 0, 200, 500, 50, (10, 100, 1000), (10, 100), 5, 1200, 1, 0, 2
+    ),
 }
 KEY_SHAPE = report.KEY_SHAPE
 
@@ -93,13 +99,16 @@ def measure(cluster: BenchCluster, tool: tools.Tool, mode: Mode, sessions: int, 
         if ready is None:
             out["error"] = "no data on screen after 60 s: " + " | ".join(process.display()[:5])
             return out
+        # CPU time of the process before its first data paint: start-up (imports, config, first
+        # poll and layout), the issue 20 figure.
+        out["startup_cpu_s"] = process.cpu_seconds()
         out["first_output_s"] = (process.first_output or ready) - process.started
         out["first_data_s"] = ready - process.started
         process.stop_emulating()
         time.sleep(mode.warmup)
         before = asyncio.run(cluster.statements(tool.role))
         cpu0, t0, load0 = process.cpu_seconds(), time.monotonic(), loadavg()
-        time.sleep(mode.duration)
+        time.sleep(mode.idle_duration if sessions == 0 and mode.idle_duration else mode.duration)
         after = asyncio.run(cluster.statements(tool.role))
         cpu1, t1, load1 = process.cpu_seconds(), time.monotonic(), loadavg()
         out.update(after.delta(before))
@@ -153,12 +162,14 @@ def key_latency(tool: tools.Tool, presses: int, seed: int) -> dict:
         process.stop(tool.quit_keys)
 
 
-def first_paint(tool: tools.Tool) -> dict:
+def first_paint(tool: tools.Tool, sessions: int = KEY_SHAPE) -> dict:
     process = PtyProcess(tool.argv, tool.env).start()
     try:
         ready = process.wait_for(lambda text: tool.ready in text, 60)
         return {
             "tool": tool.name,
+            "sessions": sessions,
+            "startup_cpu_s": None if ready is None else process.cpu_seconds(),
             "first_output_s": (process.first_output or 0) - process.started if process.first_output else None,
             "first_data_s": None if ready is None else ready - process.started,
         }
@@ -328,6 +339,10 @@ def main() -> None:
                         for tool in order if repeat % 2 == 0 else order[::-1]:
                             log(f"  {tool.name}: {mode.duration:g}s window ({repeat + 1}/{repeats})")
                             result["runs"].append(measure(cluster, tool, mode, sessions, rss=repeat == 0))
+                if sessions == 0 and "paint" not in skip:  # start-up on the idle server (issue 20)
+                    for _ in range(mode.idle_paints):
+                        for tool in order:
+                            result["paints"].append(first_paint(tool, sessions))
                 if sessions == KEY_SHAPE:
                     if "keys" not in skip:
                         for tool in order:
