@@ -83,3 +83,34 @@ def test_module_commands_name_every_command_the_modules_add():
     assert set(sub.choices) == cli.MODULE_COMMANDS | cli.CORE_COMMANDS
     for argv in (["demo"], ["export"], ["runbook", "list"], ["serve", "--help"], ["-h"], ["journal", "init"]):
         assert not cli._light(argv)
+
+
+async def test_a_render_with_the_same_breaches_builds_no_breach_row(monkeypatch):
+    """Every poll of every source renders the Breaches panel: rows whose breach, age, ack, hint
+    and staleness did not change are the same cells as before, not rebuilt."""
+    import panels.breaches
+    from panels.breaches import BreachesPanel
+
+    clock = Clock()
+    app = make_app(clock=clock)
+    async with app.run_test(size=(160, 48)) as pilot:
+        panel = next(p for p in app.panels if isinstance(p, BreachesPanel))
+        await pilot.pause()
+        assert panel.table.row_count > 3
+        before = {key: panel.table.get_row(key) for key in panel.table.keys}
+        built = []
+        real = panels.breaches.breach_cells
+
+        def counting(breach, *args, **kwargs):
+            built.append(breach.id)
+            return real(breach, *args, **kwargs)
+
+        monkeypatch.setattr(panels.breaches, "breach_cells", counting)
+        for _ in range(3):
+            app.render_state(app.state)
+            await pilot.pause()
+        assert built == []
+        assert {key: panel.table.get_row(key) for key in panel.table.keys} == before
+        clock.now += 120  # the ages move: the rows follow
+        app.render_state(app.state)
+        assert built
