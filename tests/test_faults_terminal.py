@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pty
 import shlex
 import shutil
 import signal
@@ -30,11 +29,12 @@ from panels.detail import DetailScreen
 from panels.postgres import PostgresPanel
 from tests import ui_data
 from tests.fixtures.demo import new_state_dir, remove_stack_dir, stack_processes
-from tests.fixtures.faults import ROOT, read_for, screen_text, set_size, start_console, wait_for
+from tests.fixtures.faults import ROOT, read_for, screen_text, set_size, spawn_in_pty, start_console, wait_for
 from tests.test_ui_terminal import read_until, wait_exit
 
-# Under a pytest-xdist worker the console in these ptys never showed its data (4 of 5 failed,
-# alone too); not yet understood, so they run in the main pytest process (make test).
+# These measure a console's CPU and exit times, so they run alone in the main pytest process
+# (make test's serial phase). They pass under xdist too since spawn_in_pty leaves the workers'
+# COLUMNS/LINES out of the child's environment (they made the console 80x24 whatever the pty).
 pytestmark = pytest.mark.serial
 
 # --- 20x5 and back ---------------------------------------------------------------------------
@@ -203,7 +203,9 @@ def console_argv(config: Path) -> list[str]:
 
 def child_env() -> dict[str, str]:
     env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(ROOT)}
-    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):  # when the suite itself runs under make
+    # MAKE*: when the suite itself runs under make; COLUMNS/LINES: an xdist worker's (80x24),
+    # which would override the pty's size (spawn_in_pty drops them too; start_detached needs it)
+    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "COLUMNS", "LINES"):
         env.pop(name, None)
     return env
 
@@ -238,16 +240,7 @@ def start_under_make(tmp_path: Path, argv: list[str], *, rows: int = 24, cols: i
         pytest.skip("make is not installed")
     makefile = tmp_path / "Makefile"
     makefile.write_text(f".PHONY: console\nconsole:\n\texec {shlex.join(argv)}\n")
-    env = child_env()
-    pid, master = pty.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.chdir(ROOT)
-            os.execve(make, [make, "-s", "-f", str(makefile), "console"], env)
-        finally:
-            os._exit(127)
-    set_size(master, rows, cols)
-    return pid, master
+    return spawn_in_pty([make, "-s", "-f", str(makefile), "console"], child_env(), rows=rows, cols=cols)
 
 
 def proc_stat(pid: int) -> list[str] | None:
@@ -448,16 +441,7 @@ def test_stdin_at_eof_that_is_not_a_terminal_neither_spins_nor_stops_sigterm(tmp
     """stdin is /dev/null (not a terminal: nothing was lost, there is just no input), the
     screen a pty: the console keeps running without spinning, and SIGTERM ends it."""
     config = small_config(tmp_path)
-    pid, master = pty.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
-            os.chdir(ROOT)
-            os.execve(sys.executable, console_argv(config), child_env())
-        finally:
-            os._exit(127)
-    set_size(master, 24, 80)
+    pid, master = spawn_in_pty(console_argv(config), child_env(), stdin_null=True)
     try:
         read_until(master, b"Breaches", timeout=30)
         read_for(master, 0.5)
@@ -498,14 +482,7 @@ def test_sigterm_ends_the_console_even_when_its_event_loop_is_stuck(tmp_path):
     script = tmp_path / "stuck.py"
     script.write_text(STUCK_CONSOLE)
     config = small_config(tmp_path)
-    pid, master = pty.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.chdir(ROOT)
-            os.execve(sys.executable, [sys.executable, str(script), str(config)], child_env())
-        finally:
-            os._exit(127)
-    set_size(master, 24, 80)
+    pid, master = spawn_in_pty([sys.executable, str(script), str(config)], child_env())
     try:
         read_until(master, b"Breaches", timeout=30)
         read_for(master, 2.0)  # the timer has fired: the loop is stuck

@@ -322,16 +322,11 @@ sys.exit(main(["run", "--config", sys.argv[1]]))
 def crash_in_a_pty(config: Path) -> str:
     """Run the console with a panel that raises once every source answered; Textual prints its
     crash report (with the frames' local variables) to the terminal. Returns what it wrote."""
-    import pty
 
-    pid, master = pty.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.chdir(ROOT)
-        env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-        os.execve(sys.executable, [sys.executable, "-c", CRASH, str(config)], env)
-    from tests.fixtures.faults import set_size
+    from tests.fixtures.faults import spawn_in_pty
 
-    set_size(master, 50, 200)
+    env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    pid, master = spawn_in_pty([sys.executable, "-c", CRASH, str(config)], env, rows=50, cols=200)
     seen = b""
     try:
         deadline = time.monotonic() + 40

@@ -73,24 +73,17 @@ async def test_demo_menu_fault_runbook_fix_and_clear(demo_stack, tmp_path):
 
 def test_q_in_the_demo_console_stops_the_whole_stack(tmp_path):
     """`incident-console demo` in a terminal: the console paints, `q` quits, no child is left."""
-    import fcntl
     import os
-    import pty
-    import struct
     import sys
-    import termios
 
     from tests.fixtures.demo import remove_stack_dir, stack_processes
+    from tests.fixtures.faults import spawn_in_pty
     from tests.test_ui_terminal import ROOT, read_until, wait_exit
 
     state_dir = tmp_path / "demo"
-    pid, master = pty.fork()
-    if pid == 0:
-        os.chdir(ROOT)
-        env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(ROOT)}
-        argv = [sys.executable, "-m", "console.cli", "demo", "--state-dir", str(state_dir)]
-        os.execve(sys.executable, argv, env)
-    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "console.cli", "demo", "--state-dir", str(state_dir)]
+    pid, master = spawn_in_pty(argv, env, rows=40, cols=120)
     try:
         read_until(master, b"stack ready", timeout=60)
         read_until(master, b"Breaches", timeout=30)

@@ -3,14 +3,9 @@ cleanly, and so does SIGTERM, instead of spinning on a dead tty."""
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
 import select
 import signal
-import struct
-import sys
-import termios
 import time
 from pathlib import Path
 
@@ -34,15 +29,9 @@ def config_file(tmp_path: Path) -> Path:
 
 
 def start(config_file: Path) -> tuple[int, int]:
-    pid, master = pty.fork()
-    if pid == 0:  # child: the pty is its controlling terminal, as over SSH
-        os.chdir(ROOT)
-        env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(ROOT)}
-        os.execve(
-            sys.executable, [sys.executable, "-m", "console.cli", "run", "--config", str(config_file)], env
-        )
-    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    return pid, master
+    from tests.fixtures.faults import start_console
+
+    return start_console(config_file, rows=24, cols=80)
 
 
 def read_until(master: int, needle: bytes, timeout: float = 20.0) -> bytes:
