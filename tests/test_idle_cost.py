@@ -114,3 +114,32 @@ async def test_a_render_with_the_same_breaches_builds_no_breach_row(monkeypatch)
         clock.now += 120  # the ages move: the rows follow
         app.render_state(app.state)
         assert built
+
+
+async def test_the_same_data_again_repaints_no_table_and_lays_out_nothing(monkeypatch):
+    """Polls that bring the same data (new snapshot objects, same content, same clock) redraw
+    no table row and never ask for a layout pass (a guard: this held before issue 20)."""
+    from textual.widget import Widget
+
+    from panels.tables import KeyedTable
+
+    clock = Clock()
+    app = make_app(clock=clock)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        app.render_state(app.poller.publish(ui_data.postgres_snapshot(taken_at=clock.now)))
+        await pilot.pause()
+        calls: list[tuple[str, bool]] = []
+        real = Widget.refresh
+
+        def counting(self, *regions, repaint=True, layout=False, recompose=False):
+            calls.append((type(self).__name__, layout))
+            return real(self, *regions, repaint=repaint, layout=layout, recompose=recompose)
+
+        monkeypatch.setattr(Widget, "refresh", counting)
+        monkeypatch.setattr(KeyedTable, "refresh", counting)
+        for _ in range(5):
+            app.render_state(app.poller.publish(ui_data.postgres_snapshot(taken_at=clock.now)))
+            await pilot.pause()
+        assert [c for c in calls if c[0] == "KeyedTable"] == []
+        assert [c for c in calls if c[1]] == []
