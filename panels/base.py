@@ -72,8 +72,8 @@ class Panel(Vertical, can_focus=False):
         stale, text = self.status_text(state, now)
         self.set_class(stale, "-stale")
         note = self.filter_note()
-        if note is not None:
-            text = Text.assemble(text, "  ", note)
+        if note is not None:  # first: at 80 columns the end of a status line is cut off
+            text = Text.assemble(note, "  ", text)
         self.status.update(text)
 
     def stale_sources(self, state: ConsoleState, now: float) -> list[str]:
@@ -138,11 +138,11 @@ def _name(key: str) -> str:
     return key.name or str(key)
 
 
-def filter_words(text: str, hidden: int, critical: int) -> Text:
-    """'filter 'store' · 6 hidden, 1 CRIT' (loud when it hides a critical)."""
+def filter_words(text: str, hidden: int, critical: int, loud: str = "CRIT") -> Text:
+    """'filter 'store' · 6 hidden, 1 CRIT' (loud when it hides a critical: ``loud`` names what)."""
     out = Text("filter ", style="bold")
     out.append_text(cell(repr(text), 24))
     out.append(f" · {hidden} hidden")
     if critical:
-        out.append(f", {critical} CRIT", style="bold reverse")
+        out.append(f", {critical} {loud}", style="bold reverse")
     return out

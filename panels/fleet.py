@@ -152,8 +152,9 @@ class FleetPanel(Panel):
         needle = self.text_filter.lower()
         shown = [row for row in rows if not needle or needle in row.haystack()]
         self.hidden = len(rows) - len(shown)
-        self.hidden_critical = sum(1 for row in rows if row.severity is Severity.CRITICAL) - sum(
-            1 for row in shown if row.severity is Severity.CRITICAL
+        # A cluster down or failing is as loud as a critical: a filter never hides one silently.
+        self.hidden_critical = sum(1 for row in rows if row.rank <= 1) - sum(
+            1 for row in shown if row.rank <= 1
         )
         self.rows = {row.key: row for row in shown}
         self.table.sync([(row.key, row_cells(row)) for row in shown])
@@ -168,7 +169,7 @@ class FleetPanel(Panel):
 
     def filter_note(self) -> Text | None:
         if self.text_filter:
-            return filter_words(self.text_filter, self.hidden, self.hidden_critical)
+            return filter_words(self.text_filter, self.hidden, self.hidden_critical, "CRIT, down or failing")
         return None
 
     @property

@@ -221,3 +221,26 @@ async def test_more_than_three_clusters_go_to_tabs_with_the_fleet_as_overview(cl
         )
         await wait_for(pilot, lambda: "sort attention" in screen_text(app))
         assert panels["c2"]._previous is None
+
+
+@pytest.mark.timeout(120)
+async def test_a_filter_that_hides_a_failing_cluster_says_so_first_at_80x24(clusters, tmp_path):
+    """'/c3' with a cluster that cannot be reached: the status line starts with what the filter
+    hides, the failing cluster counted as loud, so 80 columns never cut it off (it came after
+    the failing source's error and was cut)."""
+    from tests.fixtures.http_servers import free_port
+
+    config = config_for(clusters, tmp_path)
+    gone = config.postgres[0].model_copy(
+        update={"name": "gone", "dsn": f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"}
+    )
+    config = config.model_copy(update={"postgres": [*config.postgres, gone]})
+    app = ConsoleApp(config)
+    async with app.run_test(size=(80, 24)) as pilot:
+        fleet = fleet_panel(app)
+        await wait_for(pilot, lambda: rows_of(app).get("gone") and rows_of(app)["gone"].badge == ERROR_BADGE)
+        await pilot.press("f", "slash", "c", "3")
+        await wait_for(pilot, lambda: fleet.table.keys == ["c3"], what=lambda: fleet.table.keys)
+        status = str(fleet.status.render())
+        words = "filter 'c3' · 3 hidden, 1 CRIT, down or failing"
+        assert status.startswith(words) and len(words) < fleet.status.size.width, status
