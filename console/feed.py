@@ -8,9 +8,12 @@ viewer's console process (``run --web``) finds the socket in ``$INCIDENT_CONSOLE
 see one console whatever the number of viewers (bench/SERVE_RESULTS.md).
 
 The wire: frames of a 4-byte big-endian length and a pickle (protocol 5) of
-``(FEED_VERSION, taken_at, environment, read_only, snapshots, last_good, breaches, intervals)``,
-the fields of a :class:`~console.poller.ConsoleState` (its mappings as dicts: a mappingproxy does
-not pickle). The text in it is what the panels render, already sanitised and redacted at the
+``(FEED_VERSION, "state", taken_at, environment, read_only, snapshots, last_good, breaches,
+intervals)``, the fields of a :class:`~console.poller.ConsoleState` (its mappings as dicts: a
+mappingproxy does not pickle), or of ``(FEED_VERSION, "timeline", WallTimeline)``: the wall's
+timeline, read by the engine (every console's events from the shared journal through the
+engine's one read-only link to the store, else this machine's journal), so that a viewer opens
+no connection to the store, announces no presence there and reads no journal file. The text in it is what the panels render, already sanitised and redacted at the
 source boundary (console/sanitize.py, console/redact.py); no DSN or secret is added. The reader
 unpickles only classes of the engine (``console.*``) and refuses everything else.
 
@@ -21,7 +24,12 @@ waiting; a newer frame replaces the waiting one. A viewer that does not read kee
 writer waiting, and when it reads again it gets the frame already under way, then the newest
 state — never a backlog. A viewer whose feed is lost keeps its last state, says so, and retries
 every RETRY_SECONDS (panels/app.py shows "FEED LOST since …" in the header; the sources' ages
-keep growing there, and go stale as in any console).
+keep growing there, and go stale as in any console). The two kinds of frame have a slot each
+per viewer: a newer state replaces a waiting state, never a waiting timeline.
+
+The engine's link to the shared journal copies nothing (serve writes no journal) and announces
+no presence: serve is no operator's console, its viewers are read-only walls, and presence in
+the others' headers is for consoles that may act.
 """
 
 from __future__ import annotations
@@ -35,35 +43,62 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from console.poller import ConsoleState, Poller
+from console.timeline import TimelineEntry, timeline
 
 if TYPE_CHECKING:
     from console.config import Config
+    from console.journal.shared import SharedJournal
 
 FEED_ENV = "INCIDENT_CONSOLE_FEED"
-FEED_VERSION = 1
+FEED_VERSION = 2
 HEADER_BYTES = 4
 MAX_FRAME = 256 * 1024 * 1024  # a length beyond this is not a frame of ours: drop the feed
 COALESCE_SECONDS = 0.05
 RETRY_SECONDS = 1.0
 SOCKET_NAME = "feed.sock"
+TIMELINE_WINDOW = 24 * 3600  # as the console's own wall (panels/app.py)
+TIMELINE_ENTRIES = 50  # the newest entries sent (the wall shows a handful)
+TIMELINE_SECONDS = 1.0  # the engine reads the local journal (or checks the store's) this often
 
 
 class FeedError(Exception):
     """The feed sent something that is not a state of this version (the reader drops the link)."""
 
 
+@dataclass(frozen=True, slots=True)
+class WallTimeline:
+    """The wall's timeline as the engine read it: the newest entries (their events left out),
+    where they come from, and what is wrong with that source ("" when nothing)."""
+
+    taken_at: float
+    entries: tuple[TimelineEntry, ...]
+    source: str
+    problem: str = ""
+
+
 # --- encoding -----------------------------------------------------------------------------------
+
+
+def _frame(fields: tuple[Any, ...]) -> bytes:
+    payload = pickle.dumps(fields, protocol=5)
+    return len(payload).to_bytes(HEADER_BYTES, "big") + payload
+
+
+def encode_timeline(wall: WallTimeline) -> bytes:
+    return _frame((FEED_VERSION, "timeline", wall))
 
 
 def encode(state: ConsoleState) -> bytes:
     """One frame: length, then the state's fields pickled."""
     fields = (
         FEED_VERSION,
+        "state",
         state.taken_at,
         state.environment,
         state.read_only,
@@ -72,8 +107,7 @@ def encode(state: ConsoleState) -> bytes:
         state.breaches,
         dict(state.intervals),
     )
-    payload = pickle.dumps(fields, protocol=5)
-    return len(payload).to_bytes(HEADER_BYTES, "big") + payload
+    return _frame(fields)
 
 
 class _EngineUnpickler(pickle.Unpickler):
@@ -85,16 +119,20 @@ class _EngineUnpickler(pickle.Unpickler):
         raise FeedError(f"the feed sent a {module}.{name}: not a type of the engine")
 
 
-def decode(payload: bytes) -> ConsoleState:
+def decode(payload: bytes) -> ConsoleState | WallTimeline:
     try:
         fields = _EngineUnpickler(io.BytesIO(payload)).load()
     except FeedError:
         raise
     except Exception as exc:  # a truncated or foreign payload
         raise FeedError(f"unreadable state ({type(exc).__name__})") from None
-    if not isinstance(fields, tuple) or len(fields) != 8 or fields[0] != FEED_VERSION:
+    if not isinstance(fields, tuple) or len(fields) < 2 or fields[0] != FEED_VERSION:
         raise FeedError("a state of another version of the feed")
-    _, taken_at, environment, read_only, snapshots, last_good, breaches, intervals = fields
+    if fields[1] == "timeline" and len(fields) == 3 and isinstance(fields[2], WallTimeline):
+        return fields[2]
+    if fields[1] != "state" or len(fields) != 9:
+        raise FeedError("a frame of an unknown kind")
+    _, _, taken_at, environment, read_only, snapshots, last_good, breaches, intervals = fields
     return ConsoleState(
         taken_at=taken_at,
         environment=environment,
@@ -110,32 +148,36 @@ def decode(payload: bytes) -> ConsoleState:
 
 
 class _Subscriber:
-    """One viewer's link: at most one frame waiting (replaced by a newer one) besides the one
-    being written."""
+    """One viewer's link: at most one frame of each kind waiting (replaced by a newer one of its
+    kind) besides the one being written."""
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
-        self.waiting: bytes | None = None
+        self.slots: dict[str, bytes] = {}  # kind ("state", "timeline") -> the newest frame waiting
         self.ready = asyncio.Event()
         self.sent = 0
         self.replaced = 0  # frames dropped for a newer one (the viewer was not reading)
 
-    def offer(self, frame: bytes) -> None:
-        if self.waiting is not None:
+    @property
+    def waiting(self) -> bytes | None:
+        return self.slots.get("state")
+
+    def offer(self, frame: bytes, kind: str = "state") -> None:
+        if kind in self.slots:
             self.replaced += 1
-        self.waiting = frame
+        self.slots[kind] = frame
         self.ready.set()
 
     async def pump(self) -> None:
         while True:
             await self.ready.wait()
             self.ready.clear()
-            frame, self.waiting = self.waiting, None
-            if frame is None:
-                continue
-            self.writer.write(frame)
-            await self.writer.drain()  # a stalled viewer waits here, alone
-            self.sent += 1
+            while self.slots:
+                kind = next(iter(self.slots))
+                frame = self.slots.pop(kind)
+                self.writer.write(frame)
+                await self.writer.drain()  # a stalled viewer waits here, alone
+                self.sent += 1
 
 
 class FeedServer:
@@ -147,6 +189,7 @@ class FeedServer:
         self.path = self.directory / SOCKET_NAME
         self.subscribers: set[_Subscriber] = set()
         self.frame: bytes | None = None  # the newest state, encoded (a new viewer gets it at once)
+        self.timeline_frame: bytes | None = None  # the newest wall timeline, encoded
         self.published = 0
         self._latest: ConsoleState | None = None
         self._flush_due: asyncio.TimerHandle | None = None
@@ -165,6 +208,12 @@ class FeedServer:
         if self._flush_due is None:
             self._flush_due = asyncio.get_running_loop().call_later(COALESCE_SECONDS, self._flush)
 
+    def publish_timeline(self, wall: WallTimeline) -> None:
+        """The wall's timeline (rare: when it changed): encoded once and offered in its own slot."""
+        self.timeline_frame = encode_timeline(wall)
+        for subscriber in self.subscribers:
+            subscriber.offer(self.timeline_frame, "timeline")
+
     def _flush(self) -> None:
         self._flush_due = None
         state, self._latest = self._latest, None
@@ -180,6 +229,8 @@ class FeedServer:
         self.subscribers.add(subscriber)
         if self.frame is not None:
             subscriber.offer(self.frame)
+        if self.timeline_frame is not None:
+            subscriber.offer(self.timeline_frame, "timeline")
         pump = asyncio.ensure_future(subscriber.pump())
         gone = asyncio.ensure_future(_until_eof(reader))  # viewers send nothing: EOF is their leaving
         self._tasks |= {pump, gone}
@@ -234,7 +285,10 @@ class Engine:
         self.feed = FeedServer()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._timeline_task: asyncio.Task[None] | None = None
         self.problem = ""
+        self.shared: SharedJournal | None = None  # the engine's one link to the shared journal
+        self.timeline: WallTimeline | None = None
 
     @property
     def path(self) -> Path:
@@ -245,7 +299,55 @@ class Engine:
         if self.poller is None:
             self.poller = Poller(self.config)
         self._task = asyncio.get_running_loop().create_task(self._run(log))
+        self._timeline_task = asyncio.get_running_loop().create_task(self._run_timeline())
         return self
+
+    async def _run_timeline(self) -> None:
+        """The wall's timeline for every viewer: read here once, published when it changes."""
+        from console.journal import Journal
+        from console.journal.shared import SharedJournal
+
+        journal = Journal.of(self.config)
+        changed = asyncio.Event()
+        reader: asyncio.Task[None] | None = None
+        if self.config.journal.shared is not None:
+            self.shared = SharedJournal(
+                self.config.journal.shared,
+                journal.path,
+                environment=journal.environment,
+                console="",  # every console's events are the others'
+                operator="",
+                on_events=lambda _events: changed.set(),
+                copy=False,
+                announce=False,
+            )
+            reader = asyncio.ensure_future(self.shared.run())
+        try:
+            while True:
+                since = time.time() - TIMELINE_WINDOW
+                if self.shared is not None:
+                    events = [e for e in self.shared.events() if e.ts >= since]
+                    source, problem = "every console, shared journal", self.shared.state.problem
+                else:
+                    read = await asyncio.to_thread(journal.read_own, since)
+                    events, source, problem = list(read.events), "this machine's journal", read.error
+                entries = tuple(replace(e, event=None) for e in timeline(events)[-TIMELINE_ENTRIES:])
+                wall = WallTimeline(time.time(), entries, source, problem or "")
+                last = self.timeline
+                if last is None or (last.entries, last.source, last.problem) != (
+                    entries,
+                    source,
+                    wall.problem,
+                ):
+                    self.timeline = wall
+                    self.feed.publish_timeline(wall)
+                changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), TIMELINE_SECONDS)
+        finally:
+            if reader is not None:
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
 
     async def _run(self, log: TextIO | None) -> None:
         assert self.poller is not None
@@ -261,9 +363,13 @@ class Engine:
 
     async def aclose(self) -> None:
         self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._timeline_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if self.shared is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.shared.aclose(), 5.0)
         await self.feed.aclose()
         if self.poller is not None:
             with contextlib.suppress(Exception):
@@ -291,19 +397,23 @@ class FeedClient:
         self,
         on_state: Callable[[ConsoleState], None],
         on_problem: Callable[[str | None], None],
+        on_timeline: Callable[[WallTimeline], None] | None = None,
     ) -> None:
-        """Receive states for good: ``on_state`` for each, ``on_problem(words)`` while the feed is
-        lost (at every retry), ``on_problem(None)`` when it is back. Never raises but for
-        cancellation."""
+        """Receive states for good: ``on_state`` for each, ``on_timeline`` for each wall timeline,
+        ``on_problem(words)`` while the feed is lost (at every retry), ``on_problem(None)`` when
+        it is back. Never raises but for cancellation."""
         while True:
-            problem = await self._follow_once(on_state, on_problem)
+            problem = await self._follow_once(on_state, on_problem, on_timeline)
             if self.lost_since is None:
                 self.lost_since = time.time()
             on_problem(problem)
             await asyncio.sleep(self.retry)
 
     async def _follow_once(
-        self, on_state: Callable[[ConsoleState], None], on_problem: Callable[[str | None], None]
+        self,
+        on_state: Callable[[ConsoleState], None],
+        on_problem: Callable[[str | None], None],
+        on_timeline: Callable[[WallTimeline], None] | None = None,
     ) -> str:
         try:
             reader, writer = await asyncio.open_unix_connection(self.path)
@@ -314,13 +424,17 @@ class FeedClient:
                 length = int.from_bytes(await reader.readexactly(HEADER_BYTES), "big")
                 if not 0 < length <= MAX_FRAME:
                     return "the engine's feed sent a malformed frame"
-                state = decode(await reader.readexactly(length))
+                item = decode(await reader.readexactly(length))
                 self.received += 1
                 if self.lost_since is not None:
                     self.lost_since = None
                     on_problem(None)
                 try:
-                    on_state(state)
+                    if isinstance(item, WallTimeline):
+                        if on_timeline is not None:
+                            on_timeline(item)
+                    else:
+                        on_state(item)
                 except Exception as exc:  # a state this viewer cannot draw: said, not silent
                     return f"a state could not be drawn ({type(exc).__name__}: {exc})"
         except asyncio.IncompleteReadError:

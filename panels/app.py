@@ -74,7 +74,7 @@ from panels.wall import WallScreen
 
 if TYPE_CHECKING:
     from console.demo.control import DemoControl
-    from console.feed import FeedClient
+    from console.feed import FeedClient, WallTimeline
 
 NARROW_WIDTH, NARROW_HEIGHT = 120, 36
 FLASH_SECONDS = 1.5
@@ -156,9 +156,11 @@ class ConsoleApp(App[int]):
         # The explicit flag only: the executor names config and wall/web modes as reasons itself.
         self.executor = Executor(config, self.journal, read_only=read_only, mode=mode, clock=clock)
         # With a shared journal: the other consoles' events, their presence, and claims that
-        # reach them (docs/ARCHITECTURE.md, the journal).
+        # reach them (docs/ARCHITECTURE.md, the journal). A viewer of `serve` opens no link to
+        # the store: its wall's timeline comes from the engine's feed like its states.
         self.shared: SharedJournal | None = None
-        if config.journal.shared is not None:
+        self._feed_timeline: WallTimeline | None = None
+        if config.journal.shared is not None and feed is None:
             self.shared = SharedJournal(
                 config.journal.shared,
                 self.journal.path,
@@ -260,8 +262,14 @@ class ConsoleApp(App[int]):
                 self._start_poll(key)
         if self.feed is not None:
             self.run_worker(
-                self.feed.follow(self.render_state, self._feed_problem), group="feed", exit_on_error=False
+                self.feed.follow(self.render_state, self._feed_problem, self._on_feed_timeline),
+                group="feed",
+                exit_on_error=False,
             )
+
+    def _on_feed_timeline(self, wall: WallTimeline) -> None:
+        self._feed_timeline = wall
+        self._wall_timeline()
 
     def _feed_problem(self, problem: str | None) -> None:
         """serve's engine feed is lost (said at each retry) or back (None): the header says so, and
@@ -276,6 +284,7 @@ class ConsoleApp(App[int]):
                 self._feed_said = self.header.mode
                 self.notify(f"{problem}: the data shown is not live; retrying", severity="error", timeout=10)
         self.render_state(self.state)
+        self._wall_timeline()
 
     def get_driver_class(self):
         """In a terminal, panels/driver.py's TerminalDriver: a lost terminal without SIGHUP (EOF
@@ -1035,13 +1044,24 @@ class ConsoleApp(App[int]):
 
     def _wall_timeline(self) -> None:
         """The wall's timeline: every console's events with a shared journal, else this
-        machine's journal (read off the event loop)."""
+        machine's journal (read off the event loop); a viewer of `serve`: as its engine sent it."""
         wall = self.wall_screen
         if wall is None or not wall.is_mounted:
             return
 
         async def show() -> None:
             since = self.clock() - TIMELINE_WINDOW
+            if self.feed is not None:
+                sent = self._feed_timeline
+                entries = list(sent.entries) if sent is not None else []
+                source = sent.source if sent is not None else "from serve's engine"
+                problem = sent.problem if sent is not None else "waiting for the engine's timeline"
+                if self.feed.lost_since is not None:
+                    lost = time.strftime("%H:%M:%SZ", time.gmtime(self.feed.lost_since))
+                    problem = f"FEED LOST since {lost}: not live" + (f"; {problem}" if problem else "")
+                if wall.is_mounted:
+                    wall.show_timeline(entries, source, problem)
+                return
             if self.shared is not None:
                 events = [e for e in self.shared.events() if e.ts >= since]
                 source, problem = "every console, shared journal", self.shared.state.problem

@@ -121,11 +121,13 @@ postgres:
             sock.setblocking(True)
             sock.settimeout(WAIT)
             frames: list[bytes] = []
-            while True:  # until the state has both sources
+            while True:  # until the state has both sources (the wall's timeline comes too)
                 frames.append(await asyncio.to_thread(read_frame, sock))
-                if len(decode(frames[-1]).snapshots) == 2:
+                item = decode(frames[-1])
+                if isinstance(item, ConsoleState) and len(item.snapshots) == 2:
                     break
         state = decode(frames[-1])
+        assert isinstance(state, ConsoleState)
         assert {str(k) for k in state.snapshots} == {"health:storefront", "postgres:main"}
         for frame in frames:
             for secret in (canary_pw, canary_token):

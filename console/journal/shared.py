@@ -183,8 +183,13 @@ class SharedJournal:
         operator: str,
         on_events: Callable[[list[JournalEvent]], Any] | None = None,
         clock: Callable[[], float] = time.time,
+        copy: bool = True,
+        announce: bool = True,
     ) -> None:
         self.settings = settings
+        # A reader only (serve's engine, console/feed.py): copy no local line, announce no presence.
+        self.copy = copy
+        self.announce = announce
         self.local = Path(local)
         self.cursor_path = self.local.with_name(self.local.name + ".shared")
         self.environment = environment
@@ -211,9 +216,10 @@ class SharedJournal:
                 # A bound on the whole round as well (LISTEN at connect has none of its own).
                 async with asyncio.timeout(self.settings.connect_timeout + 4 * self._bound):
                     conn = await self._connection()
-                    await self._copy(conn)
+                    if self.copy:
+                        await self._copy(conn)
                     await self._read(conn)
-                    if self.clock() - last_presence >= PRESENCE_EVERY:
+                    if self.announce and self.clock() - last_presence >= PRESENCE_EVERY:
                         last_presence = self.clock()
                         await self._announce(conn)
                 self.state.connected, self.state.problem = True, ""
@@ -223,7 +229,7 @@ class SharedJournal:
                 self.state.connected = False
                 self.state.problem = self._explain(exc)
                 await self._drop()
-            self.state.queued = self.pending_count()
+            self.state.queued = self.pending_count() if self.copy else 0
             self._expire_presence()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
