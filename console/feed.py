@@ -264,6 +264,14 @@ class FeedServer:
                 self.path.unlink()
 
 
+def _file_key(path: Path) -> object:
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return type(exc).__name__
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
 async def _until_eof(reader: asyncio.StreamReader) -> None:
     while await reader.read(4096):  # anything a client sends is dropped, never kept
         pass
@@ -323,24 +331,19 @@ class Engine:
             )
             reader = asyncio.ensure_future(self.shared.run())
         try:
+            seen: tuple[object, float] | None = None  # the local file's (size, mtime) and when read
             while True:
                 since = time.time() - TIMELINE_WINDOW
                 if self.shared is not None:
                     events = [e for e in self.shared.events() if e.ts >= since]
                     source, problem = "every console, shared journal", self.shared.state.problem
-                else:
-                    read = await asyncio.to_thread(journal.read_own, since)
-                    events, source, problem = list(read.events), "this machine's journal", read.error
-                entries = tuple(replace(e, event=None) for e in timeline(events)[-TIMELINE_ENTRIES:])
-                wall = WallTimeline(time.time(), entries, source, problem or "")
-                last = self.timeline
-                if last is None or (last.entries, last.source, last.problem) != (
-                    entries,
-                    source,
-                    wall.problem,
-                ):
-                    self.timeline = wall
-                    self.feed.publish_timeline(wall)
+                    self._offer_timeline(events, source, problem)
+                else:  # re-read only when the file changed (or a minute passed: the window moves)
+                    key = _file_key(journal.path)
+                    if seen is None or seen[0] != key or time.monotonic() - seen[1] > 60:
+                        read = await asyncio.to_thread(journal.read_own, since)
+                        seen = (key, time.monotonic())
+                        self._offer_timeline(list(read.events), "this machine's journal", read.error)
                 changed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), TIMELINE_SECONDS)
@@ -360,6 +363,13 @@ class Engine:
             if log is not None:
                 print(f"serve: the engine stopped: {self.problem}", file=log, flush=True)
             await self.feed.aclose()
+
+    def _offer_timeline(self, events: list[Any], source: str, problem: str | None) -> None:
+        entries = tuple(replace(e, event=None) for e in timeline(events)[-TIMELINE_ENTRIES:])
+        last, problem = self.timeline, problem or ""
+        if last is None or (last.entries, last.source, last.problem) != (entries, source, problem):
+            self.timeline = WallTimeline(time.time(), entries, source, problem)
+            self.feed.publish_timeline(self.timeline)
 
     async def aclose(self) -> None:
         self._stop.set()
