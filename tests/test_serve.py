@@ -464,6 +464,74 @@ postgres:
         stalled.close()
 
 
+async def test_viewers_open_no_link_to_the_shared_journal(chromium, store, pg_server, http_server, tmp_path):
+    """With ``journal.shared``, serve's engine holds the one session on the store (it copies and
+    announces nothing); two browser viewers hold none, and both show a note another console adds
+    (issue 20 point 2: before, each viewer process opened its own link to the store)."""
+    from console.journal import Journal, Note, Operator
+    from console.journal.shared import SharedJournal
+
+    _, limited, database = store
+    http_server.route("/health", status=200, json={"status": "pass"})
+    config = tmp_path / "console.yaml"
+    config.write_text(
+        f"""
+environment: {{name: {ENVIRONMENT}}}
+journal: {{path: "{tmp_path / "journal.jsonl"}", shared: {{dsn: "{limited.dsn}"}}}}
+refresh: {{health: 1s}}
+ui: {{bell: false, wall: {{rotate: 300s}}}}
+health:
+  - {{name: storefront, url: "{http_server.url("/health")}", format: health+json}}
+""",
+        encoding="utf-8",
+    )
+
+    async def store_sessions() -> list[int]:
+        rows = await pg_server.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", database
+        )
+        return [r["pid"] for r in rows]
+
+    alice_path = tmp_path / "alice" / "journal.jsonl"
+    alice_journal = Journal(alice_path, operator=Operator("alice", "", "alice-host"), environment=ENVIRONMENT)
+    alice = SharedJournal(
+        limited, alice_path, environment=ENVIRONMENT, console=alice_journal.console, operator="alice"
+    )
+    alice_task: asyncio.Task[None] | None = None
+    try:
+        with serving(config) as served:
+            pages = [
+                await chromium.open(served.url, width=WALL_SIZE[0], height=WALL_SIZE[1]) for _ in range(2)
+            ]
+            for page in pages:
+                await page.wait_for(
+                    lambda page=page: "every console, shared journal" in page.screen_text(),
+                    "the shared timeline on the wall",
+                )
+            viewers = served.wait_viewers(2)
+            await asyncio.sleep(2.0)  # a viewer with a link of its own would have opened it by now
+            assert len(await store_sessions()) == 1  # the engine's
+            for viewer in viewers:
+                assert pg_server.port not in tcp_peer_ports(viewer), viewer
+
+            alice_task = asyncio.ensure_future(alice.run())
+            await asyncio.to_thread(alice_journal.append, Note(text="alice: failing over the primary"))
+            alice.wake()
+            for page in pages:
+                await page.wait_for(
+                    lambda page=page: "alice: failing over the primary" in page.screen_text(),
+                    "alice's note on each viewer",
+                    timeout=START_TIMEOUT,
+                )
+            assert len(await store_sessions()) == 2  # the engine's and alice's
+            assert alice.state.presence == {}  # nobody announced itself besides alice
+    finally:
+        if alice_task is not None:
+            alice_task.cancel()
+            await asyncio.gather(alice_task, return_exceptions=True)
+        await alice.aclose()
+
+
 # --- guards ---------------------------------------------------------------------------------
 
 
