@@ -554,7 +554,10 @@ class ConsoleApp(App[int]):
         screen), health and metrics as tall as theirs, Postgres the rest; each keeps a few rows."""
         if self.wall or not self.panels or not self.is_mounted:
             return
-        grid = self.query_one("#panels")
+        grids = self.query("#panels")
+        if not grids:  # the console is closing: its screen is gone, a tick came after it
+            return
+        grid = grids.first()
         if self.narrow:
             rows = ""
         else:

@@ -458,3 +458,15 @@ async def test_a_cell_that_grows_is_shown_whole():
         await pilot.pause()
         assert table.columns["age"].get_render_width(table) >= len("10m05s")
         assert "10m05s" in app.export_screenshot().replace("&#160;", " ")
+
+
+async def test_a_tick_after_the_panels_are_gone_does_nothing():
+    """The once-a-second tick is a timer chain: one fired while the console was closing (its
+    screen's panels already removed) and size_panels raised NoMatches on '#panels' (two CI
+    failures: test_no_color_still_reads_severity, the soak's focus test)."""
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await app.query_one("#panels").remove()
+        await pilot.pause()
+        app._tick()  # nothing to size: no exception
+        assert app.is_running
