@@ -45,12 +45,9 @@ async def test_two_consoles_share_one_incident(tmp_path, store, monkeypatch):
             pb, lambda: "+alice@alice-host" in str(bob.header.compose_line(time.time())), 10, "alice in bob's"
         )
 
-        # A note of alice's reaches bob within a second.
+        # A note of alice's reaches bob (a bounded wait: how fast is bench/'s, not a test's).
         written = await asyncio.to_thread(alice.journal.append, Note(text="alice: looking at the locks"))
-        took = await wait_for(
-            pb, lambda: written.id in {e.id for e in bob.shared.events()}, 5, "bob sees the note"
-        )
-        assert took < 1.0, took
+        await wait_for(pb, lambda: written.id in {e.id for e in bob.shared.events()}, 5, "bob sees the note")
 
         # Alice opens the lock runbook and marks its manual step done; bob opens the same runbook
         # for the same breach: he joins her run, the step is done, and by whom.
@@ -73,12 +70,12 @@ async def test_two_consoles_share_one_incident(tmp_path, store, monkeypatch):
         assert owner.state == StepState.DONE and owner.by == "alice@alice-host"
         await goto_step(pb, screen_b, "owner")
         assert "by alice@alice-host at " in str(screen_b.query_one("#rb-detail-text").render())
-        # Live: bob skips a step; alice's open screen shows it within a second, by bob.
+        # Live: bob skips a step; alice's open screen shows it, by bob.
         await goto_step(pb, screen_b, "blocked")
         await pb.press("k")
         skipped = screen_a.session.progress.status("blocked")
-        took = await wait_for(pa, lambda: skipped.state == StepState.SKIPPED, 5, "alice sees bob's skip")
-        assert skipped.by == "bob@bob-host" and took < 1.5, took
+        await wait_for(pa, lambda: skipped.state == StepState.SKIPPED, 5, "alice sees bob's skip")
+        assert skipped.by == "bob@bob-host"
         # Where each one is shows in the other's header.
         await wait_for(
             pa,
