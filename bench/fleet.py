@@ -141,19 +141,8 @@ def console_run(
         # Key latency: Enter on the fleet opens the first row's cluster; f brings the fleet back.
         rng = random.Random(7)
         keys = ((b"\r", "sort attention"), (b"f", "Long tx"))
-        latencies, timeouts = [], 0
         load0 = os.getloadavg()[0]
-        for i in range(presses):
-            key, marker = keys[i % 2]
-            if marker in process.text():
-                key, marker = keys[(i + 1) % 2]
-            sent = process.send(key)
-            seen = process.wait_for(lambda text, m=marker: m in text, 10)
-            if seen is None:
-                timeouts += 1
-            else:
-                latencies.append((seen - sent) * 1000)
-            time.sleep(rng.uniform(0.2, 0.6))
+        latencies, timeouts = process.press_and_time(keys, presses, rng)
         out.update(latencies_ms=latencies, key_timeouts=timeouts, key_load=[load0, os.getloadavg()[0]])
         if "Long tx" not in process.text():
             process.send(b"f")

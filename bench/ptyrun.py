@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import pty
+import random
 import re
 import select
 import signal
@@ -156,6 +157,27 @@ class PtyProcess:
         now = time.monotonic()
         os.write(self.master, data)
         return now
+
+    def press_and_time(
+        self, keys: Sequence[tuple[bytes, str]], presses: int, rng: random.Random
+    ) -> tuple[list[float], int]:
+        """Key latency: press two keys that switch between two views, in turn, and time each
+        from the write until the output that shows the view's ``marker`` has been read.
+        Returns (latencies in ms, presses with no repaint within 10 s)."""
+        latencies: list[float] = []
+        timeouts = 0
+        for i in range(presses):
+            key, marker = keys[i % 2]
+            if marker in self.text():  # the view already shows it: press the other key first
+                key, marker = keys[(i + 1) % 2]
+            sent = self.send(key)
+            seen = self.wait_for(lambda text, m=marker: m in text, 10)
+            if seen is None:
+                timeouts += 1
+            else:
+                latencies.append((seen - sent) * 1000)
+            time.sleep(rng.uniform(0.2, 0.6))  # presses land at every phase of the refresh
+        return latencies, timeouts
 
     def alive(self) -> bool:
         with contextlib.suppress(ChildProcessError):

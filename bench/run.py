@@ -135,8 +135,6 @@ def key_latency(tool: tools.Tool, presses: int, seed: int) -> dict:
     terminal output that puts the new view's title on the screen has been read."""
     rng = random.Random(seed)
     process = PtyProcess(tool.argv, tool.env).start()
-    latencies: list[float] = []
-    timeouts = 0
     try:
         if process.wait_for(lambda text: tool.ready in text, 60) is None:
             return {"tool": tool.name, "error": "no data on screen"}
@@ -145,17 +143,7 @@ def key_latency(tool: tools.Tool, presses: int, seed: int) -> dict:
             process.send(b"\t")
             time.sleep(0.5)
         load0 = loadavg()
-        for i in range(presses):
-            key, marker = tool.keys[i % 2]
-            if marker in process.text():  # the view already shows it: press the other key first
-                key, marker = tool.keys[(i + 1) % 2]
-            sent = process.send(key)
-            seen = process.wait_for(lambda text, m=marker: m in text, 10)
-            if seen is None:
-                timeouts += 1
-            else:
-                latencies.append((seen - sent) * 1000)
-            time.sleep(rng.uniform(0.2, 0.6))  # presses land at every phase of the refresh
+        latencies, timeouts = process.press_and_time(tool.keys, presses, rng)
         return {"tool": tool.name, "latencies_ms": latencies, "timeouts": timeouts, "presses": presses,
                 "load": [load0[0], loadavg()[0]]}  # fmt: skip
     finally:

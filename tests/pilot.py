@@ -1,10 +1,14 @@
-"""Waiting on the real app under Pilot: a busy 2-core machine makes every fixed pause a race."""
+"""Waiting on the real app under Pilot, and on real sources: a busy 2-core machine makes every
+fixed pause a race."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 async def wait_for(pilot: Any, condition: Callable[[], Any], timeout: float = 20.0, what: Any = "") -> float:
@@ -25,3 +29,22 @@ async def wait_for_screen(pilot: Any, kind: type, timeout: float = 20.0) -> Any:
     app = pilot.app
     await wait_for(pilot, lambda: isinstance(app.screen, kind), timeout, f"a {kind.__name__}")
     return app.screen
+
+
+async def poll_until(
+    poll: Callable[[], Awaitable[T]],
+    check: Callable[[T], Any],
+    timeout: float = 20.0,
+    describe: Callable[[T], Any] = repr,
+    interval: float = 0.3,
+) -> T:
+    """Poll a source or a poller (``poll``: its ``poll``/``poll_all``) until ``check(result)`` is
+    truthy; fail with ``describe(last result)`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await poll()
+        if check(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not seen within {timeout:g}s: {describe(result)}")
+        await asyncio.sleep(interval)

@@ -8,8 +8,8 @@ name) the direct row wins; the app shows the row and Enter on it tells what is k
 
 from __future__ import annotations
 
-import asyncio
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from console.poller import ConsoleState, Poller
 from panels.detail import DetailScreen
 from panels.fleet import FleetPanel
 from tests.fixtures.demo import DemoStack
+from tests.pilot import poll_until as polling
 from tests.pilot import wait_for, wait_for_screen
 
 pytestmark = pytest.mark.timeout(180)
@@ -57,15 +58,8 @@ def config_for(demo_stack: DemoStack, tmp_path: Path, *, direct: bool, **fleet: 
     return Config.model_validate(doc)
 
 
-async def poll_until(poller: Poller, check, timeout: float = 30) -> ConsoleState:
-    deadline = time.monotonic() + timeout
-    while True:
-        state = await poller.poll_all()
-        if check(state):
-            return state
-        if time.monotonic() > deadline:
-            pytest.fail(f"not seen within {timeout}s: {fleet_rows(state, time.time())}")
-        await asyncio.sleep(0.3)
+def poll_until(poller: Poller, check, timeout: float = 30) -> Awaitable[ConsoleState]:
+    return polling(poller.poll_all, check, timeout, lambda state: fleet_rows(state, time.time()))
 
 
 def test_the_exporter_exports_every_metric_the_fleet_reads(demo_stack: DemoStack) -> None:

@@ -15,8 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from console.rules import Breach, State, exit_code
 from console.sources.prometheus import MAX_ITEMS, PrometheusSource
 from tests.fixtures.http_servers import StubServer
 from tests.fixtures.prometheus import INHIBITED, INHIBITOR, prometheus_config
+from tests.pilot import poll_until as polling
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [str(ROOT / ".venv" / "bin" / "incident-console")]
@@ -86,18 +86,13 @@ def estate_config(tmp_path: Path, servers: list[tuple[str, str]], am: str, **top
     return Config.model_validate(doc), path
 
 
-async def poll_until(
+def poll_until(
     poller: Poller, check: Callable[[ConsoleState], Any], timeout: float = 20
-) -> ConsoleState:
-    deadline = time.monotonic() + timeout
-    while True:
-        state = await poller.poll_all()
-        if check(state):
-            return state
-        if time.monotonic() > deadline:
-            shown = [(b.id, b.state.value, b.origin) for b in state.breaches]
-            pytest.fail(f"not seen within {timeout}s; breaches: {shown}")
-        await asyncio.sleep(0.3)
+) -> Awaitable[ConsoleState]:
+    def breaches(state: ConsoleState) -> Any:
+        return [(b.id, b.state.value, b.origin) for b in state.breaches]
+
+    return polling(poller.poll_all, check, timeout, breaches)
 
 
 def named(state: ConsoleState, title: str) -> list[Breach]:

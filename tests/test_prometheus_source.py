@@ -3,13 +3,12 @@ for the faults a real server will not produce on demand."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import math
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,6 +38,7 @@ from tests.fixtures.prometheus import (
     prometheus_config,
     require_binary,
 )
+from tests.pilot import poll_until as polling
 
 # What console.sanitize must have removed: C0 (newline allowed in multi-line fields), DEL, C1,
 # bidi controls, BOM, lone surrogates.
@@ -53,18 +53,11 @@ def source_for(url: str, *queries: dict[str, Any], **options: Any) -> Prometheus
     return PrometheusSource(prometheus_config(url, *queries, **options), interval=1.0)
 
 
-async def poll_until(
+def poll_until(
     source: PrometheusSource, check: Callable[[PrometheusSnapshot], Any], timeout: float = 15.0
-) -> PrometheusSnapshot:
+) -> Awaitable[PrometheusSnapshot]:
     """Poll until ``check(snapshot)`` is truthy; fail with the last snapshot after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        snapshot = await source.poll()
-        if check(snapshot):
-            return snapshot
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s; last snapshot: {snapshot}")
-        await asyncio.sleep(0.2)
+    return polling(source.poll, check, timeout, interval=0.2)
 
 
 def strings(value: object) -> Iterator[str]:
