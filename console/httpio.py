@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import ssl
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:  # imported where a request is made: a Postgres-only console never loads httpx
+    import httpx
 
 __all__ = ["BodyTooLarge", "read_capped", "tls_verify"]
 
@@ -26,6 +28,8 @@ def tls_verify(verify: bool | str) -> ssl.SSLContext | bool:
     key = ("", 0) if verify is True else (verify, os.stat(verify).st_mtime_ns)
     context = _tls_contexts.get(key)
     if context is None:
+        import httpx
+
         context = (
             httpx.create_ssl_context(verify=True)
             if verify is True

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from console.config import Config, cross_check, read_config
-from console.runbooks import Pack, load_for
+from console.runbooks.packdata import Pack
 from console.yamlfile import ConfigError
 
 
@@ -33,12 +33,20 @@ def load(
     every problem of both; without ``check_runbooks`` the pack is not read (an empty one)."""
     config, doc = read_config(path, env)
     pack, problems = Pack(), []
-    if check_runbooks:
+    if check_runbooks and has_pack(config):
+        from console.runbooks.pack import load_for
+
         pack, problems = load_for(config, env)
     problems = cross_check(config, doc, pack.ids if check_runbooks else None) + problems
     if problems:
         raise ConfigError(problems)
     return Loaded(config, pack)
+
+
+def has_pack(config: Config) -> bool:
+    """Whether the config has runbooks to read: its runbooks directory or its seed index exists.
+    Without either the pack is empty and nothing of the runbook code is imported (start-up)."""
+    return config.runbooks_path.is_dir() or config.seed_scenarios_path.is_file()
 
 
 def load_config(

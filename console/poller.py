@@ -80,17 +80,28 @@ def next_delay(interval: float, elapsed: float) -> float:
 
 
 def build_sources(config: Config) -> list[Source]:
-    from console.sources.health import HealthSource
-    from console.sources.postgres import PostgresSource
-    from console.sources.prometheus import PrometheusSource
+    """One source per health target, Prometheus server and Postgres cluster. Each kind's module
+    (and its client library: httpx, prometheus-api-client and requests, asyncpg) is imported only
+    when the config has a source of that kind (start-up, docs/SCALE.md)."""
+    sources: list[Source] = []
+    if config.health:
+        from console.sources.health import HealthSource
 
-    sources: list[Source] = [HealthSource(target, config.refresh.health) for target in config.health]
-    fleet = config.fleet_server
-    sources += [
-        PrometheusSource(server, config.refresh.prometheus, fleet=config.fleet if server is fleet else None)
-        for server in config.prometheus_servers
-    ]
-    sources += [PostgresSource(cluster, config.refresh.postgres) for cluster in config.postgres]
+        sources += [HealthSource(target, config.refresh.health) for target in config.health]
+    if config.prometheus_servers:
+        from console.sources.prometheus import PrometheusSource
+
+        fleet = config.fleet_server
+        sources += [
+            PrometheusSource(
+                server, config.refresh.prometheus, fleet=config.fleet if server is fleet else None
+            )
+            for server in config.prometheus_servers
+        ]
+    if config.postgres:
+        from console.sources.postgres import PostgresSource
+
+        sources += [PostgresSource(cluster, config.refresh.postgres) for cluster in config.postgres]
     return sources
 
 

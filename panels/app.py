@@ -29,7 +29,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Input, Tab, Tabs
 
-from console.actions import Confirmation, Executor, Plan, RenderError, Result
+from console.actions import Confirmation, Plan, RenderError, Result
 from console.config import Config
 from console.journal import (
     Journal,
@@ -45,15 +45,13 @@ from console.loader import Loaded
 from console.model import PrometheusSnapshot, Severity, Silence, SourceKey
 from console.poller import ConsoleState, Poller, next_delay
 from console.rules import Breach, State, silence_for
-from console.runbooks import Need, Pack, RunbookSession, pack_for, runbook_title
-from console.runbooks.rank import relevant
+from console.runbooks.packdata import Pack
 from console.sanitize import one_line
 from console.timeline import timeline
 from console.yamlfile import ConfigError
 from panels.base import Panel
 from panels.breaches import BreachesPanel
 from panels.confirm import ConfirmScreen
-from panels.demo_menu import DemoMenu, DemoRequest
 from panels.detail import DetailScreen, breach_detail, session_detail
 from panels.fleet import FleetPanel
 from panels.footer import Footer
@@ -65,7 +63,6 @@ from panels.metrics import MetricsPanel
 from panels.plan import DialogWords, answer, confirm_for, result_line, result_severity, signal_words
 from panels.postgres import PostgresPanel
 from panels.rules import RulesScreen
-from panels.runbook import NoteScreen, RunbookPicker, RunbookScreen, StepRequest, ValueScreen
 from panels.strips import install as install_strip_fix
 from panels.terminal import ScreenMemory
 from panels.text import use_monochrome
@@ -73,8 +70,11 @@ from panels.timeline import TimelineScreen
 from panels.wall import WallScreen
 
 if TYPE_CHECKING:
+    from console.actions.executor import Executor
     from console.demo.control import DemoControl
     from console.feed import FeedClient, WallTimeline
+    from panels.demo_menu import DemoMenu, DemoRequest
+    from panels.runbook import StepRequest
 
 NARROW_WIDTH, NARROW_HEIGHT = 120, 36
 FLASH_SECONDS = 1.5
@@ -152,9 +152,11 @@ class ConsoleApp(App[int]):
         self.web = web
         self.read_only = read_only or self.wall or config.read_only
         self.journal = journal or Journal.of(config)
-        mode = "web" if web else ("wall" if wall else "console")
-        # The explicit flag only: the executor names config and wall/web modes as reasons itself.
-        self.executor = Executor(config, self.journal, read_only=read_only, mode=mode, clock=clock)
+        self._executor_options = {
+            "read_only": read_only,
+            "mode": "web" if web else ("wall" if wall else "console"),
+        }
+        self._executor: Executor | None = None  # made on first use (the property): start-up cost
         # With a shared journal: the other consoles' events, their presence, and claims that
         # reach them (docs/ARCHITECTURE.md, the journal). A viewer of `serve` opens no link to
         # the store: its wall's timeline comes from the engine's feed like its states.
@@ -169,7 +171,6 @@ class ConsoleApp(App[int]):
                 operator=str(self.journal.operator),
                 on_events=self._on_shared_events,
             )
-            self.executor.claims = self.shared
         self._pack = pack
         self._hints: dict[str, str] = {}  # breach id -> best-ranked runbook id
         self.demo = demo
@@ -468,6 +469,8 @@ class ConsoleApp(App[int]):
         if self._pack is not None or self.wall:
             return
         try:
+            from console.runbooks.pack import pack_for
+
             self._pack = await asyncio.to_thread(pack_for, self.config)
         except ConfigError as exc:
             self.notify(f"runbooks: {exc.lines()[0]}", severity="error", timeout=10)
@@ -530,7 +533,7 @@ class ConsoleApp(App[int]):
             screen = self.screen
             self.shared.where = (
                 f"runbook {screen.session.runbook.id}, step {screen.session.progress.current + 1}"
-                if isinstance(screen, RunbookScreen)
+                if isinstance(screen, runbook_screen_type())
                 else ""
             )
 
@@ -735,8 +738,21 @@ class ConsoleApp(App[int]):
         return " ".join(dict.fromkeys(shown))
 
     @property
+    def executor(self) -> Executor:
+        """The one executor, made when first needed: a console that runs no action never imports
+        the action kinds (docs/SCALE.md, start-up)."""
+        if self._executor is None:
+            from console.actions.executor import Executor
+
+            # The explicit flag only: the executor names config and wall/web modes as reasons itself.
+            self._executor = Executor(self.config, self.journal, clock=self.clock, **self._executor_options)
+            if self.shared is not None:
+                self._executor.claims = self.shared
+        return self._executor
+
+    @property
     def action_running(self) -> bool:
-        return self.executor.running is not None
+        return self._executor is not None and self._executor.running is not None
 
     async def action_quit_console(self) -> None:
         if self.action_running:
@@ -922,6 +938,8 @@ class ConsoleApp(App[int]):
 
     def pack(self) -> Pack | None:
         if self._pack is None:
+            from console.runbooks.pack import pack_for
+
             try:
                 self._pack = pack_for(self.config)
             except ConfigError as exc:
@@ -938,6 +956,10 @@ class ConsoleApp(App[int]):
         self._pick_runbook(breach)
 
     def _pick_runbook(self, breach: Breach | None) -> None:
+        from console.runbooks import runbook_title
+        from console.runbooks.rank import relevant
+        from panels.runbook import RunbookPicker
+
         pack = self.pack()
         if pack is None:
             return
@@ -958,6 +980,9 @@ class ConsoleApp(App[int]):
         self.push_screen(picker, opened)
 
     async def _open_runbook(self, runbook, breach: Breach | None) -> None:
+        from console.runbooks.session import RunbookSession
+        from panels.runbook import RunbookScreen
+
         others = self.shared.events() if self.shared is not None else ()
         session = await RunbookSession.open(runbook, self.executor, breach=breach, others=others)
         if session.last_error:
@@ -969,7 +994,7 @@ class ConsoleApp(App[int]):
         the wall's timeline has them."""
         self._wall_timeline()
         for screen in self.screen_stack:
-            if isinstance(screen, RunbookScreen):
+            if isinstance(screen, runbook_screen_type()):
                 run = screen.session.progress.run_id
                 mine = [e for e in events if isinstance(e, RunEvent) and e.run == run]
                 for event in mine:
@@ -983,6 +1008,9 @@ class ConsoleApp(App[int]):
     async def _step(self, message: StepRequest) -> None:
         """The runbook screen's key on a step: the session says what it means and needs; the
         app only asks the operator for it (the dialog, the note) and shows the outcome."""
+        from console.runbooks.session import Need
+        from panels.runbook import NoteScreen, ValueScreen
+
         screen, session = message.screen, message.screen.session
         step = session.runbook.step(message.step_id)
         try:
@@ -1080,6 +1108,8 @@ class ConsoleApp(App[int]):
         if self.demo is None:
             self.notify("the demo menu exists in `incident-console demo` only", severity="warning")
             return
+        from panels.demo_menu import DemoMenu
+
         menu = DemoMenu(self.demo.scenarios())
         self.push_screen(menu)
         self.run_worker(self._demo_status(menu), group="demo", exit_on_error=False)
@@ -1093,6 +1123,8 @@ class ConsoleApp(App[int]):
         menu.show_status(status, message)
 
     def on_demo_request(self, request: DemoRequest) -> None:
+        from panels.demo_menu import DemoMenu
+
         menu = self.screen if isinstance(self.screen, DemoMenu) else None
 
         async def run() -> None:
@@ -1144,6 +1176,13 @@ def settle_heap() -> None:
     p99 at 1000 sessions 164-173 -> 64-77 ms in quick runs (bench/CHANGES.md)."""
     gc.freeze()
     gc.set_threshold(YOUNG_GC_THRESHOLD, 10, 10)
+
+
+def runbook_screen_type() -> type:
+    """The runbook screen's class, or a class no screen is, before panels/runbook.py was ever
+    imported (then no runbook screen exists): the tick asks, and start-up imports no runbook code."""
+    module = sys.modules.get("panels.runbook")
+    return module.RunbookScreen if module is not None else type(None)
 
 
 def run_console(

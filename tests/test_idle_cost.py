@@ -143,3 +143,81 @@ async def test_the_same_data_again_repaints_no_table_and_lays_out_nothing(monkey
             await pilot.pause()
         assert [c for c in calls if c[0] == "KeyedTable"] == []
         assert [c for c in calls if c[1]] == []
+
+
+FIRST_SCREEN_CODE = """
+import asyncio, sys
+from pathlib import Path
+from console.loader import load
+from console.app import ConsoleApp
+
+root = Path(sys.argv[1])
+(root / "console.yaml").write_text(
+    "environment: {name: first-screen}\\n"
+    f"journal: {root / 'journal.jsonl'}\\n"
+    "postgres:\\n  - {name: main, dsn: 'postgresql://nobody@127.0.0.1:9/none'}\\n"
+)
+loaded = load(root / "console.yaml")
+
+async def main():
+    app = ConsoleApp(loaded.config, pack=loaded.pack)
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(20):  # the first poll (refused: port 9) and its render
+            await pilot.pause(0.1)
+            if app.state.snapshots:
+                break
+        assert app.state.snapshots, "no poll"
+        await pilot.press("down", "tab")
+
+asyncio.run(main())
+print(" ".join(sorted(sys.modules)))
+"""
+
+#: Modules the first screen of a Postgres-only console without runbooks does not need: the
+#: runbook schema and pack reader, the executor and its action kinds, the HTTP and Prometheus
+#: client libraries. Each is imported where it is first used (docs/SCALE.md, start-up).
+NOT_ON_THE_FIRST_SCREEN = (
+    "console.runbooks.schema",
+    "console.runbooks.pack",
+    "console.runbooks.session",
+    "console.actions.executor",
+    "console.actions.registry",
+    "console.sources.health",
+    "console.sources.prometheus",
+    "panels.runbook",
+    "panels.demo_menu",
+    "httpx",
+    "requests",
+    "prometheus_api_client",
+)
+
+
+def test_the_first_screen_imports_only_what_it_needs(tmp_path):
+    """A Postgres-only console without runbooks starts, polls, renders and takes keys without
+    importing the runbook and action machinery or an HTTP client (they cost ~0.2 s of start-up
+    CPU and ~12 MB of RSS); each loads when first used."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_SCREEN_CODE, str(tmp_path)],
+        capture_output=True, text=True, timeout=120, env={**__import__("os").environ, "TERM": "xterm"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = set(done.stdout.split())
+    assert "console.sources.postgres" in loaded and "panels.postgres" in loaded  # it did poll
+    assert sorted(loaded & set(NOT_ON_THE_FIRST_SCREEN)) == []
+
+
+async def test_the_executor_and_runbook_screens_load_when_first_used():
+    """The lazily made executor is the one every action path uses, with the shared journal's
+    claims when there is one; the runbook picker opens from the pack."""
+    clock = Clock()
+    app = make_app(clock=clock)
+    async with app.run_test(size=(160, 48)) as pilot:
+        assert app._executor is None and not app.action_running
+        executor = app.executor
+        assert app.executor is executor and executor.journal is app.journal
+        app.action_runbooks()
+        await pilot.pause()
+        assert type(app.screen).__name__ == "RunbookPicker"

@@ -35,109 +35,89 @@ ActionSpec / CheckSpec unions), ``executor`` (the rules). Import from ``console.
 
 from __future__ import annotations
 
-from console.actions.executor import Executor
-from console.actions.kind import Kind, KindContext
-from console.actions.kinds.argv import ArgvAction, ArgvActionSpec
-from console.actions.kinds.http_action import HttpAction, HttpActionSpec
-from console.actions.kinds.http_check import HttpCheckSpec, HttpGet
-from console.actions.kinds.promql_check import PromQLCheckSpec, PromQuery
-from console.actions.kinds.signal import SignalAction, SignalActionSpec
-from console.actions.kinds.silence import SilenceAction, SilenceActionSpec
-from console.actions.kinds.sql_check import SqlCheckSpec, SqlQuery
-from console.actions.kinds.sql_statement import SqlAction, SqlActionSpec, SqlPreview
-from console.actions.plans import (
-    BODY_LIMIT,
-    OUTPUT_LIMIT,
-    PREVIEW_ROWS,
-    SENSITIVE_HEADERS,
-    SHOW_LINES,
-    Confirmation,
-    ConfirmMode,
-    ConfirmSpec,
-    Plan,
-    Preview,
-    Result,
-    Status,
-    Target,
-)
-from console.actions.registry import ACTION_KINDS, CHECK_KINDS, AnyActionSpec, AnyCheckSpec
-from console.actions.specs import (
-    TYPED_IMPACTS,
-    ActionSpec,
-    CheckSpec,
-    Expect,
-    Impact,
-    Scalar,
-    Spec,
-    SqlText,
-    ThresholdRef,
-)
-from console.actions.templates import (
-    MASK,
-    Context,
-    Ref,
-    RenderError,
-    TemplateError,
-    Value,
-    render_text,
-    template_names,
-    template_refs,
-)
+from console.lazy import exports
 
-__all__ = [
-    "ACTION_KINDS",
-    "BODY_LIMIT",
-    "CHECK_KINDS",
-    "MASK",
-    "OUTPUT_LIMIT",
-    "PREVIEW_ROWS",
-    "SENSITIVE_HEADERS",
-    "SHOW_LINES",
-    "TYPED_IMPACTS",
-    "ActionSpec",
-    "AnyActionSpec",
-    "AnyCheckSpec",
-    "ArgvAction",
-    "ArgvActionSpec",
-    "CheckSpec",
-    "ConfirmMode",
-    "ConfirmSpec",
-    "Confirmation",
-    "Context",
-    "Executor",
-    "Expect",
-    "HttpAction",
-    "HttpActionSpec",
-    "HttpCheckSpec",
-    "HttpGet",
-    "Impact",
-    "Kind",
-    "KindContext",
-    "Plan",
-    "Preview",
-    "PromQLCheckSpec",
-    "PromQuery",
-    "Ref",
-    "RenderError",
-    "Result",
-    "Scalar",
-    "SignalAction",
-    "SignalActionSpec",
-    "SilenceAction",
-    "SilenceActionSpec",
-    "Spec",
-    "SqlAction",
-    "SqlActionSpec",
-    "SqlCheckSpec",
-    "SqlPreview",
-    "SqlQuery",
-    "SqlText",
-    "Status",
-    "Target",
-    "TemplateError",
-    "ThresholdRef",
-    "Value",
-    "render_text",
-    "template_names",
-    "template_refs",
-]
+_WHERE: dict[str, tuple[str, ...]] = {
+    "executor": ("Executor",),
+    "kind": (
+        "Kind",
+        "KindContext",
+    ),
+    "kinds.argv": (
+        "ArgvAction",
+        "ArgvActionSpec",
+    ),
+    "kinds.http_action": (
+        "HttpAction",
+        "HttpActionSpec",
+    ),
+    "kinds.http_check": (
+        "HttpCheckSpec",
+        "HttpGet",
+    ),
+    "kinds.promql_check": (
+        "PromQLCheckSpec",
+        "PromQuery",
+    ),
+    "kinds.signal": (
+        "SignalAction",
+        "SignalActionSpec",
+    ),
+    "kinds.silence": (
+        "SilenceAction",
+        "SilenceActionSpec",
+    ),
+    "kinds.sql_check": (
+        "SqlCheckSpec",
+        "SqlQuery",
+    ),
+    "kinds.sql_statement": (
+        "SqlAction",
+        "SqlActionSpec",
+        "SqlPreview",
+    ),
+    "plans": (
+        "BODY_LIMIT",
+        "OUTPUT_LIMIT",
+        "PREVIEW_ROWS",
+        "SENSITIVE_HEADERS",
+        "SHOW_LINES",
+        "Confirmation",
+        "ConfirmMode",
+        "ConfirmSpec",
+        "Plan",
+        "Preview",
+        "Result",
+        "Status",
+        "Target",
+    ),
+    "registry": (
+        "ACTION_KINDS",
+        "CHECK_KINDS",
+        "AnyActionSpec",
+        "AnyCheckSpec",
+    ),
+    "specs": (
+        "TYPED_IMPACTS",
+        "ActionSpec",
+        "CheckSpec",
+        "Expect",
+        "Impact",
+        "Scalar",
+        "Spec",
+        "SqlText",
+        "ThresholdRef",
+    ),
+    "templates": (
+        "MASK",
+        "Context",
+        "Ref",
+        "RenderError",
+        "TemplateError",
+        "Value",
+        "render_text",
+        "template_names",
+        "template_refs",
+    ),
+}
+__getattr__, __all__ = exports(__name__, _WHERE)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,9 @@ from console.actions import (
     template_refs,
 )
 from console.config import Config, Threshold
-from console.rules import Breach
 from console.runbooks.context import CONTEXT_NAMES
-from console.runbooks.lint import IndexFile, Rules, coverage, id_glob, lint, read_index
-from console.runbooks.rank import Match, rank
+from console.runbooks.lint import Rules, coverage, id_glob, lint, read_index
+from console.runbooks.packdata import Pack
 from console.runbooks.schema import ActionStep, CheckStep, Runbook
 from console.yamlfile import ConfigError, Document, Problem, problems_from_validation, read_document
 
@@ -36,27 +35,6 @@ from console.yamlfile import ConfigError, Document, Problem, problems_from_valid
 
 def runbook_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
-
-
-@dataclass(frozen=True)
-class Pack:
-    runbooks: tuple[Runbook, ...] = ()
-    files: Mapping[str, str] = field(default_factory=dict)  # runbook id -> file name
-    #: What the safety rules (console/runbooks/lint.py) say of the runbooks that loaded (and of
-    #: the seed index): problems for check-config only under ``runbooks: {strict: true}``.
-    lint: tuple[Problem, ...] = ()
-    index: IndexFile | None = None  # the seed scenarios, when the config's index file exists
-
-    def get(self, runbook_id: str) -> Runbook | None:
-        return next((r for r in self.runbooks if r.id == runbook_id), None)
-
-    @property
-    def ids(self) -> frozenset[str]:
-        return frozenset(r.id for r in self.runbooks)
-
-    def rank(self, breach: Breach, config: Config | None = None) -> list[Match]:
-        """Runbooks for a breach, best first (see :func:`rank`)."""
-        return rank(self.runbooks, breach, config)
 
 
 _SQL_KEYS = {"statement", "select"}

@@ -8,13 +8,14 @@ import asyncio
 import os
 import ssl
 import time
-from typing import Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Protocol
 
 from console.errors import REASON_LIMIT, reason, source_error
 from console.httpio import BodyTooLarge, read_capped, tls_verify
 from console.model import ErrorKind, Snapshot, SourceError
+
+if TYPE_CHECKING:  # httpx is imported by the HTTP sources that use it, not by a Postgres-only console
+    import httpx
 
 __all__ = [
     "REASON_LIMIT",
@@ -81,6 +82,8 @@ class Stopwatch:
 
 def http_error(exc: BaseException) -> SourceError:
     """Classify an httpx / OS / asyncio exception into an ErrorKind with a one-line reason."""
+    import httpx
+
     if isinstance(exc, httpx.TimeoutException | asyncio.TimeoutError | TimeoutError):
         return source_error(ErrorKind.TIMEOUT, f"no answer in time ({type(exc).__name__})")
     if isinstance(exc, httpx.TooManyRedirects):
