@@ -193,6 +193,7 @@ class ConsoleApp(App[int]):
         self.header.read_only = self.read_only
         self.header.monochrome = self.no_color
         self.panels = [] if self.wall else self._make_panels()
+        self.grid = Container(id="panels")  # kept: every render sizes it (a DOM query walked 700 nodes)
         self.wall_screen: WallScreen | None = None
         if self.wall:
             self.header.mode = "WALL"
@@ -234,7 +235,7 @@ class ConsoleApp(App[int]):
             return
         yield self.header
         yield Tabs(*(Tab(Text(p.title), id=f"tab-{p.id}") for p in self.panels), id="panel-tabs")
-        with Container(id="panels"):
+        with self.grid:
             yield from self.panels
         yield Input(placeholder="filter: Enter keeps it, Esc clears it", id="filter")
         yield Footer(compact=True)
@@ -344,7 +345,7 @@ class ConsoleApp(App[int]):
 
     def _layout_panels(self) -> None:
         middle = [p for p in self.panels if isinstance(p, HealthPanel | MetricsPanel)]
-        grid = self.query_one("#panels")
+        grid = self.grid
         grid.set_class(len(middle) == 1, "-single")
         self._apply_size(self.size.width, self.size.height)
         self._activate(self.panels[0])
@@ -557,10 +558,9 @@ class ConsoleApp(App[int]):
         screen), health and metrics as tall as theirs, Postgres the rest; each keeps a few rows."""
         if self.wall or not self.panels or not self.is_mounted:
             return
-        grids = self.query("#panels")
-        if not grids:  # the console is closing: its screen is gone, a tick came after it
+        grid = self.grid
+        if not grid.is_attached:  # the console is closing: its screen is gone, a tick came after it
             return
-        grid = grids.first()
         if self.narrow:
             rows = ""
         else:
