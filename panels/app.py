@@ -80,6 +80,10 @@ NARROW_WIDTH, NARROW_HEIGHT = 120, 36
 FLASH_SECONDS = 1.5
 TICK_SECONDS = 1.0  # data ages, staleness and the clock between renders
 TICK_AFTER_RENDER = 1.25  # after a render, the next tick waits past the next 1 s poll's render
+#: At start-up the panels show with the first data, or by then with what they have (waiting
+#: sources say so). Drawing them empty first cost a whole layout and paint, ~60 ms of start-up
+#: CPU and of the time to the first data on screen (issue 20, bench/CHANGES.md).
+STARTUP_REVEAL = 0.5
 STARTUP_BELL_WAIT = 5.0  # at start-up the bell waits this long at most for every source's first poll
 EXIT_GRACE_SECONDS = 2.0  # a stop request or a lost terminal ends the process within this (issue 15)
 TIMELINE_WINDOW = 24 * 3600
@@ -194,6 +198,8 @@ class ConsoleApp(App[int]):
         self.header.monochrome = self.no_color
         self.panels = [] if self.wall else self._make_panels()
         self.grid = Container(id="panels")  # kept: every render sizes it (a DOM query walked 700 nodes)
+        # Held back until the first data (STARTUP_REVEAL) when this console polls for itself.
+        self.grid.display = not (self.autopoll and feed is None and self.poller.sources)
         self.wall_screen: WallScreen | None = None
         if self.wall:
             self.header.mode = "WALL"
@@ -251,6 +257,8 @@ class ConsoleApp(App[int]):
             self.set_interval(self.config.ui.wall.rotate, self._wall_timeline)
         else:
             self._layout_panels()
+            if not self.grid.display:
+                self.set_timer(STARTUP_REVEAL, self._reveal_panels)
         self.render_state(self.state)
         self.run_worker(self._journal_breaches(), group="journal", exit_on_error=False)
         self.run_worker(self._load_pack(), group="runbooks", exit_on_error=False)
@@ -343,6 +351,14 @@ class ConsoleApp(App[int]):
             with contextlib.suppress(RuntimeError):  # the loop is closed: the watchdog ends it
                 loop.call_soon_threadsafe(self._on_signal, sig)
 
+    def _reveal_panels(self) -> None:
+        """Show the panels held back at start-up, and focus the active one's table (a hidden
+        table cannot take the focus)."""
+        if self.grid.display or not self.panels:
+            return
+        self.grid.display = True
+        self._activate(self.focused_panel())
+
     def _layout_panels(self) -> None:
         middle = [p for p in self.panels if isinstance(p, HealthPanel | MetricsPanel)]
         grid = self.grid
@@ -423,6 +439,8 @@ class ConsoleApp(App[int]):
     def render_state(self, state: ConsoleState) -> None:
         """Show a new ConsoleState on every panel (also the entry point for tests)."""
         self.state = state
+        if state.snapshots and not self.grid.display:
+            self._reveal_panels()
         now = self.clock()
         self._suggest_runbooks(state)
         acks = self._acks(state)

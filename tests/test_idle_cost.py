@@ -4,8 +4,9 @@ ages only. Counts of work done, never timings (those are in bench/RESULTS.md).""
 from __future__ import annotations
 
 from console.app import ConsoleApp
+from panels.breaches import BreachesPanel
 from tests import ui_data
-from tests.test_ui import Clock, make_app
+from tests.test_ui import Clock, make_app, panel
 
 
 class TickCountingApp(ConsoleApp):
@@ -252,3 +253,44 @@ async def test_the_footer_recomposes_only_when_its_keys_change(monkeypatch):
         await pilot.pause()
         assert len(built) > before
         assert [str(k.description) for k in footer.query("FooterKey")] != keys
+
+
+def fresh_app(*, hang: bool = False) -> ConsoleApp:
+    """A polling console whose poller has published nothing yet, as at start-up."""
+    from console.poller import Poller
+
+    clock, config = Clock(), ui_data.config()
+    poller = Poller(config, sources=ui_data.sources(hang=hang), clock=clock)
+    return ConsoleApp(config, poller=poller, clock=clock, autopoll=True)
+
+
+async def test_the_panels_show_with_the_first_data_not_empty_before_it():
+    """At start-up the panels are drawn once, with the first data: drawing them empty first was a
+    whole layout and paint (~60 ms of start-up CPU). The active table has the focus when they show."""
+    from tests.pilot import wait_for
+
+    app = fresh_app()
+    shown_empty = []
+    app.call_later(lambda: shown_empty.append(app.grid.display and not app.state.snapshots))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: app.grid.display, 5, "the panels shown")
+        assert app.state.snapshots and shown_empty == [False]  # held back until a source answered
+        assert app.focused is panel(app, BreachesPanel).table
+
+
+async def test_the_panels_show_by_the_reveal_time_when_no_source_answers():
+    """Sources that hang: the panels show after STARTUP_REVEAL anyway, saying they wait."""
+    import panels.app
+
+    app = fresh_app(hang=True)
+    async with app.run_test(size=(160, 48)) as pilot:
+        assert not app.grid.display
+        await pilot.pause(panels.app.STARTUP_REVEAL + 0.3)
+        assert app.grid.display and not app.state.snapshots
+        assert app.focused is panel(app, BreachesPanel).table
+
+
+async def test_a_console_that_does_not_poll_shows_its_panels_at_once():
+    app = make_app(autopoll=False)
+    async with app.run_test(size=(160, 48)):
+        assert app.grid.display
