@@ -198,6 +198,7 @@ class ConsoleApp(App[int]):
         self.header.monochrome = self.no_color
         self.panels = [] if self.wall else self._make_panels()
         self.grid = Container(id="panels")  # kept: every render sizes it (a DOM query walked 700 nodes)
+        self.tabs = Tabs(*(Tab(Text(p.title), id=f"tab-{p.id}") for p in self.panels), id="panel-tabs")
         # Held back until the first data (STARTUP_REVEAL) when this console polls for itself.
         self.grid.display = not (self.autopoll and feed is None and self.poller.sources)
         self.wall_screen: WallScreen | None = None
@@ -240,7 +241,7 @@ class ConsoleApp(App[int]):
         if self.wall:
             return
         yield self.header
-        yield Tabs(*(Tab(Text(p.title), id=f"tab-{p.id}") for p in self.panels), id="panel-tabs")
+        yield self.tabs
         with self.grid:
             yield from self.panels
         yield Input(placeholder="filter: Enter keeps it, Esc clears it", id="filter")
@@ -616,14 +617,16 @@ class ConsoleApp(App[int]):
     def _activate(self, panel: Panel) -> None:
         for other in self.panels:
             other.set_class(other is panel, "-active")
-        tabs = self.query_one("#panel-tabs", Tabs)
-        if tabs.active != f"tab-{panel.id}":
+        tabs = self.tabs
+        if tabs.is_attached and tabs.active != f"tab-{panel.id}":
             tabs.active = f"tab-{panel.id}"
         table = next(iter(panel.query("KeyedTable")), None)
         if table is not None and table.can_focus:
             table.focus()
 
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+        if event.tab.id != event.tabs.active:  # a later activation came first: this one is stale
+            return
         panel_id = event.tab.id.removeprefix("tab-") if event.tab.id else ""
         panel = next((p for p in self.panels if p.id == panel_id), None)
         if panel is not None and not panel.has_class("-active"):
@@ -639,7 +642,11 @@ class ConsoleApp(App[int]):
         if self.screen is not self.screen_stack[0] or self.query_one("#filter").has_class("-open"):
             (self.screen.focus_next if step > 0 else self.screen.focus_previous)()
             return
-        index = self.panels.index(self.focused_panel())
+        # From the panel activated last, not the focused one: a table's focus() lands a moment
+        # later, so keys typed faster than that stepped from the old panel (tab tab tab reached
+        # the second panel, not the fourth).
+        current = next((p for p in self.panels if p.has_class("-active")), None) or self.focused_panel()
+        index = self.panels.index(current)
         self._activate(self.panels[(index + step) % len(self.panels)])
 
     def on_descendant_focus(self, event) -> None:

@@ -470,3 +470,21 @@ async def test_a_tick_after_the_panels_are_gone_does_nothing():
         await pilot.pause()
         app._tick()  # nothing to size: no exception
         assert app.is_running
+
+
+async def test_tabs_typed_faster_than_the_focus_moves_step_one_panel_each():
+    """A table's focus() lands a moment after the key: three tabs in a row stepped from the
+    panel still focused and reached the second panel, not the fourth (found in the demo)."""
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        target = panel(app, PostgresPanel)
+        for _ in range(app.panels.index(target)):
+            app.action_next_panel()  # no pause between: as fast keys arrive
+        await pilot.pause()
+        assert [p for p in app.panels if p.has_class("-active")] == [target]
+        assert app.focused is target.sessions
+        for _ in range(len(app.panels)):
+            app.action_previous_panel()
+        await pilot.pause()
+        assert [p for p in app.panels if p.has_class("-active")] == [target]
