@@ -355,8 +355,8 @@ class ConsoleApp(App[int]):
     def _reveal_panels(self) -> None:
         """Show the panels held back at start-up, and focus the active one's table (a hidden
         table cannot take the focus)."""
-        if self.grid.display or not self.panels:
-            return
+        if self.grid.display or not self.panels or not self.grid.is_attached:
+            return  # shown already, or the console is closing (its screens may be gone)
         self.grid.display = True
         self._activate(self.focused_panel())
 

@@ -294,3 +294,13 @@ async def test_a_console_that_does_not_poll_shows_its_panels_at_once():
     app = make_app(autopoll=False)
     async with app.run_test(size=(160, 48)):
         assert app.grid.display
+
+
+async def test_a_reveal_that_comes_while_the_console_closes_does_nothing():
+    """A poll's render (or the reveal timer) can run after the screens are gone, as the console
+    closes: it raised ScreenStackError (the CI run at bf15803)."""
+    app = fresh_app(hang=True)
+    async with app.run_test(size=(160, 48)):
+        assert not app.grid.display
+    app._reveal_panels()
+    assert not app.grid.display
