@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -76,6 +77,55 @@ def rss_mb() -> float:
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd")) - 1  # less the listing's own descriptor
+
+
+def describe_fds() -> dict[int, str]:
+    """Every open descriptor of this process by what it is: a path, a pipe, or a socket named
+    by its addresses (``tcp 127.0.0.1:41234 -> 127.0.0.1:5432``), so that a descriptor left
+    open after quitting says whose it is."""
+    sockets = _socket_names()
+    out: dict[int, str] = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:  # closed meanwhile (the listing's own descriptor among them)
+            continue
+        inode = re.fullmatch(r"socket:\[(\d+)\]", target)
+        out[int(name)] = sockets.get(inode.group(1), target) if inode else target
+    return out
+
+
+def _socket_names() -> dict[str, str]:
+    """inode -> "tcp local -> remote" (IPv4 and IPv6) or "unix path", from /proc/net."""
+    names: dict[str, str] = {}
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError), open(f"/proc/net/{table}") as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                local, remote, inode = fields[1], fields[2], fields[9]
+                names[inode] = f"tcp {_address(local)} -> {_address(remote)}"
+    with contextlib.suppress(OSError), open("/proc/net/unix") as rows:
+        for row in list(rows)[1:]:
+            fields = row.split()
+            names[fields[6]] = f"unix {fields[7] if len(fields) > 7 else '(unnamed)'}"
+    return names
+
+
+def _address(hex_address: str) -> str:
+    host, port = hex_address.split(":")
+    raw = bytes.fromhex(host)
+    if len(raw) == 4:
+        ip = ".".join(str(b) for b in reversed(raw))
+    else:  # IPv6: four little-endian 32-bit words
+        words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+        ip = ipaddress.IPv6Address(words).compressed
+    return f"{ip}:{int(port, 16)}"
+
+
+def left_open(before: dict[int, str], after: dict[int, str]) -> list[str]:
+    """The descriptors open after that were not before (a number reused for something else
+    counts as new)."""
+    return [f"{fd} {what}" for fd, what in sorted(after.items()) if before.get(fd) != what]
 
 
 OLD_TASK = 30.0
@@ -151,6 +201,7 @@ def analyse(
     seen: dict[str, Iterable[str]] | None = None,
     before: Sample | None = None,
     after: Sample | None = None,
+    left_descriptors: Sequence[str] = (),
 ) -> Verdict:
     """Judge a soak. ``seen`` maps an observer ("console", "engine") to the scenarios it saw."""
     problems: list[str] = []
@@ -200,9 +251,10 @@ def analyse(
         for name in ("fds", "tasks"):
             left = getattr(after, name) - getattr(before, name)
             if left > getattr(limits, f"left_{name}"):
+                opened = f": {'; '.join(left_descriptors)}" if name == "fds" and left_descriptors else ""
                 problems.append(
                     f"{left} {name} more after the console quit and the engine closed "
-                    f"({getattr(after, name)}) than before they started ({getattr(before, name)})"
+                    f"({getattr(after, name)}) than before they started ({getattr(before, name)}){opened}"
                 )
     figures["errors"] = len(errors)
     if errors:
@@ -316,6 +368,8 @@ class Soak:
     notes: list[str] = field(default_factory=list)
     before: Sample | None = None  # before the console started
     after: Sample | None = None  # after it quit and the engine closed: what is left is leaked
+    fds_before: dict[int, str] = field(default_factory=dict)  # describe_fds() with ``before``
+    fds_after: dict[int, str] = field(default_factory=dict)  # and with ``after``
 
 
 async def sample_loop(soak: Soak, t0: float, stop: asyncio.Event) -> None:
@@ -487,6 +541,7 @@ def soak(duration: float, out_dir: Path, attach: str | None = None, limits: Limi
         seen=run.seen,
         before=run.before,
         after=run.after,
+        left_descriptors=left_open(run.fds_before, run.fds_after),
     )
     path, text = write_report(run, verdict, scenarios)
     return verdict, path, text

@@ -18,7 +18,15 @@ from typing import Any
 import textual.constants
 from textual.worker import WorkerState
 
-from bench.soak import Sample, Soak, cycle_scenarios, demo_tracebacks, sample_loop, take_sample
+from bench.soak import (
+    Sample,
+    Soak,
+    cycle_scenarios,
+    demo_tracebacks,
+    describe_fds,
+    sample_loop,
+    take_sample,
+)
 from console.config import Config
 from console.journal import Journal
 from console.poller import ConsoleState, Poller
@@ -129,6 +137,7 @@ async def run_console_soak(soak: Soak, config: Config, control) -> None:
 
     tracebacks = demo_tracebacks(control.state_dir)
     soak.before = take_sample(0.0, 0)
+    soak.fds_before = describe_fds()
     app = SoakApp(config, journal=Journal(soak.out_dir / "journal.jsonl"), demo=control)
     try:
         async with app.run_test(size=(160, 48)) as pilot:
@@ -155,6 +164,7 @@ async def run_console_soak(soak: Soak, config: Config, control) -> None:
             if count > tracebacks.get(log, 0):
                 errors.add("demo stack", f"{count - tracebacks.get(log, 0)} traceback(s) in {log}")
         soak.after = await _settled_sample(soak, t0, errors)
+        soak.fds_after = describe_fds()
         undo()
         textual.constants.LOG_FILE = None
         errors.scan_textual_log(textual_log)

@@ -89,6 +89,35 @@ def test_anything_left_after_quitting_is_a_leak():
     assert [p.split(" more")[0] for p in verdict.problems] == ["2 fds", "2 tasks"]
 
 
+def test_a_descriptor_left_open_is_named_by_what_it_is():
+    """A fresh-clone CI soak once counted one descriptor more after quitting than before, and
+    said no more: the report now names it (a socket by its addresses, a pipe, a path)."""
+    import os
+    import socket
+
+    from bench.soak import describe_fds, left_open
+
+    before = describe_fds()
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname())
+    read_end, write_end = os.pipe()
+    try:
+        left = left_open(before, describe_fds())
+        port = server.getsockname()[1]
+        assert any(f"tcp 127.0.0.1:{port} -> 0.0.0.0:0" in d for d in left), left  # listening
+        assert any(d.endswith(f"-> 127.0.0.1:{port}") for d in left), left  # the client
+        assert {f"{read_end} pipe:", f"{write_end} pipe:"} <= {d.split("[")[0] for d in left}, left
+        verdict = analyse(run(), before=Sample(0, 63, 9, 1, 2, 0), after=Sample(200, 99, 10, 1, 8, 0),
+                          left_descriptors=left)  # fmt: skip
+        assert verdict.problems[0].startswith("1 fds more") and f":{port}" in verdict.problems[0]
+    finally:
+        client.close()
+        server.close()
+        os.close(read_end)
+        os.close(write_end)
+    assert not [d for d in left_open(before, describe_fds()) if f":{port}" in d]
+
+
 def test_exceptions_unseen_scenarios_and_too_short_runs_fail():
     verdict = analyse(
         run(), errors=["worker: poll:health:x: ValueError('x')"], scenarios=SCENARIOS, seen=SEEN
