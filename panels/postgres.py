@@ -133,6 +133,7 @@ class PostgresPanel(Panel):
         self._texts: dict[tuple, Text] = {}  # see _text
         self._texts_old: dict[tuple, Text] = {}  # the texts of the snapshot before
         self._shown: dict[int, Text] = {}  # id(widget) -> the Text it shows
+        self._statements_subtitle: str | None = None
         self._previous: PostgresSnapshot | None = None
         self._breaches_seen: tuple = ()  # the state's breaches at the last render
         #: Set by the app with more than three clusters (tabs, the Fleet tab the overview): a
@@ -326,10 +327,13 @@ class PostgresPanel(Panel):
                 rows.append((key, [Text(f"{st.mean_ms:.1f} ms"), Text(str(st.calls)),
                                    Text(f"{st.total_ms / 1000:.1f} s"), query_cell(st.query, 100)]))  # fmt: skip
             self.statements.sync(rows)
+            subtitle = None
         else:
             self.statements.sync([])
-            status = snap.statements_status or "not available"
-            self.statements.border_subtitle = Text(f"pg_stat_statements: {status}")
+            subtitle = f"pg_stat_statements: {snap.statements_status or 'not available'}"
+        if subtitle != self._statements_subtitle:  # setting it redraws the whole table
+            self._statements_subtitle = subtitle
+            self.statements.border_subtitle = None if subtitle is None else Text(subtitle)
 
     def _summary(self, snap: PostgresSnapshot) -> Text:
         used, limit = snap.connections_used, snap.max_connections
