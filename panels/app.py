@@ -60,6 +60,7 @@ from panels.health import HealthPanel
 from panels.help import HelpScreen
 from panels.messages import AckBreach, ShowBreach, ShowRunbooks, ShowSession, ShowText, SignalBackend
 from panels.metrics import MetricsPanel
+from panels.partial import install as install_partial_update_fix
 from panels.plan import DialogWords, answer, confirm_for, result_line, result_severity, signal_words
 from panels.postgres import PostgresPanel
 from panels.rules import RulesScreen
@@ -89,6 +90,7 @@ EXIT_GRACE_SECONDS = 2.0  # a stop request or a lost terminal ends the process w
 TIMELINE_WINDOW = 24 * 3600
 
 install_strip_fix()  # Textual's Strip.divide keeps every drawn line in a reference cycle
+install_partial_update_fix()  # Textual draws every line of a widget a partial update touches
 
 
 class ConsoleApp(App[int]):

@@ -338,3 +338,47 @@ async def test_a_reveal_that_comes_while_the_console_closes_does_nothing():
         assert not app.grid.display
     app._reveal_panels()
     assert not app.grid.display
+
+
+async def test_a_partial_update_draws_only_its_rows_and_the_screen_still_matches(monkeypatch):
+    """Textual asked every widget a partial update touched for all its lines (panels/partial.py):
+    the clock and one breach row drew every line of the screen behind them, 40 at 120x40. Now
+    they draw the rows between them only, and what the updates wrote while every age moved
+    still adds up to the screen a full redraw shows."""
+    from textual.widget import Widget
+
+    from panels.header import ConsoleHeader
+    from panels.terminal import ScreenMemory, _cells
+
+    clock = Clock()
+    app = make_app(clock=clock)
+    written = ScreenMemory()
+    drawn: list[tuple[str, int]] = []
+    real_render_lines = Widget.render_lines
+
+    def render_lines(self, crop):
+        drawn.append((type(self).__name__, crop.height))
+        return real_render_lines(self, crop)
+
+    def display(self, screen, update) -> None:
+        written.filter(update, self.size, self.console)
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        monkeypatch.setattr(type(app), "_display", display)
+        app.render_state(app.poller.publish(ui_data.postgres_snapshot(taken_at=clock.now)))
+        app.screen.refresh(layout=True)  # a full redraw first: the memory starts from it
+        await pilot.pause()
+        monkeypatch.setattr(Widget, "render_lines", render_lines)
+        app.query_one(ConsoleHeader).refresh()  # the clock, line 0
+        panel(app, BreachesPanel).table.refresh_row(1)  # a breach's age, line 5
+        await pilot.pause()
+        assert ("Screen", 6) in drawn and "PostgresPanel" not in {name for name, _ in drawn}, drawn
+        assert max(height for _, height in drawn) <= 6, drawn
+        monkeypatch.setattr(Widget, "render_lines", real_render_lines)
+        for _ in range(3):
+            clock.now += 1  # every age and duration moves
+            app.render_state(app.poller.publish(ui_data.postgres_snapshot(taken_at=clock.now)))
+            await pilot.pause()
+        full = app.screen._compositor.render_strips()
+        shown = ["".join(c for c, _ in line) for line in written.lines]
+        assert shown == ["".join(c for c, _ in _cells(strip)) for strip in full]
