@@ -49,10 +49,21 @@ def health_count(state: ConsoleState, targets: list[SourceKey], now: float) -> T
 
 
 HEALTH_ORDER = [HealthStatus.PASS, HealthStatus.UNKNOWN, HealthStatus.WARN, HealthStatus.FAIL]
+GLYPH_ORDER = ["●", "…", "◌", "!"]  # fresh, no answer yet, stale, failing: the worst shows
+
+
+def source_count(label: str, state: ConsoleState, keys: list[SourceKey], now: float) -> Text:
+    """'pg 3/4 !': the sources of a kind with fresh data, and the worst one's glyph — the
+    header of a console too narrow to name each cluster (the Fleet tab names them)."""
+    glyphs = [source_glyph(state, key, now) for key in keys]
+    fresh = sum(1 for glyph in glyphs if glyph.plain == "●")
+    worst = max(glyphs, key=lambda glyph: GLYPH_ORDER.index(glyph.plain))
+    return Text(f"{label} {fresh}/{len(keys)} ").append_text(worst)
 
 
 class ConsoleHeader(Static):
     _line: Text | None = None
+    _now: float | None = None
     DEFAULT_CSS = """
     ConsoleHeader { height: 1; background: $panel; }
     ConsoleHeader.-flash { text-style: reverse; }
@@ -72,12 +83,29 @@ class ConsoleHeader(Static):
 
     def show(self, state: ConsoleState | None, now: float) -> None:
         self.state = state
-        line = self.compose_line(now)
+        self._now = now
+        line = self.compose_line(now, self.size.width)
         if line != self._line:  # one line high: no re-layout of the screen for a new clock
             self._line = line
             self.update(line, layout=False)
 
-    def compose_line(self, now: float) -> Text:
+    def on_resize(self) -> None:
+        if self._now is not None:
+            self.show(self.state, self._now)
+
+    def compose_line(self, now: float, width: int = 0) -> Text:
+        """The header for ``width`` cells (0: as wide as it comes). The clock says the screen is
+        live, so it always shows: too wide, the sources are counted per kind ("pg 3/4 ●", as
+        the health targets are), then what is left is cut before the clock with "…"."""
+        line = self._head(now, compact=False)
+        clock = Text(SEPARATOR + time.strftime("%H:%M:%SZ", time.gmtime(now)))
+        if width and line.cell_len + clock.cell_len > width:
+            line = self._head(now, compact=True)
+            if line.cell_len + clock.cell_len > width:
+                line.truncate(max(1, width - clock.cell_len), overflow="ellipsis")
+        return line.append_text(clock)
+
+    def _head(self, now: float, *, compact: bool) -> Text:
         out = Text()
         if self.production:
             out.append(
@@ -90,7 +118,7 @@ class ConsoleHeader(Static):
         out.append_text(severity_text(state.worst if state else Severity.OK))
         if state is not None:
             out.append(SEPARATOR)
-            out.append_text(self._sources(state, now))
+            out.append_text(self._sources(state, now, compact=compact))
         if self.shared is not None:
             out.append_text(self._shared(self.shared))
         if self.hidden_critical:
@@ -104,8 +132,6 @@ class ConsoleHeader(Static):
             if on:
                 out.append(SEPARATOR)
                 out.append(flag, style="reverse bold")
-        out.append(SEPARATOR)
-        out.append(time.strftime("%H:%M:%SZ", time.gmtime(now)))
         return out
 
     @staticmethod
@@ -122,17 +148,22 @@ class ConsoleHeader(Static):
         return out
 
     @staticmethod
-    def _sources(state: ConsoleState, now: float) -> Text:
+    def _sources(state: ConsoleState, now: float, *, compact: bool = False) -> Text:
         out = Text()
         health = [k for k in state.intervals if k.kind is SourceKind.HEALTH]
+        postgres = [k for k in state.intervals if k.kind is SourceKind.POSTGRES]
+        counted = compact and len(postgres) > 1
         for key in state.intervals:
-            if key.kind is SourceKind.HEALTH:
+            if key.kind is SourceKind.HEALTH or (counted and key.kind is SourceKind.POSTGRES):
                 continue
             if key.kind is SourceKind.POSTGRES:
                 out.append(f"pg:{key.name} ")
             else:  # a server of a prometheus: list by its name
                 out.append(f"prom:{key.name} " if key.name else "prom ")
             out.append_text(source_glyph(state, key, now))
+            out.append(" ")
+        if counted:
+            out.append_text(source_count("pg", state, postgres, now))
             out.append(" ")
         if health:
             out.append_text(health_count(state, health, now))

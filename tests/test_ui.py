@@ -10,6 +10,7 @@ from textual.command import CommandPalette
 from textual.worker import WorkerCancelled
 
 from console.app import ConsoleApp
+from console.config import Config
 from console.journal import Journal, read_journal
 from console.model import ErrorKind, SourceError
 from panels.breaches import BreachesPanel
@@ -488,3 +489,41 @@ async def test_tabs_typed_faster_than_the_focus_moves_step_one_panel_each():
             app.action_previous_panel()
         await pilot.pause()
         assert [p for p in app.panels if p.has_class("-active")] == [target]
+
+
+def _four_clusters(environment: str) -> Config:
+    return Config.model_validate(
+        {
+            "environment": {"name": environment, "production": True},
+            "journal": "/dev/null",
+            "prometheus": {"url": "http://127.0.0.1:9"},
+            "health": [{"name": n, "url": "http://127.0.0.1:9/"} for n in ("web", "api")],
+            "postgres": [
+                {"name": n, "dsn": "postgresql://x@127.0.0.1:9/db"}
+                for n in ("orders", "payments", "ledger", "catalog")
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "environment", ["eu-prod-payments", "eu-prod-payments-and-settlement-of-marketplace-orders"]
+)
+async def test_the_header_keeps_its_clock_at_80_columns(environment):
+    """Four clusters named one by one made the header 115 cells wide: at 80 columns the clock
+    (what says the screen is live) and the health count were cut off. Too narrow, the header
+    counts the clusters as it counts the health targets; a name too long for even that is cut
+    before the clock."""
+    app = ConsoleApp(_four_clusters(environment), autopoll=False, clock=Clock())
+    async with app.run_test(size=(200, 30)) as pilot:
+        await pilot.pause()
+        wide = app.header._line.plain
+        assert "pg:orders … pg:payments … pg:ledger … pg:catalog …" in wide and wide.endswith("11:06:40Z")
+        await pilot.resize_terminal(80, 24)
+        await wait_for(pilot, lambda: app.header._line.cell_len <= 80, 5, "the header at 80 columns")
+        narrow = app.header._line.plain
+        assert narrow.endswith(" │ 11:06:40Z") and "PROD" in narrow and "OK" in narrow, narrow
+        if len(environment) < 20:
+            assert "prom … pg 0/4 … health 0/2 …" in narrow, narrow
+        else:
+            assert "…" in narrow.split(" │ 11:06")[0], narrow
