@@ -560,6 +560,8 @@ class ConsoleApp(App[int]):
             )
 
     def _tick(self) -> None:
+        if not self.grid.is_attached:
+            return  # the console is closing: its screens may be gone
         now = self.clock()
         self._note_where()
         for panel in self.panels:

@@ -10,6 +10,7 @@ import pytest
 from console.app import ConsoleApp
 from panels.breaches import BreachesPanel
 from tests import ui_data
+from tests.pilot import wait_for
 from tests.test_ui import Clock, make_app, panel
 
 
@@ -100,6 +101,9 @@ async def test_a_render_with_the_same_breaches_builds_no_breach_row(monkeypatch)
     app = make_app(clock=clock)
     async with app.run_test(size=(160, 48)) as pilot:
         panel = next(p for p in app.panels if isinstance(p, BreachesPanel))
+        # The runbook pack loads in a thread; once loaded it fills the Runbooks column, which
+        # rebuilds the rows: under load that landed inside the loop below (a CI run at f59d1ab).
+        await wait_for(pilot, lambda: app._pack is not None, 20, "the runbook pack")
         await pilot.pause()
         assert panel.table.row_count > 3
         before = {key: panel.table.get_row(key) for key in panel.table.keys}
@@ -338,6 +342,19 @@ async def test_a_reveal_that_comes_while_the_console_closes_does_nothing():
         assert not app.grid.display
     app._reveal_panels()
     assert not app.grid.display
+
+
+async def test_a_tick_that_comes_while_the_console_closes_does_nothing():
+    """The once-a-second tick can fire after the screens are gone: with a shared journal it
+    asked for the current screen (where this console is, for the others' headers) and raised
+    ScreenStackError (the fresh-clone CI run at f59d1ab, in tests/test_ui_shared.py)."""
+    import types
+
+    app = make_app()
+    async with app.run_test(size=(160, 48)):
+        app.shared = types.SimpleNamespace(where="")
+    app._tick()
+    assert app.shared.where == ""
 
 
 async def test_a_partial_update_draws_only_its_rows_and_the_screen_still_matches(monkeypatch):
