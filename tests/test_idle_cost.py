@@ -22,6 +22,14 @@ class TickCountingApp(ConsoleApp):
         super()._tick()
 
 
+async def pack_loaded(pilot, app: ConsoleApp) -> None:
+    """The runbook pack loads in a thread and, once loaded, renders again with its Runbooks
+    column: a test that counts the work of a render waits for it first (under load it landed
+    inside one's loop, a CI run at f59d1ab)."""
+    await wait_for(pilot, lambda: app._pack is not None, 20, "the runbook pack")
+    await pilot.pause()
+
+
 async def test_a_tick_does_not_follow_a_render_that_did_its_work():
     """At a 1 s refresh each poll's render shows the ages and the clock; a tick between two
     renders redrew them again, a second screen update every second."""
@@ -46,6 +54,7 @@ async def test_breaches_whose_values_moved_send_nothing_to_the_journal_thread(mo
     clock = Clock()
     app = make_app(clock=clock)
     async with app.run_test(size=(160, 48)) as pilot:
+        await pack_loaded(pilot, app)  # it runs in a thread too
         app.render_state(app.poller.publish(ui_data.postgres_snapshot(taken_at=clock.now)))
         await app._journal_breaches()
         await pilot.pause()
@@ -101,10 +110,7 @@ async def test_a_render_with_the_same_breaches_builds_no_breach_row(monkeypatch)
     app = make_app(clock=clock)
     async with app.run_test(size=(160, 48)) as pilot:
         panel = next(p for p in app.panels if isinstance(p, BreachesPanel))
-        # The runbook pack loads in a thread; once loaded it fills the Runbooks column, which
-        # rebuilds the rows: under load that landed inside the loop below (a CI run at f59d1ab).
-        await wait_for(pilot, lambda: app._pack is not None, 20, "the runbook pack")
-        await pilot.pause()
+        await pack_loaded(pilot, app)
         assert panel.table.row_count > 3
         before = {key: panel.table.get_row(key) for key in panel.table.keys}
         built = []
@@ -151,7 +157,7 @@ async def test_the_same_data_again_repaints_no_table_and_lays_out_nothing(monkey
     clock = Clock()
     app = make_app(clock=clock)
     async with app.run_test(size=(160, 48)) as pilot:
-        await pilot.pause()
+        await pack_loaded(pilot, app)
         app.render_state(app.poller.publish(snapshot(taken_at=clock.now)))
         await pilot.pause()
         calls: list[tuple[str, bool]] = []
@@ -381,6 +387,7 @@ async def test_a_partial_update_draws_only_its_rows_and_the_screen_still_matches
         written.filter(update, self.size, self.console)
 
     async with app.run_test(size=(120, 40)) as pilot:
+        await pack_loaded(pilot, app)
         monkeypatch.setattr(type(app), "_display", display)
         app.render_state(app.poller.publish(ui_data.postgres_snapshot(taken_at=clock.now)))
         app.screen.refresh(layout=True)  # a full redraw first: the memory starts from it
