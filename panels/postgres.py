@@ -134,6 +134,7 @@ class PostgresPanel(Panel):
         self._texts_old: dict[tuple, Text] = {}  # the texts of the snapshot before
         self._shown: dict[int, Text] = {}  # id(widget) -> the Text it shows
         self._statements_subtitle: str | None = None
+        self._statements_shown: tuple = ()  # the statements list the table was last synced with
         self._previous: PostgresSnapshot | None = None
         self._breaches_seen: tuple = ()  # the state's breaches at the last render
         #: Set by the app with more than three clusters (tabs, the Fleet tab the overview): a
@@ -316,7 +317,13 @@ class PostgresPanel(Panel):
             self._show(self.locks, tree)
         else:
             self._show(self.locks, Text("no session is waiting on a lock", style="italic"))
-        if snap.statements:
+        subtitle = None
+        if not snap.statements:
+            self._statements_shown = ()
+            self.statements.sync([])
+            subtitle = f"pg_stat_statements: {snap.statements_status or 'not available'}"
+        elif snap.statements is not self._statements_shown:  # the source passes the same list
+            self._statements_shown = snap.statements  # between reads (every statements_every s)
             # One queryid has a row per role and database: the nth row of a queryid is key "id#n".
             seen: dict[str, int] = {}
             rows = []
@@ -327,10 +334,6 @@ class PostgresPanel(Panel):
                 rows.append((key, [Text(f"{st.mean_ms:.1f} ms"), Text(str(st.calls)),
                                    Text(f"{st.total_ms / 1000:.1f} s"), query_cell(st.query, 100)]))  # fmt: skip
             self.statements.sync(rows)
-            subtitle = None
-        else:
-            self.statements.sync([])
-            subtitle = f"pg_stat_statements: {snap.statements_status or 'not available'}"
         if subtitle != self._statements_subtitle:  # setting it redraws the whole table
             self._statements_subtitle = subtitle
             self.statements.border_subtitle = None if subtitle is None else Text(subtitle)

@@ -406,3 +406,31 @@ async def test_a_partial_update_draws_only_its_rows_and_the_screen_still_matches
         full = app.screen._compositor.render_strips()
         shown = ["".join(c for c, _ in line) for line in written.lines]
         assert shown == ["".join(c for c, _ in _cells(strip)) for strip in full]
+
+
+async def test_statements_read_earlier_are_not_shown_again(monkeypatch):
+    """pg_stat_statements is read every statements_every seconds; between reads each poll's
+    snapshot carries the same list, whose rows were built and compared again at every poll."""
+    from panels.postgres import PostgresPanel
+
+    clock = Clock()
+    app = make_app(clock=clock)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pack_loaded(pilot, app)
+        first = ui_data.postgres_snapshot(taken_at=clock.now)
+        app.render_state(app.poller.publish(first))
+        await pilot.pause()
+        pg = panel(app, PostgresPanel)
+        shown = pg.statements.keys
+        synced: list[int] = []
+        real = pg.statements.sync
+        monkeypatch.setattr(pg.statements, "sync", lambda rows: synced.append(len(rows)) or real(rows))
+        clock.now += 1
+        app.render_state(app.poller.publish(replace(first, taken_at=clock.now)))  # the same list
+        await pilot.pause()
+        assert synced == [] and pg.statements.keys == shown
+        app.render_state(app.poller.publish(ui_data.postgres_snapshot(taken_at=clock.now)))  # read again
+        app.render_state(app.poller.publish(_without_statements(clock.now)))
+        app.render_state(app.poller.publish(replace(first, taken_at=clock.now)))  # back after none
+        await pilot.pause()
+        assert synced == [len(shown), 0, len(shown)] and pg.statements.keys == shown
