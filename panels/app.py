@@ -981,10 +981,22 @@ class ConsoleApp(App[int]):
 
     def action_runbooks(self) -> None:
         panel = self.focused_panel() if self.panels else None
-        breach = panel.selected if isinstance(panel, BreachesPanel) else None
-        self._pick_runbook(breach)
+        if isinstance(panel, BreachesPanel):
+            self._pick_runbook(panel.selected)
+            return
+        # Another panel has no breach selected: rank for the worst breach it shows (the lock
+        # chain on the Postgres panel), else the worst of all, and say so in the title.
+        shown = [b for b in self.state.breaches if panel is not None and b.source in panel.sources]
+        if shown:
+            self._pick_runbook(shown[0], "worst breach on this panel")
+        elif self.state.breaches:
+            self._pick_runbook(self.state.breaches[0], "worst breach; select another in Breaches")
+        else:
+            self._pick_runbook(None)
 
-    def _pick_runbook(self, breach: Breach | None) -> None:
+    def _pick_runbook(self, breach: Breach | None, chosen: str = "") -> None:
+        """The picker for ``breach`` (None: nothing is in breach); ``chosen`` says why this
+        breach when the operator did not select it."""
         from console.runbooks import runbook_title
         from console.runbooks.rank import relevant
         from panels.runbook import RunbookPicker
@@ -995,10 +1007,16 @@ class ConsoleApp(App[int]):
         matches = pack.rank(breach, self.config) if breach is not None else []
         shown = relevant(matches)  # the rest, and every runbook, behind `a` (issue 18)
         title = f"Runbooks for {breach.title}" if breach is not None else "Runbooks"
+        if chosen:
+            title += f" ({chosen})"
         if len(shown) < len(matches):
             title += f" ({len(shown)} most relevant of {len(matches)} matching; a: every runbook)"
         picker = RunbookPicker(
-            title, shown, pack.runbooks, title_of=lambda runbook: runbook_title(self.config, runbook, breach)
+            title,
+            shown,
+            pack.runbooks,
+            title_of=lambda runbook: runbook_title(self.config, runbook, breach),
+            empty="no runbook matches" if breach is not None else "nothing is in breach",
         )
 
         def opened(runbook_id: str | None) -> None:

@@ -72,10 +72,13 @@ class RunbookPicker(ModalScreen[str | None]):
         matches: Sequence[Match],
         runbooks: Sequence[Runbook],
         title_of: Callable[[Runbook], str] = lambda runbook: runbook.title,
+        empty: str = "no runbook matches",
     ) -> None:
-        """``title_of``: a runbook's title as the operator reads it (values filled for the breach)."""
+        """``title_of``: a runbook's title as the operator reads it (values filled for the breach);
+        ``empty``: why every runbook is listed when nothing ranks."""
         super().__init__()
         self.title_text = title
+        self.empty = empty
         self.title_of = title_of
         self.matches = list(matches)
         self.runbooks = list(runbooks)
@@ -115,7 +118,7 @@ class RunbookPicker(ModalScreen[str | None]):
         )
         if not self.matches:
             self.query_one("#picker-title", Static).update(
-                Text(f"{self.title_text} — no runbook matches: every runbook")
+                Text(f"{self.title_text} — {self.empty}: every runbook")
             )
 
     def action_all(self) -> None:

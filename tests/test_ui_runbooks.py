@@ -4,16 +4,19 @@ t shows the timeline, and a Prometheus alert is acked as a real Alertmanager sil
 
 from __future__ import annotations
 
+import dataclasses
+
 from console.app import ConsoleApp
 from console.journal import Journal, Note, read_journal
 from console.runbooks import StepState
 from panels.breaches import BreachesPanel
 from panels.confirm import ConfirmScreen
+from panels.postgres import PostgresPanel
 from panels.runbook import NoteScreen, RunbookPicker, RunbookScreen, ValueScreen
 from panels.timeline import TimelineScreen
 from tests import ui_data
 from tests.pilot import wait_for, wait_for_screen
-from tests.test_ui import make_app, panel
+from tests.test_ui import goto, make_app, panel
 
 STAGING = {"name": "staging", "production": False}
 
@@ -229,3 +232,33 @@ async def test_an_input_the_step_needs_is_set_with_i_and_journaled_before_the_ac
         confirm = await wait_for_screen(pilot, ConfirmScreen)
         assert "registry.fly.io/storefront:v41" in str(confirm.plan)
         await pilot.press("escape")
+
+
+async def test_r_on_the_postgres_panel_ranks_for_the_worst_breach_it_shows(tmp_path):
+    """R with no breach selected used to say "no runbook matches" while a lock breach fired:
+    from a panel it ranks for the worst breach of that panel's sources, and says which."""
+    app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(tmp_path / "journal.jsonl"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: any(b.id == "postgres.main.waiting" for b in app.state.breaches), what="lock")
+        await goto(pilot, app, PostgresPanel)
+        await pilot.press("R")
+        picker = app.screen
+        assert isinstance(picker, RunbookPicker)
+        worst = next(b for b in app.state.breaches if b.source == "postgres:main")
+        ranked = [m.runbook.id for m in app.pack().rank(worst, app.config)]
+        assert ranked and [m.runbook.id for m in picker.matches] == ranked[: len(picker.matches)]
+        title = str(picker.query_one("#picker-title").render())
+        assert "no runbook matches" not in title
+        assert f"Runbooks for {worst.title} (worst breach on this panel)" in title
+
+
+async def test_r_with_nothing_firing_lists_every_runbook_and_says_why(tmp_path):
+    app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(tmp_path / "journal.jsonl"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.state = dataclasses.replace(app.state, breaches=())
+        await goto(pilot, app, PostgresPanel)
+        await pilot.press("R")
+        picker = app.screen
+        assert isinstance(picker, RunbookPicker) and picker.show_all
+        title = str(picker.query_one("#picker-title").render())
+        assert "nothing is in breach: every runbook" in title and "no runbook matches" not in title
