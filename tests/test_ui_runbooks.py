@@ -239,7 +239,7 @@ async def test_r_on_the_postgres_panel_ranks_for_the_worst_breach_it_shows(tmp_p
     from a panel it ranks for the worst breach of that panel's sources, and says which."""
     app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(tmp_path / "journal.jsonl"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: any(b.id == "postgres.main.waiting" for b in app.state.breaches), what="lock")
+        await wait_for(pilot, lambda: any(b.source == "postgres:main" for b in app.state.breaches), what="pg")
         await goto(pilot, app, PostgresPanel)
         await pilot.press("R")
         picker = app.screen
