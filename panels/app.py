@@ -29,7 +29,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Input, Tab, Tabs
 
-from console.actions import Confirmation, Plan, RenderError, Result
+from console import actions
 from console.config import Config
 from console.journal import (
     Journal,
@@ -68,14 +68,15 @@ from panels.strips import install as install_strip_fix
 from panels.terminal import ScreenMemory
 from panels.text import use_monochrome
 from panels.timeline import TimelineScreen
-from panels.wall import WallScreen
 
 if TYPE_CHECKING:
+    from console.actions import Confirmation, Plan, Result
     from console.actions.executor import Executor
     from console.demo.control import DemoControl
     from console.feed import FeedClient, WallTimeline
     from panels.demo_menu import DemoMenu, DemoRequest
     from panels.runbook import StepRequest
+    from panels.wall import WallScreen
 
 NARROW_WIDTH, NARROW_HEIGHT = 120, 36
 FLASH_SECONDS = 1.5
@@ -206,6 +207,8 @@ class ConsoleApp(App[int]):
         self.wall_screen: WallScreen | None = None
         if self.wall:
             self.header.mode = "WALL"
+            from panels.wall import WallScreen
+
             self.wall_screen = WallScreen(self.header, config.ui.wall.rotate, config.ui.wall.tiles)
 
     # --- layout -----------------------------------------------------------------------------
@@ -860,7 +863,7 @@ class ConsoleApp(App[int]):
         ``decline``, the executor's by default). Read-only: no dialog, an empty answer (the
         executor refuses it and says why). Each mistyped word is journaled as it happens."""
         if self.executor.read_only:
-            return Confirmation()
+            return actions.Confirmation()
         decline = decline or self.executor.decline
         dialog = confirm_for(
             plan,
@@ -888,7 +891,7 @@ class ConsoleApp(App[int]):
             plan = self.executor.signal_plan(
                 message.cluster, session.pid, session.backend_start, message.kind, seen=session.query
             )
-        except RenderError as exc:
+        except actions.RenderError as exc:
             self.notify(str(exc), severity="error")
             return
         if self.executor.read_only:
@@ -910,7 +913,7 @@ class ConsoleApp(App[int]):
                 plan = self.executor.silence_plan(
                     breach, comment=f"ack from incident-console: {breach.title}"
                 )
-            except RenderError as exc:
+            except actions.RenderError as exc:
                 self.notify(str(exc), severity="warning")
                 return
         else:
@@ -1082,7 +1085,7 @@ class ConsoleApp(App[int]):
             result = await session.perform(task, confirmation=confirmation, note=note, value=value)
             if result is not None:
                 self.notify(result_line(result), severity=result_severity(result), timeout=8)
-        except RenderError as exc:
+        except actions.RenderError as exc:
             self.notify(f"cannot run this step: {exc}", severity="error", timeout=8)
         except ValueError as exc:  # a value the runbook refuses (not one of its choices)
             self.notify(f"not set: {exc}", severity="error", timeout=8)

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Static, TextArea
+from textual.widgets import Static
 
 from console.model import HealthSnapshot, Session
 from console.rules import Breach, format_duration
@@ -112,6 +112,7 @@ class DetailScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         from rich.text import Text
+        from textual.widgets import TextArea  # with its document modules: on first use (start-up)
 
         with Vertical():
             yield Static(Text(self.title_text), classes="title")
@@ -121,6 +122,6 @@ class DetailScreen(ModalScreen[None]):
         yield Footer()
 
     def action_copy(self) -> None:
-        area = self.query_one(TextArea)
+        area = self.query_one("#detail-text")
         self.app.copy_to_clipboard(area.selected_text or self.body)
         self.notify("copied to the clipboard")

@@ -8,20 +8,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 
-from console.actions import Confirmation, ConfirmMode, Plan, Result, Status
+from console import actions  # its modules load with the first action, not at start-up
 from panels.confirm import ConfirmScreen
 
+if TYPE_CHECKING:
+    from console.actions import Confirmation, Plan, Result
+
+#: By :class:`console.actions.Status` value (a StrEnum, so a Status looks its glyph up here).
 RESULT_GLYPH = {
-    Status.SUCCEEDED: "✔ OK",
-    Status.PASSED: "✔ PASS",
-    Status.DRY_RUN: "◇ DRY-RUN",
-    Status.FAILED: "✖ FAILED",
-    Status.TIMEOUT: "✖ TIMEOUT",
-    Status.REFUSED: "⊘ REFUSED",
-    Status.BUSY: "… BUSY",
+    "succeeded": "✔ OK",
+    "passed": "✔ PASS",
+    "dry-run": "◇ DRY-RUN",
+    "failed": "✖ FAILED",
+    "timeout": "✖ TIMEOUT",
+    "refused": "⊘ REFUSED",
+    "busy": "… BUSY",
 }
 
 
@@ -71,7 +76,7 @@ def confirm_for(
 ) -> ConfirmScreen:
     """The dialog for an action plan: yes/no (default: the do-nothing button) or the typed word."""
     words = words or DialogWords()
-    typed = plan.confirm.expected if plan.confirm.mode == ConfirmMode.TYPED else None
+    typed = plan.confirm.expected if plan.confirm.mode == actions.ConfirmMode.TYPED else None
     title = ("DANGEROUS: " if plan.dangerous else "") + (words.title or plan.summary)
     return ConfirmScreen(
         title,
@@ -85,8 +90,8 @@ def confirm_for(
 
 def answer(dialog: ConfirmScreen, confirmed: bool) -> Confirmation:
     if not confirmed:
-        return Confirmation()
-    return Confirmation(yes=True, typed=dialog.value if dialog.typed is not None else None)
+        return actions.Confirmation()
+    return actions.Confirmation(yes=True, typed=dialog.value if dialog.typed is not None else None)
 
 
 def result_line(result: Result) -> str:
@@ -96,4 +101,4 @@ def result_line(result: Result) -> str:
 def result_severity(result: Result) -> str:
     if result.ok:
         return "information"
-    return "warning" if result.status in (Status.REFUSED, Status.BUSY) else "error"
+    return "warning" if result.status in (actions.Status.REFUSED, actions.Status.BUSY) else "error"

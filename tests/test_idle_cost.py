@@ -220,8 +220,16 @@ print(" ".join(sorted(sys.modules)))
 
 #: Modules the first screen of a Postgres-only console without runbooks does not need: the
 #: runbook schema and pack reader, the executor and its action kinds, the HTTP and Prometheus
-#: client libraries. Each is imported where it is first used (docs/SCALE.md, start-up).
+#: client libraries, the action specs and plans (for the dialogs), the detail view's TextArea
+#: and its document model, the wall. Each is imported where it is first used (docs/SCALE.md,
+#: start-up).
 NOT_ON_THE_FIRST_SCREEN = (
+    "console.actions.specs",
+    "console.actions.plans",
+    "textual.widgets._text_area",
+    "textual.document",
+    "textual.widgets._digits",
+    "panels.wall",
     "console.runbooks.schema",
     "console.runbooks.pack",
     "console.runbooks.session",
