@@ -980,20 +980,29 @@ class ConsoleApp(App[int]):
         return self._pack
 
     def on_show_runbooks(self, message: ShowRunbooks) -> None:
-        self._pick_runbook(message.breach)
+        self._runbooks_from(self.focused_panel() if self.panels else None, message.breach)
 
     def action_runbooks(self) -> None:
         panel = self.focused_panel() if self.panels else None
-        if isinstance(panel, BreachesPanel):
-            self._pick_runbook(panel.selected)
+        self._runbooks_from(panel, panel.selected if isinstance(panel, BreachesPanel) else None)
+
+    def _runbooks_from(self, panel: Panel | None, selected: Breach | None) -> None:
+        """The picker for the selected breach. With none (another panel, or a filter hiding every
+        breach) it ranks for the worst breach the panel shows (the lock chain on the Postgres
+        panel), else the worst of all, and says so: never "nothing is in breach" while one is."""
+        if selected is not None:
+            self._pick_runbook(selected)
             return
-        # Another panel has no breach selected: rank for the worst breach it shows (the lock
-        # chain on the Postgres panel), else the worst of all, and say so in the title.
-        shown = [b for b in self.state.breaches if panel is not None and b.source in panel.sources]
-        if shown:
-            self._pick_runbook(shown[0], "worst breach on this panel")
-        elif self.state.breaches:
-            self._pick_runbook(self.state.breaches[0], "worst breach; select another in Breaches")
+        breaches = self.state.breaches
+        own = (
+            []
+            if panel is None or isinstance(panel, BreachesPanel)
+            else [b for b in breaches if b.source in panel.sources]
+        )
+        if own:
+            self._pick_runbook(own[0], "worst breach on this panel")
+        elif breaches:
+            self._pick_runbook(breaches[0], "worst breach; none selected")
         else:
             self._pick_runbook(None)
 

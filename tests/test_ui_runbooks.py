@@ -262,3 +262,21 @@ async def test_r_with_nothing_firing_lists_every_runbook_and_says_why(tmp_path):
         assert isinstance(picker, RunbookPicker) and picker.show_all
         title = str(picker.query_one("#picker-title").render())
         assert "nothing is in breach: every runbook" in title and "no runbook matches" not in title
+
+
+async def test_r_on_breaches_a_filter_hides_ranks_for_the_worst_and_never_says_nothing_is_in_breach(tmp_path):
+    """A text filter that hides every breach leaves nothing selected: R must not read that as
+    "nothing is in breach" while a critical fires behind the filter."""
+    app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(tmp_path / "journal.jsonl"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = panel(app, BreachesPanel).table
+        await wait_for(pilot, lambda: table.row_count > 0, what="breaches on screen")
+        table.focus()
+        await pilot.press("slash", *"no-such-breach", "enter")
+        await wait_for(pilot, lambda: table.row_count == 0, what="every breach filtered out")
+        await pilot.press("R")
+        picker = app.screen
+        assert isinstance(picker, RunbookPicker)
+        title = str(picker.query_one("#picker-title").render())
+        assert "nothing is in breach" not in title
+        assert f"Runbooks for {app.state.breaches[0].title} (worst breach; none selected)" in title
