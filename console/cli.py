@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import json
 import os
@@ -188,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args.func = cmd_run
+    if args.func is not cmd_run:
+        gc.enable()  # only the console waits for its first data to turn it on (console/entry.py)
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -86,6 +86,11 @@ TICK_AFTER_RENDER = 1.25  # after a render, the next tick waits past the next 1 
 #: sources say so). Drawing them empty first cost a whole layout and paint, ~60 ms of start-up
 #: CPU and of the time to the first data on screen (issue 20, bench/CHANGES.md).
 STARTUP_REVEAL = 0.5
+#: The heap is settled (settle_heap) this long after the first round of data is drawn, so that
+#: its one full collection does not hold that screen back; and at the latest this long after
+#: start, whether every source has answered or not.
+HEAP_SETTLE_DELAY = 0.5
+HEAP_SETTLE_LIMIT = 15.0
 STARTUP_BELL_WAIT = 5.0  # at start-up the bell waits this long at most for every source's first poll
 EXIT_GRACE_SECONDS = 2.0  # a stop request or a lost terminal ends the process within this (issue 15)
 TIMELINE_WINDOW = 24 * 3600
@@ -256,6 +261,8 @@ class ConsoleApp(App[int]):
         if self.config.ui.keymap:
             self.set_keymap(self.config.ui.keymap)
         self._tick_timer = self.set_timer(TICK_SECONDS, self._tick)
+        if self.freeze_heap:
+            self.set_timer(HEAP_SETTLE_LIMIT, self._settle_heap)
         self._install_signal_handlers()
         if self.wall_screen is not None:
             self.push_screen(self.wall_screen)
@@ -465,12 +472,18 @@ class ConsoleApp(App[int]):
         self._schedule_tick(TICK_AFTER_RENDER)  # this render did the tick's work
         self._ring_for_new_criticals(state)
         if self.freeze_heap and len(state.snapshots) >= len(state.intervals):
-            self.freeze_heap = False
-            self.call_after_refresh(settle_heap)
+            self.set_timer(HEAP_SETTLE_DELAY, self._settle_heap)
 
     #: settle_heap() once every source has been drawn; only in the console's own process
     #: (run_console): in a process that makes many apps (tests) it would keep each one.
     freeze_heap = False
+
+    def _settle_heap(self) -> None:
+        """Once: after the first round of data is drawn, or at HEAP_SETTLE_LIMIT when a source
+        has not answered yet (the collector stays off until then, console/entry.py)."""
+        if self.freeze_heap:
+            self.freeze_heap = False
+            settle_heap()
 
     async def _journal_breaches(self) -> None:
         """Breach start/change/end into the journal; a wall or web viewer only watches."""
@@ -1232,9 +1245,15 @@ def settle_heap() -> None:
     the slowest key presses at 1000 sessions. With Textual's strip cycle gone (panels/strips.py)
     a refresh leaves little cyclic garbage, so young collections can wait for 10,000 new
     objects rather than 700: fewer, and fewer objects promoted to the full passes. Key press
-    p99 at 1000 sessions 164-173 -> 64-77 ms in quick runs (bench/CHANGES.md)."""
+    p99 at 1000 sessions 164-173 -> 64-77 ms in quick runs (bench/CHANGES.md).
+
+    The command starts with the collector off (console/entry.py): start-up's garbage, ~6,000
+    objects (~1 MB), is collected once here rather than frozen with the rest, and the collector
+    is turned on."""
+    gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_GC_THRESHOLD, 10, 10)
+    gc.enable()
 
 
 def runbook_screen_type() -> type:
