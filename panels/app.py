@@ -26,6 +26,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Container
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Input, Tab, Tabs
 
 from console import actions
@@ -189,8 +190,7 @@ class ConsoleApp(App[int]):
         self._journaled: tuple[Breach, ...] = ()  # the breach list the journal has seen
         self.paused = False
         self.state: ConsoleState = self.poller.state
-        self._poll_timers: dict[str, asyncio.TimerHandle] = {}
-        self._tick_timer: asyncio.TimerHandle | None = None
+        self._poll_timers: dict[str, Timer] = {}
         self._inflight: set[str] = set()
         self._critical_seen: set[str] = set()
         self._rang_at: float | None = None  # monotonic time of the last bell
@@ -260,7 +260,7 @@ class ConsoleApp(App[int]):
     def on_mount(self) -> None:
         if self.config.ui.keymap:
             self.set_keymap(self.config.ui.keymap)
-        self._schedule_tick(TICK_SECONDS)
+        self._tick_timer = self.set_timer(TICK_SECONDS, self._tick)
         if self.freeze_heap:
             self.set_timer(HEAP_SETTLE_LIMIT, self._settle_heap)
         self._install_signal_handlers()
@@ -445,28 +445,9 @@ class ConsoleApp(App[int]):
 
     def _schedule(self, key: str, delay: float) -> None:
         if timer := self._poll_timers.pop(key, None):
-            timer.cancel()
+            timer.stop()
         if not self.paused and self.autopoll:
-            self._poll_timers[key] = self._call_later(delay, self._start_poll, key)
-
-    def _call_later(
-        self, delay: float, callback: Callable[..., object], *args: object
-    ) -> asyncio.TimerHandle:
-        """A loop timer for the work each poll and each render schedule (the next poll, the
-        tick). A Textual timer is a task, an event and a message to the app each time, and it
-        reads its callback's signature twice as it fires: ~0.3 ms a timer against ~0.05 ms
-        (bench/CHANGES.md), at every poll and every render. An error reaches the app as a
-        Textual timer's would; nothing runs once the app is closing."""
-
-        def fire() -> None:
-            if self._exit or not self.is_running:
-                return
-            try:
-                callback(*args)
-            except Exception as error:  # the app shows it and exits, as for any timer
-                self._handle_exception(error)
-
-        return asyncio.get_running_loop().call_later(delay, fire)
+            self._poll_timers[key] = self.set_timer(delay, lambda: self._start_poll(key))
 
     def render_state(self, state: ConsoleState) -> None:
         """Show a new ConsoleState on every panel (also the entry point for tests)."""
@@ -579,10 +560,11 @@ class ConsoleApp(App[int]):
         """The once-a-second tick (ages, staleness, the clock) runs only between renders: a
         poll's render does the same work, and a tick half a second after it was a second screen
         update each second at a 1 s refresh (half the idle cost, bench/RESULTS.md)."""
-        if self._tick_timer is not None:
-            self._tick_timer.cancel()
+        timer = getattr(self, "_tick_timer", None)
+        if timer is not None:
+            timer.stop()
         if self.is_running:
-            self._tick_timer = self._call_later(delay, self._tick)
+            self._tick_timer = self.set_timer(delay, self._tick)
 
     def _note_where(self) -> None:
         if self.shared is not None:  # where this console is, for the others' headers
@@ -702,7 +684,7 @@ class ConsoleApp(App[int]):
         self.header.paused = self.paused
         if self.paused:
             for timer in self._poll_timers.values():
-                timer.cancel()
+                timer.stop()
             self._poll_timers.clear()
         else:
             for key in self.poller.sources:
@@ -712,7 +694,7 @@ class ConsoleApp(App[int]):
     def action_refresh(self) -> None:
         for key in self.poller.sources:
             if timer := self._poll_timers.pop(key, None):
-                timer.cancel()
+                timer.stop()
             if not self.paused:
                 self._start_poll(key)
 
@@ -829,9 +811,6 @@ class ConsoleApp(App[int]):
         self.exit(0)
 
     async def on_unmount(self) -> None:
-        for timer in (*self._poll_timers.values(), self._tick_timer):
-            if timer is not None:
-                timer.cancel()
         await self.poller.aclose()
         if self.shared is not None:
             with contextlib.suppress(Exception):

@@ -442,34 +442,3 @@ async def test_statements_read_earlier_are_not_shown_again(monkeypatch):
         app.render_state(app.poller.publish(replace(first, taken_at=clock.now)))  # back after none
         await pilot.pause()
         assert synced == [len(shown), 0, len(shown)] and pg.statements.keys == shown
-
-
-async def test_polls_and_ticks_are_timed_without_textual_timers(monkeypatch):
-    """Each poll schedules the next and each render the tick: a Textual timer each time was a
-    task, an event, a message to the app and two signature reads as it fired (~0.3 ms against
-    ~0.05 ms for a loop timer, every second at rest). The console still polls."""
-    from textual.message_pump import MessagePump
-
-    from tests.pilot import wait_for
-
-    timers: list[float] = []
-    real_set_timer = MessagePump.set_timer
-
-    def set_timer(self, delay, *args, **kwargs):
-        timers.append(delay)
-        return real_set_timer(self, delay, *args, **kwargs)
-
-    monkeypatch.setattr(MessagePump, "set_timer", set_timer)
-    app = fresh_app()
-    polled: list[str] = []
-    real_poll = app.poller.poll_source
-    monkeypatch.setattr(app.poller, "poll_source", lambda k: polled.append(k) or real_poll(k))
-    async with app.run_test(size=(160, 48)) as pilot:
-        await wait_for(pilot, lambda: len(app.state.snapshots) == len(app.poller.sources), 10, "every source")
-        key = next(iter(app.poller.sources))
-        timers.clear()
-        for n in range(2, 6):  # the source polled again and again, each poll timing the next
-            await wait_for(pilot, lambda: key not in app._inflight, 5, "the last poll done")
-            app._schedule(key, 0.01)
-            await wait_for(pilot, lambda n=n: polled.count(key) >= n, 5, "the next poll")
-        assert timers == [], timers  # the tick's timing: test_a_tick_does_not_follow_a_render...
