@@ -56,7 +56,7 @@ MAX_TERMINAL = 1000  # cells: a bigger resize request is clamped
 
 def child_command(config_path: Path) -> str:
     """The console process of one viewer: wall, read-only, no action (``run --web``)."""
-    argv = [sys.executable, "-m", "console.cli", "run", "--web", "--config", str(config_path)]
+    argv = [sys.executable, "-m", "console.entry", "run", "--web", "--config", str(config_path)]
     return "exec " + shlex.join(argv)  # exec: the shell textual-serve starts becomes the console
 
 

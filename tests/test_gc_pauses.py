@@ -50,6 +50,26 @@ def test_the_command_starts_with_the_collector_off(monkeypatch, collector_restor
     assert seen == [False]
 
 
+def test_a_serve_viewer_starts_through_the_entry_point(tmp_path):
+    """serve starts each viewer's console as ``python -m MODULE run --web``: that module is the
+    command's entry point (a viewer's start-up has the collector off too) and runs as one."""
+    import importlib
+    import shlex
+    import subprocess
+
+    import console.entry
+    from panels.serve_web import child_command
+
+    argv = shlex.split(child_command(tmp_path / "console.yaml"))
+    assert argv[0] == "exec" and argv[2] == "-m"
+    assert importlib.import_module(argv[3]).main is console.entry.main
+    config = write(tmp_path, VALID)
+    done = subprocess.run(
+        [*argv[1:4], "check-config", str(config)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and "OK" in done.stdout, done.stderr
+
+
 def test_every_command_but_the_console_turns_the_collector_on(tmp_path, capsys, collector_restored):
     """Only the console turns it on later (after its first data): check-config, snapshot, the
     journal and runbook commands run with it on, however long they run."""
