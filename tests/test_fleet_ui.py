@@ -132,10 +132,17 @@ async def test_a_stopped_cluster_turns_to_error_with_its_own_age_while_the_other
             c2 = rows_of(app)["c2"]
             assert c2.max_connections == 20 and "unreachable" in c2.error
             # The failing cluster first. The table syncs at most every SYNC_EVERY (0.5 s), on a timer
-            # that a loaded machine delays: the row order is waited for, bounded (the CI run at bf15803
-            # read it the moment the state had the age, before the sync).
+            # that a loaded machine delays: the row is waited for, bounded (the CI run at bf15803
+            # read it the moment the state had the age, before the sync). Its badge too: c2 stopped
+            # within 0.5 s of a sync made before its first poll, its row was already first, as
+            # "waiting" (rank 5, before "ok"), and the order alone passed (CI at e39a5d1).
             await wait_for(
-                pilot, lambda: list(fleet.table.keys)[:1] == ["c2"], 5, lambda: list(fleet.table.keys)
+                pilot,
+                lambda: (
+                    list(fleet.table.keys)[:1] == ["c2"] and str(fleet.table.get_row("c2")[0]) == ERROR_BADGE
+                ),
+                5,
+                lambda: (list(fleet.table.keys), [str(c) for c in fleet.table.get_row("c2")]),
             )
             cells = [str(c) for c in fleet.table.get_row("c2")]
             assert cells[0] == ERROR_BADGE and "unreachable" in cells[6], cells
