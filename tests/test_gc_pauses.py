@@ -94,16 +94,23 @@ def test_settling_collects_what_start_up_left_and_turns_the_collector_on(collect
     assert gc.isenabled() and gc.get_freeze_count() > 0
 
 
+def settling_app(monkeypatch) -> tuple[panels.app.ConsoleApp, list[bool]]:
+    """A console that has drawn nothing yet and settles its heap as run_console's does, and the
+    list each settle_heap() call appends to."""
+    settled: list[bool] = []
+    monkeypatch.setattr(panels.app, "settle_heap", lambda: settled.append(True))
+    config, clock = ui_data.config(), Clock()
+    poller = Poller(config, sources=ui_data.sources(), clock=clock)  # nothing drawn yet
+    app = panels.app.ConsoleApp(config, poller=poller, clock=clock, autopoll=False)
+    app.freeze_heap = True  # as run_console does
+    return app, settled
+
+
 async def test_the_heap_is_settled_when_a_source_never_answers(monkeypatch):
     """The collector is off until the heap is settled: a source that never answers must not
     keep it off for the life of the console."""
-    settled: list[bool] = []
-    monkeypatch.setattr(panels.app, "settle_heap", lambda: settled.append(True))
     monkeypatch.setattr(panels.app, "HEAP_SETTLE_LIMIT", 0.3)
-    config, clock = ui_data.config(), Clock()
-    poller = Poller(config, sources=ui_data.sources(), clock=clock)
-    app = panels.app.ConsoleApp(config, poller=poller, clock=clock, autopoll=False)
-    app.freeze_heap = True
+    app, settled = settling_app(monkeypatch)
     async with app.run_test(size=(120, 40)) as pilot:
         app.render_state(app.poller.publish(ui_data.postgres_snapshot()))  # the others never come
         await wait_for(pilot, lambda: settled, 10, "the heap settled")
@@ -112,12 +119,7 @@ async def test_the_heap_is_settled_when_a_source_never_answers(monkeypatch):
 
 
 async def test_the_console_settles_its_heap_once_every_source_is_drawn(monkeypatch):
-    settled: list[bool] = []
-    monkeypatch.setattr(panels.app, "settle_heap", lambda: settled.append(True))
-    config, clock = ui_data.config(), Clock()
-    poller = Poller(config, sources=ui_data.sources(), clock=clock)  # nothing drawn yet
-    app = panels.app.ConsoleApp(config, poller=poller, clock=clock, autopoll=False)
-    app.freeze_heap = True  # as run_console does
+    app, settled = settling_app(monkeypatch)
     async with app.run_test(size=(120, 40)) as pilot:
         app.render_state(app.poller.publish(ui_data.postgres_snapshot()))
         await pilot.pause()
