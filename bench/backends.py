@@ -25,7 +25,8 @@ from pathlib import Path
 import asyncpg
 import yaml
 
-from console.demo.pgcluster import free_port, set_parent_death_signal
+from console.demo.pgcluster import set_parent_death_signal
+from console.demo.ports import free_port
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 

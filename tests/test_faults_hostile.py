@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from console.app import ConsoleApp
 from console.config import Config
+from console.demo.ports import free_port
 from console.model import ErrorKind
 from console.sanitize import clean
 from panels.breaches import BreachesPanel
@@ -45,7 +46,7 @@ from tests.fixtures.faults import (
     unsafe_characters,
     wait_for,
 )
-from tests.fixtures.http_servers import free_port, stop_server
+from tests.fixtures.http_servers import stop_server
 from tests.fixtures.postgres import quote_literal
 from tests.fixtures.prometheus import (
     PROMETHEUS_BIN,

@@ -240,7 +240,7 @@ async def test_a_filter_that_hides_a_failing_cluster_says_so_first_at_80x24(clus
     """'/c3' with a cluster that cannot be reached: the status line starts with what the filter
     hides, the failing cluster counted as loud, so 80 columns never cut it off (it came after
     the failing source's error and was cut)."""
-    from tests.fixtures.http_servers import free_port
+    from console.demo.ports import free_port
 
     config = config_for(clusters, tmp_path)
     gone = config.postgres[0].model_copy(

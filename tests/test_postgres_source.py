@@ -19,7 +19,8 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 
-from console.demo.pgcluster import PrivateCluster, free_port
+from console.demo.pgcluster import PrivateCluster
+from console.demo.ports import free_port
 from console.locktree import build_lock_tree
 from console.model import ErrorKind, LockNode, LockWait, PostgresSnapshot, Session
 from console.pg import APPLICATION_NAME, CONSOLE_MARK, connect, console_pids, console_sessions

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from console.demo.ports import free_port
 from console.model import ErrorKind, PrometheusSnapshot, Sample, Severity, SourceError
 from console.sources.prometheus import (
     MAX_ITEMS,
@@ -26,7 +27,7 @@ from console.sources.prometheus import (
     parse_time,
     query_value,
 )
-from tests.fixtures.http_servers import StubServer, free_port
+from tests.fixtures.http_servers import StubServer
 from tests.fixtures.prometheus import (
     ALERT_HIGH,
     EXPORTER_JOB,

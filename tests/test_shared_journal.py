@@ -342,7 +342,7 @@ async def test_a_read_only_store_is_said_and_the_events_follow_once_it_is_writab
 
 
 async def test_the_store_killed_and_restarted_loses_and_duplicates_nothing(tmp_path):
-    from tests.fixtures.http_servers import free_port
+    from console.demo.ports import free_port
     from tests.fixtures.postgres import _start_private, _stop_private
 
     # A fixed port: the restarted store must be where the console looks for it.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.fixtures.http_servers import free_port
+from console.demo.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 QUIET_PG = {

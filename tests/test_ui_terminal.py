@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fixtures.http_servers import free_port
+from console.demo.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -42,14 +42,15 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["ClusterError", "PrivateCluster", "find_bin_dir", "free_port", "set_parent_death_signal"]
+from console.demo.ports import free_port
+
+__all__ = ["ClusterError", "PrivateCluster", "find_bin_dir", "set_parent_death_signal"]
 
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 _HBA_ROLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")
@@ -59,13 +60,6 @@ _FAST = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 class ClusterError(RuntimeError):
     """initdb, start or stop failed; the message carries the tail of the server log."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago on ``host``."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def set_parent_death_signal(sig: int = signal.SIGTERM) -> None:

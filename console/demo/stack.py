@@ -1,5 +1,7 @@
 """The stack supervisor: starts Postgres, Prometheus, Alertmanager, the two services and the
-agent (load + DB faults) on free loopback ports under one state dir, and stops them all.
+agent (load + DB faults) on free loopback ports under one state dir, and stops them all. A
+child that finds its port taken (another process bound it between the pick and the child's
+start) makes the whole stack start again on other ports, up to PORT_ATTEMPTS times.
 
     stack = Stack(state_dir)
     stack.run()          # start, announce the config path, wait for SIGINT/SIGTERM/SIGHUP, stop
@@ -33,7 +35,8 @@ import httpx
 from console.demo import configwriter, exporters, shopdb
 from console.demo.cleanup import claim_pg_directory, sweep_orphans
 from console.demo.configwriter import Endpoints
-from console.demo.pgcluster import ClusterError, PrivateCluster, free_port, set_parent_death_signal
+from console.demo.pgcluster import ClusterError, PrivateCluster, set_parent_death_signal
+from console.demo.ports import free_port
 from console.demo.service import DSN_ENV
 from console.demo.state import (
     StackLock,
@@ -47,6 +50,8 @@ from console.journal.shared import grants, quoted, setup_sql
 PROMETHEUS_BIN = Path("/usr/bin/prometheus")
 ALERTMANAGER_BIN = Path("/usr/bin/prometheus-alertmanager")
 READY_TIMEOUT = 60.0
+PORT_ATTEMPTS = 3
+PORT_TAKEN = ("address already in use", "could not bind")  # Go, Python; Postgres
 STOP_TIMEOUT = 8.0
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PG_SETTINGS = {
@@ -61,6 +66,11 @@ PG_SETTINGS = {
 
 class StackError(RuntimeError):
     pass
+
+
+class PortTaken(StackError):
+    """A child could not listen on the port picked for it: another process bound it between
+    the pick and the child's start."""
 
 
 class AlreadyRunning(StackError):
@@ -86,6 +96,20 @@ class Child:
     process: subprocess.Popen[bytes]
     log: Path
     stop_signal: int = signal.SIGTERM
+    log_start: int = 0  # where this process's lines begin (the log is appended to across runs)
+
+    def new_log(self) -> str:
+        """What this process has written to its log."""
+        try:
+            with self.log.open("rb") as log:
+                log.seek(self.log_start)
+                return log.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def could_not_bind(self) -> bool:
+        said = self.new_log().lower()
+        return any(phrase in said for phrase in PORT_TAKEN)
 
     def record(self) -> dict[str, Any]:
         return {
@@ -167,7 +191,19 @@ class Stack:
             role: secrets.token_urlsafe(18)
             for role in (shopdb.APP_ROLE, shopdb.FAULT_ROLE, shopdb.CONSOLE_ROLE, exporters.EXPORTER_ROLE)
         }
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                self._start_children(token_file, token, passwords)
+                return
+            except PortTaken as taken:
+                if attempt == PORT_ATTEMPTS:
+                    raise
+                said = str(taken).splitlines()[0]
+                self.out(f"incident-console demo: {said}; starting the stack again on other ports")
+                self._stop_children()
 
+    def _start_children(self, token_file: Path, token: str, passwords: dict[str, str]) -> None:
+        """Every child on freshly picked ports, the console's config, and the wait for ready."""
         ports = {
             name: free_port() for name in ("storefront", "sync-worker", "agent", "prometheus", "alertmanager")
         }
@@ -260,6 +296,7 @@ class Stack:
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
         log = self.logs / f"{name}.log"
         with log.open("ab") as out:
+            log_start = out.tell()
             process = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -270,7 +307,7 @@ class Stack:
                 process_group=0,
                 preexec_fn=_child_setup,
             )
-        child = self.children[name] = Child(name, process, log)
+        child = self.children[name] = Child(name, process, log, log_start=log_start)
         self._save()
         return child
 
@@ -336,10 +373,20 @@ class Stack:
             scram_roles=passwords,
             tcp_trust=False,
         )
+        log_start = _size(cluster.log_file)
         process = cluster.spawn()
-        self.children["postgres"] = Child("postgres", process, cluster.log_file, signal.SIGINT)
+        child = self.children["postgres"] = Child(
+            "postgres", process, cluster.log_file, signal.SIGINT, log_start=log_start
+        )
         self._save()
-        cluster.wait_ready(process, timeout=READY_TIMEOUT)
+        try:
+            cluster.wait_ready(process, timeout=READY_TIMEOUT)
+        except ClusterError as exc:
+            if process.poll() is not None and child.could_not_bind():
+                raise PortTaken(
+                    f"postgres could not listen on port {cluster.port}{cluster._log_tail()}"
+                ) from exc
+            raise
         cluster.psql(shopdb.ROLES_SQL)
         if not cluster.psql(f"SELECT 1 FROM pg_database WHERE datname = '{shopdb.DATABASE}'").strip():
             self.out("incident-console demo: creating the shop database (first start)")
@@ -384,6 +431,10 @@ class Stack:
     def _check_alive(self) -> None:
         for child in self.children.values():
             if child.process.poll() is not None:
+                if child.could_not_bind():
+                    raise PortTaken(
+                        f"{child.name} could not listen on the port picked for it{self._tails([child.name])}"
+                    )
                 raise StackError(
                     f"{child.name} exited with status {child.process.returncode} while starting{self._tails([child.name])}"
                 )
@@ -442,6 +493,13 @@ class Stack:
         for sig in SIGNALS:  # nothing interrupts the clean-up
             with contextlib.suppress(ValueError):
                 signal.signal(sig, signal.SIG_IGN)
+        self._stop_children()
+        with contextlib.suppress(FileNotFoundError):
+            (self.state_dir / "state.json").unlink()
+        self.lock.release()
+        self._owns_lock = False
+
+    def _stop_children(self) -> None:
         for child in self.children.values():
             _signal_group(child.process.pid, child.stop_signal)
         deadline = time.monotonic() + STOP_TIMEOUT
@@ -457,10 +515,6 @@ class Stack:
             with contextlib.suppress(ClusterError, OSError):
                 self.cluster.cleanup_stale()
         self.children.clear()
-        with contextlib.suppress(FileNotFoundError):
-            (self.state_dir / "state.json").unlink()
-        self.lock.release()
-        self._owns_lock = False
 
     def cleanup_stale(self) -> int:
         """Stop what a killed supervisor left behind (by pid *and* start time, so that a reused
@@ -494,6 +548,13 @@ class Stack:
 def _signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _binary(path: Path, package: str) -> str:
