@@ -180,6 +180,22 @@ class PollTimeout(Exception):
     """A whole poll hit its hard limit; the message says so (classified as a timeout as is)."""
 
 
+def connection_gone(exc: BaseException) -> bool:
+    """The server ended this connection (its backend was terminated, or the server shut down):
+    the connection is unusable, though the server may well take a new one. A FATAL that came
+    while the connection sat idle leaves asyncpg's protocol mid-error, and the next statement
+    fails with InternalClientError ("cannot switch to state ..."), not with the FATAL."""
+    return isinstance(
+        exc,
+        pgexc.ConnectionDoesNotExistError
+        | pgexc.AdminShutdownError
+        | pgexc.CrashShutdownError
+        | pgexc.InternalClientError
+        | ConnectionResetError
+        | BrokenPipeError,
+    ) or (isinstance(exc, pgexc.InterfaceError) and "closed" in str(exc))
+
+
 def classify_error(exc: BaseException, cluster: PostgresCluster | None = None) -> SourceError:
     """An asyncpg / OS / timeout exception as an ErrorKind and a one-line, secret-free reason."""
     text = str(exc).strip() or type(exc).__name__

@@ -12,11 +12,13 @@ import os
 import re
 import secrets
 import signal
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 
 import asyncpg
+import asyncpg.exceptions as pgexc
 import pytest
 
 from console.demo.pgcluster import PrivateCluster
@@ -519,16 +521,42 @@ async def test_hung_server_hits_the_hard_timeout_and_reconnects(pg_server, pg_pr
         await source.aclose()
 
 
-async def test_reconnects_after_its_backend_is_terminated(pg_server, pg_source):
+@pytest.mark.parametrize("noticed", [True, False], ids=["noticed", "not-yet-noticed"])
+async def test_a_backend_terminated_between_refreshes_is_no_outage(pg_server, pg_source, noticed):
+    """The server ends the console's connection (a DBA's pg_terminate_backend, a pooler): the
+    next refresh answers on a new connection. When the client had not yet read the server's
+    FATAL (the event loop busy, or the refresh right behind it), that refresh failed as
+    UNREACHABLE "connection lost" (or INTERNAL: InternalClientError "cannot switch to state
+    12"), a cluster shown down for a second that was up."""
     source = pg_source(pg_server)
     assert (await source.poll()).ok
     old = source.backend_pid
-    await pg_server.execute("SELECT pg_terminate_backend($1, 5000)", old)  # our own session
-    snaps = [await source.poll() for _ in range(2)]
-    assert snaps[-1].ok, snaps[-1].error
+    terminate = f"SELECT pg_terminate_backend({int(old)}, 5000)"  # our own session
+    if noticed:
+        await pg_server.execute(terminate)
+    else:  # a blocking call: the loop cannot read the FATAL before the next refresh
+        env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
+        argv = ["psql", pg_server.dsn(), "-qAtX", "-c", terminate]
+        subprocess.run(argv, check=True, capture_output=True, timeout=30, env=env)
+    snap = await source.poll()
+    assert snap.ok, snap.error
     assert source.backend_pid not in (None, old)
-    for snap in snaps:
-        assert snap.ok or snap.error.kind is ErrorKind.UNREACHABLE
+
+
+def test_errors_that_end_a_connection_are_told_from_the_statements_own() -> None:
+    from console.pg import connection_gone
+
+    assert connection_gone(pgexc.AdminShutdownError("terminating connection due to administrator command"))
+    assert connection_gone(pgexc.InternalClientError("cannot switch to state 12; another operation (2)"))
+    assert connection_gone(
+        pgexc.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+    )
+    assert connection_gone(pgexc.InterfaceError("connection is closed"))
+    assert not connection_gone(pgexc.QueryCanceledError("canceling statement due to statement timeout"))
+    assert not connection_gone(
+        pgexc.InterfaceError("cannot perform operation: another operation is in progress")
+    )
+    assert not connection_gone(ConnectionRefusedError("refused"))  # never connected: nothing to replace
 
 
 # --- the blocking tree on its own -----------------------------------------------------------

@@ -47,7 +47,15 @@ from console.model import (
     SourceKey,
     Statement,
 )
-from console.pg import CONSOLE_MARK, ConnectTimeout, PollTimeout, classify_error, connect, console_pids
+from console.pg import (
+    CONSOLE_MARK,
+    ConnectTimeout,
+    PollTimeout,
+    classify_error,
+    connect,
+    connection_gone,
+    console_pids,
+)
 from console.sanitize import clean, one_line
 from console.sources.base import Stopwatch
 from console.sources.pg_refresh import (
@@ -388,7 +396,12 @@ class PostgresSource:
                 raise
             except Exception as exc:
                 conn = self._conn
-                if conn is None or conn.is_closed() or not isinstance(exc, pgexc.PostgresError):
+                if (
+                    conn is None
+                    or conn.is_closed()
+                    or not isinstance(exc, pgexc.PostgresError)
+                    or connection_gone(exc)
+                ):
                     self._drop()
                 return self.failed(classify_error(exc, self.cluster), watch.taken_at, watch.elapsed)
 
@@ -412,6 +425,19 @@ class PostgresSource:
         return conn, caps
 
     async def _poll(self) -> PostgresSnapshot:
+        """One refresh. The server may have ended a connection kept from the last one (a
+        terminated backend, a restart) before the client noticed: that is no outage, so the
+        refresh runs once more on a new connection, and only what that one meets is reported."""
+        reused = self._conn is not None and not self._conn.is_closed()
+        try:
+            return await self._refresh()
+        except Exception as exc:
+            if not (reused and connection_gone(exc)):
+                raise
+        self._drop()
+        return await self._refresh()
+
+    async def _refresh(self) -> PostgresSnapshot:
         watch = Stopwatch()
         conn, caps = await self._ensure()
         since = self._since if self._last else None
