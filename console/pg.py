@@ -231,6 +231,10 @@ def classify_error(exc: BaseException, cluster: PostgresCluster | None = None) -
         return source_error(ErrorKind.UNREACHABLE, f"connection terminated by the server: {text}")
     if isinstance(exc, pgexc.PostgresConnectionError | pgexc.ConnectionDoesNotExistError):
         return source_error(ErrorKind.UNREACHABLE, f"connection lost: {text}")
+    if isinstance(exc, pgexc.InternalClientError):  # see connection_gone
+        return source_error(
+            ErrorKind.UNREACHABLE, f"connection lost: the server ended it mid-statement ({text})"
+        )
     if isinstance(exc, pgexc.PostgresError):
         state = getattr(exc, "sqlstate", "") or "?"
         return source_error(ErrorKind.BAD_RESPONSE, f"server error {state}: {text}")

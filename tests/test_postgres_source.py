@@ -531,20 +531,43 @@ async def test_a_backend_terminated_between_refreshes_is_no_outage(pg_server, pg
     source = pg_source(pg_server)
     assert (await source.poll()).ok
     old = source.backend_pid
-    terminate = f"SELECT pg_terminate_backend({int(old)}, 5000)"  # our own session
     if noticed:
-        await pg_server.execute(terminate)
+        await pg_server.execute("SELECT pg_terminate_backend($1, 5000)", old)  # our own session
     else:  # a blocking call: the loop cannot read the FATAL before the next refresh
-        env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
-        argv = ["psql", pg_server.dsn(), "-qAtX", "-c", terminate]
-        subprocess.run(argv, check=True, capture_output=True, timeout=30, env=env)
+        terminate_blocking(pg_server, old)
     snap = await source.poll()
     assert snap.ok, snap.error
     assert source.backend_pid not in (None, old)
 
 
+async def test_a_backend_terminated_during_the_refresh_is_no_outage(pg_server, pg_source, monkeypatch):
+    """The server ends a new connection between its first statements and the refresh's own
+    (the console's session terminated as it connected): the refresh answers on another one."""
+    source = pg_source(pg_server)
+    refresh, killed = source._activity, []
+
+    async def terminated_first(conn, *args):
+        if not killed:  # blocking, as above: the client reads the FATAL only with the statement
+            killed.append(conn.get_server_pid())
+            terminate_blocking(pg_server, killed[0])
+        return await refresh(conn, *args)
+
+    monkeypatch.setattr(source, "_activity", terminated_first)
+    snap = await source.poll()
+    assert snap.ok, snap.error
+    assert killed and source.backend_pid not in (None, killed[0])
+
+
+def terminate_blocking(server, pid: int) -> None:
+    """pg_terminate_backend from psql, blocking this event loop until the backend is gone."""
+    argv = ["psql", server.dsn(), "-qAtX", "-c", f"SELECT pg_terminate_backend({int(pid)}, 5000)"]
+    subprocess.run(
+        argv, check=True, capture_output=True, timeout=30, env={**os.environ, "PGCONNECT_TIMEOUT": "10"}
+    )
+
+
 def test_errors_that_end_a_connection_are_told_from_the_statements_own() -> None:
-    from console.pg import connection_gone
+    from console.pg import classify_error, connection_gone
 
     assert connection_gone(pgexc.AdminShutdownError("terminating connection due to administrator command"))
     assert connection_gone(pgexc.InternalClientError("cannot switch to state 12; another operation (2)"))
@@ -557,6 +580,8 @@ def test_errors_that_end_a_connection_are_told_from_the_statements_own() -> None
         pgexc.InterfaceError("cannot perform operation: another operation is in progress")
     )
     assert not connection_gone(ConnectionRefusedError("refused"))  # never connected: nothing to replace
+    lost = classify_error(pgexc.InternalClientError("cannot switch to state 12; another operation (2)"))
+    assert lost.kind is ErrorKind.UNREACHABLE and lost.reason.startswith("connection lost")
 
 
 # --- the blocking tree on its own -----------------------------------------------------------

@@ -425,14 +425,14 @@ class PostgresSource:
         return conn, caps
 
     async def _poll(self) -> PostgresSnapshot:
-        """One refresh. The server may have ended a connection kept from the last one (a
-        terminated backend, a restart) before the client noticed: that is no outage, so the
-        refresh runs once more on a new connection, and only what that one meets is reported."""
-        reused = self._conn is not None and not self._conn.is_closed()
+        """One refresh. The server may have ended the connection (a terminated backend, a
+        restart), before the client noticed or during the refresh: that alone is no outage, so
+        the refresh runs once more on a new connection, and only what that one meets is
+        reported (a server going down refuses it)."""
         try:
             return await self._refresh()
         except Exception as exc:
-            if not (reused and connection_gone(exc)):
+            if not connection_gone(exc):
                 raise
         self._drop()
         return await self._refresh()
