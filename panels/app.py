@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import functools
 import gc
+import importlib
 import os
 import signal
 import sys
@@ -31,23 +32,12 @@ from textual.widgets import Input, Tab, Tabs
 
 from console import actions
 from console.config import Config
-from console.journal import (
-    Journal,
-    JournalError,
-    JournalEvent,
-    RunEvent,
-    breach_events,
-    merge,
-    record_breaches,
-)
-from console.journal.shared import SharedJournal
 from console.loader import Loaded
 from console.model import PrometheusSnapshot, Severity, Silence, SourceKey
 from console.poller import ConsoleState, Poller, next_delay
 from console.rules import Breach, State, silence_for
 from console.runbooks.packdata import Pack
 from console.sanitize import one_line
-from console.timeline import timeline
 from console.yamlfile import ConfigError
 from panels.base import Panel
 from panels.breaches import BreachesPanel
@@ -67,13 +57,14 @@ from panels.rules import RulesScreen
 from panels.strips import install as install_strip_fix
 from panels.terminal import ScreenMemory
 from panels.text import use_monochrome
-from panels.timeline import TimelineScreen
 
 if TYPE_CHECKING:
     from console.actions import Confirmation, Plan, Result
     from console.actions.executor import Executor
     from console.demo.control import DemoControl
     from console.feed import FeedClient, WallTimeline
+    from console.journal import Journal, JournalEvent
+    from console.journal.shared import SharedJournal
     from panels.demo_menu import DemoMenu, DemoRequest
     from panels.runbook import StepRequest
     from panels.wall import WallScreen
@@ -163,7 +154,7 @@ class ConsoleApp(App[int]):
         self.wall = wall or web
         self.web = web
         self.read_only = read_only or self.wall or config.read_only
-        self.journal = journal or Journal.of(config)
+        self._journal = journal  # opened on first use (the property): start-up cost
         self._executor_options = {
             "read_only": read_only,
             "mode": "web" if web else ("wall" if wall else "console"),
@@ -175,6 +166,8 @@ class ConsoleApp(App[int]):
         self.shared: SharedJournal | None = None
         self._feed_timeline: WallTimeline | None = None
         if config.journal.shared is not None and feed is None:
+            from console.journal.shared import SharedJournal
+
             self.shared = SharedJournal(
                 config.journal.shared,
                 self.journal.path,
@@ -485,12 +478,27 @@ class ConsoleApp(App[int]):
             self.freeze_heap = False
             settle_heap()
 
+    @property
+    def journal(self) -> Journal:
+        """This console's journal, made on first use: its event classes are ~50 ms of start-up
+        CPU that the first screen does not need (docs/SCALE.md, start-up)."""
+        if self._journal is None:
+            from console.journal import Journal
+
+            self._journal = Journal.of(self.config)
+        return self._journal
+
     async def _journal_breaches(self) -> None:
         """Breach start/change/end into the journal; a wall or web viewer only watches."""
         before, after = self._journaled, self.state.breaches
         if self.wall or before == after:
             return
         self._journaled = after
+        if "console.journal" not in sys.modules:  # the first time: once the first data is drawn
+            await self._after_refresh()
+            await asyncio.to_thread(importlib.import_module, "console.journal")
+        from console.journal import JournalError, breach_events, record_breaches
+
         if not breach_events(before, after):  # values and ages moved: nothing to journal, no thread
             return
         try:
@@ -501,6 +509,13 @@ class ConsoleApp(App[int]):
             self.journal_problem = str(exc)
         else:
             self.journal_problem = ""
+
+    async def _after_refresh(self, bound: float = 1.0) -> None:
+        """Wait until the screen has been refreshed (``bound`` seconds at most)."""
+        refreshed = asyncio.Event()
+        self.call_after_refresh(refreshed.set)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(refreshed.wait(), bound)
 
     async def _load_pack(self) -> None:
         """The runbook pack, off the event loop, for the Runbooks column and ``R``."""
@@ -1062,6 +1077,8 @@ class ConsoleApp(App[int]):
         await self.push_screen(RunbookScreen(session))
 
     def _on_shared_events(self, events: list[JournalEvent]) -> None:
+        from console.journal import RunEvent
+
         """Another console's events: a step of the run on screen it changed shows at once, and
         the wall's timeline has them."""
         self._wall_timeline()
@@ -1129,6 +1146,10 @@ class ConsoleApp(App[int]):
     # --- timeline and demo --------------------------------------------------------------------
 
     def action_timeline(self) -> None:
+        from console.journal import merge
+        from console.timeline import timeline
+        from panels.timeline import TimelineScreen
+
         async def show() -> None:
             since = self.clock() - TIMELINE_WINDOW
             read = await asyncio.to_thread(self.journal.read_own, since)
@@ -1172,6 +1193,8 @@ class ConsoleApp(App[int]):
                 read = await asyncio.to_thread(self.journal.read_own, since)
                 events, source, problem = list(read.events), "this machine's journal", read.error
             if wall.is_mounted:
+                from console.timeline import timeline
+
                 wall.show_timeline(timeline(events), source, problem)
 
         self.run_worker(show(), group="wall-timeline", exclusive=True, exit_on_error=False)
@@ -1271,9 +1294,11 @@ def run_console(
     web: bool = False,
     demo: DemoControl | None = None,
 ) -> int:
-    from console.feed import FeedClient
+    feed = None
+    if web:  # a viewer of `serve`: its engine's feed
+        from console.feed import FeedClient
 
-    feed = FeedClient.from_environ() if web else None  # a viewer of `serve`: its engine's feed
+        feed = FeedClient.from_environ()
     app = ConsoleApp(
         loaded.config, pack=loaded.pack, wall=wall, read_only=read_only, web=web, demo=demo, feed=feed
     )

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.widgets import Static
 
-from console.journal.shared import SharedState
 from console.model import HealthSnapshot, HealthStatus, Severity, SourceKey, SourceKind
 from console.poller import ConsoleState
 from console.present import HEALTH_BADGE
 from console.rules import State
 from panels.text import HEALTH_STYLE, STATE_STYLE, severity_text
+
+if TYPE_CHECKING:
+    from console.journal.shared import SharedState
 
 SEPARATOR = " │ "
 

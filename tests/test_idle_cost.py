@@ -262,6 +262,59 @@ def test_the_first_screen_imports_only_what_it_needs(tmp_path):
     assert sorted(loaded & set(NOT_ON_THE_FIRST_SCREEN)) == []
 
 
+JOURNAL_AFTER_PAINT_CODE = """
+import asyncio, json, sys
+from pathlib import Path
+from console.loader import load
+from console.app import ConsoleApp
+
+root = Path(sys.argv[1])
+journal = root / "journal.jsonl"
+(root / "console.yaml").write_text(
+    "environment: {name: first-screen}\\n"
+    f"journal: {journal}\\n"
+    "postgres:\\n  - {name: main, dsn: 'postgresql://nobody@127.0.0.1:9/none'}\\n"
+)
+loaded = load(root / "console.yaml")
+at_first_data = []
+
+class Console(ConsoleApp):
+    def render_state(self, state):
+        if state.snapshots and not at_first_data:
+            at_first_data.append(sorted(m for m in sys.modules if m.startswith(("console.journal", "console.timeline", "console.feed"))))
+        super().render_state(state)
+
+async def main():
+    app = Console(loaded.config, pack=loaded.pack)
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(100):  # the first poll (refused: port 9), its render, then its breach journaled
+            await pilot.pause(0.1)
+            if journal.exists() and "breach.start" in journal.read_text():
+                break
+
+asyncio.run(main())
+lines = [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
+print(json.dumps({"at_first_data": at_first_data, "events": [line["event"] for line in lines]}))
+"""
+
+
+def test_the_journal_loads_after_the_first_data_is_drawn_and_still_records_it(tmp_path):
+    """The journal's ~26 event classes (~30-45 ms of imports) are not needed to draw the first
+    data; the breach that data shows is journaled right after it is drawn."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", JOURNAL_AFTER_PAINT_CODE, str(tmp_path)],
+        capture_output=True, text=True, timeout=120, env={**__import__("os").environ, "TERM": "xterm"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen["at_first_data"] == [[]]
+    assert seen["events"] == ["breach.start"]
+
+
 async def test_the_executor_and_runbook_screens_load_when_first_used():
     """The lazily made executor is the one every action path uses, with the shared journal's
     claims when there is one; the runbook picker opens from the pack."""
