@@ -48,7 +48,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import quote
 
-from console.demo.ports import free_port
+from console.demo.ports import free_port, says_port_taken
 
 __all__ = ["ClusterError", "PrivateCluster", "find_bin_dir", "set_parent_death_signal"]
 
@@ -376,9 +376,7 @@ class PrivateCluster:
                 if self.scram_roles:
                     self._create_scram_roles()
                 return self
-            port_taken = "could not bind" in self._log_tail(30) or "Address already in use" in self._log_tail(
-                30
-            )
+            port_taken = says_port_taken(self._log_tail(30))
             if not (port_taken and attempt + 1 < attempts):
                 self.stop()
                 raise ClusterError(

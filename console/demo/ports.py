@@ -17,6 +17,13 @@ from pathlib import Path
 PORT_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 LOWEST = 10000  # below: well-known and registered services' usual ports
 TRIES = 64
+#: What a server logs when its port was taken: Go and Python; Postgres.
+PORT_TAKEN = ("address already in use", "could not bind")
+
+
+def says_port_taken(log: str) -> bool:
+    said = log.lower()
+    return any(phrase in said for phrase in PORT_TAKEN)
 
 
 def ephemeral_range() -> tuple[int, int]:

@@ -36,7 +36,7 @@ from console.demo import configwriter, exporters, shopdb
 from console.demo.cleanup import claim_pg_directory, sweep_orphans
 from console.demo.configwriter import Endpoints
 from console.demo.pgcluster import ClusterError, PrivateCluster, set_parent_death_signal
-from console.demo.ports import free_port
+from console.demo.ports import free_port, says_port_taken
 from console.demo.service import DSN_ENV
 from console.demo.state import (
     StackLock,
@@ -51,7 +51,6 @@ PROMETHEUS_BIN = Path("/usr/bin/prometheus")
 ALERTMANAGER_BIN = Path("/usr/bin/prometheus-alertmanager")
 READY_TIMEOUT = 60.0
 PORT_ATTEMPTS = 3
-PORT_TAKEN = ("address already in use", "could not bind")  # Go, Python; Postgres
 STOP_TIMEOUT = 8.0
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PG_SETTINGS = {
@@ -108,8 +107,7 @@ class Child:
             return ""
 
     def could_not_bind(self) -> bool:
-        said = self.new_log().lower()
-        return any(phrase in said for phrase in PORT_TAKEN)
+        return says_port_taken(self.new_log())
 
     def record(self) -> dict[str, Any]:
         return {
