@@ -888,9 +888,10 @@ class ConsoleApp(App[int]):
         words: DialogWords | None = None,
     ) -> Confirmation | None:
         """The operator's answer to the plan's dialog, or None when declined (journaled by
-        ``decline``, the executor's by default). Read-only: no dialog, an empty answer (the
-        executor refuses it and says why). Each mistyped word is journaled as it happens."""
-        if self.executor.read_only:
+        ``decline``, the executor's by default). Read-only, or a preview that found nothing to
+        act on: no dialog, an empty answer (the executor refuses it and says why). Each
+        mistyped word is journaled as it happens."""
+        if self.executor.refusal_before_asking(plan):
             return actions.Confirmation()
         decline = decline or self.executor.decline
         dialog = confirm_for(

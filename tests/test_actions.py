@@ -393,6 +393,52 @@ async def test_a_runbook_signal_acts_only_on_the_sessions_the_preview_showed(
     assert pid2 not in [t.pid for t in plan.targets]
 
 
+async def test_a_signal_whose_preview_found_no_session_is_refused_before_anyone_is_asked(
+    pg_server: PgServer, pg_sessions: Sessions, tmp_path: Path
+) -> None:
+    """A runbook's "the cancel did not take? terminate those sessions" after the cancel took:
+    the preview lists no session. The console used to open the DANGEROUS dialog ("terminate 0
+    sessions", type the cluster's name) and refuse only once the word was typed."""
+    config = make_config(tmp_path, pg=pg_server)
+    ex = executor(config, tmp_path)
+    app = f"ic-act-{secrets.token_hex(3)}"
+    spec = ActionSpec(
+        signal=SignalAction(
+            cluster="main",
+            signal="terminate",
+            select="SELECT pid, backend_start FROM pg_stat_activity WHERE application_name = $1",
+            params=["{{app}}"],
+        )
+    )
+    plan = ex.render(spec, ctx(config, app=app))
+    assert ex.refusal_before_asking(plan) == ""  # not previewed yet: nothing is known
+    empty = await ex.preview(plan)
+    assert empty.preview is not None and empty.preview.rows == () and not empty.preview.error
+    assert ex.refusal_before_asking(empty) == "nothing to do: the preview found no sessions"
+    # Whatever the answer, even the right word, it is refused with that reason and journaled.
+    result = await ex.execute(empty, Confirmation(typed=empty.confirm.expected or "main"))
+    assert (result.status, result.message) == (Status.REFUSED, "nothing to do: the preview found no sessions")
+    assert result.message == ex.journal.read().events[-1].get("message")
+    assert "action.confirmed" not in events(ex)
+
+    # A preview that found a session: the operator decides.
+    await _session(pg_sessions, app)
+    found = await ex.preview(plan)
+    assert len(found.targets) == 1 and ex.refusal_before_asking(found) == ""
+
+    # A preview that failed says so: not "nothing to do" (the sessions are unknown, not absent).
+    gone = make_config(tmp_path, postgres=[{"name": "main", "dsn": "postgresql://u@127.0.0.1:9/db"}])
+    unreachable = executor(gone, tmp_path / "other")
+    failed = await unreachable.preview(unreachable.render(spec, ctx(gone, app=app)))
+    assert failed.preview is not None and failed.preview.error
+    assert unreachable.refusal_before_asking(failed) == ""  # the dialog shows the failure
+    result = await unreachable.execute(failed, Confirmation(typed="main"))
+    assert (result.status, result.message) == (
+        Status.REFUSED,
+        "not run: the preview failed, so no session is known to signal",
+    )
+
+
 async def test_the_console_never_signals_its_own_sessions(pg_server: PgServer, tmp_path: Path) -> None:
     config = make_config(tmp_path, pg=pg_server)
     ex = executor(config, tmp_path)

@@ -280,3 +280,30 @@ async def test_r_on_breaches_a_filter_hides_ranks_for_the_worst_and_never_says_n
         title = str(picker.query_one("#picker-title").render())
         assert "nothing is in breach" not in title
         assert f"Runbooks for {app.state.breaches[0].title} (worst breach; none selected)" in title
+
+
+async def test_a_step_whose_preview_finds_no_session_asks_nothing_and_says_why(tmp_path, pg_server):
+    """terminate-root-blocker when no session blocks anyone (a real, quiet Postgres): the
+    preview lists no session. The console used to open the DANGEROUS dialog for "terminate 0
+    sessions" and make the operator type the cluster's name, then refuse; it now asks nothing,
+    and the step and the journal say why."""
+    cluster = {**ui_data.CONFIG["postgres"][0], "dsn": pg_server.dsn()}
+    journal_path = tmp_path / "journal.jsonl"
+    app = make_app(
+        config=ui_data.config(environment=STAGING, postgres=[cluster]), journal=Journal(journal_path)
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_lock_runbook(pilot, app)
+        await goto_step(pilot, screen, "terminate-root-blocker")
+        await pilot.press("x")
+
+        def refused() -> list:
+            return [e for e in read_journal(journal_path).events if e.kind == "action.refused"]
+
+        await wait_for(pilot, lambda: refused() or isinstance(app.screen, ConfirmScreen), what="an answer")
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert refused()[0].get("message") == "nothing to do: the preview found no sessions"
+        status = screen.session.progress.status("terminate-root-blocker")
+        await wait_for(pilot, lambda: "nothing to do" in status.message, what="the reason on the step")
+        assert status.state == StepState.TODO  # still the operator's to skip or re-run
+    assert "action.confirmed" not in events(journal_path)

@@ -326,7 +326,7 @@ class Executor:
                 status=Status.BUSY,
                 message=f"busy: '{self.running.title}' is still running ({waited}); this did nothing",
             )
-        refusal = refusal or self.confirmation_problem(plan, confirmation) or self._target_problem(plan)
+        refusal = refusal or self._target_problem(plan) or self.confirmation_problem(plan, confirmation)
         if refusal:
             return await self.refuse(plan, refusal)
         self.running, self._running_since = plan, time.monotonic()  # set before any await: single flight
@@ -361,11 +361,23 @@ class Executor:
             with contextlib.suppress(Exception):
                 await self.claims.release(keys)
 
+    def refusal_before_asking(self, plan: Plan) -> str:
+        """Why ``plan`` will be refused whatever the operator answers, known before a dialog
+        would ask: read-only, or a signal whose preview ran and found no session (a dialog to
+        type the word for "terminate 0 sessions", then a refusal). "" when the operator decides."""
+        if self.read_only_reason:
+            return self.read_only_reason
+        if plan.preview is not None and not plan.preview.error:
+            return self._target_problem(plan)
+        return ""
+
     @staticmethod
     def _target_problem(plan: Plan) -> str:
         if kind_named(plan.kind).binds_targets and not plan.targets:
             if plan.preview is None:
                 return "preview first: sessions are signalled only as the operator saw them"
+            if plan.preview.error:
+                return "not run: the preview failed, so no session is known to signal"
             return "nothing to do: the preview found no sessions"
         return ""
 
