@@ -408,12 +408,20 @@ class ConsoleApp(App[int]):
         # More than three clusters do not share one screen (each Postgres panel needs ~10 rows):
         # tabs, the Fleet tab being the overview (README, the fleet view).
         crowded = any(isinstance(p, PostgresPanel) and p.behind_tab for p in self.panels)
-        self.screen.set_class(width < NARROW_WIDTH or height < NARROW_HEIGHT or crowded, "-narrow")
+        if (screen := self._panels_screen) is not None:
+            screen.set_class(width < NARROW_WIDTH or height < NARROW_HEIGHT or crowded, "-narrow")
         self.call_after_refresh(self.size_panels)
 
     @property
+    def _panels_screen(self) -> Screen | None:
+        """The screen the panels are on, whatever screen is on top of it (a runbook, help, a
+        dialog): a resize while one is open sizes the panels for when it closes."""
+        return self.screen_stack[0] if self.screen_stack else None
+
+    @property
     def narrow(self) -> bool:
-        return self.screen.has_class("-narrow")
+        screen = self._panels_screen
+        return screen is not None and screen.has_class("-narrow")
 
     # --- polling ----------------------------------------------------------------------------
 

@@ -89,6 +89,26 @@ async def test_wall_size_shows_every_panel_at_once():
         assert all(p.region.height > 3 for p in app.panels)
 
 
+async def test_a_resize_while_another_screen_is_open_lays_the_panels_out_for_the_new_size():
+    """Found in the demo: a terminal grown from 80x24 to 200x60 while a runbook was open
+    (a tmux re-attach over SSH does this) came back to the panels still tabbed, one at a time,
+    until the next resize: the size class went to the screen on top. Shrinking likewise."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.narrow
+        for size, narrow in (((200, 60), False), ((80, 24), True)):
+            await pilot.press("question_mark")  # the help screen: any screen over the panels
+            await wait_for(pilot, lambda: app.screen is not app.screen_stack[0], what="help open")
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen is app.screen_stack[0], what="help closed")
+            await pilot.pause()
+            assert app.narrow is narrow, size
+            shown = [p for p in app.panels if p.region.height > 3]
+            assert len(shown) == (1 if narrow else len(app.panels)), size
+
+
 async def test_breaches_sorted_by_severity_then_age_with_details():
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
