@@ -308,3 +308,61 @@ def test_mutated_configs_never_escape_as_exceptions(tmp_path):
         assert code in (0, 2), err
         if code == 2:
             assert all(PROBLEM.match(line) for line in err.strip().splitlines()), err
+
+
+SYNTAX_ERRORS = {
+    "tab": "a: 1\n\tb: 2\n",
+    "unclosed-quote": 'a: "unclosed\nb: 2\n',
+    "indentation": "a:\n  - 1\n - 2\n",
+    "unclosed-flow": "a: [1, 2\nb: 3\n",
+    "value-in-value": "key: value: other\n",
+    "sequence-then-mapping": "- a\nb: 1\n",
+    "undefined-alias": "a: *undefined\n",
+}
+
+
+@pytest.mark.parametrize("text", SYNTAX_ERRORS.values(), ids=SYNTAX_ERRORS.keys())
+def test_libyaml_and_python_parsers_place_a_syntax_error_alike(monkeypatch, text):
+    """The files are parsed by libyaml (yamlfile._COMPOSER): its errors point at the same line
+    and column as PyYAML's own parser."""
+    import yaml
+
+    from console import yamlfile
+
+    places = []
+    for composer in (yaml.SafeLoader, yaml.CSafeLoader):
+        monkeypatch.setattr(yamlfile, "_COMPOSER", composer)
+        with pytest.raises(ConfigError) as caught:
+            yamlfile.parse_document(text, "f.yaml", {})
+        (problem,) = caught.value.problems
+        assert problem.message.startswith("YAML syntax: "), problem
+        places.append((problem.line, problem.col))
+    assert places[0] == places[1], text
+
+
+def test_nesting_past_libyamls_limit_is_a_problem_not_a_crash():
+    from console.yamlfile import parse_document
+
+    with pytest.raises(ConfigError) as caught:
+        parse_document("[" * 100_000 + "]" * 100_000 + "\n", "f.yaml", {})
+    assert str(caught.value).startswith("f.yaml:1:"), caught.value
+
+
+def test_the_shipped_config_and_runbooks_parse_alike_with_both_parsers(monkeypatch):
+    """Same data, same positions (every problem's file:line:col) from libyaml as from PyYAML's
+    own parser, for every YAML file the console ships."""
+    import yaml
+
+    from console import yamlfile
+
+    root = Path(__file__).resolve().parent.parent / "config"
+    files = sorted(root.rglob("*.yaml"))
+    assert len(files) > 40
+    for file in files:
+        docs = []
+        for composer in (yaml.SafeLoader, yaml.CSafeLoader):
+            monkeypatch.setattr(yamlfile, "_COMPOSER", composer)
+            doc = yamlfile.read_document(file, {})
+            docs.append((doc.data, doc.values, doc.problems))
+        assert docs[0] == docs[1], file
+    assert yamlfile._COMPOSER is yaml.CSafeLoader  # what the console uses (PyYAML's wheels have it)
