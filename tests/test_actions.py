@@ -193,6 +193,9 @@ async def test_argv_runs_without_a_shell(tmp_path: Path) -> None:
     )
     plan = ex.render(spec, ctx(config, value=value))
     assert plan.confirm.mode == ConfirmMode.YES_NO
+    # The question reads as one verb ("Run run /x/flyctl ...?" before; found in the demo).
+    assert plan.confirm.prompt == f"Run {plan.summary.removeprefix('run ')}? [y/N]"
+    assert not plan.confirm.prompt.lower().startswith("run run")
     result = await ex.execute(plan, YES)
     assert result.status == Status.SUCCEEDED, result.message
     assert json.loads(out.read_text()) == [value, "*"]  # one argument each, nothing expanded

@@ -113,7 +113,8 @@ class Executor:
         if dangerous or self.production:
             why = "production: " if self.production and not dangerous else ""
             return ConfirmSpec(ConfirmMode.TYPED, word, f"{why}type '{word}' to run: {summary}")
-        return ConfirmSpec(ConfirmMode.YES_NO, "", f"Run {summary}? [y/N]")
+        question = summary.removeprefix("run ")  # a command's summary says "run" itself
+        return ConfirmSpec(ConfirmMode.YES_NO, "", f"Run {question}? [y/N]")
 
     @staticmethod
     def confirmation_problem(plan: Plan, confirmation: Confirmation) -> str:
