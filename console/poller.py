@@ -126,6 +126,11 @@ class Poller:
         self._endpoints_failing_since: dict[str, float] = {}
         self._failing_since: dict[str, float] = {}  # source -> when its polls began to fail
         self._seen_since: dict[str, float] = {}  # rule / Alertmanager breach id -> first seen
+        # Kept from one publish to the next, so that a round of N sources' publishes does not
+        # redo every source's work N times (docs/SCALE.md): a cluster's lock-tree pids by its
+        # snapshot, and the grouped breaches (rules.group_related).
+        self._tree_pids: dict[str, tuple[Snapshot, frozenset[int]]] = {}
+        self._grouped: dict[str, tuple[Breach, str, Breach]] = {}
         self._intervals = MappingProxyType({key: s.interval for key, s in self.sources.items()})
         self.state = self._state()
 
@@ -182,11 +187,11 @@ class Poller:
         }
         breaches = one_per_failing_source(breaches, failing)
         lock_pids = {
-            key: frozenset(node.pid for root in snapshot.lock_tree for _, node in root.walk())
+            key: self._lock_pids(snapshot)
             for key, snapshot in self._last_good.items()
             if isinstance(snapshot, PostgresSnapshot) and snapshot.lock_tree and key not in failing
         }
-        breaches = group_related(breaches, lock_pids)
+        breaches = group_related(breaches, lock_pids, self._grouped)
         return ConsoleState(
             taken_at=self.clock(),
             environment=self.config.environment,
@@ -196,6 +201,15 @@ class Poller:
             breaches=tuple(sort_breaches(breaches)),
             intervals=self._intervals,
         )
+
+    def _lock_pids(self, snapshot: PostgresSnapshot) -> frozenset[int]:
+        """Every pid of the snapshot's blocking tree, walked once per snapshot."""
+        cached = self._tree_pids.get(snapshot.source)
+        if cached is not None and cached[0] is snapshot:
+            return cached[1]
+        pids = frozenset(node.pid for root in snapshot.lock_tree for _, node in root.walk())
+        self._tree_pids[snapshot.source] = (snapshot, pids)
+        return pids
 
     async def poll_all(self) -> ConsoleState:
         """Poll every source once, concurrently, and publish the results."""

@@ -174,6 +174,9 @@ class ThresholdEngine:
     def __init__(self, thresholds: Iterable[BoundThreshold]):
         self.thresholds = {b.id: b for b in thresholds}
         self._tracks: dict[str, _Track] = {}
+        # Threshold id -> (its bound, what its breach was built from, the breach): every source's
+        # publish asks for every breach, and with N clusters N-1 of them did not change.
+        self._built: dict[str, tuple[BoundThreshold, tuple, Breach]] = {}
 
     def update(self, measurements: Iterable[Measurement], now: float) -> None:
         for m in measurements:
@@ -237,33 +240,44 @@ class ThresholdEngine:
         return track.state if track else None
 
     def breaches(self) -> list[Breach]:
+        """One Breach per threshold not OK; the same object as last time when nothing it shows
+        changed (rebuilding and formatting all of them made a round of N clusters' publishes
+        cost N^2: docs/SCALE.md)."""
         out = []
+        built = self._built
         for threshold_id, track in self._tracks.items():
             if track.state == State.OK:
+                built.pop(threshold_id, None)
                 continue
             bound = self.thresholds[threshold_id]
-            out.append(
-                Breach(
-                    id=threshold_id,
-                    kind="threshold",
-                    source=bound.source,
-                    title=bound.title,
-                    state=track.state,
-                    severity=track.severity,
-                    since=track.since,
-                    value=track.value,
-                    value_text=track.reason or format_value(bound, track.value),
-                    level_text=level_text(bound, track.severity),
-                    unit=bound.unit,
-                    subject=track.subject,
-                    summary="; ".join(track.details),
-                    runbooks=bound.runbooks,
-                    labels=track.labels,
-                    pid=track.pid,
-                    checks=track.checks,
-                    metric=bound.metric,
-                )
+            key = (track.state, track.severity, track.since, track.value, track.reason, track.subject,
+                   track.details, track.labels, track.pid, track.checks)  # fmt: skip
+            cached = built.get(threshold_id)
+            if cached is not None and cached[0] is bound and cached[1] == key:
+                out.append(cached[2])
+                continue
+            breach = Breach(
+                id=threshold_id,
+                kind="threshold",
+                source=bound.source,
+                title=bound.title,
+                state=track.state,
+                severity=track.severity,
+                since=track.since,
+                value=track.value,
+                value_text=track.reason or format_value(bound, track.value),
+                level_text=level_text(bound, track.severity),
+                unit=bound.unit,
+                subject=track.subject,
+                summary="; ".join(track.details),
+                runbooks=bound.runbooks,
+                labels=track.labels,
+                pid=track.pid,
+                checks=track.checks,
+                metric=bound.metric,
             )
+            built[threshold_id] = (bound, key, breach)
+            out.append(breach)
         return out
 
 
@@ -472,12 +486,17 @@ def one_per_failing_source(
     return kept + [source_breach(snap, since, absorbed[key]) for key, (snap, since) in failing.items()]
 
 
-def group_related(breaches: Iterable[Breach], lock_pids: Mapping[str, frozenset[int]]) -> list[Breach]:
+def group_related(
+    breaches: Iterable[Breach],
+    lock_pids: Mapping[str, frozenset[int]],
+    memo: dict[str, tuple[Breach, str, Breach]] | None = None,
+) -> list[Breach]:
     """Group the breaches that are one trouble under its root: on a cluster whose sessions wait
     on a lock (``lock_pids``: cluster source -> every pid of its blocking tree), a breach about
     one of those sessions (the blocker idle in transaction, a waiter's long-running query) is
     grouped under the "waiting" breach. Nothing else is grouped: only structured fields
-    (source, metric, pid) decide, never words."""
+    (source, metric, pid) decide, never words. ``memo`` (kept by the caller from one call to the
+    next) gives back the same grouped breach for the same breach and root."""
     breaches = list(breaches)
     roots = {
         b.source: b.id
@@ -494,7 +513,14 @@ def group_related(breaches: Iterable[Breach], lock_pids: Mapping[str, frozenset[
     for b in breaches:
         root = roots.get(b.source)
         if root is not None and b.id != root and b.pid is not None and b.pid in lock_pids[b.source]:
-            b = replace(b, parent=root)
+            cached = memo.get(b.id) if memo is not None else None
+            if cached is not None and cached[0] is b and cached[1] == root:
+                b = cached[2]
+            else:
+                grouped_breach = replace(b, parent=root)
+                if memo is not None:
+                    memo[b.id] = (b, root, grouped_breach)
+                b = grouped_breach
         out.append(b)
     return out
 

@@ -117,3 +117,44 @@ def test_a_long_query_outside_the_chain_stays_a_breach_of_its_own():
     p.publish(lock_chain_snapshot(unrelated_long_query=True))
     running = next(b for b in p.state.breaches if b.id == "postgres.main.long_running")
     assert running.pid == 4300 and running.parent == ""
+
+
+def test_one_clusters_publish_rebuilds_only_its_own_breaches():
+    """Every source's publish asks the engine for every breach: with N clusters polled each
+    second, rebuilding and formatting all of them (and regrouping every lock chain) made a round
+    cost N^2 (docs/SCALE.md). What did not change is now the same Breach object as before; what
+    changed is new, with the new value, grouped under its chain as before."""
+    thresholds = lock_chain_config().postgres[0].thresholds.model_dump(by_alias=True)
+    clusters = [
+        {"name": name, "dsn": f"postgresql://console@127.0.0.1:4/{name}", "thresholds": thresholds}
+        for name in ("main", "east", "west")
+    ]
+    p = Poller(ui_data.config(postgres=clusters), sources=[], clock=lambda: NOW)
+    snaps = {
+        name: dataclasses.replace(lock_chain_snapshot(), source=f"postgres:{name}", cluster=name)
+        for name in ("main", "east", "west")
+    }
+    for snap in snaps.values():
+        p.publish(snap)
+    before = {b.id: b for b in p.state.breaches}
+    assert {"postgres.east.waiting", "postgres.east.idle_in_transaction", "postgres.west.waiting"} <= set(
+        before
+    )
+
+    # East's blocker has been idle in transaction 20 s longer; nothing changed on main or west.
+    east = snaps["east"]
+    older = tuple(
+        dataclasses.replace(s, state_change=s.state_change - 20) if s.pid == 4242 else s
+        for s in east.sessions
+    )
+    p.publish(dataclasses.replace(east, sessions=older))
+    after = {b.id: b for b in p.state.breaches}
+    assert set(after) == set(before)
+    for breach_id, breach in after.items():
+        if breach_id == "postgres.east.idle_in_transaction":
+            assert breach is not before[breach_id]
+            assert breach.value == before[breach_id].value + 20
+            assert breach.parent == "postgres.east.waiting"  # still grouped under its chain
+        else:
+            assert breach is before[breach_id], breach_id  # not rebuilt
+    assert after["postgres.west.idle_in_transaction"].parent == "postgres.west.waiting"
