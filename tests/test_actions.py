@@ -364,6 +364,33 @@ async def test_a_recycled_pid_is_not_signalled(
     assert not await _connected(pg_server, pid)
 
 
+async def test_a_session_picked_in_the_table_that_has_ended_is_refused_before_anyone_is_asked(
+    pg_server: PgServer, pg_sessions: Sessions, tmp_path: Path
+) -> None:
+    """K on a row of a paused (or older) screen: the preview checks the pid is still that
+    session. It used to show the row as seen, open the dialog to type the pid, and refuse only
+    then, in the statement that signals."""
+    config = make_config(tmp_path, pg=pg_server)
+    ex = executor(config, tmp_path)
+    conn, pid, started = await _session(pg_sessions, "ic-act-picked")
+    live = await ex.preview(ex.signal_plan("main", pid, started, "terminate", seen="idle"))
+    assert [t.pid for t in live.targets] == [pid] and ex.refusal_before_asking(live) == ""
+    assert live.preview is not None and f"pid {pid}, backend started" in live.preview.note
+
+    # The same pid seen with another start: the pid was reused since the screen showed it.
+    reused = await ex.preview(ex.signal_plan("main", pid, started - 30.0, "terminate"))
+    gone = f"nothing to do: pid {pid} is no longer the session you saw (it ended, or the pid was reused)"
+    assert reused.targets == () and ex.refusal_before_asking(reused) == gone
+
+    conn.terminate()
+    assert not await _connected(pg_server, pid)
+    ended = await ex.preview(ex.signal_plan("main", pid, started, "terminate"))
+    assert ended.targets == () and ex.refusal_before_asking(ended) == gone
+    result = await ex.execute(ended, Confirmation(typed=str(pid)))
+    assert (result.status, result.message) == (Status.REFUSED, gone)
+    assert "action.confirmed" not in events(ex)
+
+
 async def test_a_runbook_signal_acts_only_on_the_sessions_the_preview_showed(
     pg_server: PgServer, pg_sessions: Sessions, tmp_path: Path
 ) -> None:

@@ -128,3 +128,53 @@ async def test_terminate_from_the_sessions_table_goes_through_the_executor(pg_se
     assert kinds.index("action.confirmed") < kinds.index("action.succeeded")
     done = next(e for e in read_journal(journal_path).events if e.kind == "action.succeeded")
     assert done.get("data")["signalled"] == [pid]
+
+
+async def test_terminating_a_session_that_ended_asks_nothing_and_says_why(pg_server, pg_sessions, tmp_path):
+    """K on a row of a paused screen whose session has ended since: no dialog asks to type its
+    pid for nothing; the refusal is shown and journaled, and nothing is signalled."""
+    from console.journal import Journal, read_journal
+    from panels.confirm import ConfirmScreen
+
+    victim = await pg_sessions.open(application_name="ic-ui-gone")
+    pid = victim.get_server_pid()
+    await victim.execute("BEGIN; SELECT 1")
+    journal_path = tmp_path / "journal.jsonl"
+    app = ConsoleApp(config_for(pg_server), journal=Journal(journal_path))
+    async with app.run_test(size=(200, 60)) as pilot:
+        pg = next(p for p in app.panels if isinstance(p, PostgresPanel))
+        await wait_for(pilot, lambda: any(s.pid == pid for s in pg._sessions.values()))
+        await pilot.press("p")  # paused: the row stays as the operator saw it
+        await wait_for(pilot, lambda: app.paused, what="paused")
+        pg.sessions.focus()
+        pg.sessions.move_cursor(
+            row=pg.sessions.get_row_index(next(k for k, s in pg._sessions.items() if s.pid == pid))
+        )
+        await pilot.pause()
+        victim.terminate()
+        probe = await pg_server.connect()
+        try:
+            for _ in range(100):  # the backend leaves pg_stat_activity a moment after its client
+                if not await probe.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"pid {pid} still in pg_stat_activity")
+        finally:
+            await probe.close()
+        assert any(s.pid == pid for s in pg._sessions.values())  # still on screen
+
+        await pilot.press("K")
+
+        def refused() -> list:
+            return [e for e in read_journal(journal_path).events if e.kind == "action.refused"]
+
+        await wait_for(pilot, lambda: refused() or isinstance(app.screen, ConfirmScreen), what="an answer")
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert refused()[0].get("message").startswith(f"nothing to do: pid {pid} is no longer the session")
+        await wait_for(
+            pilot,
+            lambda: any("no longer the session" in str(n.message) for n in app._notifications),
+            what="the refusal on screen",
+        )
+    assert "action.confirmed" not in [e.kind for e in read_journal(journal_path).events]

@@ -74,6 +74,13 @@ ORDER BY t.pid
 """
 
 
+# The preview of one session picked in the table: is that pid still that session?
+_PRESENT_SQL = """
+SELECT a.pid FROM pg_catalog.pg_stat_activity a
+WHERE a.pid = $1::int AND abs(extract(epoch FROM a.backend_start)::float8 - $2::float8) < 0.0000005
+"""
+
+
 # A runbook's signal: the same, and the sessions its select returns now, in the same statement
 # (one snapshot of pg_stat_activity), so its whole predicate is evaluated again where it signals.
 # {n}: the select's own parameters come first ($1..$n).
@@ -168,6 +175,18 @@ class SignalKind:
             note = f"pid {target.pid}, backend started {utc_iso(target.backend_start)}" + (
                 f": {target.label}" if target.label else ""
             )
+            # Still that session? (The screen may be paused, or older than the session.) Gone: no
+            # target, so nothing asks to type its pid for nothing. The statement that signals
+            # checks again either way.
+            try:
+                rows, _ = await read_only_query(
+                    job.cluster, _PRESENT_SQL, (target.pid, target.backend_start), plan.timeout
+                )
+            except Exception as exc:
+                return Previewed(Preview(note=f"{note} (not checked again: {reason(exc, job.cluster)})"))
+            if not rows:
+                gone = f"pid {target.pid} is no longer the session you saw (it ended, or the pid was reused)"
+                return Previewed(Preview(note=gone), targets=())
             return Previewed(Preview(note=note))
         try:
             rows, columns = await read_only_query(job.cluster, job.select, job.params, plan.timeout)
