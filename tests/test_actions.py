@@ -461,12 +461,10 @@ async def test_a_signal_whose_preview_found_no_session_is_refused_before_anyone_
     unreachable = executor(gone, tmp_path / "other")
     failed = await unreachable.preview(unreachable.render(spec, ctx(gone, app=app)))
     assert failed.preview is not None and failed.preview.error
-    assert unreachable.refusal_before_asking(failed) == ""  # the dialog shows the failure
+    why = "not run: the preview failed, so no session is known to signal"
+    assert unreachable.refusal_before_asking(failed) == why  # no dialog for nothing either
     result = await unreachable.execute(failed, Confirmation(typed="main"))
-    assert (result.status, result.message) == (
-        Status.REFUSED,
-        "not run: the preview failed, so no session is known to signal",
-    )
+    assert (result.status, result.message) == (Status.REFUSED, why)
 
 
 async def test_the_console_never_signals_its_own_sessions(pg_server: PgServer, tmp_path: Path) -> None:

@@ -93,9 +93,16 @@ async def test_runbook_steps_manual_note_and_progress_survive_a_restart(tmp_path
     assert events(journal_path).count("runbook.opened") == 1
 
 
-async def test_an_action_step_shows_its_plan_and_defaults_to_not_running(tmp_path):
+async def test_an_action_step_shows_its_plan_and_defaults_to_not_running(tmp_path, pg_server, pg_lock_chain):
+    """A real lock chain, so that the preview finds the root blocker (with no session to act
+    on, or a preview that failed, nothing is asked: the tests below)."""
+    chain = await pg_lock_chain()
+    dsn = pg_server.dsn(password="canary-pw-7731")  # trust auth: the password is only to be masked
+    cluster = {**ui_data.CONFIG["postgres"][0], "dsn": dsn}
     journal_path = tmp_path / "journal.jsonl"
-    app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(journal_path))
+    app = make_app(
+        config=ui_data.config(environment=STAGING, postgres=[cluster]), journal=Journal(journal_path)
+    )
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_lock_runbook(pilot, app)
         await goto_step(pilot, screen, "terminate-root-blocker")
@@ -104,6 +111,7 @@ async def test_an_action_step_shows_its_plan_and_defaults_to_not_running(tmp_pat
         dialog = app.screen
         plan = str(dialog.plan)
         assert "pg_blocking_pids" in plan and "What it touches" in plan
+        assert str(chain.holder) in plan  # the root blocker, as the preview found it
         assert "canary-pw-7731" not in plan  # the DSN's password is masked
         assert dialog.typed is not None  # terminate is dangerous: a typed word
         await pilot.press("escape")
@@ -118,10 +126,33 @@ async def test_an_action_step_shows_its_plan_and_defaults_to_not_running(tmp_pat
         assert status.state == StepState.TODO
 
         await goto_step(pilot, screen, "blocked")
-        await pilot.press("x")  # a check runs at once: this cluster is unreachable, so it fails
+        await pilot.press("x")  # a check runs at once, no dialog: it lists the chain
         blocked = screen.session.progress.status("blocked")
-        await wait_for(pilot, lambda: blocked.state == StepState.FAILED, what="check failed")
+        await wait_for(pilot, lambda: blocked.state == StepState.DONE, what="check done")
+        assert " rows" in blocked.message, blocked.message  # the waiters, each with its blocker
         assert not isinstance(app.screen, ConfirmScreen)
+
+
+async def test_a_step_whose_preview_failed_asks_nothing_and_says_why(tmp_path):
+    """The cluster is unreachable: the preview cannot list the sessions, so the executor will
+    refuse whatever the answer. No dialog asks to type the cluster's name for that."""
+    journal_path = tmp_path / "journal.jsonl"
+    app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(journal_path))
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_lock_runbook(pilot, app)
+        await goto_step(pilot, screen, "terminate-root-blocker")
+        await pilot.press("x")
+
+        def refused() -> list:
+            return [e for e in read_journal(journal_path).events if e.kind == "action.refused"]
+
+        await wait_for(pilot, lambda: refused() or isinstance(app.screen, ConfirmScreen), what="an answer")
+        assert not isinstance(app.screen, ConfirmScreen)
+        why = "not run: the preview failed, so no session is known to signal"
+        assert refused()[0].get("message") == why
+        status = screen.session.progress.status("terminate-root-blocker")
+        await wait_for(pilot, lambda: why in status.message, what="the reason on the step")
+    assert "action.confirmed" not in events(journal_path)
 
 
 async def test_read_only_refuses_in_the_executor_and_journals_the_refusal(tmp_path):

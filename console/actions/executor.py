@@ -364,13 +364,11 @@ class Executor:
 
     def refusal_before_asking(self, plan: Plan) -> str:
         """Why ``plan`` will be refused whatever the operator answers, known before a dialog
-        would ask: read-only, or a signal whose preview ran and found no session (a dialog to
+        would ask: read-only, or a signal whose preview found no session or failed (a dialog to
         type the word for "terminate 0 sessions", then a refusal). "" when the operator decides."""
         if self.read_only_reason:
             return self.read_only_reason
-        if plan.preview is not None and not plan.preview.error:
-            return self._target_problem(plan)
-        return ""
+        return self._target_problem(plan) if plan.preview is not None else ""
 
     @staticmethod
     def _target_problem(plan: Plan) -> str:
