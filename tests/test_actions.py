@@ -327,6 +327,17 @@ async def test_a_second_action_while_one_runs_is_busy_and_does_nothing(
 # --- signals: pid and backend_start re-checked ---------------------------------------------------
 
 
+#: A runbook's terminate of the sessions an application name (a template value) lists.
+TERMINATE_BY_APP = ActionSpec(
+    signal=SignalAction(
+        cluster="main",
+        signal="terminate",
+        select="SELECT pid, backend_start, application_name FROM pg_stat_activity WHERE application_name = $1",
+        params=["{{app}}"],
+    )
+)
+
+
 async def _session(pg_sessions: Sessions, app: str) -> tuple[asyncpg.Connection, int, float]:
     conn = await pg_sessions.open(application_name=app)
     row = await conn.fetchrow(
@@ -398,15 +409,7 @@ async def test_a_runbook_signal_acts_only_on_the_sessions_the_preview_showed(
     ex = executor(config, tmp_path)
     app = f"ic-act-{secrets.token_hex(3)}"
     first, pid1, _ = await _session(pg_sessions, app)
-    spec = ActionSpec(
-        signal=SignalAction(
-            cluster="main",
-            signal="terminate",
-            select="SELECT pid, backend_start, application_name FROM pg_stat_activity WHERE application_name = $1",
-            params=["{{app}}"],
-        )
-    )
-    plan = ex.render(spec, ctx(config, app=app))
+    plan = ex.render(TERMINATE_BY_APP, ctx(config, app=app))
     refused = await ex.execute(plan, Confirmation(typed="main"))
     assert refused.message == "preview first: sessions are signalled only as the operator saw them"
     plan = await ex.preview(plan)
@@ -432,15 +435,7 @@ async def test_a_signal_whose_preview_found_no_session_is_refused_before_anyone_
     config = make_config(tmp_path, pg=pg_server)
     ex = executor(config, tmp_path)
     app = f"ic-act-{secrets.token_hex(3)}"
-    spec = ActionSpec(
-        signal=SignalAction(
-            cluster="main",
-            signal="terminate",
-            select="SELECT pid, backend_start FROM pg_stat_activity WHERE application_name = $1",
-            params=["{{app}}"],
-        )
-    )
-    plan = ex.render(spec, ctx(config, app=app))
+    plan = ex.render(TERMINATE_BY_APP, ctx(config, app=app))
     assert ex.refusal_before_asking(plan) == ""  # not previewed yet: nothing is known
     empty = await ex.preview(plan)
     assert empty.preview is not None and empty.preview.rows == () and not empty.preview.error
@@ -459,7 +454,7 @@ async def test_a_signal_whose_preview_found_no_session_is_refused_before_anyone_
     # A preview that failed says so: not "nothing to do" (the sessions are unknown, not absent).
     gone = make_config(tmp_path, postgres=[{"name": "main", "dsn": "postgresql://u@127.0.0.1:9/db"}])
     unreachable = executor(gone, tmp_path / "other")
-    failed = await unreachable.preview(unreachable.render(spec, ctx(gone, app=app)))
+    failed = await unreachable.preview(unreachable.render(TERMINATE_BY_APP, ctx(gone, app=app)))
     assert failed.preview is not None and failed.preview.error
     why = "not run: the preview failed, so no session is known to signal"
     assert unreachable.refusal_before_asking(failed) == why  # no dialog for nothing either

@@ -136,8 +136,16 @@ async def test_an_action_step_shows_its_plan_and_defaults_to_not_running(tmp_pat
 async def test_a_step_whose_preview_failed_asks_nothing_and_says_why(tmp_path):
     """The cluster is unreachable: the preview cannot list the sessions, so the executor will
     refuse whatever the answer. No dialog asks to type the cluster's name for that."""
+    refused, step = await terminate_root_blocker_asks_nothing(ui_data.config(environment=STAGING), tmp_path)
+    assert refused == "not run: the preview failed, so no session is known to signal"
+    assert refused in step.message
+
+
+async def terminate_root_blocker_asks_nothing(config, tmp_path) -> tuple[str, object]:
+    """``x`` on lock-contention's terminate step: no dialog opens, the refusal is journaled and
+    reaches the step. Returns the refusal and the step's status."""
     journal_path = tmp_path / "journal.jsonl"
-    app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(journal_path))
+    app = make_app(config=config, journal=Journal(journal_path))
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_lock_runbook(pilot, app)
         await goto_step(pilot, screen, "terminate-root-blocker")
@@ -148,11 +156,11 @@ async def test_a_step_whose_preview_failed_asks_nothing_and_says_why(tmp_path):
 
         await wait_for(pilot, lambda: refused() or isinstance(app.screen, ConfirmScreen), what="an answer")
         assert not isinstance(app.screen, ConfirmScreen)
-        why = "not run: the preview failed, so no session is known to signal"
-        assert refused()[0].get("message") == why
+        message = refused()[0].get("message")
         status = screen.session.progress.status("terminate-root-blocker")
-        await wait_for(pilot, lambda: why in status.message, what="the reason on the step")
+        await wait_for(pilot, lambda: message in status.message, what="the reason on the step")
     assert "action.confirmed" not in events(journal_path)
+    return message, status
 
 
 async def test_read_only_refuses_in_the_executor_and_journals_the_refusal(tmp_path):
@@ -319,22 +327,7 @@ async def test_a_step_whose_preview_finds_no_session_asks_nothing_and_says_why(t
     sessions" and make the operator type the cluster's name, then refuse; it now asks nothing,
     and the step and the journal say why."""
     cluster = {**ui_data.CONFIG["postgres"][0], "dsn": pg_server.dsn()}
-    journal_path = tmp_path / "journal.jsonl"
-    app = make_app(
-        config=ui_data.config(environment=STAGING, postgres=[cluster]), journal=Journal(journal_path)
-    )
-    async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_lock_runbook(pilot, app)
-        await goto_step(pilot, screen, "terminate-root-blocker")
-        await pilot.press("x")
-
-        def refused() -> list:
-            return [e for e in read_journal(journal_path).events if e.kind == "action.refused"]
-
-        await wait_for(pilot, lambda: refused() or isinstance(app.screen, ConfirmScreen), what="an answer")
-        assert not isinstance(app.screen, ConfirmScreen)
-        assert refused()[0].get("message") == "nothing to do: the preview found no sessions"
-        status = screen.session.progress.status("terminate-root-blocker")
-        await wait_for(pilot, lambda: "nothing to do" in status.message, what="the reason on the step")
-        assert status.state == StepState.TODO  # still the operator's to skip or re-run
-    assert "action.confirmed" not in events(journal_path)
+    config = ui_data.config(environment=STAGING, postgres=[cluster])
+    refused, step = await terminate_root_blocker_asks_nothing(config, tmp_path)
+    assert refused == "nothing to do: the preview found no sessions"
+    assert step.state == StepState.TODO  # still the operator's to skip or re-run
