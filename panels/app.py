@@ -1206,7 +1206,9 @@ class ConsoleApp(App[int]):
 
                 wall.show_timeline(timeline(events), source, problem)
 
-        self.run_worker(show(), group="wall-timeline", exclusive=True, exit_on_error=False)
+        # The callable, not a coroutine: an exclusive worker cancelled before it started (the
+        # next refresh came first) leaves no coroutine that was never awaited.
+        self.run_worker(show, group="wall-timeline", exclusive=True, exit_on_error=False)
 
     def action_demo_menu(self) -> None:
         if self.demo is None:

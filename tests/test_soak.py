@@ -185,6 +185,23 @@ async def test_a_poll_cancelled_before_it_started_leaves_no_unawaited_coroutine(
     assert not [str(w.message) for w in caught if "never awaited" in str(w.message)]
 
 
+async def test_a_wall_timeline_replaced_before_it_started_leaves_no_unawaited_coroutine():
+    """The wall's timeline is one exclusive worker: a second refresh cancels the first before it
+    runs, whose coroutine was then never awaited (a RuntimeWarning in the fresh-clone CI at
+    37a6eb0, tests/test_ui_shared.py's wall)."""
+    app = make_app(autopoll=False, wall=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            assert app.wall_screen is not None and app.wall_screen.is_mounted
+            app._wall_timeline()
+            app._wall_timeline()  # exclusive: the first is cancelled before it started
+            await pilot.pause()
+        gc.collect()
+    assert not [str(w.message) for w in caught if "never awaited" in str(w.message)]
+
+
 async def test_a_lock_fault_listed_while_it_is_being_injected_has_a_status():
     """The demo agent lists every fault in its answers; a lock-contention still being injected
     had no session yet and the listing raised IndexError (HTTP 500 for another scenario)."""
