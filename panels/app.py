@@ -682,7 +682,7 @@ class ConsoleApp(App[int]):
         self._step_panel(-1)
 
     def _step_panel(self, step: int) -> None:
-        if self.screen is not self.screen_stack[0] or self.query_one("#filter").has_class("-open"):
+        if self.screen is not self._panels_screen or self.query_one("#filter").has_class("-open"):
             (self.screen.focus_next if step > 0 else self.screen.focus_previous)()
             return
         # From the panel activated last, not the focused one: a table's focus() lands a moment
