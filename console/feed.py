@@ -5,7 +5,8 @@ sources, the threshold engine) in serve's own process, and a :class:`FeedServer`
 in a private directory (``mkdtemp``: mode 0700, only this user can reach it). Each browser
 viewer's console process (``run --web``) finds the socket in ``$INCIDENT_CONSOLE_FEED`` and
 :func:`follow`\\ s it: it renders the states it receives and polls nothing itself, so the backends
-see one console whatever the number of viewers (bench/SERVE_RESULTS.md).
+see one console whatever the number of viewers (bench/SERVE_RESULTS.md). serve removes its
+directory when it ends; one it could not remove (killed) is swept by the next serve that starts.
 
 The wire: frames of a 4-byte big-endian length and a pickle (protocol 5) of
 ``(FEED_VERSION, "state", taken_at, environment, read_only, snapshots, last_good, breaches,
@@ -40,6 +41,8 @@ import io
 import os
 import pickle
 import shutil
+import socket
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -57,6 +60,8 @@ if TYPE_CHECKING:
 
 FEED_ENV = "INCIDENT_CONSOLE_FEED"
 FEED_VERSION = 2
+DIRECTORY_PREFIX = "ic-serve-"
+STALE_AFTER_SECONDS = 60.0  # a feed this old with no listener is no serve's that is starting
 HEADER_BYTES = 4
 MAX_FRAME = 256 * 1024 * 1024  # a length beyond this is not a frame of ours: drop the feed
 COALESCE_SECONDS = 0.05
@@ -185,7 +190,7 @@ class FeedServer:
 
     def __init__(self, directory: Path | None = None) -> None:
         self._own_directory = directory is None
-        self.directory = directory or Path(tempfile.mkdtemp(prefix="ic-serve-", dir=_socket_parent()))
+        self.directory = directory or Path(tempfile.mkdtemp(prefix=DIRECTORY_PREFIX, dir=_socket_parent()))
         self.path = self.directory / SOCKET_NAME
         self.subscribers: set[_Subscriber] = set()
         self.frame: bytes | None = None  # the newest state, encoded (a new viewer gets it at once)
@@ -197,6 +202,8 @@ class FeedServer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> FeedServer:
+        if self._own_directory:  # a serve that was killed could not remove its own
+            await asyncio.to_thread(sweep_dead_feeds, self.directory.parent, keep=self.directory)
         os.chmod(self.directory, 0o700)
         self._server = await asyncio.start_unix_server(self._serve_one, path=str(self.path))
         os.chmod(self.path, 0o600)
@@ -277,7 +284,45 @@ async def _until_eof(reader: asyncio.StreamReader) -> None:
         pass
 
 
-def _socket_parent() -> str | None:
+def sweep_dead_feeds(parent: Path, *, keep: Path | None = None) -> list[Path]:
+    """Removes this user's feed directories in ``parent`` that no serve listens on any more (a
+    serve killed by SIGKILL or the OOM killer leaves its directory and socket). A directory is
+    dead when its socket refuses a connection, or it has no socket, and it is older than
+    STALE_AFTER_SECONDS (a serve that is starting has neither listened nor aged). Returns them."""
+    removed: list[Path] = []
+    cutoff = time.time() - STALE_AFTER_SECONDS
+    for directory in parent.glob(f"{DIRECTORY_PREFIX}*"):
+        try:
+            info = directory.lstat()
+            if directory == keep or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+                continue
+            sock = directory / SOCKET_NAME
+            if max(info.st_mtime, sock.lstat().st_mtime if sock.exists() else 0.0) > cutoff:
+                continue
+            if sock.exists() and _listening(sock):
+                continue
+            shutil.rmtree(directory)
+            removed.append(directory)
+        except OSError:  # another serve's sweep got there first, or it is not ours to read
+            continue
+    return removed
+
+
+def _listening(sock: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(sock))
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except OSError:  # a full backlog, a timeout: somebody is there
+        return True
+    finally:
+        probe.close()
+    return True
+
+
+def _socket_parent() -> str:
     """Where the private directory goes: the temp dir, unless its path is too long for a Unix
     socket address (108 bytes with the socket's name), then /tmp."""
     parent = tempfile.gettempdir()

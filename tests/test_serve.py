@@ -15,6 +15,7 @@ import fcntl
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -33,7 +34,7 @@ from PIL import Image
 
 from console.app import ConsoleApp
 from console.config import Config
-from console.feed import FEED_ENV
+from console.feed import FEED_ENV, sweep_dead_feeds
 from console.pg import APPLICATION_NAME
 from console.serve import TOKEN_ENV, ServeError, exposure_problem, read_token
 from panels.serve_web import COOKIE
@@ -632,7 +633,11 @@ async def test_other_sites_and_rebound_names_get_nothing(wall_config):
 
 
 async def test_no_viewer_outlives_a_killed_serve(wall_config):
+    """Nor does its feed: the next serve sweeps the directory a killed one could not remove."""
     with serving(wall_config) as served:
+        feed = re.search(r"its feed for the viewers: (\S+)", served.log())
+        assert feed, served.log()
+        left = Path(feed.group(1)).parent
         session, ws = await first_screen(served)
         try:
             [viewer] = served.wait_viewers(1)
@@ -642,9 +647,15 @@ async def test_no_viewer_outlives_a_killed_serve(wall_config):
             while alive(viewer):
                 assert time.monotonic() < deadline, "the console process outlived serve"
                 await asyncio.sleep(0.1)
+            assert left.is_dir()  # what the killed serve left
+            then = time.time() - 3600  # as the next serve finds it, past STALE_AFTER_SECONDS
+            for path in (left, *left.iterdir()):
+                os.utime(path, (then, then), follow_symlinks=False)
+            assert left in sweep_dead_feeds(left.parent) and not left.exists()
         finally:
             await ws.close()
             await session.close()
+            shutil.rmtree(left, ignore_errors=True)
 
 
 # --- the served app -------------------------------------------------------------------------

@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import shutil
 import socket
 import stat
 import time
+from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import quote
 
@@ -249,3 +251,62 @@ def test_the_viewer_finds_its_feed_in_the_environment():
     assert FeedClient.from_environ({}) is None
     client = FeedClient.from_environ({FEED_ENV: "/tmp/x/feed.sock"})
     assert client is not None and client.path == "/tmp/x/feed.sock"
+
+
+# --- what a killed serve leaves ----------------------------------------------------------------
+
+
+def dead_feed(parent: Path, name: str, *, age: float) -> Path:
+    """A feed directory as a killed serve leaves it: its socket bound, nobody listening."""
+    directory = parent / f"ic-serve-{name}"
+    directory.mkdir(mode=0o700)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(directory / "feed.sock"))
+    sock.close()  # the file stays; a connection is refused
+    aged(directory, age)
+    return directory
+
+
+def aged(directory: Path, age: float) -> None:
+    then = time.time() - age
+    for path in (directory, *directory.iterdir()):
+        os.utime(path, (then, then), follow_symlinks=False)
+
+
+async def test_a_dead_feed_is_swept_and_a_live_or_young_one_is_kept(tmp_path):
+    from console.feed import sweep_dead_feeds
+
+    dead = dead_feed(tmp_path, "dead", age=3600)
+    young = dead_feed(tmp_path, "young", age=5)  # a serve that has only just bound
+    empty = tmp_path / "ic-serve-empty"
+    empty.mkdir()
+    aged(empty, 3600)  # a serve killed before it bound
+    not_a_directory = tmp_path / "ic-serve-file"
+    not_a_directory.write_text("")
+    os.utime(not_a_directory, (0, 0))
+    (tmp_path / "ic-serve-live").mkdir()
+    live = await FeedServer(tmp_path / "ic-serve-live").start()
+    try:
+        aged(live.directory, 3600)  # a serve that has run for an hour
+        removed = await asyncio.to_thread(sweep_dead_feeds, tmp_path)
+        assert sorted(removed) == sorted([dead, empty])
+        assert not dead.exists() and not empty.exists()
+        assert young.exists() and not_a_directory.exists() and live.path.exists()
+    finally:
+        await live.aclose()
+
+
+async def test_a_new_serve_sweeps_the_feed_a_killed_one_left():
+    from console.feed import _socket_parent
+
+    parent = Path(_socket_parent())  # where a FeedServer makes its own directory
+    left = dead_feed(parent, f"killed-{os.getpid()}", age=3600)
+    server = await FeedServer().start()
+    try:
+        assert not left.exists()
+        assert server.path.exists()
+    finally:
+        await server.aclose()
+        if left.exists():
+            shutil.rmtree(left)
+    assert not server.directory.exists()
