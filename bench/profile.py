@@ -55,9 +55,12 @@ def main() -> None:
     parser.add_argument("--out")
     args = parser.parse_args()
     cluster = BenchCluster(args.sessions + 100).start()
-    workdir = Path(tempfile.mkdtemp(prefix="ic-bench-prof-"))
     try:
-        with Load(cluster.dsn(LOAD_ROLE), args.sessions):
+        with (
+            tempfile.TemporaryDirectory(prefix="ic-bench-prof-") as temporary,
+            Load(cluster.dsn(LOAD_ROLE), args.sessions),
+        ):
+            workdir = Path(temporary)
             tool = tools.ours(cluster, workdir)
             process = PtyProcess(tool.argv, tool.env).start()
             try:
