@@ -21,6 +21,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import threading
 import time
@@ -202,6 +203,21 @@ def reddish(image: Image.Image, box: tuple[int, int, int, int]) -> float:
     """Share of red-dominant pixels (a critical tile is filled and framed in red)."""
     pixels = list(image.convert("RGB").crop(box).get_flattened_data())
     return sum(1 for r, g, b in pixels if r > 60 and r >= 1.5 * g + 10 and r > 1.4 * b) / len(pixels)
+
+
+async def test_the_browser_leaves_nothing_in_the_temp_dir():
+    """Killed on the way out, chromium cleans up nothing: its temp files must be in its profile."""
+    from tests.fixtures.chromium import launched
+
+    def leftovers() -> set[str]:
+        parent = Path(tempfile.gettempdir())
+        return {p.name for pattern in ("org.chromium.*", "ic-chromium-*") for p in parent.glob(pattern)}
+
+    before = leftovers()
+    async with launched() as browser:
+        page = await browser.open("about:blank")
+        assert await page.evaluate("1 + 1") == 2
+    assert leftovers() - before == set()
 
 
 @pytest.mark.timeout(300)
