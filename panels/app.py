@@ -266,19 +266,21 @@ class ConsoleApp(App[int]):
             if not self.grid.display:
                 self.set_timer(STARTUP_REVEAL, self._reveal_panels)
         self.render_state(self.state)
-        self.run_worker(self._journal_breaches(), group="journal", exit_on_error=False)
-        self.run_worker(self._load_pack(), group="runbooks", exit_on_error=False)
+        self.run_worker(self._journal_breaches, group="journal", exit_on_error=False)
+        self.run_worker(self._load_pack, group="runbooks", exit_on_error=False)
         if self.shared is not None:
             loop, shared = asyncio.get_running_loop(), self.shared
             self.journal.after_append.append(lambda: loop.call_soon_threadsafe(shared.wake))
             self.header.shared = shared.state
-            self.run_worker(shared.run(), group="shared-journal", exit_on_error=False)
+            self.run_worker(shared.run, group="shared-journal", exit_on_error=False)
         if self.autopoll:
             for key in self.poller.sources:
                 self._start_poll(key)
         if self.feed is not None:
             self.run_worker(
-                self.feed.follow(self.render_state, self._feed_problem, self._on_feed_timeline),
+                functools.partial(
+                    self.feed.follow, self.render_state, self._feed_problem, self._on_feed_timeline
+                ),
                 group="feed",
                 exit_on_error=False,
             )
@@ -874,7 +876,9 @@ class ConsoleApp(App[int]):
 
     # --- actions: everything runs through the one executor -----------------------------------
 
-    def _run_action(self, work: Awaitable[None], name: str) -> None:
+    def _run_action(self, work: Callable[[], Awaitable[None]], name: str) -> None:
+        # Workers get the callable, never a coroutine: one cancelled before it started (the
+        # console closing, an exclusive group's next one) leaves no coroutine never awaited.
         self.run_worker(work, group="action", name=name, exit_on_error=False)
 
     async def confirm_and_execute(self, plan: Plan, words: DialogWords | None = None) -> Result | None:
@@ -906,7 +910,7 @@ class ConsoleApp(App[int]):
             plan,
             words,
             on_mistyped=lambda typed: self.run_worker(
-                self.executor.mistyped(plan, typed), group="journal", exit_on_error=False
+                functools.partial(self.executor.mistyped, plan, typed), group="journal", exit_on_error=False
             ),
         )
         try:
@@ -941,7 +945,7 @@ class ConsoleApp(App[int]):
             await self.confirm_and_execute(await self.executor.preview(plan), words)
             self.action_refresh()
 
-        self._run_action(run(), f"signal {session.pid}")
+        self._run_action(run, f"signal {session.pid}")
 
     def on_ack_breach(self, message: AckBreach) -> None:
         breach = message.breach
@@ -973,7 +977,7 @@ class ConsoleApp(App[int]):
             if result is not None and result.ok:
                 self.action_refresh()  # Alertmanager's silences are the truth: read them again
 
-        self._run_action(run(), f"ack {breach.id}")
+        self._run_action(run, f"ack {breach.id}")
 
     def _silences(self) -> tuple[Silence, ...]:
         """Every Prometheus server's Alertmanager silences (one Alertmanager's once)."""
@@ -1071,7 +1075,7 @@ class ConsoleApp(App[int]):
         def opened(runbook_id: str | None) -> None:
             runbook = pack.get(runbook_id) if runbook_id else None
             if runbook is not None:
-                self._run_action(self._open_runbook(runbook, breach), f"open {runbook.id}")
+                self._run_action(functools.partial(self._open_runbook, runbook, breach), f"open {runbook.id}")
 
         self.push_screen(picker, opened)
 
@@ -1101,7 +1105,7 @@ class ConsoleApp(App[int]):
                     screen.refresh_steps()
 
     def on_step_request(self, message: StepRequest) -> None:
-        self._run_action(self._step(message), f"step {message.step_id}")
+        self._run_action(functools.partial(self._step, message), f"step {message.step_id}")
 
     async def _step(self, message: StepRequest) -> None:
         """The runbook screen's key on a step: the session says what it means and needs; the
@@ -1173,7 +1177,7 @@ class ConsoleApp(App[int]):
             title = f"Timeline ({self.journal.environment}, {window}, {where})"
             await self.push_screen(TimelineScreen(timeline(events), title, problem))
 
-        self.run_worker(show(), group="timeline", exit_on_error=False)
+        self.run_worker(show, group="timeline", exit_on_error=False)
 
     def _wall_timeline(self) -> None:
         """The wall's timeline: every console's events with a shared journal, else this
@@ -1206,8 +1210,6 @@ class ConsoleApp(App[int]):
 
                 wall.show_timeline(timeline(events), source, problem)
 
-        # The callable, not a coroutine: an exclusive worker cancelled before it started (the
-        # next refresh came first) leaves no coroutine that was never awaited.
         self.run_worker(show, group="wall-timeline", exclusive=True, exit_on_error=False)
 
     def action_demo_menu(self) -> None:
@@ -1218,7 +1220,7 @@ class ConsoleApp(App[int]):
 
         menu = DemoMenu(self.demo.scenarios())
         self.push_screen(menu)
-        self.run_worker(self._demo_status(menu), group="demo", exit_on_error=False)
+        self.run_worker(functools.partial(self._demo_status, menu), group="demo", exit_on_error=False)
 
     async def _demo_status(self, menu: DemoMenu, message: str = "") -> None:
         try:
@@ -1245,7 +1247,7 @@ class ConsoleApp(App[int]):
             if menu is not None:
                 await self._demo_status(menu, said)
 
-        self.run_worker(run(), group="demo", exit_on_error=False)
+        self.run_worker(run, group="demo", exit_on_error=False)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

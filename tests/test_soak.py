@@ -202,6 +202,22 @@ async def test_a_wall_timeline_replaced_before_it_started_leaves_no_unawaited_co
     assert not [str(w.message) for w in caught if "never awaited" in str(w.message)]
 
 
+async def test_workers_cancelled_before_they_started_leave_no_unawaited_coroutine():
+    """Every worker the console starts gets a callable: closing the console (or cancelling a
+    group) before a worker ran left its coroutine never awaited, a RuntimeWarning at exit. The
+    timeline (`t`) stands for them all."""
+    app = make_app(autopoll=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            app.action_timeline()
+            app.workers.cancel_group(app, "timeline")  # before it ran
+            await pilot.pause()
+        gc.collect()
+    assert not [str(w.message) for w in caught if "never awaited" in str(w.message)]
+
+
 async def test_a_lock_fault_listed_while_it_is_being_injected_has_a_status():
     """The demo agent lists every fault in its answers; a lock-contention still being injected
     had no session yet and the listing raised IndexError (HTTP 500 for another scenario)."""
