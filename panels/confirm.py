@@ -68,7 +68,8 @@ class ConfirmScreen(ModalScreen[bool]):
                 yield Static(self.plan, id="confirm-plan")
             if self.typed is not None:
                 yield Static(Text.assemble("Type ", (self.typed, "bold"), " to confirm:"))
-                yield Input(placeholder=self.typed, id="confirm-input", compact=True)
+                # Not the word itself: without colour an empty field would read as filled in.
+                yield Input(placeholder="type it here, exactly as above", id="confirm-input", compact=True)
             with Horizontal(id="confirm-buttons"):
                 yield Button(self.decline_label, id="cancel", variant="primary", compact=True)
                 yield Button(self.confirm_label, id="confirm", variant="error", compact=True)

@@ -340,6 +340,26 @@ async def test_the_terminate_dialog_fits_80x24_with_its_buttons_and_its_own_keys
         assert str(dialog.query_one("#cancel").label) == "Keep session"
 
 
+async def test_the_empty_typed_confirmation_does_not_read_as_typed_without_colour():
+    """Its placeholder was the word to type: on a screen without colour (or a capture) the empty
+    field read as already filled in."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await goto(pilot, app, PostgresPanel)
+        await pilot.press("K")
+        dialog = await wait_for_screen(pilot, ConfirmScreen)
+        await pilot.pause()
+        field = dialog.query_one("#confirm-input")
+        lines = screen_text(app).splitlines()
+        empty = lines[field.region.y][field.region.x : field.region.right]
+        assert dialog.typed and dialog.typed not in empty.split(), empty
+        assert "type" in empty, empty  # it says what goes there
+        await pilot.press(*dialog.typed)
+        await pilot.pause()
+        filled = screen_text(app).splitlines()[field.region.y][field.region.x : field.region.right]
+        assert filled.split() == [dialog.typed], filled
+
+
 async def test_the_cancel_dialog_says_what_it_does():
     app = make_app(config=ui_data.config(environment=STAGING))
     async with app.run_test(size=(120, 40)) as pilot:
