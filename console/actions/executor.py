@@ -377,8 +377,8 @@ class Executor:
                 return "preview first: sessions are signalled only as the operator saw them"
             if plan.preview.error:
                 return "not run: the preview failed, so no session is known to signal"
-            if plan.preview.note and not plan.preview.columns:  # one session, gone: the note says so
-                return f"nothing to do: {plan.preview.note}"
+            if plan.preview.nothing:
+                return f"nothing to do: {plan.preview.nothing}"
             return "nothing to do: the preview found no sessions"
         return ""
 

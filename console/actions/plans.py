@@ -65,18 +65,21 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Preview:
-    """What an action will touch: rows of a preview query (sanitised text), or a note."""
+    """What an action will touch: rows of a preview query (sanitised text), or a note.
+    ``nothing``: why it will touch nothing, when the preview knows (the session picked in the
+    table has gone); the executor refuses with it, before asking."""
 
     columns: tuple[str, ...] = ()
     rows: tuple[tuple[str, ...], ...] = ()
     note: str = ""
     error: str = ""
     truncated: bool = False
+    nothing: str = ""
 
     def lines(self) -> tuple[str, ...]:
         if self.error:
             return (f"preview failed: {self.error}",)
-        out = [self.note] if self.note else []
+        out = [text for text in (self.note, self.nothing) if text]
         if self.columns:
             out.append(" | ".join(self.columns))
             out += [" | ".join(row) for row in self.rows]

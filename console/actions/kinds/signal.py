@@ -186,7 +186,7 @@ class SignalKind:
                 return Previewed(Preview(note=f"{note} (not checked again: {reason(exc, job.cluster)})"))
             if not rows:
                 gone = f"pid {target.pid} is no longer the session you saw (it ended, or the pid was reused)"
-                return Previewed(Preview(note=gone), targets=())
+                return Previewed(Preview(nothing=gone), targets=())
             return Previewed(Preview(note=note))
         try:
             rows, columns = await read_only_query(job.cluster, job.select, job.params, plan.timeout)
