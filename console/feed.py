@@ -271,14 +271,6 @@ class FeedServer:
                 self.path.unlink()
 
 
-def _file_key(path: Path) -> object:
-    try:
-        st = path.stat()
-    except OSError as exc:
-        return type(exc).__name__
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
-
-
 async def _until_eof(reader: asyncio.StreamReader) -> None:
     while await reader.read(4096):  # anything a client sends is dropped, never kept
         pass
@@ -384,7 +376,7 @@ class Engine:
                     source, problem = "every console, shared journal", self.shared.state.problem
                     self._offer_timeline(events, source, problem)
                 else:  # re-read only when the file changed (or a minute passed: the window moves)
-                    key = _file_key(journal.path)
+                    key = journal.file_key()
                     if seen is None or seen[0] != key or time.monotonic() - seen[1] > 60:
                         read = await asyncio.to_thread(journal.read_own, since)
                         seen = (key, time.monotonic())

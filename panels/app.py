@@ -65,8 +65,10 @@ if TYPE_CHECKING:
     from console.feed import FeedClient, WallTimeline
     from console.journal import Journal, JournalEvent
     from console.journal.shared import SharedJournal
+    from console.timeline import TimelineEntry
     from panels.demo_menu import DemoMenu, DemoRequest
     from panels.runbook import StepRequest
+    from panels.timeline import TimelineScreen
     from panels.wall import WallScreen
 
 NARROW_WIDTH, NARROW_HEIGHT = 120, 36
@@ -165,6 +167,7 @@ class ConsoleApp(App[int]):
         # the store: its wall's timeline comes from the engine's feed like its states.
         self.shared: SharedJournal | None = None
         self._feed_timeline: WallTimeline | None = None
+        self._shared_events_seen = 0  # other consoles' events received (the timeline's key)
         if config.journal.shared is not None and feed is None:
             from console.journal.shared import SharedJournal
 
@@ -1090,10 +1093,11 @@ class ConsoleApp(App[int]):
         await self.push_screen(RunbookScreen(session))
 
     def _on_shared_events(self, events: list[JournalEvent]) -> None:
+        """Another console's events: a step of the run on screen it changed shows at once, and
+        the timelines (the wall's, and `t` at its next tick) have them."""
         from console.journal import RunEvent
 
-        """Another console's events: a step of the run on screen it changed shows at once, and
-        the wall's timeline has them."""
+        self._shared_events_seen += len(events)
         self._wall_timeline()
         for screen in self.screen_stack:
             if isinstance(screen, runbook_screen_type()):
@@ -1159,25 +1163,51 @@ class ConsoleApp(App[int]):
     # --- timeline and demo --------------------------------------------------------------------
 
     def action_timeline(self) -> None:
-        from console.journal import merge
-        from console.timeline import timeline
         from panels.timeline import TimelineScreen
 
         async def show() -> None:
-            since = self.clock() - TIMELINE_WINDOW
-            read = await asyncio.to_thread(self.journal.read_own, since)
-            problem = read.error or (f"{read.skipped} unreadable line(s) skipped" if read.skipped else "")
-            events = read.events
-            where = str(self.journal.path)
-            if self.shared is not None:  # every console's events, each once
-                events = merge(events, (e for e in self.shared.events() if e.ts >= since))
-                where += " + shared"
-                problem = problem or self.shared.state.problem
-            window = f"last {TIMELINE_WINDOW // 3600:.0f} h"
-            title = f"Timeline ({self.journal.environment}, {window}, {where})"
-            await self.push_screen(TimelineScreen(timeline(events), title, problem))
+            key = self._timeline_key()
+            entries, title, problem = await self._read_timeline()
+            screen = TimelineScreen(entries, title, problem, reload=lambda: self._reload_timeline(screen))
+            screen.read_key = key
+            await self.push_screen(screen)
 
         self.run_worker(show, group="timeline", exit_on_error=False)
+
+    def _timeline_key(self) -> object:
+        """Changes when there is more to read: this machine's journal file (this console or
+        another on the host), or other consoles' events from the shared journal."""
+        return self.journal.file_key(), self._shared_events_seen
+
+    async def _read_timeline(self) -> tuple[list[TimelineEntry], str, str]:
+        from console.journal import merge
+        from console.timeline import timeline
+
+        since = self.clock() - TIMELINE_WINDOW
+        read = await asyncio.to_thread(self.journal.read_own, since)
+        problem = read.error or (f"{read.skipped} unreadable line(s) skipped" if read.skipped else "")
+        events = read.events
+        where = str(self.journal.path)
+        if self.shared is not None:  # every console's events, each once
+            events = merge(events, (e for e in self.shared.events() if e.ts >= since))
+            where += " + shared"
+            problem = problem or self.shared.state.problem
+        window = f"last {TIMELINE_WINDOW // 3600:.0f} h"
+        return timeline(events), f"Timeline ({self.journal.environment}, {window}, {where})", problem
+
+    def _reload_timeline(self, screen: TimelineScreen) -> None:
+        """The open timeline, read again when something was written (its RELOAD_SECONDS tick)."""
+        key = self._timeline_key()
+        if key == screen.read_key:
+            return
+        screen.read_key = key
+
+        async def reload() -> None:
+            entries, _, problem = await self._read_timeline()
+            if screen.is_mounted:
+                screen.show(entries, problem)
+
+        self.run_worker(reload, group="timeline-reload", exclusive=True, exit_on_error=False)
 
     def _wall_timeline(self) -> None:
         """The wall's timeline: every console's events with a shared journal, else this

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -18,6 +18,7 @@ from panels.footer import Footer
 from panels.tables import KeyedTable
 from panels.text import cell, severity_text
 
+RELOAD_SECONDS = 1.0  # while open: a stat of the journal file, a re-read only when it changed
 OUTCOME_BADGE = {"ok": "✔ ok", "failed": "✖ fail", "refused": "⊘ refused", "info": "· info"}
 OUTCOME_STYLE = {"ok": "green", "failed": "bold red", "refused": "yellow", "info": ""}
 
@@ -30,6 +31,9 @@ def outcome_text(entry: TimelineEntry) -> Text:
 
 
 class TimelineScreen(ModalScreen[None]):
+    """Live while it is open: ``reload`` is called every RELOAD_SECONDS (it re-reads only when
+    something changed) and :meth:`show` takes what it read."""
+
     BINDINGS = [Binding("escape", "dismiss", "Close", id="timeline_close")]
     DEFAULT_CSS = """
     TimelineScreen { align: center middle; }
@@ -37,11 +41,19 @@ class TimelineScreen(ModalScreen[None]):
     #timeline-title { height: auto; text-style: bold; padding: 0 1; }
     """
 
-    def __init__(self, entries: Sequence[TimelineEntry], title: str, problem: str = "") -> None:
+    def __init__(
+        self,
+        entries: Sequence[TimelineEntry],
+        title: str,
+        problem: str = "",
+        reload: Callable[[], object] | None = None,
+    ) -> None:
         super().__init__()
         self.entries = list(entries)
         self.title_text = title
         self.problem = problem
+        self.reload = reload
+        self.read_key: object = None  # what the reader had read when it read these entries
 
     def compose(self) -> ComposeResult:
         with Vertical(id="timeline-box"):
@@ -57,11 +69,33 @@ class TimelineScreen(ModalScreen[None]):
         return heading + (f" — {self.problem}" if self.problem else "")
 
     def on_mount(self) -> None:
+        self._sync()
         table = self.query_one(KeyedTable)
-        table.sync(
-            [
+        if self.entries:
+            table.move_cursor(row=len(self.entries) - 1, animate=False)
+        table.focus()
+        if self.reload is not None:
+            self.set_interval(RELOAD_SECONDS, self.reload)
+
+    def show(self, entries: Sequence[TimelineEntry], problem: str) -> None:
+        """Newer entries: a cursor on the last row follows them, one elsewhere stays put."""
+        table = self.query_one(KeyedTable)
+        following = table.cursor_row >= len(self.entries) - 1
+        self.entries, self.problem = list(entries), problem
+        self.query_one("#timeline-title", Static).update(Text(self._heading()))
+        self._sync()
+        if following and self.entries:
+            table.move_cursor(row=len(self.entries) - 1, animate=False)
+
+    def _sync(self) -> None:
+        seen: dict[tuple[float, str, str], int] = {}
+        rows = []
+        for e in self.entries:
+            # Keyed by the entry itself: an entry keeps its row when older ones leave the window.
+            n = seen[(e.ts, e.who, e.text)] = seen.get((e.ts, e.who, e.text), -1) + 1
+            rows.append(
                 (
-                    str(i),
+                    f"{e.ts!r}|{e.who}|{e.text}|{n}",
                     (
                         cell(time.strftime("%m-%d %H:%M:%S", time.gmtime(e.ts)), 14),
                         outcome_text(e),
@@ -69,9 +103,5 @@ class TimelineScreen(ModalScreen[None]):
                         cell(e.text, 200),
                     ),
                 )
-                for i, e in enumerate(self.entries)
-            ]
-        )
-        if self.entries:
-            table.move_cursor(row=len(self.entries) - 1, animate=False)
-        table.focus()
+            )
+        self.query_one(KeyedTable).sync(rows)

@@ -4,6 +4,7 @@ t shows the timeline, and a Prometheus alert is acked as a real Alertmanager sil
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 from console.app import ConsoleApp
@@ -202,6 +203,47 @@ async def test_timeline_shows_the_journal(tmp_path):
         assert not any(r[1] == "✖ fail" for r in rows)
         await pilot.press("escape")
         assert app.is_running
+
+
+async def test_the_open_timeline_shows_what_is_written_meanwhile(tmp_path):
+    """It was a snapshot: what another console on this host (or this one) wrote while it was open
+    did not show until it was closed and opened again. A cursor on the last row follows the new
+    ones; a cursor the operator moved up stays where it is."""
+    journal_path = tmp_path / "journal.jsonl"
+    journal = Journal(journal_path)
+    journal.append(Note(text="first look"))
+    app = make_app(config=ui_data.config(environment=STAGING), journal=journal)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, TimelineScreen), what="timeline")
+        screen = app.screen
+        table = screen.query_one("#timeline-table")
+
+        def texts() -> list[str]:  # the notes (the breaches on screen are journaled too)
+            return [
+                t for i in range(table.row_count) if (t := str(table.get_row_at(i)[3])).startswith("note:")
+            ]
+
+        assert texts() == ["note: first look"]
+        other = Journal(journal_path)  # another console on this host, the same file
+        await asyncio.to_thread(other.append, Note(text="second look"))
+        await wait_for(pilot, lambda: "note: second look" in texts(), what="the other console's note")
+        assert table.cursor_row == table.row_count - 1  # it follows
+        assert f"{table.row_count} events" in str(screen.query_one("#timeline-title").render())
+
+        await asyncio.to_thread(other.append, Note(text="third look"))
+        await wait_for(pilot, lambda: "note: third look" in texts(), what="the third note")
+        table.move_cursor(row=0, animate=False)
+        await pilot.pause()
+        await asyncio.to_thread(app.journal.append, Note(text="this console's note"))
+        await wait_for(pilot, lambda: "note: this console's note" in texts(), what="this console's note")
+        assert table.cursor_row == 0 and texts()[0] == "note: first look"  # it stays
+        assert texts() == [
+            "note: first look",
+            "note: second look",
+            "note: third look",
+            "note: this console's note",
+        ]
 
 
 async def test_timeline_reads_the_configs_journal_and_shows_its_environment_only(tmp_path):

@@ -92,6 +92,15 @@ async def test_two_consoles_share_one_incident(tmp_path, store, monkeypatch):
         texts = [e.text for e in bob.screen.entries]
         assert sum("alice: looking at the locks" in t for t in texts) == 1
         assert sum("step blocked skipped" in t for t in texts) == 1, texts
+        # Live: what alice writes now shows on bob's open timeline, through the shared journal.
+        await asyncio.to_thread(alice.journal.append, Note(text="the blocker is the nightly batch"))
+        timeline_screen = bob.screen
+        await wait_for(
+            pb,
+            lambda: any("the blocker is the nightly batch" in e.text for e in timeline_screen.entries),
+            10,
+            "alice's new note on bob's open timeline",
+        )
 
 
 async def test_the_store_stopping_mid_incident_queues_and_loses_nothing(tmp_path, store, pg_server):

@@ -128,6 +128,15 @@ class Journal:
         self.after_append: list[Callable[[], None]] = []
         self._lock = threading.Lock()  # threads of this process; flock covers other processes
 
+    def file_key(self) -> object:
+        """What changes when the file is written, by this process or another (a reader re-reads
+        only when it did); the error's name when it cannot be read."""
+        try:
+            st = self.path.stat()
+        except OSError as exc:
+            return type(exc).__name__
+        return (st.st_size, st.st_mtime_ns, st.st_ino)
+
     @classmethod
     def of(cls, config: Config) -> Journal:
         """The journal of a loaded config: its path, environment and incident."""
