@@ -6,6 +6,7 @@ sent: the statement gives its bare pid and state (bench/CHANGES.md)."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from console.sources.pg_refresh import RowKind
 from console.sources.postgres import LOCKS_EVERY, SINCE_MARGIN
@@ -134,41 +135,56 @@ async def test_pg_locks_is_read_again_only_for_a_new_wait_or_after_locks_every(
     """The lock details of sessions that still wait as they did come from the last read of
     pg_locks (bench/CHANGES.md: pg_lock_status() costs more the larger max_connections); a new
     wait is read at once, by a second statement for the new waiters only, and every wait again
-    by the refresh statement itself after LOCKS_EVERY."""
+    by the refresh statement itself after LOCKS_EVERY.
+
+    The refresh reads the whole server, where other tests (the other xdist worker) make lock
+    chains of their own: only this test's waiters are looked at (a fresh-clone CI run failed
+    when another test's two waiters were new at the fourth refresh), and LOCKS_EVERY is held
+    off where a loaded machine could take that long to build a chain."""
     source = pg_source(pg_server)
     sent = recording(source)
     first = await source.poll()
     chain = await pg_lock_chain()
+    ours = {chain.second, chain.third}
 
     def read(rows) -> tuple[str, set[int]]:
-        """What the refresh read of pg_locks: every wait, the new ones only, or nothing."""
+        """What the refresh read of pg_locks for our waiters: every wait, new ones, or nothing."""
         header = next(row for row in rows if row["kind"] == RowKind.HEADER)
-        pids = {row["pid"] for row in rows if row["kind"] == RowKind.LOCK_WAIT}
+        pids = {row["pid"] for row in rows if row["kind"] == RowKind.LOCK_WAIT} & ours
         return ("every" if header["locks_read"] else "new" if pids else "none"), pids
 
+    def waits(snapshot) -> dict[int, object]:
+        return {s.pid: s for s in snapshot.sessions if s.lock is not None and s.pid in ours}
+
+    def before_locks_every() -> None:
+        source._locks_at = time.monotonic()  # as if the last read of every lock were just now
+
     assert read(sent[-1])[0] == "every"  # the first refresh
+    before_locks_every()
     second = await source.poll()  # two sessions started waiting: read at once
     assert read(sent[-1]) == ("new", {chain.second, chain.third})
-    waiting = {s.pid: s for s in second.sessions if s.lock is not None}
+    waiting = waits(second)
     assert set(waiting) == {chain.second, chain.third}
+    before_locks_every()
     third = await source.poll()  # the same waits: not read, the same details
     assert read(sent[-1]) == ("none", set())
-    again = {s.pid: s for s in third.sessions if s.lock is not None}
+    again = waits(third)
     assert set(again) == set(waiting) and all(again[p].lock == waiting[p].lock for p in again)
     assert again[chain.second].lock.relation.endswith(chain.table)
-    other = await pg_lock_chain()  # new waits, well before LOCKS_EVERY: only those are read
+    other = await pg_lock_chain()  # new waits, before LOCKS_EVERY: only those are read
+    ours |= {other.second, other.third}
+    before_locks_every()
     fourth = await source.poll()
     assert read(sent[-1]) == ("new", {other.second, other.third})
-    assert {s.pid for s in fourth.sessions if s.lock is not None} == {*waiting, other.second, other.third}
+    assert set(waits(fourth)) == {*waiting, other.second, other.third}
     assert all(
         s.lock.relation.endswith(other.table) for s in fourth.sessions if s.pid in (other.second, other.third)
     )
+    before_locks_every()
     await source.poll()
     assert read(sent[-1])[0] == "none"
     source._locks_at -= LOCKS_EVERY  # as if LOCKS_EVERY had passed
     fifth = await source.poll()
     assert read(sent[-1]) == ("every", {*waiting, other.second, other.third})
-    assert {s.pid: s.lock for s in fifth.sessions if s.lock is not None} == {
-        s.pid: s.lock for s in fourth.sessions if s.lock is not None
-    }
+    assert {p: s.lock for p, s in waits(fifth).items()} == {p: s.lock for p, s in waits(fourth).items()}
     assert first.error is None  # (the fixture releases both chains)
