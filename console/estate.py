@@ -21,9 +21,10 @@ Pure functions of snapshots; ``since`` (first seen) is kept by the poller.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 
 from console.model import PromAlert, PrometheusSnapshot, RuleGroup, Severity
-from console.rules import Breach, State, alert_breach, alert_id, format_duration
+from console.rules import Breach, State, alert_breach, alert_id, alert_value, format_duration
 
 #: Rules in error shown one breach each, per server; beyond, one breach counts the rest.
 MAX_RULE_BREACHES = 20
@@ -44,15 +45,21 @@ def alert_breaches(
         if s.alertmanager_alerts is not None and s.alertmanager_url not in readers:
             readers[s.alertmanager_url] = s
     shown: dict[str, Breach] = {}
-    held: dict[str, list[dict[str, str]]] = {}  # alertname -> labels of the alerts Alertmanager holds
+    # alertname -> (labels, breach id) of the alerts Alertmanager holds
+    held: dict[str, list[tuple[dict[str, str], str]]] = {}
     for s in readers.values():
         for alert in s.alertmanager_alerts or ():
             shown.setdefault(alert_id(alert), alert_breach(alert, s, runbooks_for_alert))
-            held.setdefault(alert.name, []).append(dict(alert.labels))
+            held.setdefault(alert.name, []).append((dict(alert.labels), alert_id(alert)))
     for s in snapshots:
         for alert in s.alerts:
-            if _held(alert, held):
-                continue  # Alertmanager's copy is shown (with external labels, silences...)
+            holders = _held(alert, held)
+            if holders:  # Alertmanager's copy is shown (with external labels, silences...),
+                for held_id in holders:  # with the value only the server knows
+                    copy = shown[held_id]
+                    if not copy.value_text and alert.value:
+                        shown[held_id] = replace(copy, value_text=alert_value(alert.value))
+                continue
             breach = alert_breach(alert, s, runbooks_for_alert)
             known = shown.get(breach.id)
             if known is None or (known.state is State.PENDING and breach.state is State.FIRING):
@@ -60,11 +67,11 @@ def alert_breaches(
     return list(shown.values())
 
 
-def _held(alert: PromAlert, held: Mapping[str, list[dict[str, str]]]) -> bool:
-    """Alertmanager holds this alert: one of its alerts of that name carries every label of it
-    (Alertmanager's copy may have more: the sender's external labels)."""
+def _held(alert: PromAlert, held: Mapping[str, list[tuple[dict[str, str], str]]]) -> list[str]:
+    """The ids of Alertmanager's copies of this alert: its alerts of that name that carry every
+    label of it (Alertmanager's copy may have more: the sender's external labels)."""
     labels = alert.labels
-    return any(all(other.get(k) == v for k, v in labels) for other in held.get(alert.name, ()))
+    return [id_ for other, id_ in held.get(alert.name, ()) if all(other.get(k) == v for k, v in labels)]
 
 
 def rule_breaches(snapshot: PrometheusSnapshot, since: Since) -> list[Breach]:

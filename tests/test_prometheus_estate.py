@@ -46,7 +46,7 @@ RULES = {
         {
             "name": "estate",
             "rules": [
-                {"alert": "IcEstateFiring", "expr": "vector(1)", "labels": {"severity": "warning"}},
+                {"alert": "IcEstateFiring", "expr": "vector(42)", "labels": {"severity": "warning"}},
                 {
                     "alert": "IcEstatePending",
                     "expr": "vector(1)",
@@ -145,6 +145,8 @@ async def test_an_ha_pair_behind_one_alertmanager(tmp_path: Path, daemons) -> No
         for title in ("IcEstateFiring", "IcEstateSilenced", INHIBITOR, INHIBITED):
             [alert] = named(state, title)
             assert alert.state is State.FIRING and alert.origin == "alertmanager", alert
+        # Alertmanager sends no value: Alertmanager's copy shows the server's (it was empty).
+        assert named(state, "IcEstateFiring")[0].value_text == "42"
         [silenced] = named(state, "IcEstateSilenced")
         assert silenced.silenced_by == (silence_id,)
         [inhibited] = named(state, INHIBITED)
