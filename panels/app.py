@@ -1193,7 +1193,7 @@ class ConsoleApp(App[int]):
             where += " + shared"
             problem = problem or self.shared.state.problem
         window = f"last {TIMELINE_WINDOW // 3600:.0f} h"
-        return timeline(events), f"Timeline ({self.journal.environment}, {window}, {where})", problem
+        return timeline(events), f"{self.journal.environment}, {window}, {where}", problem
 
     def _reload_timeline(self, screen: TimelineScreen) -> None:
         """The open timeline, read again when something was written (its RELOAD_SECONDS tick)."""

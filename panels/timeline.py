@@ -65,7 +65,8 @@ class TimelineScreen(ModalScreen[None]):
             yield Footer(compact=True)
 
     def _heading(self) -> str:
-        heading = f"{self.title_text}: {len(self.entries)} events"
+        # The count first: at 80 columns a long journal path wraps after it, not through it.
+        heading = f"Timeline: {len(self.entries)} events ({self.title_text})"
         return heading + (f" — {self.problem}" if self.problem else "")
 
     def on_mount(self) -> None:

@@ -229,7 +229,8 @@ async def test_the_open_timeline_shows_what_is_written_meanwhile(tmp_path):
         await asyncio.to_thread(other.append, Note(text="second look"))
         await wait_for(pilot, lambda: "note: second look" in texts(), what="the other console's note")
         assert table.cursor_row == table.row_count - 1  # it follows
-        assert f"{table.row_count} events" in str(screen.query_one("#timeline-title").render())
+        heading = str(screen.query_one("#timeline-title").render())
+        assert heading.startswith(f"Timeline: {table.row_count} events (default, last 24 h, "), heading
 
         await asyncio.to_thread(other.append, Note(text="third look"))
         await wait_for(pilot, lambda: "note: third look" in texts(), what="the third note")
