@@ -1142,7 +1142,12 @@ class ConsoleApp(App[int]):
             if result is not None:
                 self.notify(result_line(result), severity=result_severity(result), timeout=8)
         except actions.RenderError as exc:
-            self.notify(f"cannot run this step: {exc}", severity="error", timeout=8)
+            # A value the operator has to give (it comes from no breach): say which key sets it.
+            needs = screen.needs(step)
+            if needs:
+                self.notify(f"cannot run this step yet: it {needs}", severity="warning", timeout=8)
+            else:
+                self.notify(f"cannot run this step: {exc}", severity="error", timeout=8)
         except ValueError as exc:  # a value the runbook refuses (not one of its choices)
             self.notify(f"not set: {exc}", severity="error", timeout=8)
         finally:

@@ -25,6 +25,7 @@ from console.runbooks import (
     Match,
     Runbook,
     RunbookSession,
+    Step,
     StepCommand,
     StepState,
     StepStatus,
@@ -356,10 +357,8 @@ class RunbookScreen(Screen):
         text.append("\n")
         for line in self.session.describe(step):
             text.append(f"{line}\n")
-        unset = [v.name for v in self.session.inputs(step) if v.used_here and v.value is None]
-        if unset and status.state != StepState.DONE:
-            key = self.key_for(StepCommand.SET_VALUE)
-            text.append(f"needs {', '.join(unset)}: press {key} to set it first\n", style="bold")
+        if (needs := self.needs(step)) and status.state != StepState.DONE:
+            text.append(f"{needs} first\n", style="bold")
         if (expected := self.session.expected(step)) is not None and status.state != StepState.DONE:
             text.append(f"press {self.key_for(expected)} when done\n", style="bold")
         if status.message:
@@ -396,6 +395,13 @@ class RunbookScreen(Screen):
         status = self.selected
         if status is not None:
             self.post_message(StepRequest(self, StepCommand(command), status.step.id))
+
+    def needs(self, step: Step) -> str:
+        """What the step lacks before it can run, and the key that sets it; "" when nothing."""
+        unset = [v.name for v in self.session.inputs(step) if v.used_here and v.value is None]
+        if not unset:
+            return ""
+        return f"needs {', '.join(unset)}: press {self.key_for(StepCommand.SET_VALUE)} to set it"
 
     def key_for(self, command: StepCommand) -> str:
         """The key that gives ``command`` here, as the user's keymap has it."""

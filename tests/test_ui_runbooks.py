@@ -300,6 +300,10 @@ async def test_an_input_the_step_needs_is_set_with_i_and_journaled_before_the_ac
         await pilot.pause()
         assert app.screen is screen
         assert not any(k.startswith("action.") for k in events(journal_path))
+        # It says which key gives the value, not "open the runbook from a breach" (it was).
+        said = lambda: [str(n.message) for n in app._notifications]  # noqa: E731
+        await wait_for(pilot, lambda: any("cannot run this step" in m for m in said()), what="why not")
+        assert "cannot run this step yet: it needs previous_image: press i to set it" in said(), said()
 
         await pilot.press("i")
         dialog = await wait_for_screen(pilot, ValueScreen)
