@@ -294,6 +294,7 @@ async def test_an_input_the_step_needs_is_set_with_i_and_journaled_before_the_ac
         await goto_step(pilot, screen, "rollback")
         detail = str(screen.query_one("#rb-detail-text").render())
         assert "<previous_image>" in detail and "needs previous_image: press i to set it first" in detail
+        assert "cannot render until previous_image is set" in detail and "from a breach" not in detail
         assert "--image ''" not in detail
 
         await pilot.press("x")  # nothing to confirm: the value is missing

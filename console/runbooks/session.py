@@ -226,6 +226,9 @@ class RunbookSession:
         try:
             return tuple(lines + _describe(self, step, now))
         except RenderError as exc:
+            unset = [v.name for v in self.inputs(step) if v.used_here and v.value is None]
+            if unset:  # a value the operator gives (the console shows the key that sets it)
+                return tuple([*lines, f"cannot render until {', '.join(unset)} is set"])
             return tuple([*lines, f"cannot render: {exc}"])
 
     def escalation(self, now: float | None = None) -> EscalationView:
