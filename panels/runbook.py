@@ -32,7 +32,7 @@ from console.runbooks import (
 )
 from console.sanitize import one_line
 from panels.footer import Footer
-from panels.tables import KeyedTable
+from panels.tables import Fit, KeyedTable
 from panels.text import cell
 
 STEP_BADGE = {
@@ -49,6 +49,9 @@ STEP_STYLE = {
     StepState.FAILED: "bold red",
     StepState.SKIPPED: "dim",
 }
+# The step's title takes what the number, state and kind leave, cut with …: at 80 columns a
+# horizontal scrollbar took a line under the steps (the detail below shows the whole title).
+STEPS_FIT = Fit("title", 20)
 SEVERITY_WORD = {"critical": "✖ CRIT", "high": "▲ HIGH", "medium": "■ MED", "low": "· LOW"}
 
 
@@ -276,7 +279,9 @@ class RunbookScreen(Screen):
         yield Static(self._title(), id="rb-title")
         yield Static(id="rb-escalation")
         yield KeyedTable(
-            columns=[("n", "#"), ("state", "state"), ("kind", "kind"), ("title", "step")], id="rb-steps"
+            columns=[("n", "#"), ("state", "state"), ("kind", "kind"), ("title", "step")],
+            id="rb-steps",
+            fit=STEPS_FIT,
         )
         with VerticalScroll(id="rb-detail"):
             yield Static(id="rb-detail-text")

@@ -28,6 +28,7 @@ from rich.text import Text
 from textual._two_way_dict import TwoWayDict
 from textual._types import SegmentLines
 from textual.cache import LRUCache
+from textual.geometry import Size
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 from textual.widgets.data_table import Row as TableRow
@@ -120,6 +121,13 @@ class KeyedTable(DataTable):
 
     def on_resize(self, event) -> None:
         self.fit()
+
+    def watch_virtual_size(self, old: Size, new: Size) -> None:
+        # Textual shows or hides scrollbars when the compositor sees a size change; a table
+        # whose own content narrowed (fit() cut the flexible column) kept the horizontal
+        # scrollbar it no longer needed: a blank line under the rows.
+        if new.width != old.width:
+            self._refresh_scrollbars()
 
     def fit(self) -> None:
         """Fit the width (see :class:`Fit`): choose the columns, size the flexible one."""

@@ -15,7 +15,7 @@ from textual.widgets import Static
 from console.model import Severity
 from console.timeline import TimelineEntry
 from panels.footer import Footer
-from panels.tables import KeyedTable
+from panels.tables import Fit, KeyedTable
 from panels.text import cell, severity_text
 
 RELOAD_SECONDS = 1.0  # while open: a stat of the journal file, a re-read only when it changed
@@ -61,6 +61,7 @@ class TimelineScreen(ModalScreen[None]):
             yield KeyedTable(
                 columns=[("ts", "UTC"), ("outcome", "result"), ("who", "who"), ("text", "what")],
                 id="timeline-table",
+                fit=Fit("text", 20),  # what happened takes the width the others leave, cut with …
             )
             yield Footer(compact=True)
 

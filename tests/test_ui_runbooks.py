@@ -321,6 +321,38 @@ async def test_an_input_the_step_needs_is_set_with_i_and_journaled_before_the_ac
         await pilot.press("escape")
 
 
+async def test_at_80_columns_the_steps_and_the_timeline_fit_without_scrolling_sideways(tmp_path):
+    """Long step titles made the steps table wider than the screen: a horizontal scrollbar took
+    a line at 80x24 and the titles' ends were off screen. The title column takes what is left
+    and is cut with …; so is the timeline's "what"."""
+    from tests.test_ui_oncall import screen_text
+
+    app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(tmp_path / "journal.jsonl"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await select_breach(pilot, app, "prometheus.error_rate")
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunbookPicker), what="picker")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunbookScreen), what="runbook screen")
+        await pilot.pause()
+        steps = app.screen.query_one("#rb-steps")
+        assert steps.max_scroll_x == 0 and not steps.show_horizontal_scrollbar
+        shown = screen_text(app)
+        assert "Roll storefront back to the previous image" in shown
+        assert any(
+            line.rstrip().endswith("…") for line in shown.splitlines()[steps.region.y : steps.region.bottom]
+        )
+
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, RunbookScreen), what="back")
+        await asyncio.to_thread(app.journal.append, Note(text="a note " + "long " * 40))
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, TimelineScreen), what="timeline")
+        await pilot.pause()
+        table = app.screen.query_one("#timeline-table")
+        assert table.max_scroll_x == 0 and not table.show_horizontal_scrollbar
+
+
 async def test_r_on_the_postgres_panel_ranks_for_the_worst_breach_it_shows(tmp_path):
     """R with no breach selected used to say "no runbook matches" while a lock breach fired:
     from a panel it ranks for the worst breach of that panel's sources, and says which."""
