@@ -403,7 +403,7 @@ class RunbookScreen(Screen):
 
     def needs(self, step: Step) -> str:
         """What the step lacks before it can run, and the key that sets it; "" when nothing."""
-        unset = [v.name for v in self.session.inputs(step) if v.used_here and v.value is None]
+        unset = self.session.unset_inputs(step)
         if not unset:
             return ""
         return f"needs {', '.join(unset)}: press {self.key_for(StepCommand.SET_VALUE)} to set it"

@@ -323,13 +323,19 @@ async def test_an_ack_does_not_widen_the_state_column_for_good():
 # --- 12, 15. dialogs fit 80x24, name their buttons by what they do, show their keys -------------------
 
 
+async def open_terminate_dialog(pilot, app) -> ConfirmScreen:
+    """K on the Postgres panel: the dialog that terminates the selected session."""
+    await goto(pilot, app, PostgresPanel)
+    await pilot.press("K")
+    dialog = await wait_for_screen(pilot, ConfirmScreen)
+    await pilot.pause()
+    return dialog
+
+
 async def test_the_terminate_dialog_fits_80x24_with_its_buttons_and_its_own_keys():
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await goto(pilot, app, PostgresPanel)
-        await pilot.press("K")
-        dialog = await wait_for_screen(pilot, ConfirmScreen)
-        await pilot.pause()
+        dialog = await open_terminate_dialog(pilot, app)
         for button in dialog.query("Button"):
             assert button.region.y >= 0 and button.region.bottom <= 23, button.region  # above the footer
         assert dialog.query_one("#confirm-input").region.bottom <= 23
@@ -345,10 +351,7 @@ async def test_the_empty_typed_confirmation_does_not_read_as_typed_without_colou
     field read as already filled in."""
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await goto(pilot, app, PostgresPanel)
-        await pilot.press("K")
-        dialog = await wait_for_screen(pilot, ConfirmScreen)
-        await pilot.pause()
+        dialog = await open_terminate_dialog(pilot, app)
         field = dialog.query_one("#confirm-input")
         lines = screen_text(app).splitlines()
         empty = lines[field.region.y][field.region.x : field.region.right]

@@ -279,17 +279,22 @@ async def test_a_runbook_title_reads_with_its_values_filled_for_the_breach(tmp_p
         assert "High error rate on storefront (5xx above 5%)" in heading and "{{" not in heading
 
 
+async def open_error_spike_runbook(pilot, app) -> None:
+    """The error-rate breach's first runbook (error-spike), from the picker."""
+    await select_breach(pilot, app, "prometheus.error_rate")
+    await pilot.press("R")
+    await wait_for(pilot, lambda: isinstance(app.screen, RunbookPicker), what="picker")
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, RunbookScreen), what="runbook screen")
+
+
 async def test_an_input_the_step_needs_is_set_with_i_and_journaled_before_the_action_runs(tmp_path):
     """The rollback needs the image to roll back to: nothing to run until the operator sets it
     (no `--image ''`); `i` sets it (journaled), and the dialog then shows it in the argv."""
     journal_path = tmp_path / "journal.jsonl"
     app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(journal_path))
     async with app.run_test(size=(80, 24)) as pilot:
-        await select_breach(pilot, app, "prometheus.error_rate")
-        await pilot.press("R")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunbookPicker), what="picker")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunbookScreen), what="runbook screen")
+        await open_error_spike_runbook(pilot, app)
         screen = app.screen
         await goto_step(pilot, screen, "rollback")
         detail = str(screen.query_one("#rb-detail-text").render())
@@ -329,11 +334,7 @@ async def test_at_80_columns_the_steps_and_the_timeline_fit_without_scrolling_si
 
     app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(tmp_path / "journal.jsonl"))
     async with app.run_test(size=(80, 24)) as pilot:
-        await select_breach(pilot, app, "prometheus.error_rate")
-        await pilot.press("R")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunbookPicker), what="picker")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunbookScreen), what="runbook screen")
+        await open_error_spike_runbook(pilot, app)
         await pilot.pause()
         steps = app.screen.query_one("#rb-steps")
         assert steps.max_scroll_x == 0 and not steps.show_horizontal_scrollbar

@@ -226,8 +226,7 @@ class RunbookSession:
         try:
             return tuple(lines + _describe(self, step, now))
         except RenderError as exc:
-            unset = [v.name for v in self.inputs(step) if v.used_here and v.value is None]
-            if unset:  # a value the operator gives (the console shows the key that sets it)
+            if unset := self.unset_inputs(step):  # a value the operator gives (the console shows its key)
                 return tuple([*lines, f"cannot render until {', '.join(unset)} is set"])
             return tuple([*lines, f"cannot render: {exc}"])
 
@@ -396,6 +395,10 @@ class RunbookSession:
     def inputs(self, step: Step | None = None) -> list[InputView]:
         """The runbook's inputs with their values now; those ``step`` needs and lacks first."""
         return input_views(self.runbook, step, self.context)
+
+    def unset_inputs(self, step: Step) -> list[str]:
+        """The inputs ``step`` uses that have no value (nothing of it renders without them)."""
+        return [v.name for v in self.inputs(step) if v.used_here and v.value is None]
 
     async def set_input(self, name: str, value: str) -> bool:
         """Set a runbook input (journaled). ValueError, nothing journaled, for a name the runbook
