@@ -849,8 +849,18 @@ class ConsoleApp(App[int]):
 
     def on_show_breach(self, message: ShowBreach) -> None:
         breach = message.breach
-        body = breach_detail(breach, self.clock(), ack=self._ack_words(breach, full=True))
+        body = breach_detail(
+            breach, self.clock(), ack=self._ack_words(breach, full=True), runbooks=self._runbook_ids(breach)
+        )
         self.push_screen(DetailScreen(breach.title, body))
+
+    def _runbook_ids(self, breach: Breach) -> list[str] | None:
+        """The runbooks ``R`` lists first for ``breach``; None while the pack cannot be read. The
+        detail said "runbooks —" for a breach whose picker offered two (config links only)."""
+        from console.runbooks.rank import relevant
+
+        pack = self.pack()
+        return None if pack is None else [m.runbook.id for m in relevant(pack.rank(breach, self.config))]
 
     def action_fleet(self) -> None:
         fleet = next((p for p in self.panels if isinstance(p, FleetPanel)), None)

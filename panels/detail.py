@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -72,7 +73,9 @@ def health_detail(snapshot: HealthSnapshot, last_good: HealthSnapshot | None) ->
     return "\n".join(lines)
 
 
-def breach_detail(breach: Breach, now: float, ack: str = "") -> str:
+def breach_detail(breach: Breach, now: float, ack: str = "", runbooks: Sequence[str] | None = None) -> str:
+    """``runbooks``: the ones ``R`` offers for this breach, best first (None: the config's links)."""
+    runbooks = breach.runbooks if runbooks is None else runbooks
     lines = [
         f"{breach.title}",
         f"id           {breach.id}",
@@ -80,7 +83,7 @@ def breach_detail(breach: Breach, now: float, ack: str = "") -> str:
         f"since        {_utc(breach.since)} ({format_duration(breach.age(now))})",
         f"value        {breach.value_text} {breach.level_text}".rstrip(),
         f"subject      {breach.subject or '—'}",
-        f"runbooks     {', '.join(breach.runbooks) or '—'}",
+        f"runbooks     {', '.join(runbooks) or '—'}",
     ]
     if breach.runbook_url:
         lines.append(f"runbook url  {breach.runbook_url}")

@@ -52,6 +52,9 @@ STEP_STYLE = {
 # The step's title takes what the number, state and kind leave, cut with …: at 80 columns a
 # horizontal scrollbar took a line under the steps (the detail below shows the whole title).
 STEPS_FIT = Fit("title", 20)
+#: At 80 columns the picker's title takes what the id leaves and the why column goes: the line
+#: under the table says the highlighted runbook's title and why, whole (it was cut off the box).
+PICKER_FIT = Fit("title", 16, drop=("why",), nominal=(("why", 40),))
 SEVERITY_WORD = {"critical": "✖ CRIT", "high": "▲ HIGH", "medium": "■ MED", "low": "· LOW"}
 
 
@@ -68,6 +71,7 @@ class RunbookPicker(ModalScreen[str | None]):
     #picker-box { width: 95%; max-width: 140; height: 90%; border: thick $primary;
                   background: $surface; padding: 0 1; }
     #picker-title { height: auto; text-style: bold; }
+    #picker-why { height: auto; max-height: 4; color: $text-muted; }
     """
 
     def __init__(
@@ -94,11 +98,14 @@ class RunbookPicker(ModalScreen[str | None]):
             yield KeyedTable(
                 columns=[("severity", "sev"), ("id", "runbook"), ("title", "title"), ("why", "why")],
                 id="picker-table",
+                fit=PICKER_FIT,
             )
+            yield Static(id="picker-why")
             yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self._fill()
+        self._explain()
         self.query_one(KeyedTable).focus()
 
     def _fill(self) -> None:
@@ -128,6 +135,20 @@ class RunbookPicker(ModalScreen[str | None]):
     def action_all(self) -> None:
         self.show_all = not self.show_all
         self._fill()
+        self._explain()
+
+    def on_data_table_row_highlighted(self, event) -> None:
+        self._explain()
+
+    def _explain(self) -> None:
+        """The highlighted runbook's title and why it matches, whole."""
+        key = self.query_one(KeyedTable).selected_key
+        runbook = next((rb for rb in self.runbooks if rb.id == key), None)
+        why = next((m.why for m in self.matches if m.runbook.id == key), "") if not self.show_all else ""
+        text = Text() if runbook is None else Text(self.title_of(runbook))
+        if why:
+            text.append(f"\nwhy: {why}")
+        self.query_one("#picker-why", Static).update(text)
 
     def action_open(self) -> None:
         self.dismiss(self.query_one(KeyedTable).selected_key)

@@ -412,3 +412,45 @@ async def test_a_step_whose_preview_finds_no_session_asks_nothing_and_says_why(t
     refused, step = await terminate_root_blocker_asks_nothing(config, tmp_path)
     assert refused == "nothing to do: the preview found no sessions"
     assert step.state == StepState.TODO  # still the operator's to skip or re-run
+
+
+async def test_a_breach_detail_names_the_runbooks_r_offers_for_it(tmp_path):
+    """The detail said "runbooks —" for a breach whose picker offered runbooks: it showed the
+    config's links only. It names what ``R`` lists first, in the picker's order."""
+    from panels.detail import DetailScreen
+
+    app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(tmp_path / "journal.jsonl"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await select_breach(pilot, app, "prometheus.error_rate")
+        assert panel(app, BreachesPanel).selected.runbooks == ()  # no link in the config
+        await pilot.press("R")
+        picker = await wait_for_screen(pilot, RunbookPicker)
+        offered = [m.runbook.id for m in picker.matches]
+        assert offered and offered[0] == "error-spike"
+        await pilot.press("escape")
+        await pilot.press("enter")
+        detail = await wait_for_screen(pilot, DetailScreen)
+        lines = detail.query_one("TextArea").text.splitlines()
+        assert f"runbooks     {', '.join(offered)}" in lines, lines
+
+
+async def test_the_runbook_picker_fits_80_columns_and_says_why_under_the_table(tmp_path):
+    """At 80x24 the picker's table was wider than its box: titles cut mid-word without a mark
+    and the why column off the box. The title now takes what the id leaves (cut with …), the
+    why column goes, and the line under the table says the highlighted runbook's title and why."""
+    app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(tmp_path / "journal.jsonl"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await select_breach(pilot, app, "prometheus.error_rate")
+        await pilot.press("R")
+        picker = await wait_for_screen(pilot, RunbookPicker)
+        table = picker.query_one("#picker-table")
+        await wait_for(pilot, lambda: table.virtual_size.width <= table.size.width, what="table fits")
+        assert not table.show_horizontal_scrollbar
+        first = picker.matches[0]
+        why = str(picker.query_one("#picker-why").render())
+        assert f"why: {first.why}" in why and first.runbook.id == "error-spike"
+        assert "High error rate on storefront" in why
+        if len(picker.matches) > 1:
+            await pilot.press("down")
+            second = picker.matches[1]
+            assert f"why: {second.why}" in str(picker.query_one("#picker-why").render())
