@@ -381,17 +381,21 @@ class RunbookScreen(Screen):
         if status.by and status.at is not None and status.state is not StepState.TODO:
             text.append(Text(f"  by {status.by} at {time.strftime('%H:%M:%SZ', time.gmtime(status.at))}"))
         text.append("\n")
-        for line in self.session.describe(step):
-            text.append(f"{line}\n")
+        # What the operator acts on first (the detail pane is a few lines at 80x24): the key the
+        # step waits for, the last result and its rows; then what the step runs.
         if (needs := self.needs(step)) and status.state != StepState.DONE:
             text.append(f"{needs} first\n", style="bold")
         if (expected := self.session.expected(step)) is not None and status.state != StepState.DONE:
             text.append(f"press {self.key_for(expected)} when done\n", style="bold")
         if status.message:
-            text.append("\nlast: ", style="bold")
+            text.append("last: ", style="bold")
             text.append(f"{one_line(status.message, 400)}\n")
         for line in status.lines[:40]:
             text.append(f"  {line}\n")
+        if status.message or status.lines:
+            text.append("\n")
+        for line in self.session.describe(step):
+            text.append(f"{line}\n")
         for note in status.notes:
             text.append(f"note {note}\n", style="italic")
         if status.index == len(self.session.steps) - 1 and self.runbook.post_incident:

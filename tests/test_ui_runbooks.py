@@ -454,3 +454,26 @@ async def test_the_runbook_picker_fits_80_columns_and_says_why_under_the_table(t
             await pilot.press("down")
             second = picker.matches[1]
             assert f"why: {second.why}" in str(picker.query_one("#picker-why").render())
+
+
+async def test_a_steps_result_is_on_screen_at_80x24_without_scrolling(tmp_path, pg_server, pg_lock_chain):
+    """At 80x24 the detail pane has a few lines: a check's result came after its SQL, below the
+    fold, and the operator paged down to read it. What the operator acts on comes first: the
+    result and its rows, then what the step runs."""
+    await pg_lock_chain()
+    cluster = {**ui_data.CONFIG["postgres"][0], "dsn": pg_server.dsn()}
+    config = ui_data.config(environment=STAGING, postgres=[cluster])
+    app = make_app(config=config, journal=Journal(tmp_path / "journal.jsonl"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_lock_runbook(pilot, app)
+        await goto_step(pilot, screen, "blocked")
+        status = screen.session.progress.status("blocked")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: status.state == StepState.DONE, what="check done")
+        await pilot.pause()
+        pane = screen.query_one("#rb-detail")
+        lines = str(screen.query_one("#rb-detail-text").render()).splitlines()
+        shown = lines[: pane.scrollable_content_region.height]
+        assert pane.scroll_y == 0 and len(lines) > len(shown)  # the pane does not hold it all
+        assert any(line.startswith("last: ") and " rows" in line for line in shown), shown
+        assert status.lines and status.lines[0].strip() in "\n".join(shown), shown
