@@ -39,7 +39,13 @@ from console.rules import format_duration
 from console.runbooks import Pack, Progress, StepState
 from console.timeline import timeline
 
-_OUTCOME_WORD = {"ok": "✔ ok", "failed": "✖ failed", "refused": "⊘ refused", "info": "·"}
+_OUTCOME_WORD = {
+    "ok": "✔ ok",
+    "failed": "✖ failed",
+    "not met": "✖ not met",
+    "refused": "⊘ refused",
+    "info": "·",
+}
 
 
 def _outcome_word(outcome: str, severity: str) -> str:
@@ -102,6 +108,7 @@ class RunbookEntry:
     failed_steps: list[str]
     checklist: list[tuple[str, bool]]  # post-incident item, ticked
     in_pack: bool = True
+    unmet_steps: list[str] = field(default_factory=list)  # checks whose last result was "not met"
 
 
 @dataclass
@@ -168,7 +175,8 @@ def build_report(
         actions=_actions(window),
         checks={
             "passed": sum(1 for e in window if isinstance(e, CheckPassed)),
-            "failed": sum(1 for e in window if isinstance(e, CheckFailed)),
+            "not_met": sum(1 for e in window if isinstance(e, CheckFailed) and e.result == "not met"),
+            "failed": sum(1 for e in window if isinstance(e, CheckFailed) and e.result != "not met"),
         },
         notes=[NoteEntry(e.ts, e.operator, e.text, e.runbook, e.step) for e in window if isinstance(e, Note)],
         runbooks=_runbooks(window, every, pack, until),
@@ -276,6 +284,9 @@ def _runbooks(
                 counts,
                 [f"{s.step.id}: {s.message}" for s in progress.steps if s.state == StepState.FAILED],
                 [(item, i in progress.ticked) for i, item in enumerate(runbook.post_incident)],
+                unmet_steps=[
+                    f"{s.step.id}: {s.message}" for s in progress.steps if s.state == StepState.NOT_MET
+                ],
             )
         )
     return sorted(out, key=lambda r: r.opened)
@@ -376,7 +387,9 @@ def render_markdown(report: IncidentReport) -> str:
         "",
         f"- Breaches: {summary['breaches']} ({summary['breaches_open']} still open at the end)",
         f"- Actions: {actions}",
-        f"- Checks: {report.checks['passed']} passed, {report.checks['failed']} failed",
+        f"- Checks: {report.checks['passed']} passed, "
+        + (f"{report.checks['not_met']} not met, " if report.checks["not_met"] else "")
+        + f"{report.checks['failed']} failed",
         f"- Runbooks: {', '.join(md(r.id) for r in report.runbooks) or 'none'}",
         f"- Notes: {len(report.notes)}",
         "",
@@ -434,6 +447,7 @@ def render_markdown(report: IncidentReport) -> str:
             f"- {md(r.id)}: {md(r.title)}, opened {_clock(r.opened)} by {md(r.operator)}; steps: {states}"
         )
         out += [f"  - failed: {md(f)}" for f in r.failed_steps]
+        out += [f"  - not met: {md(f)}" for f in r.unmet_steps]
     if not report.runbooks:
         out.append("No runbook was opened.")
     out += ["", "## Post-incident checklist", ""]

@@ -79,7 +79,9 @@ _TEXT: dict[type, Callable[[JournalEvent], str]] = {
     ActionSucceeded: lambda e: f"succeeded{_duration(e)}: {e.plan.name}: {e.message}",
     ActionFailed: lambda e: f"{e.result or 'failed'}{_duration(e)}: {e.plan.name}: {e.message}",
     CheckPassed: lambda e: f"check passed: {e.plan.name}: {e.message}",
-    CheckFailed: lambda e: f"check failed: {e.plan.name}: {e.message}",
+    CheckFailed: lambda e: (
+        f"check {'not met' if e.result == 'not met' else 'failed'}: {e.plan.name}: {e.message}"
+    ),
 }
 _OUTCOME: dict[type, str] = {
     ActionSucceeded: "ok",
@@ -135,7 +137,9 @@ def timeline(events: Iterable[JournalEvent]) -> list[TimelineEntry]:
                 one_line(text + _where(e), 400),
                 run.runbook if run else "",
                 run.step if run else "",
-                _OUTCOME.get(type(e), "info"),
+                "not met"
+                if isinstance(e, CheckFailed) and e.result == "not met"
+                else _OUTCOME.get(type(e), "info"),
                 e,
                 e.severity if breach and not isinstance(e, BreachEnded) else "",
             )

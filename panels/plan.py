@@ -24,6 +24,7 @@ RESULT_GLYPH = {
     "passed": "✔ PASS",
     "dry-run": "◇ DRY-RUN",
     "failed": "✖ FAILED",
+    "not met": "✖ NOT MET",
     "timeout": "✖ TIMEOUT",
     "refused": "⊘ REFUSED",
     "busy": "… BUSY",

@@ -40,6 +40,7 @@ STEP_BADGE = {
     StepState.RUNNING: "◌ RUNNING",
     StepState.DONE: "✔ DONE",
     StepState.FAILED: "✖ FAILED",
+    StepState.NOT_MET: "✖ NOT MET",
     StepState.SKIPPED: "– SKIPPED",
 }
 STEP_STYLE = {
@@ -47,6 +48,7 @@ STEP_STYLE = {
     StepState.RUNNING: "bold",
     StepState.DONE: "green",
     StepState.FAILED: "bold red",
+    StepState.NOT_MET: "bold yellow",
     StepState.SKIPPED: "dim",
 }
 # The step's title takes what the number, state and kind leave, cut with …: at 80 columns a

@@ -19,8 +19,20 @@ from panels.tables import Fit, KeyedTable
 from panels.text import cell, severity_text
 
 RELOAD_SECONDS = 1.0  # while open: a stat of the journal file, a re-read only when it changed
-OUTCOME_BADGE = {"ok": "✔ ok", "failed": "✖ fail", "refused": "⊘ refused", "info": "· info"}
-OUTCOME_STYLE = {"ok": "green", "failed": "bold red", "refused": "yellow", "info": ""}
+OUTCOME_BADGE = {
+    "ok": "✔ ok",
+    "failed": "✖ fail",
+    "not met": "✖ not met",
+    "refused": "⊘ refused",
+    "info": "· info",
+}
+OUTCOME_STYLE = {
+    "ok": "green",
+    "failed": "bold red",
+    "not met": "bold yellow",
+    "refused": "yellow",
+    "info": "",
+}
 
 
 def outcome_text(entry: TimelineEntry) -> Text:

@@ -279,7 +279,7 @@ async def test_export_json_is_the_same_report_for_scripts(
         "breaches": 1,
         "breaches_open": 0,
         "actions": {"refused": 1, "succeeded": 1},
-        "checks": {"passed": 1, "failed": 0},
+        "checks": {"passed": 1, "not_met": 0, "failed": 0},
         "notes": 3,  # the old note is inside 3h30m
         "runbooks": ["provider-down"],
     }

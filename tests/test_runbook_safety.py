@@ -462,11 +462,11 @@ async def test_a_re_enable_step_is_refused_until_the_check_before_it_passes(
     assert [e.step for e in refused] == ["back-on"] and refused[0].message == result.message
     assert session.steps[1].message.startswith("refused: ")
 
-    # The check fails: still refused, saying why; a confirmation does not help.
+    # The check finds it unsafe (not met): still refused, saying why; a confirmation does not help.
     http_server.route("/safe", json={"safe": False})
-    assert (await session.execute(safe)).status == Status.FAILED
+    assert (await session.execute(safe)).status == Status.NOT_MET
     result = await session.execute(back_on, Confirmation(typed="back-on"))
-    assert result.status == Status.REFUSED and "its last result failed" in result.message
+    assert result.status == Status.REFUSED and "(its last result: HTTP 200: safe is false" in result.message
 
     # Marked done by hand is not a passing check.
     await session.mark_done(safe)

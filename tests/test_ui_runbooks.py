@@ -477,3 +477,33 @@ async def test_a_steps_result_is_on_screen_at_80x24_without_scrolling(tmp_path, 
         assert pane.scroll_y == 0 and len(lines) > len(shown)  # the pane does not hold it all
         assert any(line.startswith("last: ") and " rows" in line for line in shown), shown
         assert status.lines and status.lines[0].strip() in "\n".join(shown), shown
+
+
+async def test_a_check_that_finds_the_problem_reads_not_met_and_one_that_cannot_run_failed(
+    tmp_path, pg_server, pg_lock_chain
+):
+    """'✖ FAILED' on a check that ran and found sessions waiting read as a broken check. It
+    reads '✖ NOT MET' (the problem is there); a check that cannot reach its cluster is FAILED."""
+    await pg_lock_chain()
+    live = {**ui_data.CONFIG["postgres"][0], "dsn": pg_server.dsn()}
+    for cluster, state, badge in (
+        (live, StepState.NOT_MET, "✖ NOT MET"),
+        (ui_data.CONFIG["postgres"][0], StepState.FAILED, "✖ FAILED"),  # nothing listens there
+    ):
+        config = ui_data.config(environment=STAGING, postgres=[cluster])
+        app = make_app(config=config, journal=Journal(tmp_path / f"{state}.jsonl"))
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_lock_runbook(pilot, app)
+            status = screen.session.progress.status("waiting")
+            await pilot.press("x")
+            await wait_for(
+                pilot, lambda s=status: s.state not in (StepState.TODO, StepState.RUNNING), what="result"
+            )
+            assert status.state == state, status.message
+            row = screen.query_one("#rb-steps").get_row("waiting")
+            assert str(row[1]) == badge
+        checks = [e for e in read_journal(tmp_path / f"{state}.jsonl").events if e.kind.startswith("check.")]
+        again = checks[-1]
+        assert again.kind == "check.failed" and again.result == (
+            "not met" if state == StepState.NOT_MET else "failed"
+        )

@@ -459,7 +459,9 @@ class Executor:
         finally:
             self._checks.discard(key)
         duration = time.monotonic() - started
-        status = Status.PASSED if outcome.status == Status.SUCCEEDED else Status.FAILED
+        status = {Status.SUCCEEDED: Status.PASSED, Status.NOT_MET: Status.NOT_MET}.get(
+            outcome.status, Status.FAILED
+        )
         events = []
         with contextlib.suppress(JournalError):
             events.append(

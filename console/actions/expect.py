@@ -106,11 +106,15 @@ def _expect_rows(expect: Expect, seen: Observed) -> tuple[bool, str]:
     return True, _count(seen.rows, expect)
 
 
+class Unjudgeable(Exception):
+    """What was observed cannot be held against ``expect``: the check broke, it found nothing."""
+
+
 def _expect_values(expect: Expect, seen: Observed) -> tuple[bool, str]:
     if expect.below is None and expect.above is None and expect.equals is None:
         return True, ""
     if expect.references:  # a kind resolves them when it renders (KindContext.resolve_expect)
-        return False, "a threshold reference was not resolved"
+        raise Unjudgeable("a threshold reference was not resolved")
     values = seen.values or []
     if not values:
         return expect.no_data == "pass", "no value" + ("" if expect.no_data == "pass" else " (no data)")
@@ -125,7 +129,7 @@ def _expect_values(expect: Expect, seen: Observed) -> tuple[bool, str]:
             return False, f"value {one_line(str(got), 40)}, expected {expect.equals}"
     numbers = [_number(v) for v in values]
     if (expect.below is not None or expect.above is not None) and None in numbers:
-        return False, "a value is not a number"
+        raise Unjudgeable("a value is not a number")
 
     def what(n: float) -> str:
         return f"found {n:g} {expect.found}" if expect.found else f"value {n:g}"
@@ -146,19 +150,23 @@ def _expect_values(expect: Expect, seen: Observed) -> tuple[bool, str]:
 _EXPECTATIONS = (_expect_status, _expect_json, _expect_contains, _expect_rows, _expect_values)
 
 
-def evaluate(expect: Expect, seen: Observed) -> tuple[bool, str]:
-    """Whether every given field of ``expect`` holds, and why (or why not), in words."""
+def verdict(expect: Expect, seen: Observed) -> tuple[Status, str]:
+    """SUCCEEDED when every given field of ``expect`` holds, NOT_MET when one does not (what was
+    found), FAILED when what was seen cannot be judged; and why, in words."""
     notes = []
-    for rule in _EXPECTATIONS:
-        ok, why = rule(expect, seen)
-        if not ok:
-            return False, why
-        if why:
-            notes.append(why)
-    return True, "; ".join(notes) or "as expected"
+    try:
+        for rule in _EXPECTATIONS:
+            ok, why = rule(expect, seen)
+            if not ok:
+                return Status.NOT_MET, why
+            if why:
+                notes.append(why)
+    except Unjudgeable as exc:
+        return Status.FAILED, str(exc)
+    return Status.SUCCEEDED, "; ".join(notes) or "as expected"
 
 
 def judge(expect: Expect, seen: Observed, table: Preview) -> Outcome:
     """A SQL check's outcome: judged by ``expect``, the rows it read as its lines."""
-    passed, why = evaluate(expect, seen)
-    return Outcome(Status.SUCCEEDED if passed else Status.FAILED, why, table.lines()[:SHOW_LINES])
+    status, why = verdict(expect, seen)
+    return Outcome(status, why, table.lines()[:SHOW_LINES])

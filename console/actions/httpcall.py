@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from console import redact
-from console.actions.expect import Observed, evaluate
+from console.actions.expect import Observed, verdict
 from console.actions.kind import Rendered
 from console.actions.plans import BODY_LIMIT, Outcome, Plan, Status, body_lines, show_header
 from console.actions.specs import Expect
@@ -99,8 +99,10 @@ async def run_request(plan: Plan) -> Outcome:
         job.method, job.url, job.headers, job.body, job.verify, plan.timeout
     )
     observed = Observed(status=status, body=payload, content_type=content_type)
-    passed, why = evaluate(job.expect or Expect(), observed)
+    judged, why = verdict(job.expect or Expect(), observed)
     lines = (f"HTTP {status}", *body_lines(payload))
-    if passed:
-        return Outcome(Status.SUCCEEDED, f"HTTP {status}" + (f": {why}" if why and job.check else ""), lines)
-    return Outcome(Status.FAILED, f"HTTP {status}: {why}", lines)
+    if judged is Status.SUCCEEDED:
+        return Outcome(judged, f"HTTP {status}" + (f": {why}" if why and job.check else ""), lines)
+    if judged is Status.NOT_MET and not job.check:
+        judged = Status.FAILED  # an action answered otherwise than it should: it failed
+    return Outcome(judged, f"HTTP {status}: {why}", lines)

@@ -153,6 +153,9 @@ class Status(StrEnum):
     BUSY = "busy"
     DRY_RUN = "dry-run"
     PASSED = "passed"
+    #: A check that ran and found what its ``expect`` does not allow (the problem is there);
+    #: FAILED is a check that could not run or be judged (docs/ARCHITECTURE.md, Runbooks).
+    NOT_MET = "not met"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -37,6 +37,7 @@ class StepState(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    NOT_MET = "not met"  # a check ran and found what it expects not to (the problem is there)
     SKIPPED = "skipped"
 
 
@@ -148,7 +149,10 @@ class Progress:
                     self._timeouts[status.step.id] = (event.ts, timeout)
             case ActionSucceeded() | ActionFailed() | CheckPassed() | CheckFailed():
                 done = isinstance(event, ActionSucceeded | CheckPassed)
-                if status := self._set(event, StepState.DONE if done else StepState.FAILED, event.message):
+                state = StepState.DONE if done else StepState.FAILED
+                if isinstance(event, CheckFailed) and event.result == StepState.NOT_MET:
+                    state = StepState.NOT_MET
+                if status := self._set(event, state, event.message):
                     status.lines = event.output
                     self._timeouts.pop(status.step.id, None)
                     if isinstance(event, CheckPassed | CheckFailed):

@@ -276,7 +276,7 @@ class RunbookSession:
         status = self.progress.status(before.id)
         if status.passed:
             return ""
-        last = "it has not run" if status.passed is None else f"its last result failed: {status.message}"
+        last = "it has not run" if status.passed is None else f"its last result: {status.message}"
         return (
             f"'{self.title(step)}' turns something back on: it runs only after '{self.title(before)}' "
             f"passes ({last})"
@@ -369,8 +369,10 @@ class RunbookSession:
         result = await self.executor.run_check(self.plan(step))
         self._apply(result)
         state = StepState.DONE if result.ok else StepState.FAILED
+        if result.status == Status.NOT_MET:
+            state = StepState.NOT_MET
         await self._record(StepStateSet(step=step.id, state=state, message=result.message))
-        if result.ok and self.progress.status(step.wait.check).state == StepState.FAILED:
+        if result.ok and self.progress.status(step.wait.check).state in (StepState.FAILED, StepState.NOT_MET):
             message = f"{result.message} (re-checked by '{step.id}')"
             await self._record(StepStateSet(step=step.wait.check, state=StepState.DONE, message=message))
         return result

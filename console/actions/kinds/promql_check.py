@@ -13,7 +13,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from console import redact
-from console.actions.expect import Observed, evaluate
+from console.actions.expect import Observed, verdict
 from console.actions.httpcall import request
 from console.actions.kind import KindContext, Previewed, Rendered, touches
 from console.actions.plans import SHOW_LINES, Outcome, Plan, Status, body_lines
@@ -97,5 +97,5 @@ class PromQLCheckKind:
         lines = tuple(
             one_line(f"{labels or '{}'} = {value:g}", 200) for labels, value in samples[:SHOW_LINES]
         )
-        passed, why = evaluate(job.expect, Observed(rows=len(samples), values=[v for _, v in samples]))
-        return Outcome(Status.SUCCEEDED if passed else Status.FAILED, why, lines or ("(no series)",))
+        status, why = verdict(job.expect, Observed(rows=len(samples), values=[v for _, v in samples]))
+        return Outcome(status, why, lines or ("(no series)",))
