@@ -181,6 +181,7 @@ class ConsoleApp(App[int]):
             )
         self._pack = pack
         self._hints: dict[str, str] = {}  # breach id -> best-ranked runbook id
+        self._hints_firing: frozenset[str] = frozenset()  # the firing breaches they were ranked with
         self.demo = demo
         self.journal_problem = ""
         self._journaled: tuple[Breach, ...] = ()  # the breach list the journal has seen
@@ -544,12 +545,17 @@ class ConsoleApp(App[int]):
         self.render_state(self.state)
 
     def _suggest_runbooks(self, state: ConsoleState) -> None:
-        """The best-ranked runbook for each breach the config links none to (Runbooks column)."""
+        """The best-ranked runbook for each breach the config links none to (Runbooks column);
+        ranked again for all when what fires changes (a cause firing beside a breach ranks first)."""
         if self._pack is None:
             return
+        firing = frozenset(b.id for b in state.breaches if b.state is State.FIRING)
+        if firing != self._hints_firing:
+            self._hints.clear()
+            self._hints_firing = firing
         new = [b for b in state.breaches if not b.runbooks and b.id not in self._hints]
         for breach in new:
-            matches = self._pack.rank(breach, self.config)
+            matches = self._pack.rank(breach, self.config, state.breaches)
             self._hints[breach.id] = matches[0].runbook.id if matches else ""
 
     def _ring_for_new_criticals(self, state: ConsoleState) -> None:
@@ -860,7 +866,9 @@ class ConsoleApp(App[int]):
         from console.runbooks.rank import relevant
 
         pack = self.pack()
-        return None if pack is None else [m.runbook.id for m in relevant(pack.rank(breach, self.config))]
+        if pack is None:
+            return None
+        return [m.runbook.id for m in relevant(pack.rank(breach, self.config, self.state.breaches))]
 
     def action_fleet(self) -> None:
         fleet = next((p for p in self.panels if isinstance(p, FleetPanel)), None)
@@ -1070,7 +1078,7 @@ class ConsoleApp(App[int]):
         pack = self.pack()
         if pack is None:
             return
-        matches = pack.rank(breach, self.config) if breach is not None else []
+        matches = pack.rank(breach, self.config, self.state.breaches) if breach is not None else []
         shown = relevant(matches)  # the rest, and every runbook, behind `a` (issue 18)
         title = f"Runbooks for {breach.title}" if breach is not None else "Runbooks"
         if chosen:

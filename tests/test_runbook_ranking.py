@@ -14,6 +14,7 @@ threshold's ``for``; a source that cannot be reached through ``rules.source_brea
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,9 @@ from console.model import (
     Severity,
     SourceError,
 )
-from console.rules import Breach, ThresholdEngine, alert_breaches, source_breach
+from console.rules import Breach, State, ThresholdEngine, alert_breaches, source_breach
 from console.runbooks import Pack, pack_for
+from console.runbooks.rank import relevant
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config" / "console.yaml"
@@ -393,3 +395,56 @@ def test_target_down_checks_which_job_is_down_before_restarting_it(pack: Pack, c
         ["{{flyctl}}", "restart", "{{service_app}}"]
     ]
     assert "wait" in kinds[restart + 1 :]
+
+
+# --- a cause firing beside the breach -----------------------------------------------------------------
+
+RATIO = ThresholdRow(
+    "prometheus.sync_success_ratio", "partial-sync-failures", labels={"job": SW, "instance": INSTANCE}
+)
+SYMPTOMS = {  # the sync failures' breaches, and the runbook written for them alone
+    "ratio": lambda config: threshold_breach(config, RATIO),
+    "SyncJobFailure": lambda config: alert_breach("SyncJobFailure", _series(job=SW, provider="hubspot")),
+    "SyncSuccessRatioLow": lambda config: alert_breach("SyncSuccessRatioLow", _series(job=SW)),
+}  # fmt: skip
+CAUSES = [  # the demo's oauth-expired and provider-down make the syncs fail too
+    (lambda: alert_breach("UpstreamAuthFailing", {"job": SW, "provider": "hubspot"}), "oauth-expired"),
+    (lambda: alert_breach("IntegrationDown", _series(job=SW, provider="hubspot")), "provider-down"),
+]
+
+
+@pytest.mark.parametrize("symptom", list(SYMPTOMS))
+@pytest.mark.parametrize(("cause", "expected"), CAUSES, ids=["oauth", "down"])
+def test_a_cause_firing_beside_the_sync_failures_ranks_first_for_them(
+    pack: Pack, config: Config, symptom: str, cause, expected: str
+) -> None:
+    """The sync success ratio fell because HubSpot's token expired (the demo's oauth-expired):
+    R on the ratio offered partial-sync-failures only, whose retry would fail again. With the
+    cause firing, its runbook comes first, saying why; the symptom's own runbook still shows."""
+    breach, firing = SYMPTOMS[symptom](config), cause()
+    alone = pack.rank(breach, config)
+    assert alone[0].runbook.id == "partial-sync-failures"
+    assert expected not in [m.runbook.id for m in alone]
+    ranked = pack.rank(breach, config, [breach, firing])
+    assert ranked[0].runbook.id == expected, [(m.runbook.id, m.score, m.why) for m in ranked[:3]]
+    assert ranked[0].why == f"{firing.title} (hubspot) fires too: it causes this"
+    assert "partial-sync-failures" in [m.runbook.id for m in relevant(ranked)]
+
+
+def test_a_cause_about_another_integration_or_service_or_not_firing_changes_nothing(
+    pack: Pack, config: Config
+) -> None:
+    breach = SYMPTOMS["SyncJobFailure"](config)  # hubspot's syncs on the sync worker
+    elsewhere = [
+        alert_breach("UpstreamAuthFailing", {"job": SW, "provider": "openai"}),  # another integration
+        alert_breach("UpstreamAuthFailing", {"job": SF, "provider": "hubspot"}),  # another service
+        dataclasses.replace(alert_breach("UpstreamAuthFailing", {"job": SW, "provider": "hubspot"}), state=State.PENDING),
+    ]  # fmt: skip
+    for other in elsewhere:
+        assert pack.rank(breach, config, [breach, other])[0].runbook.id == "partial-sync-failures", other
+
+
+def test_a_config_link_still_ranks_before_a_cause(pack: Pack, config: Config) -> None:
+    breach = dataclasses.replace(SYMPTOMS["ratio"](config), runbooks=("product-sync-failure",))
+    ranked = pack.rank(breach, config, [breach, CAUSES[0][0]()])
+    assert [m.runbook.id for m in ranked[:2]] == ["product-sync-failure", "oauth-expired"]

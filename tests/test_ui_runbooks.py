@@ -507,3 +507,41 @@ async def test_a_check_that_finds_the_problem_reads_not_met_and_one_that_cannot_
         assert again.kind == "check.failed" and again.result == (
             "not met" if state == StepState.NOT_MET else "failed"
         )
+
+
+async def test_r_on_failing_syncs_puts_the_cause_firing_beside_them_first(tmp_path):
+    """The demo's oauth-expired: HubSpot's token expired, so its syncs fail too. R on
+    SyncJobFailure offered partial-sync-failures alone (whose retry would fail again); with
+    UpstreamAuthFailing firing for the same integration and service, oauth-expired comes first,
+    in the picker and in the Runbooks column, saying why."""
+    from console.model import PromAlert, Severity
+
+    def alert(name: str, severity: Severity) -> PromAlert:
+        labels = (("alertname", name), ("job", "sync-worker"), ("provider", "hubspot"))
+        return PromAlert(name=name, state="firing", severity=severity, labels=labels, annotations=(),
+                         active_at=ui_data.NOW - 60)  # fmt: skip
+
+    app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(tmp_path / "journal.jsonl"))
+    async with app.run_test(size=(200, 50)) as pilot:
+        syncs = dataclasses.replace(
+            ui_data.prometheus_snapshot(), alerts=(alert("SyncJobFailure", Severity.from_label("high")),)
+        )
+        app.render_state(app.poller.publish(syncs))
+        breaches = panel(app, BreachesPanel)
+        await wait_for(pilot, lambda: app._pack is not None, what="the runbook pack")
+        app.render_state(app.state)
+        sync_id = next(b.id for b in app.state.breaches if b.title == "SyncJobFailure")
+        await wait_for(pilot, lambda: breaches.hints.get(sync_id) == "partial-sync-failures", what="hint")
+
+        both = dataclasses.replace(
+            syncs, alerts=(*syncs.alerts, alert("UpstreamAuthFailing", Severity.CRITICAL))
+        )
+        app.render_state(app.poller.publish(both))
+        await wait_for(
+            pilot, lambda: breaches.hints.get(sync_id) == "oauth-expired", what="hint of the cause"
+        )
+        await select_breach(pilot, app, sync_id)
+        await pilot.press("R")
+        picker = await wait_for_screen(pilot, RunbookPicker)
+        assert [m.runbook.id for m in picker.matches][:2] == ["oauth-expired", "partial-sync-failures"]
+        assert picker.matches[0].why == "UpstreamAuthFailing (hubspot) fires too: it causes this"

@@ -7,7 +7,7 @@ loads (and the console starts) without importing the schema, the action kinds or
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -36,10 +36,13 @@ class Pack:
     def ids(self) -> frozenset[str]:
         return frozenset(r.id for r in self.runbooks)
 
-    def rank(self, breach: Breach, config: Config | None = None) -> list[Match]:
-        """Runbooks for a breach, best first (see :func:`console.runbooks.rank.rank`)."""
+    def rank(
+        self, breach: Breach, config: Config | None = None, firing: Sequence[Breach] = ()
+    ) -> list[Match]:
+        """Runbooks for a breach, best first; ``firing``: the other breaches on screen, whose
+        cause may be this one's (see :func:`console.runbooks.rank.rank`)."""
         if not self.runbooks:
             return []
         from console.runbooks.rank import rank
 
-        return rank(self.runbooks, breach, config)
+        return rank(self.runbooks, breach, config, firing)

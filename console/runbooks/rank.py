@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from console.config import Config
 from console.model import SourceKind
@@ -94,20 +94,93 @@ def _provider_score(globs: list[str], breach: Breach, score: float, why: str) ->
     return score + 5 + (10 if literal else 0) + _specificity(glob), f"{why}; integration {provider}"
 
 
+# --- a cause firing beside the breach ------------------------------------------------------------
+
+
+def breach_service(breach: Breach) -> str:
+    """The service a breach is about: its ``job`` label, or the health target it comes from."""
+    if job := breach.label("job"):
+        return job
+    return breach.source.name if breach.source.kind is SourceKind.HEALTH else ""
+
+
+def explains(runbook: Runbook, breach: Breach) -> bool:
+    """Whether ``breach`` is one the runbook's trouble causes (``triggers.explains``)."""
+    for glob in runbook.triggers.explains:
+        if "." in glob:
+            if breach.kind != "alert" and fnmatch.fnmatchcase(breach.id, glob):
+                return True
+        elif breach.kind == "alert" and fnmatch.fnmatchcase(breach.title, glob):
+            return True
+    return False
+
+
+def _agree(cause: Breach, breach: Breach) -> bool:
+    """Not about another integration or another service (where both say which)."""
+    for about in (breach_provider, breach_service):
+        mine, theirs = about(breach).lower(), about(cause).lower()
+        if mine and theirs and mine != theirs:
+            return False
+    return True
+
+
+def _cause(runbook: Runbook, breach: Breach, firing: Sequence[Breach]) -> tuple[float, str]:
+    """The best firing breach (other than ``breach``, about the same integration and job) that
+    the runbook is written for while it explains ``breach``: its score for that one, and why."""
+    if not explains(runbook, breach):
+        return 0.0, ""
+    best, why = 0.0, ""
+    for cause in firing:
+        if cause.id == breach.id or cause.state is not State.FIRING or not _agree(cause, breach):
+            continue
+        score, _ = _score(runbook, cause)
+        if score > best:
+            provider = breach_provider(cause)
+            best, why = (
+                score,
+                f"{cause.title}{f' ({provider})' if provider else ''} fires too: it causes this",
+            )
+    return best, why
+
+
 _SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+#: A cause ranks this far above the best runbook written for the breach itself.
+CAUSE_AHEAD = 5.0
 
 
-def rank(runbooks: Iterable[Runbook], breach: Breach, config: Config | None = None) -> list[Match]:
+def rank(
+    runbooks: Iterable[Runbook], breach: Breach, config: Config | None = None, firing: Sequence[Breach] = ()
+) -> list[Match]:
     """Runbooks whose triggers match ``breach``, best first, each with a one-line why.
 
     Linked in the config (100) > alert name (60, +10 per matching label) > threshold id glob (50)
     > health target glob (40); more literal characters in a glob rank higher, and a matching
-    provider adds 15. Ties: the more severe runbook, then the id."""
+    provider adds 15. Ties: the more severe runbook, then the id. A runbook that explains the
+    breach (``triggers.explains``) while one of ``firing`` (the other breaches on screen) is its
+    own trouble ranks ahead of them all (the sync success ratio falls because the OAuth token
+    expired: retrying the failed syncs would fail again), but never ahead of a config link."""
+    runbooks = list(runbooks)
     matches = []
     for runbook in runbooks:
         score, why = _score(runbook, breach)
         if score > 0:
             matches.append(Match(runbook, score, why))
+    causes = [(runbook, *_cause(runbook, breach, firing)) for runbook in runbooks] if firing else []
+    causes = [(runbook, score, why) for runbook, score, why in causes if score > 0]
+    if causes:
+        linked = [m.score for m in matches if m.runbook.id in breach.runbooks]
+        others = [m.score for m in matches if m.runbook.id not in breach.runbooks]
+        ahead = max(others, default=0.0) + CAUSE_AHEAD
+        if linked:  # the operator's own choice stays first
+            ahead = min(ahead, min(linked) - 1.0)
+        by_id = {m.runbook.id: m for m in matches}
+        for runbook, score, why in causes:
+            found = by_id.get(runbook.id)
+            if found is not None and found.score >= ahead:
+                continue
+            cause = Match(runbook, ahead + score / 1000, why)
+            by_id[runbook.id] = cause if found is None else replace(found, score=cause.score, why=why)
+        matches = list(by_id.values())
     return sorted(matches, key=lambda m: (-m.score, _SEVERITY_ORDER[m.runbook.severity], m.runbook.id))
 
 

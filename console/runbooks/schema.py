@@ -83,6 +83,9 @@ class Triggers(Model):
     health: list[str] = Field(default_factory=list)  # health target globs
     errors: list[str] = Field(default_factory=list)  # threshold id globs whose source cannot be reached
     providers: list[str] = Field(default_factory=list)  # integration globs: a match ranks higher
+    # Breaches this runbook's trouble causes (threshold id globs have a '.', the rest are alert
+    # name globs): while one of its own triggers fires, it ranks first for them too.
+    explains: list[str] = Field(default_factory=list)
 
 
 def _scalar_input(value: Any) -> Any:
