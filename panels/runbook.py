@@ -56,7 +56,8 @@ STEP_STYLE = {
 STEPS_FIT = Fit("title", 20)
 #: At 80 columns the picker's title takes what the id leaves and the why column goes: the line
 #: under the table says the highlighted runbook's title and why, whole (it was cut off the box).
-PICKER_FIT = Fit("title", 16, drop=("why",), nominal=(("why", 40),))
+WHY_CELLS = 60  # a why is cut at this width: the column is reckoned at it (less overflows the box)
+PICKER_FIT = Fit("title", 16, drop=("why",), nominal=(("why", WHY_CELLS),))
 SEVERITY_WORD = {"critical": "✖ CRIT", "high": "▲ HIGH", "medium": "■ MED", "low": "· LOW"}
 
 
@@ -123,7 +124,7 @@ class RunbookPicker(ModalScreen[str | None]):
                         cell(SEVERITY_WORD.get(rb.severity, rb.severity), 8),
                         cell(rb.id, 32),
                         cell(self.title_of(rb), 60),
-                        cell(why or "—", 60),
+                        cell(why or "—", WHY_CELLS),
                     ),
                 )
                 for rb, why in rows

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+import pytest
+
 from console.app import ConsoleApp
 from console.journal import Journal, Note, read_journal
 from console.runbooks import StepState
@@ -434,12 +436,14 @@ async def test_a_breach_detail_names_the_runbooks_r_offers_for_it(tmp_path):
         assert f"runbooks     {', '.join(offered)}" in lines, lines
 
 
-async def test_the_runbook_picker_fits_80_columns_and_says_why_under_the_table(tmp_path):
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)])
+async def test_the_runbook_picker_fits_its_box_and_says_why_under_the_table(tmp_path, size):
     """At 80x24 the picker's table was wider than its box: titles cut mid-word without a mark
     and the why column off the box. The title now takes what the id leaves (cut with …), the
-    why column goes, and the line under the table says the highlighted runbook's title and why."""
+    why column goes, and the line under the table says the highlighted runbook's title and why.
+    Wide, the table fits its box too (the box stops at 140 columns)."""
     app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(tmp_path / "journal.jsonl"))
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=size) as pilot:
         await select_breach(pilot, app, "prometheus.error_rate")
         await pilot.press("R")
         picker = await wait_for_screen(pilot, RunbookPicker)
@@ -545,3 +549,6 @@ async def test_r_on_failing_syncs_puts_the_cause_firing_beside_them_first(tmp_pa
         picker = await wait_for_screen(pilot, RunbookPicker)
         assert [m.runbook.id for m in picker.matches][:2] == ["oauth-expired", "partial-sync-failures"]
         assert picker.matches[0].why == "UpstreamAuthFailing (hubspot) fires too: it causes this"
+        # a long title and a long why: the why column stays inside the box (it was cut by its edge)
+        table = picker.query_one("#picker-table")
+        await wait_for(pilot, lambda: table.virtual_size.width <= table.size.width, what="table fits")
