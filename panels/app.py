@@ -1093,10 +1093,15 @@ class ConsoleApp(App[int]):
             empty="no runbook matches" if breach is not None else "nothing is in breach",
         )
 
+        causes = {m.runbook.id: m.cause for m in matches if m.cause is not None}
+
         def opened(runbook_id: str | None) -> None:
             runbook = pack.get(runbook_id) if runbook_id else None
-            if runbook is not None:
-                self._run_action(functools.partial(self._open_runbook, runbook, breach), f"open {runbook.id}")
+            if runbook is not None:  # a cause's runbook is opened for the breach it is written for
+                for_breach = causes.get(runbook.id, breach)
+                self._run_action(
+                    functools.partial(self._open_runbook, runbook, for_breach), f"open {runbook.id}"
+                )
 
         self.push_screen(picker, opened)
 

@@ -428,6 +428,7 @@ def test_a_cause_firing_beside_the_sync_failures_ranks_first_for_them(
     ranked = pack.rank(breach, config, [breach, firing])
     assert ranked[0].runbook.id == expected, [(m.runbook.id, m.score, m.why) for m in ranked[:3]]
     assert ranked[0].why == f"{firing.title} (hubspot) fires too: it causes this"
+    assert ranked[0].cause is firing and all(m.cause is None for m in ranked[1:])
     assert "partial-sync-failures" in [m.runbook.id for m in relevant(ranked)]
 
 

@@ -552,3 +552,8 @@ async def test_r_on_failing_syncs_puts_the_cause_firing_beside_them_first(tmp_pa
         # a long title and a long why: the why column stays inside the box (it was cut by its edge)
         table = picker.query_one("#picker-table")
         await wait_for(pilot, lambda: table.virtual_size.width <= table.size.width, what="table fits")
+        # opened, the run is for the cause: its provider and service fill the runbook's inputs
+        await pilot.press("enter")
+        screen = await wait_for_screen(pilot, RunbookScreen)
+        assert screen.session.breach.title == "UpstreamAuthFailing"
+        assert "for: UpstreamAuthFailing" in str(screen.query_one("#rb-title").render())

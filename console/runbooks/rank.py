@@ -24,6 +24,9 @@ class Match:
     runbook: Runbook
     score: float
     why: str
+    #: The firing breach whose trouble this runbook is for, when it ranks as its cause: the run
+    #: is opened for that breach (its provider and service fill the runbook's inputs).
+    cause: Breach | None = None
 
 
 def breach_provider(breach: Breach) -> str:
@@ -124,23 +127,21 @@ def _agree(cause: Breach, breach: Breach) -> bool:
     return True
 
 
-def _cause(runbook: Runbook, breach: Breach, firing: Sequence[Breach]) -> tuple[float, str]:
-    """The best firing breach (other than ``breach``, about the same integration and job) that
-    the runbook is written for while it explains ``breach``: its score for that one, and why."""
+def _cause(runbook: Runbook, breach: Breach, firing: Sequence[Breach]) -> Match | None:
+    """The best firing breach (other than ``breach``, about the same integration and service)
+    that the runbook is written for while it explains ``breach``, scored as for that breach."""
     if not explains(runbook, breach):
-        return 0.0, ""
-    best, why = 0.0, ""
+        return None
+    best: Match | None = None
     for cause in firing:
         if cause.id == breach.id or cause.state is not State.FIRING or not _agree(cause, breach):
             continue
         score, _ = _score(runbook, cause)
-        if score > best:
+        if score > 0 and (best is None or score > best.score):
             provider = breach_provider(cause)
-            best, why = (
-                score,
-                f"{cause.title}{f' ({provider})' if provider else ''} fires too: it causes this",
-            )
-    return best, why
+            why = f"{cause.title}{f' ({provider})' if provider else ''} fires too: it causes this"
+            best = Match(runbook, score, why, cause)
+    return best
 
 
 _SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
@@ -165,8 +166,7 @@ def rank(
         score, why = _score(runbook, breach)
         if score > 0:
             matches.append(Match(runbook, score, why))
-    causes = [(runbook, *_cause(runbook, breach, firing)) for runbook in runbooks] if firing else []
-    causes = [(runbook, score, why) for runbook, score, why in causes if score > 0]
+    causes = [m for runbook in runbooks if (m := _cause(runbook, breach, firing))] if firing else []
     if causes:
         linked = [m.score for m in matches if m.runbook.id in breach.runbooks]
         others = [m.score for m in matches if m.runbook.id not in breach.runbooks]
@@ -174,12 +174,10 @@ def rank(
         if linked:  # the operator's own choice stays first
             ahead = min(ahead, min(linked) - 1.0)
         by_id = {m.runbook.id: m for m in matches}
-        for runbook, score, why in causes:
-            found = by_id.get(runbook.id)
-            if found is not None and found.score >= ahead:
-                continue
-            cause = Match(runbook, ahead + score / 1000, why)
-            by_id[runbook.id] = cause if found is None else replace(found, score=cause.score, why=why)
+        for cause in causes:
+            found = by_id.get(cause.runbook.id)
+            if found is None or found.score < ahead:
+                by_id[cause.runbook.id] = replace(cause, score=ahead + cause.score / 1000)
         matches = list(by_id.values())
     return sorted(matches, key=lambda m: (-m.score, _SEVERITY_ORDER[m.runbook.severity], m.runbook.id))
 
