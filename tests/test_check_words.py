@@ -49,3 +49,16 @@ def test_a_check_that_cannot_be_judged_is_failed_not_unmet():
     unresolved = Expect.model_validate({"below": {"threshold": "postgres.main.waiting"}})
     assert verdict(unresolved, Observed(rows=1, values=[1]))[0] is Status.FAILED
     assert verdict(Expect(below=3), Observed(rows=1, values=[2]))[0] is Status.SUCCEEDED
+
+
+def test_a_value_not_equal_reads_as_a_number_like_the_others():
+    """'value 2.8888888888888893, expected 0' (a PromQL rate, in the demo's oauth-expired): the
+    equals expectation printed the float whole, where below/above print it with :g."""
+    assert verdict(Expect(equals=0), Observed(rows=1, values=[2.8888888888888893])) == (
+        NOT_MET,
+        "value 2.88889, expected 0",
+    )
+    assert verdict(Expect(equals="ok"), Observed(rows=1, values=["degraded"])) == (
+        NOT_MET,
+        "value degraded, expected ok",
+    )
