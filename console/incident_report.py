@@ -37,7 +37,7 @@ from console.model import Severity
 from console.present import severity_badge
 from console.rules import format_duration
 from console.runbooks import Pack, Progress, StepState
-from console.timeline import timeline
+from console.timeline import not_met, timeline
 
 _OUTCOME_WORD = {
     "ok": "✔ ok",
@@ -175,8 +175,8 @@ def build_report(
         actions=_actions(window),
         checks={
             "passed": sum(1 for e in window if isinstance(e, CheckPassed)),
-            "not_met": sum(1 for e in window if isinstance(e, CheckFailed) and e.result == "not met"),
-            "failed": sum(1 for e in window if isinstance(e, CheckFailed) and e.result != "not met"),
+            "not_met": sum(1 for e in window if not_met(e)),
+            "failed": sum(1 for e in window if isinstance(e, CheckFailed) and not not_met(e)),
         },
         notes=[NoteEntry(e.ts, e.operator, e.text, e.runbook, e.step) for e in window if isinstance(e, Note)],
         runbooks=_runbooks(window, every, pack, until),

@@ -59,6 +59,15 @@ def _duration(e: Outcome) -> str:
     return f" in {e.duration:.2f}s" if e.duration is not None else ""
 
 
+#: A check.failed event's result when the check ran and found the problem (the executor's
+#: Status.NOT_MET); any other result is a check that could not run or be judged.
+NOT_MET = "not met"
+
+
+def not_met(event: JournalEvent) -> bool:
+    return isinstance(event, CheckFailed) and event.result == NOT_MET
+
+
 _TEXT: dict[type, Callable[[JournalEvent], str]] = {
     BreachStarted: lambda e: f"{e.title} {e.state}: {e.value} {e.subject}".rstrip(),
     BreachChanged: lambda e: f"{e.title} {e.from_state} -> {e.state} ({e.severity})",
@@ -79,9 +88,7 @@ _TEXT: dict[type, Callable[[JournalEvent], str]] = {
     ActionSucceeded: lambda e: f"succeeded{_duration(e)}: {e.plan.name}: {e.message}",
     ActionFailed: lambda e: f"{e.result or 'failed'}{_duration(e)}: {e.plan.name}: {e.message}",
     CheckPassed: lambda e: f"check passed: {e.plan.name}: {e.message}",
-    CheckFailed: lambda e: (
-        f"check {'not met' if e.result == 'not met' else 'failed'}: {e.plan.name}: {e.message}"
-    ),
+    CheckFailed: lambda e: f"check {NOT_MET if not_met(e) else 'failed'}: {e.plan.name}: {e.message}",
 }
 _OUTCOME: dict[type, str] = {
     ActionSucceeded: "ok",
@@ -137,9 +144,7 @@ def timeline(events: Iterable[JournalEvent]) -> list[TimelineEntry]:
                 one_line(text + _where(e), 400),
                 run.runbook if run else "",
                 run.step if run else "",
-                "not met"
-                if isinstance(e, CheckFailed) and e.result == "not met"
-                else _OUTCOME.get(type(e), "info"),
+                NOT_MET if not_met(e) else _OUTCOME.get(type(e), "info"),
                 e,
                 e.severity if breach and not isinstance(e, BreachEnded) else "",
             )
