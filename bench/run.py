@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -357,6 +358,7 @@ def main() -> None:
             result["scale_prometheus"], result["machine"]["prometheus"] = scale_prometheus(mode, workdir)
     finally:
         cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)  # the tools' configs and journals, the engine's
     result["load_end"] = loadavg()
     result["elapsed_s"] = time.time() - started
     write(result)
