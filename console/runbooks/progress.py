@@ -28,6 +28,7 @@ from console.journal import (
 from console.rules import format_duration
 from console.runbooks.schema import EscalationLevel, Runbook, Step
 from console.sanitize import one_line
+from console.timeline import not_met
 
 # --- progress ------------------------------------------------------------------------------------------
 
@@ -150,7 +151,7 @@ class Progress:
             case ActionSucceeded() | ActionFailed() | CheckPassed() | CheckFailed():
                 done = isinstance(event, ActionSucceeded | CheckPassed)
                 state = StepState.DONE if done else StepState.FAILED
-                if isinstance(event, CheckFailed) and event.result == StepState.NOT_MET:
+                if not_met(event):
                     state = StepState.NOT_MET
                 if status := self._set(event, state, event.message):
                     status.lines = event.output
