@@ -66,7 +66,7 @@ from console import promql
 from console.config import Threshold
 from console.rules import format_duration
 from console.runbooks.context import spec_names
-from console.runbooks.schema import ActionStep, CheckStep, Runbook, Step, WaitStep
+from console.runbooks.schema import ActionStep, CheckStep, Runbook, Step, WaitStep, is_threshold
 from console.yamlfile import ConfigError, Document, Problem, problems_from_validation, read_document
 
 _TEMPLATE = re.compile(r"\{\{[^}]*\}\}")
@@ -75,11 +75,6 @@ _TEMPLATE = re.compile(r"\{\{[^}]*\}\}")
 def id_glob(text: str) -> str:
     """A threshold id that may hold ``{{variables}}`` as a glob: each reference is ``*``."""
     return _TEMPLATE.sub("*", text)
-
-
-def is_threshold(symptom: str) -> bool:
-    """A symptom with a '.' is a threshold id; without one, an alert name."""
-    return "." in symptom
 
 
 # --- the seed index -------------------------------------------------------------------------------

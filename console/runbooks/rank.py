@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from console.config import Config
 from console.model import SourceKind
 from console.rules import Breach, State
-from console.runbooks.schema import Runbook
+from console.runbooks.schema import Runbook, is_threshold
 
 # --- matching ------------------------------------------------------------------------------------
 
@@ -110,7 +110,7 @@ def breach_service(breach: Breach) -> str:
 def explains(runbook: Runbook, breach: Breach) -> bool:
     """Whether ``breach`` is one the runbook's trouble causes (``triggers.explains``)."""
     for glob in runbook.triggers.explains:
-        if "." in glob:
+        if is_threshold(glob):
             if breach.kind != "alert" and fnmatch.fnmatchcase(breach.id, glob):
                 return True
         elif breach.kind == "alert" and fnmatch.fnmatchcase(breach.title, glob):

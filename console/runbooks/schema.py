@@ -77,6 +77,11 @@ def _alert_trigger(value: Any) -> Any:
     return {"name": value} if isinstance(value, str) else value
 
 
+def is_threshold(name: str) -> bool:
+    """A symptom or ``explains`` entry with a '.' is a threshold id; without one, an alert name."""
+    return "." in name
+
+
 class Triggers(Model):
     thresholds: list[str] = Field(default_factory=list)  # threshold id globs: postgres.*.waiting
     alerts: list[Annotated[AlertTrigger, BeforeValidator(_alert_trigger)]] = Field(default_factory=list)
