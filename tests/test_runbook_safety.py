@@ -194,6 +194,30 @@ BROKEN = {
         "16:23: expect.below is a number (0.05) while check 'error-rate' measures threshold "
         "'prometheus.error_rate': refer to the threshold",
     ),
+    "a trigger that matches no threshold": (
+        (
+            '  thresholds: ["prometheus.error_rate"]\n',
+            '  thresholds: ["prometheus.error_rate", "postgres.*.waitng"]\n',
+        ),
+        "7:41: trigger 'postgres.*.waitng' matches no threshold of the config (postgres.main.connections, "
+        "postgres.main.idle_in_transaction, postgres.main.long_running, postgres.main.mean_statement_time, "
+        "… 1 more): the runbook is never offered for it",
+    ),
+    "an errors trigger whose source is misspelt": (
+        (
+            '  thresholds: ["prometheus.error_rate"]\n',
+            '  thresholds: ["prometheus.error_rate"]\n  errors: ["promethues.*"]\n',
+        ),
+        "8:12: trigger 'promethues.*' matches no threshold of the config",
+    ),
+    "an explains glob that matches no threshold": (
+        (
+            '  thresholds: ["prometheus.error_rate"]\n',
+            '  thresholds: ["prometheus.error_rate"]\n  explains: [SyncJobFailure, prometheus.eror_rate]\n',
+        ),
+        "8:30: trigger 'prometheus.eror_rate' matches no threshold of the config (prometheus.error_rate, "
+        "prometheus.p95)",
+    ),
     "a symptom that names no threshold": (
         (
             "      symptom: prometheus.error_rate\n",
@@ -216,6 +240,26 @@ def test_each_safety_rule_fails_at_its_position(tmp_path: Path, case: str) -> No
         lines = [line for line in lines if "not one of this runbook's triggers" not in line]
     assert len(lines) == 1, lines
     assert lines[0].startswith(expected), lines[0]
+
+
+def test_triggers_are_checked_against_the_sources_the_config_watches(tmp_path: Path) -> None:
+    # No health target and no health threshold in CONFIG: a health trigger is for another estate.
+    other_estate = GOOD.replace(
+        '  thresholds: ["prometheus.error_rate"]\n',
+        '  thresholds: ["prometheus.error_rate", "health.*.latency"]\n  health: [storefront]\n',
+    )
+    assert lint_lines(tmp_path, other_estate) == []
+    # With health targets, a health glob matches one of them, and health.* thresholds are checked.
+    with_health = CONFIG + "health:\n  - {name: storefront, url: http://127.0.0.1:1/health}\n"
+    assert lint_lines(tmp_path, other_estate, config=with_health) == [
+        "7:41: trigger 'health.*.latency' matches no threshold of the config (health.storefront): "
+        "the runbook is never offered for it"
+    ]
+    typo = other_estate.replace("health: [storefront]", "health: [storefornt, store*]")
+    assert lint_lines(tmp_path, typo.replace(', "health.*.latency"', ""), config=with_health) == [
+        "8:12: trigger 'storefornt' matches no health target of the config (storefront): "
+        "the runbook is never offered for it"
+    ]
 
 
 def test_the_window_rule_counts_the_time_scale(tmp_path: Path) -> None:

@@ -49,6 +49,14 @@ The rules, and the start of each message:
 7. a check whose symptom is a threshold id compares with the threshold by reference, not a
    number (``expect.below is a number ...: refer to the threshold ...``), and that threshold
    exists in the config (``symptom 'x' names no threshold of the config``).
+8. a trigger can fire: each threshold id glob of ``triggers`` (``thresholds``, ``errors``, the
+   ``explains`` with a ``.``) matches a threshold of the config, and each ``health`` glob a health
+   target (``trigger 'x' matches no threshold of the config ...``, ``trigger 'x' matches no health
+   target of the config ...``). A typo there ranked the runbook for nothing, silently. Checked
+   only for the sources the config watches: a glob that starts with a source (``postgres``,
+   ``prometheus``, ``health``) no threshold id of the config starts with is for another estate,
+   and health globs are checked only when there are health targets. Alert names are not checked:
+   the alert rules live in Prometheus, not in the config.
 """
 
 from __future__ import annotations
@@ -64,6 +72,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from console import promql
 from console.config import Threshold
+from console.model import SourceKind
 from console.rules import format_duration
 from console.runbooks.context import spec_names
 from console.runbooks.schema import ActionStep, CheckStep, Runbook, Step, WaitStep, is_threshold
@@ -144,6 +153,7 @@ class Rules:
     scenario ids (None: no index), the time scale of waits and PromQL windows."""
 
     thresholds: Mapping[str, Threshold] | None = None
+    health: Collection[str] | None = None  # the config's health target names (None: not checked)
     scenarios: Collection[str] | None = None
     index_name: str = "seed-scenarios.yaml"
     time_scale: float = 1.0
@@ -173,6 +183,7 @@ def lint(runbook: Runbook, doc: Document, rules: Rules | None = None) -> list[Pr
         *_re_enable(runbook, doc),
         *_verification(runbook, doc, rules),
         *_symptoms(runbook, doc, rules),
+        *_unmatched_triggers(runbook, doc, rules),
     ]
 
 
@@ -422,6 +433,53 @@ def _symptoms(runbook: Runbook, doc: Document, rules: Rules) -> list[Problem]:
                 )
                 out.append(doc.problem(_at(j, "check", "expect", name), message))
     return out
+
+
+def _unmatched_triggers(runbook: Runbook, doc: Document, rules: Rules) -> list[Problem]:
+    out = []
+    triggers = runbook.triggers
+    if rules.thresholds is not None:
+        ids = sorted(rules.thresholds)
+        for field in ("thresholds", "errors", "explains"):
+            for i, glob in enumerate(getattr(triggers, field)):
+                if not is_threshold(glob):
+                    continue  # an alert name (explains): Prometheus has the rules
+                watched = _same_source(glob, ids)
+                if watched is not None and not any(fnmatchcase(t, glob) for t in watched):
+                    message = (
+                        f"trigger '{glob}' matches no threshold of the config ({_some(watched)}): "
+                        "the runbook is never offered for it"
+                    )
+                    out.append(doc.problem(("triggers", field, i), message))
+    if rules.health:
+        names = sorted(rules.health)
+        for i, glob in enumerate(triggers.health):
+            if not any(fnmatchcase(name, glob) for name in names):
+                message = (
+                    f"trigger '{glob}' matches no health target of the config ({_some(names)}): "
+                    "the runbook is never offered for it"
+                )
+                out.append(doc.problem(("triggers", "health", i), message))
+    return out
+
+
+def _same_source(glob: str, ids: Sequence[str]) -> list[str] | None:
+    """The threshold ids a glob is meant for: those of its first part (``postgres`` in
+    ``postgres.*.waiting``), all of them when that part is itself a pattern or no source's name
+    (a typo, or a custom id the config does not have), None when it names a source the config
+    does not watch (a trigger for another estate)."""
+    first = glob.split(".", 1)[0]
+    if any(c in first for c in "*?["):
+        return list(ids)
+    same = [t for t in ids if t.split(".", 1)[0] == first]
+    if not same and first in SourceKind.__members__.values():
+        return None
+    return same or list(ids)
+
+
+def _some(names: Sequence[str], shown: int = 4) -> str:
+    more = f", … {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 # --- coverage --------------------------------------------------------------------------------------

@@ -209,6 +209,7 @@ def load_for(config: Config, env: Mapping[str, str] | None = None) -> tuple[Pack
     thresholds = config.threshold_levels()
     rules = Rules(
         thresholds=thresholds,
+        health=[target.name for target in config.health],
         scenarios=None if index is None else index.index.ids,
         index_name=settings.seed_scenarios,
         time_scale=settings.time_scale,
