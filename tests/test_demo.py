@@ -30,6 +30,7 @@ from console.demo.control import DemoControl, DemoError
 from console.demo.dbfaults import DB_FAULTS
 from console.demo.faults import FAULTS
 from console.demo.scenarios import SCENARIOS, Expected, Scenario
+from console.demo.stack import _scraping
 from console.demo.state import load_state_file, proc_start
 from console.journal import read_journal
 from console.loader import load_config
@@ -288,6 +289,30 @@ def test_control_lists_scenarios_and_refuses_unknown_ones(demo_stack: DemoStack)
         "node-exporter",
     }
     assert all(status.processes.values()), status.processes
+
+
+def test_the_stack_is_ready_only_when_every_target_of_its_jobs_is_up(http_server) -> None:
+    """The blackbox job has two targets (the two probed endpoints). The stack said ready once
+    one of them was up, so the exporters test found the other not yet scraped under load."""
+
+    def target(job: str, instance: str, health: str) -> dict[str, Any]:
+        return {"labels": {"job": job, "instance": instance}, "health": health}
+
+    jobs = ["storefront", "sync-worker", "postgres", "node"]
+    targets = [target(job, job, "up") for job in jobs] + [target("blackbox", "/health", "up")]
+    http_server.route("/-/ready", status=200, body=b"ready")
+    http_server.route("/api/v1/targets", json={"status": "success", "data": {"activeTargets": targets}})
+    with httpx.Client(timeout=5) as client:
+        assert _scraping(client, http_server.url(""))  # one blackbox target, up
+        targets.append(target("blackbox", "/actuator/health", "unknown"))  # not scraped yet
+        http_server.route("/api/v1/targets", json={"status": "success", "data": {"activeTargets": targets}})
+        assert not _scraping(client, http_server.url(""))
+        targets[-1]["health"] = "up"
+        http_server.route("/api/v1/targets", json={"status": "success", "data": {"activeTargets": targets}})
+        assert _scraping(client, http_server.url(""))
+        del targets[2]  # no postgres target at all
+        http_server.route("/api/v1/targets", json={"status": "success", "data": {"activeTargets": targets}})
+        assert not _scraping(client, http_server.url(""))
 
 
 @pytest.mark.timeout(120)

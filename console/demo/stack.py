@@ -565,11 +565,15 @@ def _binary(path: Path, package: str) -> str:
 
 
 def _scraping(client: httpx.Client, url: str) -> bool:
+    """Prometheus is ready and every target of the demo's jobs is up: all of a job's, not one
+    (the blackbox job probes two endpoints, each a target scraped on its own)."""
     if client.get(f"{url}/-/ready").status_code != 200:
         return False
     targets = client.get(f"{url}/api/v1/targets", params={"state": "active"}).json()["data"]["activeTargets"]
-    up = {t["labels"]["job"] for t in targets if t["health"] == "up"}
-    return {"storefront", "sync-worker", *exporters.JOBS} <= up
+    health: dict[str, list[bool]] = {}
+    for target in targets:
+        health.setdefault(target["labels"]["job"], []).append(target["health"] == "up")
+    return all(all(health.get(job, [False])) for job in ("storefront", "sync-worker", *exporters.JOBS))
 
 
 def _shared_journal_sql() -> str:
