@@ -120,15 +120,73 @@ def test_1_the_sev0_runbook_stops_replies_and_never_turns_automation_back_on(pac
     duplicate = pack.get("duplicate-events")
     assert [a.action.impact for a in _steps(duplicate, ActionStep)] == ["protective"]
     assert duplicate.escalation_none
-    # the toolbox that does turn things back on: each re-enable right after a check or a wait,
+    # the runbook that does turn things back on: each re-enable right after a check or a wait,
     # each followed by a wait that measures again
-    controls = pack.get("automation-safety-controls")
-    assert not controls.triggers.alerts
-    steps = controls.steps
+    back_on = pack.get("automation-back-to-normal")
+    assert not back_on.triggers.alerts
+    steps = back_on.steps
     for i, step in enumerate(steps):
         if isinstance(step, ActionStep) and step.action.impact == "re-enable":
             assert isinstance(steps[i - 1], CheckStep | WaitStep), step.id
             assert any(isinstance(s, WaitStep) for s in steps[i + 1 :]), step.id
+
+
+def test_the_runbook_other_runbooks_send_you_to_for_going_back_to_normal_turns_nothing_off(
+    pack: Pack,
+) -> None:
+    """Seed 004: three runbooks end with "back on / back to normal, through <runbook>". That runbook
+    was the safety-controls toolbox, whose first steps turn the kill switch on and switch to shadow
+    mode (act on nothing): followed in order after a rate limit, from route-only mode, it stopped
+    all routing before it turned anything back on (seed 004 §2 has shadow mode for tuning only)."""
+    ids = {runbook.id for runbook in pack.runbooks}
+    named: set[str] = set()
+    for runbook in pack.runbooks:
+        for step in runbook.steps:
+            words = f"{step.title} {step.text}"
+            if re.search(r"back (on|to normal)", words):
+                named |= {i for i in ids - {runbook.id} if re.search(rf"\b{re.escape(i)}\b", words)}
+    assert named == {"automation-back-to-normal"}
+    actions = _steps(pack.get("automation-back-to-normal"), ActionStep)
+    assert actions and {a.action.impact for a in actions} == {"re-enable"}
+    # In the toolbox, shadow mode (routing stops too) comes after every signal has been read.
+    steps = pack.get("automation-safety-controls").steps
+    shadow = next(i for i, s in enumerate(steps) if isinstance(s, ActionStep) and "shadow" in str(s.action))
+    assert all(i < shadow for i, s in enumerate(steps) if isinstance(s, CheckStep))
+
+
+def test_a_downstream_rate_limit_is_worked_in_the_seeds_order(pack: Pack) -> None:
+    """Seed 004 §1.3's recovery, in its order: reduce worker concurrency, disable non-essential
+    calls, switch to route-only, honour Retry-After (and SEV1 says "reduce concurrency"). The
+    runbook switched to route-only and waited 6 minutes before it asked for lower concurrency."""
+    ids = [s.id for s in pack.get("downstream-rate-limit").steps]
+    assert (
+        ids.index("concurrency") < ids.index("route-only") < ids.index("recheck") < ids.index("retry-after")
+    )
+
+
+def test_seed_000_restarts_the_application_only_after_agreeing_with_the_deployment_team(pack: Pack) -> None:
+    """Seed 000, Procedure 2: "Restart application (if needed) # Coordinate with deployment team".
+    The database-failure runbook (its scenario 5) ran `flyctl restart` with no such step."""
+    restarts = 0
+    for runbook in pack.runbooks:
+        if runbook.source is None or runbook.source.file != "000_715f0745747f0b0f.txt":
+            continue
+        for i, step in enumerate(runbook.steps):
+            argv = getattr(step.action, "argv", None) if isinstance(step, ActionStep) else None
+            if argv is not None and {"restart", "{{service_app}}"} <= set(argv.command):
+                restarts += 1
+                before = runbook.steps[i - 1]
+                assert before.kind == "manual" and "deployment team" in before.title, (runbook.id, step.id)
+    assert restarts >= 1
+
+
+def test_the_shopify_500_runbook_says_the_escalation_its_levels_give(pack: Pack) -> None:
+    """Seed 000: a Shopify 500 that persists beyond 5 minutes is escalated, and the vendor is level
+    4 (beyond an hour). The summary said to escalate to the vendor at 5 minutes."""
+    runbook = pack.get("shopify-server-errors")
+    after_5m = next(level for level in runbook.escalation if level.after == 300)
+    assert after_5m.who == "Operations" and "Operations at 5 minutes" in runbook.summary
+    assert "escalate to the vendor" not in runbook.summary
 
 
 def test_2_idle_sessions_are_terminated_at_the_seeds_5_minutes(pack: Pack, tmp_path: Path) -> None:

@@ -374,7 +374,7 @@ def test_the_sev0_duplicate_alert_never_opens_the_runbook_that_turns_automation_
     pack: Pack, config: Config
 ) -> None:
     """Misleading place 1: DuplicateEventsDetected has no provider label; the runbook it opens
-    first stops the auto-replies and turns nothing back on (automation-safety-controls, which
+    first stops the auto-replies and turns nothing back on (automation-back-to-normal, which
     does, is opened by hand)."""
     ranked = pack.rank(alert_breach("DuplicateEventsDetected", _series(job=SW)), config)
     assert [m.runbook.id for m in ranked] == ["duplicate-events"]
