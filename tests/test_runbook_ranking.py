@@ -42,7 +42,7 @@ from console.model import (
 )
 from console.rules import Breach, State, ThresholdEngine, alert_breaches, source_breach
 from console.runbooks import Pack, pack_for
-from console.runbooks.rank import relevant
+from console.runbooks.rank import breach_provider, relevant
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config" / "console.yaml"
@@ -443,6 +443,18 @@ def test_a_cause_about_another_integration_or_service_or_not_firing_changes_noth
     ]  # fmt: skip
     for other in elsewhere:
         assert pack.rank(breach, config, [breach, other])[0].runbook.id == "partial-sync-failures", other
+
+
+def test_a_cause_that_names_no_integration_is_not_an_integrations_trouble(pack: Pack, config: Config) -> None:
+    """provider-down explains the sync failures and triggers on any health breach: with the sync
+    worker's health failing (its database, say; the breach names no integration), R on HubSpot's
+    failing syncs offered first the runbook that switches HubSpot off."""
+    breach = SYMPTOMS["SyncJobFailure"](config)
+    health = threshold_breach(config, ThresholdRow("health.sync-worker", "", checks={"db": "fail"}))
+    assert health.source.name == "sync-worker" and not breach_provider(health)
+    assert "provider-down" in [m.runbook.id for m in pack.rank(health, config)]  # its health.* trigger
+    ranked = pack.rank(breach, config, [breach, health])
+    assert ranked[0].runbook.id == "partial-sync-failures" and all(m.cause is None for m in ranked)
 
 
 def test_a_config_link_still_ranks_before_a_cause(pack: Pack, config: Config) -> None:

@@ -136,6 +136,10 @@ def _cause(runbook: Runbook, breach: Breach, firing: Sequence[Breach]) -> Match 
     for cause in firing:
         if cause.id == breach.id or cause.state is not State.FIRING or not _agree(cause, breach):
             continue
+        if runbook.triggers.providers and not breach_provider(cause):
+            # A runbook about an integration's trouble is the cause only where the firing breach
+            # names the integration: a service's failing health (its database, say) does not.
+            continue
         score, _ = _score(runbook, cause)
         if score > 0 and (best is None or score > best.score):
             provider = breach_provider(cause)
