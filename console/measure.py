@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 
 from console.config import HEALTH_STATUS_VALUES, BoundThreshold
@@ -126,9 +127,27 @@ def _postgres(snapshot: PostgresSnapshot, bound: BoundThreshold) -> Measurement 
             slowest = max(snapshot.statements, key=lambda s: s.mean_ms)
             detail = f"{slowest.mean_ms:.0f} ms x {slowest.calls}: {first_line(slowest.query, 80)}"
             return Measurement(
-                bound.id, slowest.mean_ms, subject=f"queryid {slowest.queryid}", at=at, details=(detail,)
+                bound.id,
+                slowest.mean_ms,
+                subject=statement_subject(slowest.queryid),
+                at=at,
+                details=(detail,),
             )
     return None
+
+
+_QUERYID_SUBJECT = re.compile(r"^queryid (-?\d+)$")
+
+
+def statement_subject(queryid: int | None) -> str:
+    """The subject of a slow-statement breach: which pg_stat_statements entry it is."""
+    return f"queryid {queryid}"
+
+
+def subject_queryid(subject: str) -> str | None:
+    """The queryid a slow-statement breach's subject names (a runbook binds it), or None."""
+    found = _QUERYID_SUBJECT.match(subject)
+    return found.group(1) if found else None
 
 
 _MEASURES: dict[type, Callable[[Snapshot, BoundThreshold], Measurement | None]] = {

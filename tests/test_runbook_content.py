@@ -189,16 +189,6 @@ def test_the_shopify_500_runbook_says_the_escalation_its_levels_give(pack: Pack)
     assert "escalate to the vendor" not in runbook.summary
 
 
-def test_an_integration_is_switched_off_only_after_the_check_that_shows_the_cascade(pack: Pack) -> None:
-    """Seed 002 §1: a provider that is down needs no action; disable the integration only "if
-    causing cascading failures". The one check before the switch-off was the failing calls to the
-    provider, non-zero exactly when it is down; the service's health came after it."""
-    steps = pack.get("provider-down").steps
-    off = next(i for i, s in enumerate(steps) if s.id == "disable-integration")
-    health = [s for s in steps[:off] if isinstance(s, CheckStep) and s.check.kind == "http"]
-    assert any(s.check.http.url.endswith("/health") for s in health), [s.id for s in steps[:off]]
-
-
 def test_2_idle_sessions_are_terminated_at_the_seeds_5_minutes(pack: Pack, tmp_path: Path) -> None:
     breach = Breach(
         id="postgres.main.idle_in_transaction",

@@ -125,7 +125,11 @@ def _switches(state: dict[str, Any]) -> dict[str, Any]:
 
 
 #: Inputs with no default: the operator reads them off an earlier step's output and sets them.
-SET_BY_HAND = {"previous_image": "registry.fly.io/storefront:v41", "since": "2026-12-01T00:00:00Z"}
+SET_BY_HAND = {
+    "previous_image": "registry.fly.io/storefront:v41",
+    "since": "2026-12-01T00:00:00Z",
+    "queryid": "42",
+}
 
 
 async def test_every_step_renders_and_every_action_dry_runs_on_the_demo_stack(
@@ -166,6 +170,29 @@ async def test_every_step_renders_and_every_action_dry_runs_on_the_demo_stack(
 # --- ranking ------------------------------------------------------------------------------------
 
 # Breaches shaped like the ones the sources produce on the demo stack (copied from a real run).
+
+
+async def test_the_slow_statement_is_re_checked_itself_and_not_having_run_again_is_no_pass(
+    demo_stack: DemoStack, tmp_path: Path
+) -> None:
+    """Seed 001, slow queries: the runbook resets the statistics of the statements above 100 ms,
+    then waited and read the worst mean of what was left, below 100 ms by construction: the fix
+    "passed" whether or not it worked. The wait now re-reads the breach's own statement (its
+    queryid, from the breach's subject), and no row (it has not run since) is no pass."""
+    config = load_config(demo_stack.config_path)
+    runbook = pack_for(config).get("slow-database-queries")
+    breach = _breach(
+        "postgres.demo.mean_statement_time", source="postgres:demo", subject="queryid 4242", value=900.0
+    )
+    session = await RunbookSession.open(
+        runbook, Executor(config, Journal(tmp_path / "journal.jsonl", operator=OPERATOR)), breach=breach
+    )
+    assert session.context.get("queryid").text == "4242"
+    recheck = next(step for step in runbook.steps if step.kind == "wait")
+    checked = runbook.step(recheck.wait.check)
+    assert checked.check.sql.params == ["{{queryid}}"]
+    result = await session.execute(recheck)
+    assert result.status is not Status.PASSED and "no data" in result.message, result.message
 
 
 def _breach(breach_id: str, **fields: Any) -> Breach:

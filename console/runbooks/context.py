@@ -20,6 +20,7 @@ from console.actions import (
     template_refs,
 )
 from console.config import Config
+from console.measure import subject_queryid
 from console.model import SourceKind
 from console.rules import Breach
 from console.runbooks.rank import breach_provider
@@ -68,6 +69,8 @@ def breach_values(breach: Breach, config: Config | None = None) -> dict[str, Val
             values["threshold_level"] = Value(f"{bound.threshold.first_level:g}")
     if breach.pid is not None:
         values["pid"] = Value(str(breach.pid))
+    if (queryid := subject_queryid(breach.subject)) is not None:
+        values["queryid"] = Value(queryid, False)  # a slow statement's pg_stat_statements entry
     labels = dict(breach.labels)
     for key in ("alertname", "job", "instance"):
         if labels.get(key):
