@@ -189,6 +189,20 @@ def test_the_shopify_500_runbook_says_the_escalation_its_levels_give(pack: Pack)
     assert "escalate to the vendor" not in runbook.summary
 
 
+def test_a_critical_seed_001_runbook_has_the_seeds_critical_escalation(pack: Pack) -> None:
+    """Seed 001: critical severity is level 4 (Engineering Manager, CTO, CEO; 15-30 minutes). The
+    database diagnostics runbook, critical "when the database is down", stopped at level 3."""
+    critical = [
+        r for r in pack.runbooks
+        if r.source is not None and r.source.file == "001_5764f321c956d464.txt" and r.severity == "critical"
+    ]  # fmt: skip
+    assert len(critical) >= 3
+    for runbook in critical:
+        assert any(level.level == 4 and "Engineering Manager" in level.who for level in runbook.escalation), (
+            runbook.id
+        )
+
+
 def test_2_idle_sessions_are_terminated_at_the_seeds_5_minutes(pack: Pack, tmp_path: Path) -> None:
     breach = Breach(
         id="postgres.main.idle_in_transaction",
