@@ -396,6 +396,16 @@ def test_admin_endpoints_need_the_token_and_flyctl_shim_answers(demo_stack: Demo
         done = subprocess.run([flyctl, *argv], capture_output=True, text=True, timeout=30)
         assert done.returncode == 0, done.stderr
     assert subprocess.run([flyctl, "restart", "nope"], capture_output=True, timeout=30).returncode != 0
+    # One machine, as seed 003 restarts it: the id `status` lists, or an error naming the real one.
+    machine = [flyctl, "machine", "restart"]
+    done = subprocess.run(
+        [*machine, "storefront-1", "-a", "storefront"], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0 and "machine storefront-1 restarted" in done.stdout, done.stderr
+    done = subprocess.run(
+        [*machine, "storefront-9", "-a", "storefront"], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 1 and "machines: storefront-1" in done.stderr
 
 
 def test_a_second_demo_says_one_runs_and_how_to_attach(demo_stack: DemoStack) -> None:

@@ -203,6 +203,23 @@ def test_a_critical_seed_001_runbook_has_the_seeds_critical_escalation(pack: Pac
         )
 
 
+def test_seed_003_restarts_the_one_machine_it_names(pack: Pack) -> None:
+    """Seed 003: `fly machine restart <machine-id> -a <app>`, the machine `fly status` lists. The
+    runbooks ran `flyctl restart <app>`, which restarts every machine of the app."""
+    restarts = []
+    for runbook in pack.runbooks:
+        if runbook.source is None or runbook.source.file != "003_504dc3efc1a477d6.txt":
+            continue
+        for step in _steps(runbook, ActionStep):
+            argv = getattr(step.action, "argv", None)
+            if argv is not None and "restart" in argv.command:
+                restarts.append((runbook.id, argv.command))
+    assert len(restarts) >= 3
+    for runbook_id, command in restarts:
+        assert command[1:4] == ["machine", "restart", "{{machine}}"], (runbook_id, command)
+        assert "machine" in pack.get(runbook_id).inputs, runbook_id
+
+
 def test_2_idle_sessions_are_terminated_at_the_seeds_5_minutes(pack: Pack, tmp_path: Path) -> None:
     breach = Breach(
         id="postgres.main.idle_in_transaction",

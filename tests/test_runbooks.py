@@ -129,6 +129,7 @@ SET_BY_HAND = {
     "previous_image": "registry.fly.io/storefront:v41",
     "since": "2026-12-01T00:00:00Z",
     "queryid": "42",
+    "machine": "storefront-1",
 }
 
 

@@ -1,6 +1,7 @@
 """The demo's ``flyctl``: the commands the runbooks use, acting on the demo services.
 
     flyctl restart <app>                        POST <app>/admin/restart
+    flyctl machine restart <id> -a <app>        the same, for the app's one machine (``<app>-1``)
     flyctl status -a <app>                      the app's release, uptime, restarts and health
     flyctl releases -a <app> [--image]          the app's recent releases (with their images)
     flyctl deploy --app <app> --image <image>   a new release running that image (a rollback
@@ -36,12 +37,22 @@ def _app_url(state: dict, app: str) -> str:
     return urls[app]
 
 
+def machine_id(app: str) -> str:
+    """The one machine of a demo app (``fly status`` lists it)."""
+    return f"{app}-1"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flyctl", description="flyctl for the incident-console demo stack")
     sub = parser.add_subparsers(dest="command", required=True)
     restart = sub.add_parser("restart", help="restart an app's machines")
     restart.add_argument("app", nargs="?")
     restart.add_argument("-a", "--app", dest="app_flag")
+    machine = sub.add_parser("machine", help="act on one machine of an app")
+    machine_sub = machine.add_subparsers(dest="machine_command", required=True)
+    machine_restart = machine_sub.add_parser("restart", help="restart one machine")
+    machine_restart.add_argument("machine_id")
+    machine_restart.add_argument("-a", "--app", dest="app_flag", required=True)
     status = sub.add_parser("status")
     status.add_argument("-a", "--app", dest="app_flag", required=True)
     releases = sub.add_parser("releases")
@@ -71,11 +82,22 @@ def main(argv: list[str], state_dir: str) -> int:
     headers = {"Authorization": f"Bearer {Path(state['token_file']).read_text().strip()}"}
     try:
         with httpx.Client(timeout=10, headers=headers) as client:
+            if args.command == "machine":
+                if args.machine_id != machine_id(app):
+                    print(
+                        f"Error: machine {args.machine_id} not found in app {app} (machines: {machine_id(app)})",
+                        file=sys.stderr,
+                    )
+                    return 1
+                print(f"Restarting machine {args.machine_id} of app {app}...")
+                answer = client.post(f"{url}/admin/restart").raise_for_status().json()
+                print(f"  machine {args.machine_id} restarted (restart #{answer['restarts']})")
+                return 0
             if args.command == "restart":
                 print(f"Restarting machines of app {app}...")
                 answer = client.post(f"{url}/admin/restart").raise_for_status().json()
                 print(
-                    f"  machine {app}-1 restarted, release {answer['release']} (restart #{answer['restarts']})"
+                    f"  machine {machine_id(app)} restarted, release {answer['release']} (restart #{answer['restarts']})"
                 )
                 return 0
             if args.command == "deploy":
@@ -94,7 +116,7 @@ def main(argv: list[str], state_dir: str) -> int:
                     f"App\n  Name     = {app}\n  Hostname = {url.split('://', 1)[1]}\n  Release  = {status['release']}"
                 )
                 print(
-                    f"\nMachines\nID          STATE    HEALTH  RESTARTS  UPTIME\n{app}-1  started  {health:<7} {status['restarts']:<9} {up:.0f}s"
+                    f"\nMachines\nID          STATE    HEALTH  RESTARTS  UPTIME\n{machine_id(app)}  started  {health:<7} {status['restarts']:<9} {up:.0f}s"
                 )
                 return 0
             header = "VERSION  STATUS    DESCRIPTION          DATE"
