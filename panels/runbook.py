@@ -131,11 +131,16 @@ class RunbookPicker(ModalScreen[str | None]):
             ]
         )
         if not self.matches:
-            self.query_one("#picker-title", Static).update(
-                Text(f"{self.title_text} — {self.empty}: every runbook")
-            )
+            title = f"{self.title_text} — {self.empty}: every runbook"
+        elif self.show_all:
+            title = f"{self.title_text} — showing every runbook; a: the matching ones again"
+        else:
+            title = self.title_text
+        self.query_one("#picker-title", Static).update(Text(title))
 
     def action_all(self) -> None:
+        if not self.matches:
+            return  # nothing ranks: the list is every runbook already (an empty one would say so)
         self.show_all = not self.show_all
         self._fill()
         self._explain()

@@ -16,6 +16,7 @@ from panels.breaches import BreachesPanel
 from panels.confirm import ConfirmScreen
 from panels.postgres import PostgresPanel
 from panels.runbook import NoteScreen, RunbookPicker, RunbookScreen, ValueScreen
+from panels.tables import KeyedTable
 from panels.timeline import TimelineScreen
 from tests import ui_data
 from tests.pilot import wait_for, wait_for_screen
@@ -384,6 +385,34 @@ async def test_r_with_nothing_firing_lists_every_runbook_and_says_why(tmp_path):
         assert isinstance(picker, RunbookPicker) and picker.show_all
         title = str(picker.query_one("#picker-title").render())
         assert "nothing is in breach: every runbook" in title and "no runbook matches" not in title
+        # `a` (All runbooks) toggled to the matching ones, which are none: an empty list under a
+        # title that still said "every runbook".
+        table = picker.query_one(KeyedTable)
+        every = table.row_count
+        assert every == len(app.pack().runbooks)
+        await pilot.press("a")
+        await pilot.pause()
+        assert picker.show_all and table.row_count == every
+
+
+async def test_a_in_the_picker_says_which_list_it_shows(tmp_path):
+    app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(tmp_path / "journal.jsonl"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: any(b.source == "postgres:main" for b in app.state.breaches), what="pg")
+        await goto(pilot, app, PostgresPanel)
+        await pilot.press("R")
+        picker = app.screen
+        assert isinstance(picker, RunbookPicker) and picker.matches and not picker.show_all
+        table, title = picker.query_one(KeyedTable), picker.query_one("#picker-title")
+        matching = table.row_count
+        assert "showing every runbook" not in str(title.render())
+        await pilot.press("a")
+        await pilot.pause()
+        assert table.row_count == len(app.pack().runbooks) > matching
+        assert "showing every runbook; a: the matching ones again" in str(title.render())
+        await pilot.press("a")
+        await pilot.pause()
+        assert table.row_count == matching and "showing every runbook" not in str(title.render())
 
 
 async def test_r_on_breaches_a_filter_hides_ranks_for_the_worst_and_never_says_nothing_is_in_breach(tmp_path):
