@@ -357,16 +357,22 @@ async def test_at_80_columns_the_steps_and_the_timeline_fit_without_scrolling_si
         assert table.max_scroll_x == 0 and not table.show_horizontal_scrollbar
 
 
+async def r_on_the_postgres_panel(pilot, app) -> RunbookPicker:
+    """`R` on the Postgres panel once its lock breach fires: the picker it opens."""
+    await wait_for(pilot, lambda: any(b.source == "postgres:main" for b in app.state.breaches), what="pg")
+    await goto(pilot, app, PostgresPanel)
+    await pilot.press("R")
+    picker = app.screen
+    assert isinstance(picker, RunbookPicker)
+    return picker
+
+
 async def test_r_on_the_postgres_panel_ranks_for_the_worst_breach_it_shows(tmp_path):
     """R with no breach selected used to say "no runbook matches" while a lock breach fired:
     from a panel it ranks for the worst breach of that panel's sources, and says which."""
     app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(tmp_path / "journal.jsonl"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: any(b.source == "postgres:main" for b in app.state.breaches), what="pg")
-        await goto(pilot, app, PostgresPanel)
-        await pilot.press("R")
-        picker = app.screen
-        assert isinstance(picker, RunbookPicker)
+        picker = await r_on_the_postgres_panel(pilot, app)
         worst = next(b for b in app.state.breaches if b.source == "postgres:main")
         ranked = [m.runbook.id for m in app.pack().rank(worst, app.config)]
         assert ranked and [m.runbook.id for m in picker.matches] == ranked[: len(picker.matches)]
@@ -398,11 +404,8 @@ async def test_r_with_nothing_firing_lists_every_runbook_and_says_why(tmp_path):
 async def test_a_in_the_picker_says_which_list_it_shows(tmp_path):
     app = make_app(config=ui_data.config(environment=STAGING), journal=Journal(tmp_path / "journal.jsonl"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: any(b.source == "postgres:main" for b in app.state.breaches), what="pg")
-        await goto(pilot, app, PostgresPanel)
-        await pilot.press("R")
-        picker = app.screen
-        assert isinstance(picker, RunbookPicker) and picker.matches and not picker.show_all
+        picker = await r_on_the_postgres_panel(pilot, app)
+        assert picker.matches and not picker.show_all
         table, title = picker.query_one(KeyedTable), picker.query_one("#picker-title")
         matching = table.row_count
         assert "showing every runbook" not in str(title.render())
