@@ -210,6 +210,13 @@ BROKEN = {
         ),
         "8:12: trigger 'promethues.*' matches no threshold of the config",
     ),
+    "a threshold trigger with no source part": (
+        (
+            '  thresholds: ["prometheus.error_rate"]\n',
+            '  thresholds: ["prometheus.error_rate", "prometheus_error_rate"]\n',
+        ),
+        "7:41: trigger 'prometheus_error_rate' matches no threshold of the config",
+    ),
     "an explains glob that matches no threshold": (
         (
             '  thresholds: ["prometheus.error_rate"]\n',

@@ -442,8 +442,8 @@ def _unmatched_triggers(runbook: Runbook, doc: Document, rules: Rules) -> list[P
         ids = sorted(rules.thresholds)
         for field in ("thresholds", "errors", "explains"):
             for i, glob in enumerate(getattr(triggers, field)):
-                if not is_threshold(glob):
-                    continue  # an alert name (explains): Prometheus has the rules
+                if field == "explains" and not is_threshold(glob):
+                    continue  # an alert name: Prometheus has the rules
                 watched = _same_source(glob, ids)
                 if watched is not None and not any(fnmatchcase(t, glob) for t in watched):
                     message = (
