@@ -38,6 +38,11 @@ def _steps(runbook: Runbook, kind: type) -> list:
     return [s for s in runbook.steps if isinstance(s, kind)]
 
 
+def _from_seed(pack: Pack, number: str) -> list[Runbook]:
+    """The runbooks encoding seed ``number`` ("000" .. "004")."""
+    return [r for r in pack.runbooks if r.source is not None and r.source.file[:3] == number]
+
+
 def _session(pack: Pack, runbook_id: str, breach: Breach | None = None, tmp_path: Path | None = None):
     config = load_config(CONFIG)
     journal = Journal((tmp_path or Path("/nonexistent")) / "journal.jsonl", operator=OPERATOR)
@@ -168,9 +173,7 @@ def test_seed_000_restarts_the_application_only_after_agreeing_with_the_deployme
     """Seed 000, Procedure 2: "Restart application (if needed) # Coordinate with deployment team".
     The database-failure runbook (its scenario 5) ran `flyctl restart` with no such step."""
     restarts = 0
-    for runbook in pack.runbooks:
-        if runbook.source is None or runbook.source.file != "000_715f0745747f0b0f.txt":
-            continue
+    for runbook in _from_seed(pack, "000"):
         for i, step in enumerate(runbook.steps):
             argv = getattr(step.action, "argv", None) if isinstance(step, ActionStep) else None
             if argv is not None and {"restart", "{{service_app}}"} <= set(argv.command):
@@ -192,10 +195,7 @@ def test_the_shopify_500_runbook_says_the_escalation_its_levels_give(pack: Pack)
 def test_a_critical_seed_001_runbook_has_the_seeds_critical_escalation(pack: Pack) -> None:
     """Seed 001: critical severity is level 4 (Engineering Manager, CTO, CEO; 15-30 minutes). The
     database diagnostics runbook, critical "when the database is down", stopped at level 3."""
-    critical = [
-        r for r in pack.runbooks
-        if r.source is not None and r.source.file == "001_5764f321c956d464.txt" and r.severity == "critical"
-    ]  # fmt: skip
+    critical = [r for r in _from_seed(pack, "001") if r.severity == "critical"]
     assert len(critical) >= 3
     for runbook in critical:
         assert any(level.level == 4 and "Engineering Manager" in level.who for level in runbook.escalation), (
@@ -207,9 +207,7 @@ def test_seed_003_restarts_the_one_machine_it_names(pack: Pack) -> None:
     """Seed 003: `fly machine restart <machine-id> -a <app>`, the machine `fly status` lists. The
     runbooks ran `flyctl restart <app>`, which restarts every machine of the app."""
     restarts = []
-    for runbook in pack.runbooks:
-        if runbook.source is None or runbook.source.file != "003_504dc3efc1a477d6.txt":
-            continue
+    for runbook in _from_seed(pack, "003"):
         for step in _steps(runbook, ActionStep):
             argv = getattr(step.action, "argv", None)
             if argv is not None and "restart" in argv.command:
