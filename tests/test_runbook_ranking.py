@@ -104,6 +104,13 @@ ALERT_ROWS = [
     AlertRow("UpstreamAuthFailing", {"job": SF, "provider": "chatwoot"}, "validate-api-credentials"),
     AlertRow("UpstreamAuthFailing", {"job": SW, "provider": "openai"}, "oauth-expired"),
     AlertRow("UpstreamAuthFailing", {"job": SW}, "secret-rotation-failure"),
+    # sum by (job, provider) of the 5xx rate: a provider's server errors that persist
+    AlertRow("UpstreamServerErrors", {"job": SF, "provider": "shopify"}, "shopify-server-errors"),
+    AlertRow("UpstreamServerErrors", {"job": SW, "provider": "openai"}, "llm-provider-outage"),
+    AlertRow("UpstreamServerErrors", {"job": SF, "provider": "chatwoot"}, "chatwoot-unavailable"),
+    AlertRow("UpstreamServerErrors", {"job": SW, "provider": "hubspot"}, "provider-down"),
+    AlertRow("UpstreamServerErrors", {"job": SW, "provider": "richpanel"}, "provider-down"),
+    AlertRow("UpstreamServerErrors", {"job": SW}, "provider-down"),
     # integration_up == 0
     AlertRow("IntegrationDown", _series(job=SW, provider="hubspot"), "provider-down"),
     AlertRow("IntegrationDown", _series(job=SF, provider="chatwoot"), "chatwoot-unavailable"),
@@ -116,6 +123,8 @@ ALERT_ROWS = [
     AlertRow("WebhookSignatureFailures", _series(job=SF), "webhook-signature-failure"),
     AlertRow("WebhookSignatureFailures", _series(job=SW), "webhook-signature-failure"),
     AlertRow("WebhookIngressDown", {"job": SW}, "webhook-ingress-failure"),
+    AlertRow("WebhookIngressErrors", {"job": SW}, "webhook-ingress-failure"),
+    AlertRow("ClassificationTimeouts", {"job": SW}, "llm-provider-outage"),
     AlertRow("PartialSideEffects", {"job": SW}, "partial-side-effects"),
     # the SEV0: no provider label (rate of a counter that has none)
     AlertRow("DuplicateEventsDetected", _series(job=SW), "duplicate-events"),

@@ -126,7 +126,11 @@ SCENARIOS: tuple[Scenario, ...] = (
         "HubSpot answers 503: the integration check fails and the worker's health goes DOWN.",
         "sync-worker",
         "hubspot",
-        (Expected("health.sync-worker", CRIT), Expected("alert:IntegrationDown", CRIT)),
+        (
+            Expected("health.sync-worker", CRIT),
+            Expected("alert:IntegrationDown", CRIT),
+            Expected("alert:UpstreamServerErrors", WARN),
+        ),
         "disable the integration: PATCH /api/v1/admin/integrations/hubspot {enabled: false}",
         "002 (provider downtime)",
     ),
