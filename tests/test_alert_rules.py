@@ -9,15 +9,23 @@ OpenAI's errors and timeouts (004 1.4), the webhook ingress answering errors (00
 from __future__ import annotations
 
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from console.actions.expect import Observed, verdict
+from console.actions.plans import Status
+from console.loader import load_config
+from console.runbooks import Pack, pack_for
+from console.runbooks.schema import CheckStep, WaitStep
 from tests.fixtures.prometheus import PROMTOOL_BIN, require_binary
 
-RULES = Path(__file__).resolve().parent.parent / "config" / "prometheus" / "rules.yml"
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "config" / "prometheus" / "rules.yml"
+CONFIG = ROOT / "config" / "console.yaml"
 
 
 def _alerts(name: str, quiet_at: list[str], firing_at: list[str], alerts: list[dict[str, Any]]) -> list[dict]:
@@ -170,7 +178,11 @@ GROUPS = [
 def _promtool_test(tmp_path: Path, groups: list[dict]) -> subprocess.CompletedProcess[str]:
     promtool = require_binary(PROMTOOL_BIN, "prometheus")
     tests = [
-        {"interval": "1m", **group, "alert_rule_test": [_expected(case) for case in group["alert_rule_test"]]}
+        {
+            "interval": "1m",
+            **group,
+            "alert_rule_test": [_expected(case) for case in group.get("alert_rule_test", [])],
+        }
         for group in groups
     ]
     path = tmp_path / "rules.test.yml"
@@ -182,3 +194,137 @@ def _promtool_test(tmp_path: Path, groups: list[dict]) -> subprocess.CompletedPr
 def test_a_seed_signal_fires_its_alert_and_only_it(tmp_path: Path, group: dict) -> None:
     done = _promtool_test(tmp_path, [group])
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- the re-checks of the runbooks these alerts open ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """A runbook's check, opened for ``alert``: evaluated by Prometheus at ``trouble`` (the
+    fault on) it is not met; at ``fixed`` (the fault off at minute 10, then the wait that re-runs
+    it) it passes. ``values``: what Prometheus reads at those two times."""
+
+    runbook: str
+    step: str
+    alert: str
+    fill: dict[str, str]
+    series: list[dict[str, str]]
+    values: tuple[float, float]
+    trouble: str = "7m"
+
+
+ON_THEN_OFF = "0+{n}x10 {end}+0x10"  # n a minute for 10 minutes, then no more
+
+
+def _on_then_off(n: int) -> str:
+    return ON_THEN_OFF.format(n=n, end=10 * n)
+
+
+RECHECKS = [
+    Recheck(
+        "webhook-ingress-failure",
+        "error-share",
+        "WebhookIngressErrors",
+        {"service": "sync-worker", "provider": "richpanel"},
+        [
+            {
+                "series": 'webhook_requests_total{job="sync-worker",source="richpanel",status="202"}',
+                "values": "0+90x10 900+100x10",
+            },
+            {
+                "series": 'webhook_requests_total{job="sync-worker",source="richpanel",status="502"}',
+                "values": _on_then_off(10),
+            },
+            {
+                "series": 'queue_receives_total{job="sync-worker",source="richpanel"}',
+                "values": "0+90x10 900+100x10",
+            },
+        ],
+        (0.1, 0.0),
+    ),
+    Recheck(
+        "llm-provider-outage",
+        "provider-errors",
+        "UpstreamServerErrors",
+        {"service": "sync-worker", "provider": "openai"},
+        [
+            {
+                "series": 'upstream_requests_total{job="sync-worker",provider="openai",status="200"}',
+                "values": "0+54x10 540+60x10",
+            },
+            {
+                "series": 'upstream_requests_total{job="sync-worker",provider="openai",status="503"}',
+                "values": _on_then_off(6),
+            },
+            {"series": 'integration_up{job="sync-worker",provider="openai"}', "values": "1x20"},
+        ],
+        (0.1, 0.0),
+    ),
+    Recheck(
+        "llm-provider-outage",
+        "timeouts",
+        "ClassificationTimeouts",
+        {"service": "sync-worker", "provider": "openai"},
+        [
+            {"series": 'classification_timeouts_total{job="sync-worker"}', "values": _on_then_off(2)},
+            {"series": 'integration_up{job="sync-worker",provider="openai"}', "values": "1x20"},
+        ],
+        (10.0, 0.0),
+    ),
+    Recheck(
+        "provider-down",
+        "provider-errors",
+        "UpstreamServerErrors",
+        {"service": "sync-worker", "provider": "hubspot"},
+        [
+            {
+                "series": 'upstream_requests_total{job="sync-worker",provider="hubspot",status="503"}',
+                "values": _on_then_off(6),
+            }
+        ],
+        (0.1, 0.0),
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def pack() -> Pack:
+    return pack_for(load_config(CONFIG))
+
+
+def _query(check: CheckStep, fill: dict[str, str]) -> str:
+    query = check.check.promql.query
+    for name, value in fill.items():
+        query = query.replace("{{" + name + "}}", value)
+    assert "{{" not in query, query
+    return query.strip()
+
+
+@pytest.mark.parametrize("case", RECHECKS, ids=[f"{c.runbook}:{c.step}" for c in RECHECKS])
+def test_a_recheck_fails_while_the_trouble_lasts_and_passes_once_it_is_over(
+    tmp_path: Path, pack: Pack, case: Recheck
+) -> None:
+    """A runbook opened for ``alert`` re-checks it: a wait re-runs this check, the check says it
+    measures the alert, and Prometheus's reading of it is not met during the fault and met after
+    the fault and the wait. (Before, webhook-ingress-failure and llm-provider-outage re-checked
+    only the queue receives and the integration's up: both pass during these faults.)"""
+    runbook = pack.get(case.runbook)
+    check = runbook.step(case.step)
+    assert isinstance(check, CheckStep) and check.check.symptom == case.alert
+    assert case.alert in {a.name for a in runbook.triggers.alerts}
+    (wait,) = [s for s in runbook.steps if isinstance(s, WaitStep) and s.wait.check == case.step]
+    fixed = f"{int(10 * 60 + wait.wait.seconds)}s"
+    query = _query(check, case.fill)
+    group = {
+        "name": f"{case.runbook}: {case.step}",
+        "input_series": case.series,
+        "promql_expr_test": [
+            {"expr": query, "eval_time": at, "exp_samples": [{"labels": "{}", "value": value}]}
+            for at, value in zip((case.trouble, fixed), case.values, strict=True)
+        ],
+    }
+    done = _promtool_test(tmp_path, [group])
+    assert done.returncode == 0, done.stdout + done.stderr
+    during, after = (verdict(check.check.expect, Observed(values=[value]))[0] for value in case.values)
+    assert (during, after) == (Status.NOT_MET, Status.SUCCEEDED)

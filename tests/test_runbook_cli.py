@@ -78,7 +78,7 @@ def test_list_prints_every_runbook_with_severity_title_and_triggers(
     )
     j = ids.index("chatwoot-unavailable")
     assert body[2 * j + 1].strip() == (
-        "↳ alerts IntegrationDown{provider=chatwoot}; thresholds health.*; health *; providers chatwoot"
+        "↳ alerts IntegrationDown{provider=chatwoot}, UpstreamServerErrors{provider=chatwoot}; thresholds health.*; health *; providers chatwoot"
     )
 
 
