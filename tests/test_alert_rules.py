@@ -273,6 +273,32 @@ RECHECKS = [
         (10.0, 0.0),
     ),
     Recheck(
+        "shopify-server-errors",
+        "server-errors",
+        "UpstreamServerErrors",
+        {"service": "storefront", "provider": "shopify"},
+        [
+            {
+                "series": 'upstream_requests_total{job="storefront",provider="shopify",status="500"}',
+                "values": _on_then_off(6),
+            }
+        ],
+        (0.1, 0.0),
+    ),
+    Recheck(
+        "shopify-server-errors",
+        "integration-up",
+        "IntegrationDown",
+        {"service": "storefront", "provider": "shopify"},
+        [
+            {
+                "series": 'integration_up{job="storefront",provider="shopify",instance="s1"}',
+                "values": "0x10 1x10",
+            }
+        ],
+        (0.0, 1.0),
+    ),
+    Recheck(
         "provider-down",
         "provider-errors",
         "UpstreamServerErrors",
