@@ -208,6 +208,7 @@ class Fixer:
                 "POST", f"{sw}/api/v1/integrations/hubspot/retry-failed"
             ),
             "duplicate-events": lambda: self.send("POST", f"{sw}/admin/kill-switch", {"enabled": True}),
+            "llm-timeouts": lambda: self.send("POST", f"{sw}/admin/mode", {"mode": "route-only"}),
             "webhook-signature-failures": lambda: self.send("POST", f"{sf}/admin/webhooks/rotate-secret"),
             "quota-exhausted": lambda: self.send(
                 "POST", f"{sf}/admin/integrations/google-analytics/polling", {"interval_seconds": 300}

@@ -15,6 +15,7 @@ threshold's ``for``; a source that cannot be reached through ``rules.source_brea
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,9 +293,17 @@ DEMO = {
     "oauth-expired": ("oauth-expired", {"labels": {"job": SW, "provider": "hubspot"}}),
     "partial-sync-failures": ("partial-sync-failures", {"labels": _series(job=SW, provider="hubspot")}),
     "duplicate-events": ("duplicate-events", {"labels": _series(job=SW)}),
+    "llm-timeouts": ("llm-provider-outage", {"labels": _series(job=SW, provider="openai")}),
     "webhook-signature-failures": ("webhook-signature-failure", {"labels": _series(job=SF)}),
     "quota-exhausted": ("ga-quota-exhausted", {"labels": _series(job=SF, provider="google-analytics"), "checks": {"google-analytics:api": "warn"}}),
 }  # fmt: skip
+
+
+def _kept(name: str) -> tuple[str, ...] | None:
+    """The labels an aggregating rule's ``sum by (...)`` keeps; None for a rule that keeps the
+    series' labels."""
+    by = re.search(r"\bby \(([^)]*)\)", _rules()[name]["expr"])
+    return tuple(label.strip() for label in by.group(1).split(",")) if by else None
 
 
 def _demo_config(tmp: Path) -> Config:
@@ -309,8 +318,8 @@ def _demo_breach(config: Config, expected_id: str, shape: dict[str, dict[str, st
     if expected_id.startswith("alert:"):
         name = expected_id.removeprefix("alert:")
         labels = dict(shape.get("labels", {}))
-        if name in ("HighErrorRate", "UpstreamRateLimited", "UpstreamAuthFailing", "SlowResponses"):
-            labels.pop("instance", None)  # aggregated by job (and provider)
+        if (kept := _kept(name)) is not None:
+            labels = {key: value for key, value in labels.items() if key in kept}
         if name in ("SyncJobFailure",) and "instance" not in labels:
             labels["instance"] = INSTANCE
         return alert_breach(name, labels)

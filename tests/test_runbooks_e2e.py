@@ -111,6 +111,7 @@ CASES = [
     Case("oauth-expired", "alert:UpstreamAuthFailing:", "oauth-expired", "force-refresh"),
     Case("partial-sync-failures", "alert:SyncJobFailure:", "partial-sync-failures", "retry-failed"),
     Case("duplicate-events", "alert:DuplicateEventsDetected:", "duplicate-events", "kill-switch"),
+    Case("llm-timeouts", "alert:ClassificationTimeouts:", "llm-provider-outage", "route-only"),
     Case("webhook-signature-failures", "alert:WebhookSignatureFailures:", "webhook-signature-failure", "rotate-secret"),
     Case("quota-exhausted", "health.storefront", "ga-quota-exhausted", "reduce-polling"),
 ]  # fmt: skip

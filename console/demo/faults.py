@@ -42,6 +42,7 @@ class Outcome(NamedTuple):
 
 
 OK = Outcome(200)
+TIMEOUTS = (408, 504)  # a call that timed out (the classification timeouts count these)
 
 
 @dataclass
@@ -81,6 +82,8 @@ class Integration:
         self.last_error = f"{outcome.status} {outcome.error}".strip()
         self.state = {401: "needs_reauth", 429: "rate_limited"}.get(outcome.status, "error")
         if outcome.status == 422:  # a record failed validation: the connection itself is fine
+            self.state = "connected"
+        if outcome.status in TIMEOUTS:  # a call timed out: the provider still answers its check
             self.state = "connected"
 
     def summary(self) -> dict[str, object]:
@@ -378,6 +381,21 @@ class WebhookSecretMismatch(Fault):
         return svc.verify_secret != svc.shared_secret
 
 
+class LLMTimeouts(Fault):
+    """004 1.4, high latency: the model's classification calls time out while the provider still
+    answers its health check (slow, not down). Route-only mode stops calling the model."""
+
+    name = "llm-timeouts"
+
+    def active(self, svc: ServiceState) -> bool:
+        return svc.mode != "route-only"
+
+    def upstream(self, svc: ServiceState, provider: str, kind: str) -> Outcome | None:
+        if provider == self.provider and kind == "classify":
+            return Outcome(504, "Gateway Timeout: the classification call timed out")
+        return None
+
+
 class QuotaExhausted(Fault):
     """Polling so often that the daily quota runs out; polling 3x less often fixes it."""
 
@@ -408,6 +426,7 @@ FAULTS: dict[str, type[Fault]] = {
         OAuthExpired,
         PartialSyncFailures,
         DuplicateEvents,
+        LLMTimeouts,
         WebhookSecretMismatch,
         QuotaExhausted,
     )

@@ -170,6 +170,17 @@ SCENARIOS: tuple[Scenario, ...] = (
         "004 (duplicate events / double actions)",
     ),
     Scenario(
+        "llm-timeouts",
+        "OpenAI times out: classification fails",
+        "The model's classification calls time out while OpenAI still answers its health check "
+        "(slow, not down): every conversation falls back to the default routing.",
+        "sync-worker",
+        "openai",
+        (Expected("alert:ClassificationTimeouts", WARN), Expected("alert:UpstreamServerErrors", WARN)),
+        "fallback routing without the model: route-only mode (POST /admin/mode {mode: route-only})",
+        "004 (1.4 OpenAI outage / high latency)",
+    ),
+    Scenario(
         "webhook-signature-failures",
         "Webhook signature failures",
         "The storefront's webhook signing secret no longer matches Chatwoot's: every inbound "

@@ -34,13 +34,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from console.demo import shopdb
-from console.demo.faults import MODES, FailedSync, Outcome, ServiceState
+from console.demo.faults import MODES, TIMEOUTS, FailedSync, Outcome, ServiceState
 from console.demo.metrics import CONTENT_TYPE_LATEST, ServiceMetrics
 
 UNMETERED = ("/metrics", "/health", "/actuator/", "/demo/")
 DEMO_TENANT = "demo"  # the one tenant of the demo (the tenant-scoped admin routes of 002)
 WEBHOOK_SOURCES = {"storefront": "chatwoot", "sync-worker": "richpanel"}
 SIGNATURE_HEADER = "x-webhook-signature"
+CLASSIFICATION_TIMEOUT = 5.0  # seconds a timed-out classification call waited (its latency)
 DSN_ENV = "INCIDENT_CONSOLE_DEMO_DSN"  # the DSN holds a password: not on the command line
 
 
@@ -255,13 +256,18 @@ class Service:
         self.seen_events[event_id] = hops
         while len(self.seen_events) > 5000:
             self.seen_events.popitem(last=False)
-        started = time.perf_counter()
-        classified = self.call("openai", "classify")
-        self.metrics.classification.observe(time.perf_counter() - started)
-        if classified.status in (408, 504):
-            self.metrics.classification_timeouts.inc()
-        if not classified.ok:
+        if self.state.mode == "route-only":  # routing without the model (004 1.4's fallback)
             self.metrics.fallback_routing.inc()
+        else:
+            started = time.perf_counter()
+            classified = self.call("openai", "classify")
+            timed_out = classified.status in TIMEOUTS
+            took = CLASSIFICATION_TIMEOUT if timed_out else time.perf_counter() - started
+            self.metrics.classification.observe(took)
+            if timed_out:
+                self.metrics.classification_timeouts.inc()
+            if not classified.ok:
+                self.metrics.fallback_routing.inc()
         now = time.monotonic()
         for kind in ("route", "tag", "fetch-order", "reply"):
             key = f"{event_id}:{kind}:{hops}"  # the action's idempotency key
