@@ -299,6 +299,19 @@ RECHECKS = [
         (0.0, 1.0),
     ),
     Recheck(
+        "platform-api-errors",
+        "server-errors",
+        "UpstreamServerErrors",
+        {"service": "sync-worker", "provider": "shopee"},
+        [
+            {
+                "series": 'upstream_requests_total{job="sync-worker",provider="shopee",status="502"}',
+                "values": _on_then_off(6),
+            }
+        ],
+        (0.1, 0.0),
+    ),
+    Recheck(
         "provider-down",
         "provider-errors",
         "UpstreamServerErrors",

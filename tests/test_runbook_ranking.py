@@ -110,6 +110,8 @@ ALERT_ROWS = [
     AlertRow("UpstreamServerErrors", {"job": SW, "provider": "openai"}, "llm-provider-outage"),
     AlertRow("UpstreamServerErrors", {"job": SF, "provider": "chatwoot"}, "chatwoot-unavailable"),
     AlertRow("UpstreamServerErrors", {"job": SW, "provider": "hubspot"}, "provider-down"),
+    AlertRow("UpstreamServerErrors", {"job": SW, "provider": "shopee"}, "platform-api-errors"),
+    AlertRow("UpstreamServerErrors", {"job": SW, "provider": "tiktok-shop"}, "platform-api-errors"),
     AlertRow("UpstreamServerErrors", {"job": SW, "provider": "richpanel"}, "provider-down"),
     AlertRow("UpstreamServerErrors", {"job": SW}, "provider-down"),
     # integration_up == 0
