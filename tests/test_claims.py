@@ -10,11 +10,13 @@ import time
 from pathlib import Path
 
 from console.actions import Confirmation, Executor, Status
+from console.actions.kinds.http_action import HttpAction
+from console.actions.specs import ActionSpec
 from console.journal import ActionClaimed, Journal, Operator, read_journal
 from console.journal.claims import LocalClaims
 from console.journal.shared import SharedJournal
 from panels.plan import plan_text
-from tests.test_actions import _connected, _session, make_config
+from tests.test_actions import YES, _connected, _session, ctx, make_config
 
 
 def console(config, tmp: Path, name: str, claims=None) -> Executor:
@@ -115,3 +117,28 @@ async def test_the_same_action_confirmed_after_another_console_ran_it_is_refused
     )
     kinds = [e.kind for e in read_journal(bob.journal.path).events if e.console == bob.journal.console]
     assert kinds[-1] == "action.refused" and "action.confirmed" not in kinds
+
+
+async def test_a_request_to_the_same_url_with_another_body_is_another_action(http_server, tmp_path):
+    """Route-only then back to normal mode are two POSTs to /admin/mode: the claim knew the URL
+    only, so the second engineer's "normal" was refused for ten minutes as "already ran" (and a
+    second walk of route-only in the e2e suite was refused for the first's). The body is part of
+    what the action is: the same body is still refused, another one runs."""
+    http_server.route("/fix", json={"ok": True})
+    config = make_config(tmp_path, base_url=http_server.url("").rstrip("/"))
+    alice = console(config, tmp_path / "machine", "alice")
+    bob = console(config, tmp_path / "machine", "bob")
+
+    def mode(executor: Executor, value: str):
+        return executor.render(
+            ActionSpec(http=HttpAction(url="{{base_url}}/fix", json={"mode": value})), ctx(config)
+        )
+
+    assert (await alice.execute(mode(alice, "route-only"), YES)).status == Status.SUCCEEDED
+    normal = mode(bob, "normal")
+    assert '{"mode":"normal"}' in normal.summary
+    assert (await bob.execute(normal, YES)).status == Status.SUCCEEDED
+    again = await bob.execute(mode(bob, "route-only"), YES)
+    assert again.status == Status.REFUSED
+    assert "alice@alice-host already ran 'POST " in again.message and '{"mode":"route-only"}' in again.message
+    assert http_server.hits("/fix") == 2

@@ -121,7 +121,7 @@ def test_show_prints_steps_with_what_they_run_and_masks_secrets(
         f"PATCH {url}",
         "Authorization: ***",
         'body: {"enabled": false}',
-        f"confirmation: type 'hubspot' to run: PATCH {url}",
+        f"confirmation: type 'hubspot' to run: PATCH {url} {{\"enabled\":false}}",
     ]
     assert "POST-INCIDENT CHECKLIST" in lines
     assert "  [ ] Check whether any data needs a manual sync" in lines

@@ -47,6 +47,7 @@ OPERATOR = Operator("oncall", "192.0.2.10", "demo-host")
 SHOW_TIMEOUT = 45.0
 CLEAR_TIMEOUT = 45.0
 JOURNAL_NAME = "e2e-journal.jsonl"
+CONSOLE_ID = "e2e-walks"
 
 Hook = Callable[["Walk"], Awaitable[None]]
 
@@ -129,6 +130,10 @@ class Console:
         self.config = config
         self.poller = Poller(config)
         self.journal = Journal(journal_path, operator=OPERATOR, environment=config.environment.name)
+        # One console walks every case, one after the other, as one operator's would: with a new
+        # console id per walk, route-only of llm-timeouts was refused as "already ran" by
+        # upstream-rate-limit's walk a minute before (console/journal/claims.py, RECENT).
+        self.journal.console = CONSOLE_ID
         self.executor = Executor(config, self.journal)
         self.pack: Pack = pack_for(config)
         self.breaches: tuple[Breach, ...] = ()

@@ -19,6 +19,9 @@ from console.actions.specs import Expect
 from console.actions.templates import Context, RenderError, render_json, render_text
 from console.config import check_http_url
 from console.httpio import BodyTooLarge, read_capped, tls_verify
+from console.sanitize import one_line
+
+BODY_IN_SUMMARY = 80  # characters of a request's body in its one-line summary
 
 
 async def request(
@@ -29,10 +32,15 @@ async def request(
     verify: bool | str,
     timeout: float,
     params: Mapping[str, Any] | None = None,
+    follow_redirects: bool = False,
 ) -> tuple[int, str, bytes]:
-    """(status, content type, body read up to BODY_LIMIT). Redirects are not followed."""
+    """(status, content type, body read up to BODY_LIMIT). Redirects are followed (five at most)
+    only when asked: a health probe does, as the console's polls do; an action never."""
+    client = httpx.AsyncClient(
+        verify=tls_verify(verify), follow_redirects=follow_redirects, max_redirects=5, timeout=timeout
+    )
     async with (
-        httpx.AsyncClient(verify=tls_verify(verify), follow_redirects=False, timeout=timeout) as client,
+        client,
         client.stream(method, url, headers=dict(headers), json=body, params=params) as response,
     ):
         try:
@@ -77,14 +85,18 @@ def render_request(
     for name, template in header_templates.items():
         headers[name], shown = render_text(template, ctx)
         lines.append(show_header(name, shown))
-    body = None
+    body, summary = None, f"{method} {redact.url(url_shown)}"
     if body_template is not None:
         body, body_shown = render_json(body_template, ctx)
         lines.append("body: " + redact.scrub(json.dumps(body_shown, ensure_ascii=False)))
+        # The body is part of what the action is: route-only and normal are two POSTs to
+        # /admin/mode, and a claim (console/journal/claims.py) is keyed by the summary.
+        compact = redact.scrub(json.dumps(body_shown, ensure_ascii=False, separators=(",", ":")))
+        summary = f"{summary} {one_line(compact, BODY_IN_SUMMARY)}"
     service = ctx.get("service")
     host = urlsplit(url).hostname or "?"
     return Rendered(
-        summary=f"{method} {redact.url(url_shown)}",
+        summary=summary,
         lines=tuple(lines),
         target=f"{service.text if service else host} ({redact.url(url_shown)})",
         job=HttpJob(method, url, headers, body, verify, expect, check),
