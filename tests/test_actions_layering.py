@@ -147,6 +147,7 @@ def test_each_kind_lives_in_one_module_behind_the_protocol():
         "sql check",
         "promql check",
         "http check",
+        "health check",
     ]
     modules = set()
     for kind in _kinds():
@@ -171,10 +172,10 @@ def test_each_kind_lives_in_one_module_behind_the_protocol():
 
 def test_a_kind_gets_the_narrow_context_not_the_executor():
     fields = set(KindContext.__dataclass_fields__)
-    # Data, never the executor: the backends, who acts, the clock, the thresholds an expect may
-    # name, the demo time scale of PromQL windows.
+    # Data, never the executor: the backends (health targets too), who acts, the clock, the
+    # thresholds an expect may name, the demo time scale of PromQL windows.
     assert fields == {
-        "postgres", "prometheus", "operator", "clock", "thresholds", "time_scale", "min_window"
+        "postgres", "prometheus", "operator", "clock", "thresholds", "time_scale", "min_window", "health"
     }  # fmt: skip
     for kind in _kinds():
         source = inspect.getsource(inspect.getmodule(type(kind)))

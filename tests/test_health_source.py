@@ -15,8 +15,9 @@ import pytest
 
 from console.config import HealthTarget
 from console.demo.ports import free_port
+from console.healthformats import MAX_CHECKS, MAX_DEPTH, NAME_LIMIT
 from console.model import ErrorKind, HealthSnapshot, HealthStatus
-from console.sources.health import MAX_CHECKS, MAX_DEPTH, NAME_LIMIT, HealthSource
+from console.sources.health import HealthSource
 from tests.fixtures.http_servers import StubServer
 
 PASS, WARN, FAIL, UNKNOWN = HealthStatus.PASS, HealthStatus.WARN, HealthStatus.FAIL, HealthStatus.UNKNOWN

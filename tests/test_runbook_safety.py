@@ -269,6 +269,32 @@ def test_triggers_are_checked_against_the_sources_the_config_watches(tmp_path: P
     ]
 
 
+def test_a_health_check_probes_a_health_target_of_the_config(tmp_path: Path) -> None:
+    """A ``health`` check names its target, or the input whose default does; a typo there could
+    never run (the step FAILED with "no health target" at 3 a.m.)."""
+    probe = "  - id: health\n    title: Health of {{service}}\n    check:\n      health: {target: %s}\n"
+    with_health = CONFIG + "health:\n  - {name: storefront, url: http://127.0.0.1:1/health}\n"
+
+    def lines(target: str, default: str = "storefront") -> list[str]:
+        text = GOOD.replace("steps:\n", "steps:\n" + probe % target).replace(
+            "service: {default: storefront}", f"service: {{default: {default}}}"
+        )
+        return lint_lines(tmp_path, text, config=with_health)
+
+    assert lines('"{{service}}"') == [] and lines("storefront") == []
+    assert lines("storefornt") == [
+        "14:24: health check target 'storefornt' names no health target of the config (storefront): "
+        "the check can never run"
+    ]
+    assert lines('"{{service}}"', default="storefornt") == [
+        "14:24: health check target 'storefornt' names no health target of the config (storefront): "
+        "the check can never run"
+    ]
+    assert (
+        lint_lines(tmp_path, GOOD.replace("steps:\n", "steps:\n" + probe % "storefornt")) == []
+    )  # no targets
+
+
 def test_the_window_rule_counts_the_time_scale(tmp_path: Path) -> None:
     # At 1/30 a wait of 60 s is 2 s, while [1m] keeps the 5 s floor of a scaled window.
     scaled = CONFIG + "runbooks: {time_scale: 0.0333333}\n"

@@ -86,6 +86,7 @@ class Executor:
             thresholds=self.config.threshold_levels(),
             time_scale=settings.time_scale,
             min_window=settings.min_window,
+            health=tuple(self.config.health),
         )
 
     # -- policy ------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
@@ -19,7 +19,7 @@ from console import promql, redact
 from console.actions.plans import Outcome, Plan, Preview, Target
 from console.actions.specs import ActionSpec, CheckSpec, Expect, ThresholdRef
 from console.actions.templates import Context, RenderError, render_text
-from console.config import PostgresCluster, Prometheus, Threshold
+from console.config import HealthTarget, PostgresCluster, Prometheus, Threshold
 from console.pg import classify_error
 from console.sanitize import one_line
 
@@ -35,8 +35,9 @@ class Endpoint:
 
 @dataclass(frozen=True, slots=True)
 class KindContext:
-    """What a kind may use of the console: the configured backends, who acts, the clock, the
-    thresholds a check's ``expect`` may refer to, and the demo time scale of PromQL windows."""
+    """What a kind may use of the console: the configured backends (health targets too), who
+    acts, the clock, the thresholds a check's ``expect`` may refer to, and the demo time scale of
+    PromQL windows."""
 
     postgres: Sequence[PostgresCluster]
     prometheus: Prometheus | None
@@ -45,6 +46,7 @@ class KindContext:
     thresholds: Mapping[str, Threshold] = field(default_factory=dict)  # threshold id -> levels
     time_scale: float = 1.0  # runbooks.time_scale of the config
     min_window: float = 5.0  # runbooks.min_window: a scaled range window keeps at least this
+    health: Sequence[HealthTarget] = ()  # the health targets a ``health`` check probes
 
     def threshold_level(self, ref: ThresholdRef, ctx: Context) -> tuple[str, float]:
         """(the threshold id, the level's number) a reference names; RenderError when the
@@ -73,12 +75,11 @@ class KindContext:
 
     def find_cluster(self, template: str, ctx: Context) -> PostgresCluster:
         """The Postgres cluster a (templated) name names; RenderError when there is none."""
-        name, _ = render_text(template, ctx)
-        for cluster in self.postgres:
-            if cluster.name == name:
-                return cluster
-        known = ", ".join(c.name for c in self.postgres) or "none configured"
-        raise RenderError(f"no postgres cluster '{one_line(name, 60)}' in the config (clusters: {known})")
+        return _named(self.postgres, template, ctx, "postgres cluster", "clusters")
+
+    def find_health_target(self, template: str, ctx: Context) -> HealthTarget:
+        """The health target a (templated) name names; RenderError when there is none."""
+        return _named(self.health, template, ctx, "health target", "targets")
 
     def prometheus_api(self) -> Endpoint:
         prom = self.prometheus
@@ -92,6 +93,18 @@ class KindContext:
             raise RenderError("no prometheus.alertmanager_url in the config: silences cannot be made")
         headers = {k: h.value for k, h in prom.headers.items()}
         return Endpoint(prom.alertmanager_url.rstrip("/"), headers, prom.verify_tls)
+
+
+_Named = TypeVar("_Named", PostgresCluster, HealthTarget)
+
+
+def _named(items: Sequence[_Named], template: str, ctx: Context, what: str, plural: str) -> _Named:
+    name, _ = render_text(template, ctx)
+    for item in items:
+        if item.name == name:
+            return item
+    known = ", ".join(item.name for item in items) or "none configured"
+    raise RenderError(f"no {what} '{one_line(name, 60)}' in the config ({plural}: {known})")
 
 
 @dataclass(frozen=True, slots=True)

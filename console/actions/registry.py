@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from console.actions.kind import Kind
 from console.actions.kinds.argv import ArgvKind
+from console.actions.kinds.health_check import HealthCheckKind
 from console.actions.kinds.http_action import HttpActionKind
 from console.actions.kinds.http_check import HttpCheckKind
 from console.actions.kinds.promql_check import PromQLCheckKind
@@ -27,10 +28,12 @@ SIGNAL = SignalKind()  # the executor builds a plan for one session of the sessi
 ACTIONS: Mapping[str, Kind] = {
     kind.key: kind for kind in (SqlStatementKind(), SIGNAL, HttpActionKind(), ArgvKind(), SilenceKind())
 }
-CHECKS: Mapping[str, Kind] = {kind.key: kind for kind in (SqlCheckKind(), PromQLCheckKind(), HttpCheckKind())}
+CHECKS: Mapping[str, Kind] = {
+    kind.key: kind for kind in (SqlCheckKind(), PromQLCheckKind(), HttpCheckKind(), HealthCheckKind())
+}
 
 ACTION_KINDS = tuple(ACTIONS)  # the keys of an action: sql, signal, http, argv, silence
-CHECK_KINDS = tuple(CHECKS)  # the keys of a check: sql, promql, http
+CHECK_KINDS = tuple(CHECKS)  # the keys of a check: sql, promql, http, health
 
 # The annotations of a field holding one action / one check (a runbook step's action: / check:).
 AnyActionSpec = one_of(ActionSpec, {k: kind.spec for k, kind in ACTIONS.items()}, "give exactly one of")

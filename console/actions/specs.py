@@ -2,7 +2,7 @@
 
 A step's ``action:`` holds one key naming its kind (``sql:``, ``signal:``, ``http:``, ``argv:``,
 ``silence:``) next to the fields every action has (``dangerous``, ``impact``, ``confirm``,
-``timeout``); a ``check:`` holds ``sql:``, ``promql:`` or ``http:`` next to ``expect``,
+``timeout``); a ``check:`` holds ``sql:``, ``promql:``, ``http:`` or ``health:`` next to ``expect``,
 ``symptom`` and ``timeout``. In ``expect``, ``below``/``above`` may be a number or a reference to
 a threshold of the config (:class:`ThresholdRef`), resolved when the plan is rendered
 (:meth:`console.actions.kind.KindContext.resolve_expect`).
@@ -131,10 +131,11 @@ class ActionSpec(Spec, OneOf):
 
 
 class CheckSpec(Spec, OneOf):
-    """A read-only check: SQL (in a READ ONLY transaction), PromQL, or an HTTP GET.
+    """A read-only check: SQL (in a READ ONLY transaction), PromQL, an HTTP GET, or a health target
+    of the config probed as the console polls it.
     ``CheckSpec(sql=SqlQuery(...))`` builds the variant of that kind."""
 
-    kind: ClassVar[str]  # the variant's key: sql, promql, http
+    kind: ClassVar[str]  # the variant's key: sql, promql, http, health
 
     expect: Expect = Field(default_factory=Expect)
     #: What the check measures: a threshold id (has a '.': ``prometheus.error_rate``,

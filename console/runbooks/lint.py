@@ -56,7 +56,9 @@ The rules, and the start of each message:
    only for the sources the config watches: a glob that starts with a source (``postgres``,
    ``prometheus``, ``health``) no threshold id of the config starts with is for another estate,
    and health globs are checked only when there are health targets. Alert names are not checked:
-   the alert rules live in Prometheus, not in the config.
+   the alert rules live in Prometheus, not in the config. Likewise a ``health`` check probes a
+   health target of the config (``health check target 'x' names no health target of the config
+   ...``): its target as written, or the default of the one input it names (``{{service}}``).
 """
 
 from __future__ import annotations
@@ -184,6 +186,7 @@ def lint(runbook: Runbook, doc: Document, rules: Rules | None = None) -> list[Pr
         *_verification(runbook, doc, rules),
         *_symptoms(runbook, doc, rules),
         *_unmatched_triggers(runbook, doc, rules),
+        *_health_targets(runbook, doc, rules),
     ]
 
 
@@ -460,6 +463,28 @@ def _unmatched_triggers(runbook: Runbook, doc: Document, rules: Rules) -> list[P
                     "the runbook is never offered for it"
                 )
                 out.append(doc.problem(("triggers", "health", i), message))
+    return out
+
+
+def _health_targets(runbook: Runbook, doc: Document, rules: Rules) -> list[Problem]:
+    if not rules.health:
+        return []
+    names, out = sorted(rules.health), []
+    for j, step in enumerate(runbook.steps):
+        if not isinstance(step, CheckStep) or step.check.kind != "health":
+            continue
+        written = step.check.health.target
+        target = written
+        if (named := re.fullmatch(r"\{\{\s*(\w+)\s*\}\}", written)) and named.group(1) in runbook.inputs:
+            default = runbook.inputs[named.group(1)].default
+            target = default if isinstance(default, str) else written
+        if _TEMPLATE.search(target) or target in names:
+            continue  # a value only a breach or the operator gives
+        message = (
+            f"health check target '{target}' names no health target of the config ({_some(names)}): "
+            "the check can never run"
+        )
+        out.append(doc.problem(_at(j, "check", "health", "target"), message))
     return out
 
 

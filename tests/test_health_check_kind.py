@@ -1,0 +1,132 @@
+"""The runbooks' ``health`` check: a health target of the config probed as the console polls it
+(URL, format, headers, timeout), against real HTTP servers on 127.0.0.1.
+
+Before it, runbooks probed ``{{service_url}}/health`` and expected health+json's ``pass``: the
+sync worker's health is Spring's ``/actuator/health`` answering ``UP``, so its re-check could never
+pass, whatever the fix did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from console.actions import Status
+from console.actions.kinds.health_check import HealthCheckSpec, HealthProbe
+from console.actions.specs import CheckSpec
+from console.actions.templates import RenderError
+from tests.fixtures.http_servers import StubServer
+from tests.test_actions import TOKEN, ctx, events, executor, make_config
+
+SPRING_UP = {"status": "UP", "components": {"db": {"status": "UP"}, "hubspot": {"status": "UP"}}}
+SPRING_DOWN = {
+    "status": "DOWN",
+    "components": {
+        "db": {"status": "UP"},
+        "hubspot": {"status": "DOWN", "details": {"error": "503 from api"}},
+    },
+}
+
+
+def _config(tmp_path: Path, server: StubServer, **target: object):
+    worker = {
+        "name": "sync-worker",
+        "url": server.url("/actuator/health"),
+        "format": "spring",
+        "headers": {"Authorization": {"value": f"Bearer {TOKEN}", "secret": True}},
+        **target,
+    }
+    front = {"name": "storefront", "url": server.url("/health"), "format": "health+json"}
+    return make_config(tmp_path, health=[worker, front])
+
+
+def _check(target: str = "{{service}}") -> CheckSpec:
+    return HealthCheckSpec(health=HealthProbe(target=target), symptom="health.{{service}}")
+
+
+async def test_a_spring_service_is_probed_where_and_as_the_config_says(
+    http_server: StubServer, tmp_path: Path
+):
+    http_server.route("/actuator/health", json=SPRING_UP)
+    http_server.route("/health", status=404, body="no such page")  # what the old check asked
+    config = _config(tmp_path, http_server)
+    ex = executor(config, tmp_path)
+    plan = ex.render(_check(), ctx(config).with_values(service="sync-worker"))
+    assert (
+        plan.lines[0] == f"GET {http_server.url('/actuator/health')} (format spring, as the console polls it)"
+    )
+    assert TOKEN not in " ".join(plan.lines)
+    result = await ex.execute(plan)
+    assert (result.status, result.message) == (Status.PASSED, "HTTP 200: pass")
+    assert http_server.hits("/health") == 0
+    assert (
+        http_server.requests[-1].headers["Authorization"] == f"Bearer {TOKEN}"
+    )  # the target's header went out
+    assert TOKEN not in (tmp_path / "journal.jsonl").read_text()
+
+
+async def test_a_failing_component_is_not_met_and_named(http_server: StubServer, tmp_path: Path):
+    http_server.route("/actuator/health", status=503, json=SPRING_DOWN)
+    config = _config(tmp_path, http_server)
+    ex = executor(config, tmp_path)
+    result = await ex.execute(ex.render(_check(), ctx(config).with_values(service="sync-worker")))
+    assert result.status == Status.NOT_MET
+    assert result.message == "HTTP 503: fail (hubspot), expected pass"
+    assert result.lines[0].startswith("fail    hubspot: ") and "503 from api" in result.lines[0]
+    assert "pass    db" in result.lines
+
+
+async def test_a_warn_is_not_a_pass(http_server: StubServer, tmp_path: Path):
+    http_server.route(
+        "/health",
+        json={"status": "warn", "checks": {"google-analytics:api": [{"status": "warn", "output": "quota"}]}},
+    )
+    config = _config(tmp_path, http_server)
+    ex = executor(config, tmp_path)
+    result = await ex.execute(ex.render(_check("storefront"), ctx(config)))
+    assert (result.status, result.message) == (
+        Status.NOT_MET,
+        "HTTP 200: warn (google-analytics:api), expected pass",
+    )
+
+
+async def test_a_redirect_is_followed_as_the_console_polls(http_server: StubServer, tmp_path: Path):
+    http_server.route("/actuator/health", status=301, headers={"Location": "/actuator/health/"})
+    http_server.route("/actuator/health/", json=SPRING_UP)
+    config = _config(tmp_path, http_server)
+    ex = executor(config, tmp_path)
+    result = await ex.execute(ex.render(_check("sync-worker"), ctx(config)))
+    assert result.status == Status.PASSED, result.message
+
+
+async def test_an_answer_that_is_no_health_fails_and_says_why(http_server: StubServer, tmp_path: Path):
+    http_server.route("/actuator/health", body="<html>login</html>", content_type="text/html")
+    config = _config(tmp_path, http_server)
+    ex = executor(config, tmp_path)
+    result = await ex.execute(ex.render(_check("sync-worker"), ctx(config)))
+    assert result.status == Status.FAILED
+    assert result.message == "not a spring health answer: HTTP 200, body is not JSON (text/html)"
+
+
+async def test_a_target_that_does_not_answer_fails_in_one_line(tmp_path: Path, http_server: StubServer):
+    config = _config(tmp_path, http_server, url="http://127.0.0.1:9/actuator/health", timeout="1s")
+    ex = executor(config, tmp_path)
+    result = await ex.execute(ex.render(_check("sync-worker"), ctx(config)))
+    assert (result.status, result.message) == (Status.FAILED, "ConnectError: All connection attempts failed")
+    assert events(ex) == ["check.failed"]
+
+
+def test_an_unknown_target_is_refused_before_anything_is_sent(http_server: StubServer, tmp_path: Path):
+    config = _config(tmp_path, http_server)
+    ex = executor(config, tmp_path)
+    with pytest.raises(
+        RenderError, match=r"no health target 'chatwoot' in the config \(targets: sync-worker, storefront\)"
+    ):
+        ex.render(_check(), ctx(config).with_values(service="chatwoot"))
+
+
+def test_a_health_check_takes_no_expect() -> None:
+    with pytest.raises(
+        ValueError, match="a health check passes when its target says pass: it takes no expect"
+    ):
+        HealthCheckSpec.model_validate({"health": {"target": "storefront"}, "expect": {"status": 200}})
