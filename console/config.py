@@ -162,7 +162,9 @@ def _threshold(**levels: Any) -> Threshold:
 
 
 class Header(Model):
-    value: str
+    # Trimmed: a field value has no surrounding whitespace (RFC 9110 5.5), and httpx refuses to
+    # send one that has: "Bearer ${TOKEN:-}" with TOKEN unset made every request fail.
+    value: Annotated[str, AfterValidator(str.strip)]
     secret: bool = False
 
 

@@ -11,13 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from console.actions import Status
+from console.actions import Executor, Status
 from console.actions.kinds.health_check import HealthCheckSpec, HealthProbe
 from console.actions.specs import CheckSpec
 from console.actions.templates import RenderError
+from console.journal import Journal
+from console.loader import load_config
+from console.runbooks import RunbookSession, pack_for
 from tests.fixtures.http_servers import StubServer
 from tests.test_actions import TOKEN, ctx, events, executor, make_config
 
+SHIPPED = Path(__file__).resolve().parent.parent / "config" / "console.yaml"
 SPRING_UP = {"status": "UP", "components": {"db": {"status": "UP"}, "hubspot": {"status": "UP"}}}
 SPRING_DOWN = {
     "status": "DOWN",
@@ -130,3 +134,38 @@ def test_a_health_check_takes_no_expect() -> None:
         ValueError, match="a health check passes when its target says pass: it takes no expect"
     ):
         HealthCheckSpec.model_validate({"health": {"target": "storefront"}, "expect": {"status": 200}})
+
+
+HEALTH_PROBES = [  # (runbook, step): every step of the shipped pack that probes a service's health
+    ("health-check-failure", "health"),
+    ("deployment-failure", "health"),
+    ("cache-recovery", "health"),
+    ("internal-errors", "health"),
+    ("provider-down", "service-health"),
+    ("restart-integration-services", "app-health"),
+    ("service-recovery", "health"),
+    ("webhook-delivery-failures", "endpoint-health"),
+    ("integration-health-check", "worker-health"),
+]
+
+
+@pytest.mark.parametrize(("runbook_id", "step_id"), HEALTH_PROBES, ids=[f"{r}:{s}" for r, s in HEALTH_PROBES])
+async def test_the_shipped_runbooks_read_a_spring_workers_health_where_the_config_says(
+    http_server: StubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runbook_id: str, step_id: str
+):
+    """The shipped config and pack, with a sync worker that serves only Spring's
+    /actuator/health (as config/console.yaml says it does): its health probe passes when the
+    worker is UP. Before, these steps asked {{sync_worker_url}}/health for health+json's
+    "pass": 404 for a Spring service, the check NOT MET and its re-check never passing."""
+    http_server.route("/actuator/health", json=SPRING_UP)
+    monkeypatch.setenv("SYNC_WORKER_URL", http_server.url("").rstrip("/"))
+    monkeypatch.setenv("SYNC_WORKER_HEALTH_URL", http_server.url("/actuator/health"))
+    config = load_config(SHIPPED)
+    session = await RunbookSession.open(
+        pack_for(config).get(runbook_id), Executor(config, Journal(tmp_path / "journal.jsonl"))
+    )
+    if "service" in session.runbook.inputs:
+        await session.set_input("service", "sync-worker")
+    result = await session.execute(session.runbook.step(step_id))
+    assert result.status == Status.PASSED, (result.message, result.lines)
+    assert http_server.hits("/actuator/health") == 1 and http_server.hits("/health") == 0

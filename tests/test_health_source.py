@@ -638,3 +638,16 @@ async def test_a_client_made_again_after_a_timeout_reuses_the_tls_context(https_
     assert (await source.poll()).status == PASS
     assert _tls_context(source._client) is not before
     await source.aclose()
+
+
+async def test_a_header_whose_variable_is_unset_is_still_sent(http_server):
+    """config/console.yaml sends the sync worker ``Authorization: Bearer ${SYNC_WORKER_TOKEN:-}``:
+    with the variable unset the value was ``"Bearer "``, which httpx refuses to send (a field
+    value has no trailing space), so every poll of the shipped config failed inside the client
+    with "Illegal header value". The value is trimmed: the service is asked and answers."""
+    http_server.route("/health", status=401, json={"error": "unauthorized"})
+    snap = await probe(
+        http_server.url("/health"), headers={"Authorization": {"value": "Bearer ", "secret": True}}
+    )
+    assert http_server.hits("/health") == 1 and http_server.requests[-1].headers["Authorization"] == "Bearer"
+    assert snap.http_status == 401 and "Illegal header" not in str(snap.error)
