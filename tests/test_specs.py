@@ -44,7 +44,7 @@ PROBLEMS = {
     ),
     "no check kind": (
         "  - id: s1\n    title: one\n    check: {expect: {status: 200}}\n",
-        ["6:12: steps[0].check: give exactly one of: sql, promql, http"],
+        ["6:12: steps[0].check: give exactly one of: sql, promql, http, health"],
     ),
     "a step that is no mapping": (
         "  - just a string\n",
@@ -135,5 +135,5 @@ def test_calling_the_base_builds_the_variant() -> None:
         ValidationError, match=r"give exactly one of: sql, signal, http, argv, silence \(got sql, http\)"
     ):
         ActionSpec(sql=SqlAction(statement="select 1"), http=HttpAction(url="http://x/"))
-    with pytest.raises(ValidationError, match="give exactly one of: sql, promql, http"):
+    with pytest.raises(ValidationError, match="give exactly one of: sql, promql, http, health"):
         CheckSpec(timeout=3)
