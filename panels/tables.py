@@ -122,6 +122,14 @@ class KeyedTable(DataTable):
     def on_resize(self, event) -> None:
         self.fit()
 
+    def watch_show_vertical_scrollbar(self, old: bool, new: bool) -> None:
+        # Rows that bring (or take away) the vertical scrollbar narrow (or widen) what the
+        # columns may take without resizing the widget: no Resize comes, so fit again once the
+        # scrollbar is laid out. Without it the picker's titles, sized for the full width before
+        # 48 rows arrived, ran two cells under the scrollbar, their … out of sight.
+        if old != new and self.fit_spec is not None:
+            self.call_after_refresh(self.fit)
+
     def watch_virtual_size(self, old: Size, new: Size) -> None:
         # Textual shows or hides scrollbars when the compositor sees a size change; a table
         # whose own content narrowed (fit() cut the flexible column) kept the horizontal
@@ -162,6 +170,9 @@ class KeyedTable(DataTable):
             size = max(min(left, content), min(spec.minimum(width), content))
             if flex.auto_width or flex.width != size:
                 flex.auto_width, flex.width = False, size
+                # DataTable keys a rendered cell without its width: the lines cut (with …) for
+                # the old width were cropped to the new one, the … cut off with the rest.
+                self._clear_caches()
                 self._require_update_dimensions = True
                 self.refresh(layout=True)
 

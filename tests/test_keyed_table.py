@@ -266,3 +266,36 @@ async def test_the_cursor_stays_on_the_first_row_until_a_row_is_chosen():
         assert table.selected_key == "1"
         table.sync(rows([8, 9, 1, 2, 3]))
         assert table.selected_key == "1" and table.cursor_row == 2
+
+
+async def test_a_fitted_table_fits_again_when_its_rows_bring_a_vertical_scrollbar():
+    """The runbook picker at 80x24: one matching runbook, then ``a`` (every runbook) — the rows
+    brought a vertical scrollbar after the fit had sized the title for the full width, and
+    nothing fitted again (the widget's size did not change): the titles were cut by the edge,
+    two cells too wide, their … out of sight."""
+    from panels.tables import Fit
+
+    columns = [("id", "Runbook"), ("title", "Title")]
+
+    class Fitted(App):
+        def compose(self):
+            yield KeyedTable(columns=columns, fit=Fit("title", 10))
+
+    def row(i: int) -> tuple[str, tuple[Text, Text]]:
+        title = Text(f"runbook {i} title that is much too long to fit", no_wrap=True, overflow="ellipsis")
+        return (f"rb-{i}", (Text(f"rb-{i}"), title))
+
+    app = Fitted()
+    async with app.run_test(size=(40, 10)) as pilot:
+        table = app.query_one(KeyedTable)
+        table.sync([row(1)])
+        await pilot.pause()
+        assert not table.show_vertical_scrollbar and table.max_scroll_x == 0
+        table.sync([row(i) for i in range(1, 40)])
+        for _ in range(5):
+            await pilot.pause()
+        assert table.show_vertical_scrollbar
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        assert table.max_scroll_x == 0
+        screen = app.export_screenshot().replace("&#160;", " ")
+        assert "…" in screen
