@@ -348,7 +348,7 @@ class Executor:
         if claim.held:
             return await self.refuse(plan, f"not run: {claim.text(self.clock())}")
         try:
-            done = await self.claims.recently_done(keys)
+            done = await self.claims.recently_done(keys, plan.claim_scope())
         except Exception:  # what others did is unknown: the claim itself still stands
             done = None
         if done is not None and done.held:

@@ -12,6 +12,7 @@ from console import redact
 from console.actions.specs import Scalar
 from console.actions.templates import MASK
 from console.journal import JournalEvent, PlanEvent, PlanRecord, TargetRecord, utc_iso
+from console.journal.claims import scope_of
 from console.sanitize import one_line
 
 P = TypeVar("P", bound=PlanEvent)
@@ -96,7 +97,7 @@ class Plan:
     (render them as Text, never as markup). ``spec`` holds the real values and is never shown."""
 
     id: str
-    kind: str  # the kind's name: sql | signal | http | argv | silence | sql check | promql check | http check
+    kind: str  # the kind's name: sql | signal | http | argv | silence | sql check | promql check | http check | health check
     title: str
     summary: str  # one line: "POST http://.../admin/restart"
     lines: tuple[str, ...]
@@ -124,6 +125,11 @@ class Plan:
         if self.targets:
             return tuple(f"{self.scope} pid {t.pid}" for t in self.targets)
         return (f"{self.kind}: {self.summary}",)
+
+    def claim_scope(self) -> str:
+        """What an action without sessions acts on, whatever it does there ("" for a signal):
+        the newest action on it decides whether this one repeats it (console/journal/claims.py)."""
+        return "" if self.targets else scope_of(self.kind, self.target)
 
     def event(self, kind: type[P], **fields: Any) -> P:
         """A journal event about this plan (its run, its step, what it showed)."""

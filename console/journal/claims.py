@@ -48,16 +48,36 @@ class Claim:
 RECENT = 600.0
 
 
-def done_by_others(events: Iterable[JournalEvent], console: str, targets: Sequence[str], now: float) -> Claim:
-    """The newest action another console claimed on one of ``targets`` and ran to success within
-    :data:`RECENT` (two engineers confirming the same terminate one after the other: the second
-    is told, instead of failing on a session that is gone)."""
-    events = [e for e in events if e.console != console and now - e.ts <= RECENT]
+def scope_of(kind: str, target: str) -> str:
+    """What an action without sessions acts on, whatever it does there: ``http on sync-worker
+    (…/admin/mode)`` for route-only and for normal mode alike (see :func:`done_by_others`)."""
+    return f"{kind} on {target}"
+
+
+def done_by_others(
+    events: Iterable[JournalEvent], console: str, targets: Sequence[str], now: float, scope: str = ""
+) -> Claim:
+    """Another console's action on one of ``targets`` that ran to success within :data:`RECENT`
+    and is still the newest action there (two engineers confirming the same terminate one after
+    the other: the second is told, instead of failing on a session that is gone).
+
+    The newest action on the same ``targets`` or ``scope`` decides: when it is this console's, or
+    another action on the same thing (route-only, then normal mode again), the earlier one was
+    undone or superseded, and running it again is no duplicate."""
+    events = [e for e in events if now - e.ts <= RECENT]
     succeeded = {e.plan.id for e in events if isinstance(e, ActionSucceeded)}
     wanted = set(targets)
     for event in reversed(events):
-        if isinstance(event, ActionClaimed) and wanted & set(event.claims) and event.plan.id in succeeded:
+        if not isinstance(event, ActionClaimed) or event.plan.id not in succeeded:
+            continue
+        same = bool(wanted & set(event.claims))
+        if not same and not (
+            scope and not event.plan.targets and scope_of(event.plan.kind, event.plan.target) == scope
+        ):
+            continue
+        if same and event.console != console:
             return Claim(held=True, by=event.operator, what=event.plan.summary, since=event.ts)
+        return Claim(held=False)
     return Claim(held=False)
 
 
@@ -75,9 +95,9 @@ class Claims(Protocol):
 
     async def release(self, targets: Sequence[str]) -> None: ...
 
-    async def recently_done(self, targets: Sequence[str]) -> Claim:
-        """Another console's action on one of the targets that just succeeded (see
-        :func:`done_by_others`)."""
+    async def recently_done(self, targets: Sequence[str], scope: str = "") -> Claim:
+        """Another console's action on one of the targets that just succeeded and is still the
+        newest there (see :func:`done_by_others`)."""
         ...
 
 
@@ -97,10 +117,10 @@ class LocalClaims:
         """The claims of every console writing ``journal`` on this machine: ``<journal>.claims/``."""
         return cls(journal.with_name(journal.name + ".claims"), journal, console)
 
-    async def recently_done(self, targets: Sequence[str]) -> Claim:
+    async def recently_done(self, targets: Sequence[str], scope: str = "") -> Claim:
         now = time.time()
         read = read_journal(self.journal, now - RECENT)
-        return done_by_others(read.events, self.console, targets, now)
+        return done_by_others(read.events, self.console, targets, now, scope)
 
     def _path(self, target: str) -> Path:
         return self.directory / (hashlib.blake2b(target.encode(), digest_size=12).hexdigest() + ".lock")

@@ -411,10 +411,10 @@ class SharedJournal:
             await self._unlock(conn, key)
         return Claim(held=False)
 
-    async def recently_done(self, targets: Iterable[str]) -> Claim:
-        """Another console's action on one of the targets that just succeeded, from the events
-        read back from the shared journal."""
-        return done_by_others(self._events.values(), self.console, list(targets), self.clock())
+    async def recently_done(self, targets: Iterable[str], scope: str = "") -> Claim:
+        """Another console's action on one of the targets that just succeeded and is still the
+        newest there, from the events read back from the shared journal."""
+        return done_by_others(self._events.values(), self.console, list(targets), self.clock(), scope)
 
     async def release(self, targets: Iterable[str]) -> None:
         conn = self._claims_conn
