@@ -11,6 +11,7 @@ from pathlib import Path
 
 from console.actions import Confirmation, Executor, Status
 from console.actions.kinds.http_action import HttpAction
+from console.actions.kinds.sql_statement import SqlAction
 from console.actions.specs import ActionSpec
 from console.journal import ActionClaimed, Journal, Operator, read_journal
 from console.journal.claims import LocalClaims
@@ -146,3 +147,21 @@ async def test_a_request_to_the_same_url_with_another_body_is_another_action(htt
     carol = console(config, tmp_path / "machine", "carol")
     assert (await carol.execute(mode(carol, "route-only"), YES)).status == Status.SUCCEEDED
     assert http_server.hits("/fix") == 3
+
+
+async def test_a_statement_with_other_bound_values_is_another_action(pg_server, tmp_path):
+    """The same SQL with another value bound (reset one statement's statistics, then another's)
+    is another action: the summary carries the values, as an HTTP action's carries its body."""
+    config = make_config(tmp_path, pg=pg_server)
+    alice = console(config, tmp_path / "machine", "alice")
+    bob = console(config, tmp_path / "machine", "bob")
+
+    def select(executor: Executor, value: int):
+        spec = ActionSpec(sql=SqlAction(cluster="main", statement="SELECT $1::int AS chosen", params=[value]))
+        return executor.render(spec, ctx(config))
+
+    first = select(alice, 1)
+    assert first.summary == "SQL on main: SELECT $1::int AS chosen [$1 = 1]"
+    assert (await alice.execute(first, YES)).status == Status.SUCCEEDED
+    assert (await bob.execute(select(bob, 2), YES)).status == Status.SUCCEEDED
+    assert (await alice.execute(select(alice, 2), YES)).status == Status.REFUSED  # bob's, the newest there

@@ -72,8 +72,10 @@ class SqlStatementKind:
         preview = None
         if sql.preview is not None:
             preview = (sql.preview.statement, bind_params(sql.preview.params, ctx)[0])
+        # Its bound values are part of what a statement does (a claim is keyed by the summary).
+        values = f" [{one_line(', '.join(line.strip() for line in shown), 60)}]" if shown else ""
         return Rendered(
-            summary=f"SQL on {cluster.name}: {one_line(sql.statement, 80)}",
+            summary=f"SQL on {cluster.name}: {one_line(sql.statement, 80)}{values}",
             lines=tuple(lines),
             target=f"postgres cluster {cluster.name}",
             job=_Statement(cluster, sql.statement, params, preview, sql.transaction),
