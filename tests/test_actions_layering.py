@@ -167,6 +167,7 @@ def test_each_kind_lives_in_one_module_behind_the_protocol():
         for method in ("preview", "validate", "run"):
             assert inspect.iscoroutinefunction(getattr(type(kind), method)), (kind.name, method)
         assert isinstance(kind.binds_targets, bool)
+        assert isinstance(kind.last_write_wins, bool)
     assert len(modules) == len(_kinds())
 
 

@@ -165,3 +165,24 @@ async def test_a_statement_with_other_bound_values_is_another_action(pg_server, 
     assert (await alice.execute(first, YES)).status == Status.SUCCEEDED
     assert (await bob.execute(select(bob, 2), YES)).status == Status.SUCCEEDED
     assert (await alice.execute(select(alice, 2), YES)).status == Status.REFUSED  # bob's, the newest there
+
+
+async def test_another_command_of_the_same_program_does_not_make_a_restart_new_again(tmp_path):
+    """Only a request to the same URL replaces an earlier one's effect: ``fly status`` between two
+    engineers' ``fly machine restart`` of the same machine does not make the second restart
+    anything but a repeat (a command's target is its program, shared by every command)."""
+    config = make_config(tmp_path)
+    alice = console(config, tmp_path / "machine", "alice")
+    bob = console(config, tmp_path / "machine", "bob")
+    carol = console(config, tmp_path / "machine", "carol")
+
+    def run(executor: Executor, *argv: str):
+        return executor.render(ActionSpec(argv=["/bin/echo", *argv]), ctx(config))
+
+    assert (await alice.execute(run(alice, "machine", "restart", "m1"), YES)).status == Status.SUCCEEDED
+    assert (await bob.execute(run(bob, "status"), YES)).status == Status.SUCCEEDED
+    again = await carol.execute(run(carol, "machine", "restart", "m1"), YES)
+    assert (
+        again.status == Status.REFUSED
+        and "alice@alice-host already ran 'run /bin/echo machine" in again.message
+    )

@@ -348,7 +348,8 @@ class Executor:
         if claim.held:
             return await self.refuse(plan, f"not run: {claim.text(self.clock())}")
         try:
-            done = await self.claims.recently_done(keys, plan.claim_scope())
+            scope = plan.claim_scope() if kind_named(plan.kind).last_write_wins else ""
+            done = await self.claims.recently_done(keys, scope)
         except Exception:  # what others did is unknown: the claim itself still stands
             done = None
         if done is not None and done.held:

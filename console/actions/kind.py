@@ -139,6 +139,9 @@ class Kind(Protocol):
     key: str
     spec: type[ActionSpec] | type[CheckSpec]
     binds_targets: bool  # its preview picks what it acts on: it acts only on what the operator saw
+    #: Another action of the kind on the same target replaces this one's effect (mode normal after
+    #: route-only, on one URL): a later one there means this one is no repeat (claims).
+    last_write_wins: bool
 
     def render(self, spec: Any, ctx: Context, env: KindContext) -> Rendered:
         """Pure: nothing is contacted. RenderError when a value or a backend is missing."""

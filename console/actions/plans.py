@@ -127,8 +127,9 @@ class Plan:
         return (f"{self.kind}: {self.summary}",)
 
     def claim_scope(self) -> str:
-        """What an action without sessions acts on, whatever it does there ("" for a signal):
-        the newest action on it decides whether this one repeats it (console/journal/claims.py)."""
+        """What an action without sessions acts on, whatever it does there ("" for a signal): for
+        a kind whose last write wins, the newest action there decides whether this one repeats it
+        (console/journal/claims.py)."""
         return "" if self.targets else scope_of(self.kind, self.target)
 
     def event(self, kind: type[P], **fields: Any) -> P:

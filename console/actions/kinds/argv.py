@@ -48,6 +48,7 @@ class ArgvKind:
     key = "argv"
     spec = ArgvActionSpec
     binds_targets = False
+    last_write_wins = False
 
     def render(self, spec: ArgvActionSpec, ctx: Context, env: KindContext) -> Rendered:
         real, shown = [], []

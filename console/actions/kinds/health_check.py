@@ -56,6 +56,7 @@ class HealthCheckKind:
     key = "health"
     spec = HealthCheckSpec
     binds_targets = False
+    last_write_wins = False
 
     def render(self, spec: HealthCheckSpec, ctx: Context, env: KindContext) -> Rendered:
         target = env.find_health_target(spec.health.target, ctx)

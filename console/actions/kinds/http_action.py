@@ -33,6 +33,7 @@ class HttpActionKind:
     key = "http"
     spec = HttpActionSpec
     binds_targets = False
+    last_write_wins = True  # a request with another body to the same URL replaces this one's effect
 
     def render(self, spec: HttpActionSpec, ctx: Context, env: KindContext) -> Rendered:
         http = spec.http

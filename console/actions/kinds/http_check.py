@@ -30,6 +30,7 @@ class HttpCheckKind:
     key = "http"
     spec = HttpCheckSpec
     binds_targets = False
+    last_write_wins = False
 
     def render(self, spec: HttpCheckSpec, ctx: Context, env: KindContext) -> Rendered:
         http = spec.http

@@ -45,6 +45,7 @@ class PromQLCheckKind:
     key = "promql"
     spec = PromQLCheckSpec
     binds_targets = False
+    last_write_wins = False
 
     def render(self, spec: PromQLCheckSpec, ctx: Context, env: KindContext) -> Rendered:
         api = env.prometheus_api()

@@ -124,6 +124,7 @@ class SignalKind:
     key = "signal"
     spec = SignalActionSpec
     binds_targets = True
+    last_write_wins = False
 
     def render(self, spec: SignalActionSpec, ctx: Context, env: KindContext) -> Rendered:
         sig = spec.signal

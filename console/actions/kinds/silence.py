@@ -63,6 +63,7 @@ class SilenceKind:
     key = "silence"
     spec = SilenceActionSpec
     binds_targets = False
+    last_write_wins = False
 
     def render(self, spec: SilenceActionSpec, ctx: Context, env: KindContext) -> Rendered:
         sil = spec.silence

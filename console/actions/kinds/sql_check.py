@@ -42,6 +42,7 @@ class SqlCheckKind:
     key = "sql"
     spec = SqlCheckSpec
     binds_targets = False
+    last_write_wins = False
 
     def render(self, spec: SqlCheckSpec, ctx: Context, env: KindContext) -> Rendered:
         sql = spec.sql

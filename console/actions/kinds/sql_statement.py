@@ -59,6 +59,7 @@ class SqlStatementKind:
     key = "sql"
     spec = SqlActionSpec
     binds_targets = False
+    last_write_wins = False
 
     def render(self, spec: SqlActionSpec, ctx: Context, env: KindContext) -> Rendered:
         sql = spec.sql
