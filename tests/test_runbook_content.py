@@ -299,3 +299,32 @@ def test_5_verification_checks_measure_the_fix(pack: Pack) -> None:
     before = provider.steps[provider.steps.index(enable) - 1]
     assert enable.action.impact == "re-enable" and enable.action.typed and isinstance(before, CheckStep)
     assert "/admin/tenants/{{tenant}}/integrations/{{provider}}" in enable.action.http.url
+
+
+def test_a_rate_limit_slowdown_is_temporary_and_undone_to_the_rate_read_before(
+    pack: Pack, tmp_path: Path
+) -> None:
+    """002 §3 reduces the request rate "temporarily": the runbook slowed polling to 300 s and never
+    brought it back. It reads the interval first, and after the window's reset (an hour) and a
+    passing 429 check sets that interval again, then checks the 429s once more."""
+    runbook = pack.get("rate-limit-exhaustion")
+    ids = [step.id for step in runbook.steps]
+    read, reduce, reset, restore = (
+        runbook.step(i) for i in ("polling-now", "reduce-rate", "window-reset", "restore-rate")
+    )
+    assert (
+        ids.index("polling-now")
+        < ids.index("reduce-rate")
+        < ids.index("window-reset")
+        < ids.index("restore-rate")
+    )
+    assert isinstance(read, CheckStep) and read.check.http.url.endswith("/integrations/{{provider}}/status")
+    assert isinstance(reset, WaitStep) and reset.wait.seconds >= 3600 and reset.wait.check == "rate-429"
+    assert restore.action.impact == "re-enable" and ids[ids.index("restore-rate") - 1] == "window-reset"
+    assert restore.action.http.url == reduce.action.http.url
+    after = runbook.steps[ids.index("restore-rate") + 1]
+    assert isinstance(after, WaitStep) and after.wait.check == "rate-429"
+    session = _session(pack, "rate-limit-exhaustion", tmp_path=tmp_path)
+    asyncio.run(session.set_input("normal_interval", "60"))
+    lines = session.plan(restore).lines
+    assert 'body: {"interval_seconds": "60"}' in lines, lines

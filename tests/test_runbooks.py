@@ -130,6 +130,7 @@ SET_BY_HAND = {
     "since": "2026-12-01T00:00:00Z",
     "queryid": "42",
     "machine": "storefront-1",
+    "normal_interval": "60",
 }
 
 
