@@ -155,6 +155,31 @@ GROUPS = [
         ),
     },
     {
+        "name": "no Richpanel event accepted for 15 minutes, after an hour with some, fires; none ever does not",
+        "input_series": [
+            # events for an hour, then nothing (the gateway died: no delivery reaches the service)
+            {
+                "series": 'queue_receives_total{job="sync-worker",source="richpanel",instance="w1"}',
+                "values": "0+10x60 600+0x40",
+            },
+            {
+                "series": 'queue_receives_total{job="storefront",source="richpanel",instance="s1"}',
+                "values": "0+0x100",
+            },
+        ],
+        "alert_rule_test": _alerts(
+            "WebhookEventsStopped",
+            quiet_at=["50m", "70m", "78m"],
+            firing_at=["81m", "95m"],
+            alerts=[
+                {
+                    "labels": {"severity": "critical", "job": "sync-worker"},
+                    "summary": "sync-worker has accepted no Richpanel event for 15 minutes",
+                }
+            ],
+        ),
+    },
+    {
         "name": "classification timeouts for 5 minutes fire; none does not",
         "input_series": [
             {"series": 'classification_timeouts_total{job="sync-worker",instance="w1"}', "values": "0+2x20"},
@@ -367,3 +392,35 @@ def test_a_recheck_fails_while_the_trouble_lasts_and_passes_once_it_is_over(
     assert done.returncode == 0, done.stdout + done.stderr
     during, after = (verdict(check.check.expect, Observed(values=[value]))[0] for value in case.values)
     assert (during, after) == (Status.NOT_MET, Status.SUCCEEDED)
+
+
+def test_with_nothing_arriving_the_ingress_recheck_is_not_met(tmp_path: Path, pack: Pack):
+    """Opened for WebhookEventsStopped (the gateway is dead), webhook-ingress-failure re-checks
+    the events accepted per delivery. With no delivery at all Prometheus reads 0/0 (NaN) while the
+    service still exposes its counters, and no sample once they are gone: neither passes. Once
+    deliveries flow again it is above 0 and passes."""
+    runbook = pack.get("webhook-ingress-failure")
+    check = runbook.step("receives-per-delivery")
+    query = _query(check, {"service": "sync-worker", "provider": "richpanel"})
+    series = [
+        {"series": f'{name}{{job="sync-worker",source="richpanel"}}', "values": "0+10x30 300+0x30 300+10x30"}
+        for name in ("queue_receives_total", "webhook_requests_total")
+    ]
+    above_zero = f"({query}) > 0"  # the expect (above: 0) in PromQL: NaN is not above 0
+    tests = [
+        # a sample that is not equal to itself: NaN (promtool cannot compare NaN with NaN)
+        {
+            "expr": f"count(({query}) != ({query}))",
+            "eval_time": "50m",
+            "exp_samples": [{"labels": "{}", "value": 1}],
+        },
+        {"expr": above_zero, "eval_time": "50m", "exp_samples": []},
+        {"expr": above_zero, "eval_time": "85m", "exp_samples": [{"labels": "{}", "value": 1}]},
+    ]
+    done = _promtool_test(
+        tmp_path, [{"name": "dead gateway", "input_series": series, "promql_expr_test": tests}]
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for during in ([float("nan")], []):
+        assert verdict(check.check.expect, Observed(values=during))[0] == Status.NOT_MET, during
+    assert verdict(check.check.expect, Observed(values=[1.0]))[0] == Status.SUCCEEDED

@@ -127,6 +127,7 @@ ALERT_ROWS = [
     AlertRow("WebhookSignatureFailures", _series(job=SW), "webhook-signature-failure"),
     AlertRow("WebhookIngressDown", {"job": SW}, "webhook-ingress-failure"),
     AlertRow("WebhookIngressErrors", {"job": SW}, "webhook-ingress-failure"),
+    AlertRow("WebhookEventsStopped", {"job": SW}, "webhook-ingress-failure"),
     AlertRow("ClassificationTimeouts", {"job": SW}, "llm-provider-outage"),
     AlertRow("PartialSideEffects", {"job": SW}, "partial-side-effects"),
     # the SEV0: no provider label (rate of a counter that has none)
