@@ -7,6 +7,7 @@ pass, whatever the fix did."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from console.actions.specs import CheckSpec
 from console.actions.templates import RenderError
 from console.journal import Journal
 from console.loader import load_config
+from console.model import PromAlert, PrometheusSnapshot, Severity
+from console.rules import alert_breaches
 from console.runbooks import RunbookSession, pack_for
 from tests.fixtures.http_servers import StubServer
 from tests.test_actions import TOKEN, ctx, events, executor, make_config
@@ -169,3 +172,40 @@ async def test_the_shipped_runbooks_read_a_spring_workers_health_where_the_confi
     result = await session.execute(session.runbook.step(step_id))
     assert result.status == Status.PASSED, (result.message, result.lines)
     assert http_server.hits("/actuator/health") == 1 and http_server.hits("/health") == 0
+
+
+async def test_a_blackbox_probe_alert_names_the_service_whose_health_it_probes(
+    http_server: StubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """BlackboxProbeFailed opens health-check-failure. Its labels say ``job="blackbox"`` and the
+    probed URL as ``instance``: the runbook's service was "blackbox", so its health check had no
+    target ("no health target 'blackbox'") and every {{service_url}} step no URL. The probed URL
+    is a health target's: that target is the service."""
+    http_server.route("/actuator/health", json=SPRING_UP)
+    monkeypatch.setenv("SYNC_WORKER_URL", http_server.url("").rstrip("/"))
+    monkeypatch.setenv("SYNC_WORKER_HEALTH_URL", http_server.url("/actuator/health"))
+    config = load_config(SHIPPED)
+    labels = {"alertname": "BlackboxProbeFailed", "severity": "critical", "job": "blackbox"}
+    labels["instance"] = http_server.url("/actuator/health")
+    alert = PromAlert(
+        name="BlackboxProbeFailed",
+        state="firing",
+        severity=Severity.CRITICAL,
+        labels=tuple(sorted(labels.items())),
+        annotations=(),
+        active_at=time.time() - 60,
+    )
+    (breach,) = alert_breaches(
+        PrometheusSnapshot(
+            source="prometheus", taken_at=time.time(), url="http://127.0.0.1:9090", alerts=(alert,)
+        )
+    )
+    runbook = pack_for(config).rank(breach, config)[0].runbook
+    assert runbook.id == "health-check-failure"
+    session = await RunbookSession.open(
+        runbook, Executor(config, Journal(tmp_path / "journal.jsonl")), breach=breach
+    )
+    assert session.context.get("service").text == "sync-worker"
+    assert session.context.get("service_url").text == http_server.url("").rstrip("/")
+    result = await session.execute(runbook.step("health"))
+    assert result.status == Status.PASSED, (result.message, result.lines)

@@ -33,7 +33,7 @@ CONTEXT_NAMES: dict[str, str] = {
     "cluster": "Postgres cluster of the breach (postgres.<cluster>.*)",
     "pid": "the session the breach points at",
     "backend_start": "backend start of that session",
-    "service": "health target, or the alert's job label",
+    "service": "health target (also the one a blackbox probe's instance URL is), or the alert's job label",
     "service_url": "the config variable <service>_url (storefront_url, sync_worker_url)",
     "service_app": "the config variable <service>_app",
     "provider": "the alert's provider label, or the first failing health check",
@@ -75,12 +75,23 @@ def breach_values(breach: Breach, config: Config | None = None) -> dict[str, Val
     for key in ("alertname", "job", "instance"):
         if labels.get(key):
             values[key] = Value(labels[key], False)
+    if "service" not in values and (probed := _probed_target(labels.get("instance", ""), config)):
+        values["service"] = Value(probed)  # a blackbox probe of a health target's URL
     if "service" not in values and labels.get("job"):
         values["service"] = Value(labels["job"], False)
     provider = breach_provider(breach)
     if provider:
         values["provider"] = Value(provider, False)
     return values
+
+
+def _probed_target(instance: str, config: Config | None) -> str:
+    """The health target whose URL an alert's ``instance`` is (a blackbox probe's ``job`` is
+    "blackbox", its instance the URL it probes), or ""."""
+    if not instance.startswith(("http://", "https://")) or config is None:
+        return ""
+    url = instance.rstrip("/")
+    return next((t.name for t in config.health if str(t.url).rstrip("/") == url), "")
 
 
 def build_context(
