@@ -64,9 +64,11 @@ class NotHealth(Exception):
 
 
 def parse(format: str, code: int, content_type: str, body: bytes) -> Verdict:
-    """The answer ``(code, content type, body)`` read as ``format`` says; NotHealth when it is
-    none (an auth error's page, a body that is not JSON where JSON was expected)."""
-    return _PARSERS[format](code, content_type, body)
+    """The answer ``(code, Content-Type header as sent, body)`` read as ``format`` says;
+    NotHealth when it is none (an auth error's page, a body that is not JSON where JSON was
+    expected). The header is untrusted: only its media type, one line, capped, is kept."""
+    media_type = one_line(content_type.split(";")[0], 60)
+    return _PARSERS[format](code, media_type, body)
 
 
 def checks_of(verdict: Verdict) -> tuple[tuple[HealthCheck, ...], str]:

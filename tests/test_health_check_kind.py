@@ -209,3 +209,16 @@ async def test_a_blackbox_probe_alert_names_the_service_whose_health_it_probes(
     assert session.context.get("service_url").text == http_server.url("").rstrip("/")
     result = await session.execute(runbook.step("health"))
     assert result.status == Status.PASSED, (result.message, result.lines)
+
+
+async def test_a_hostile_content_type_reaches_the_step_one_line_and_capped(
+    http_server: StubServer, tmp_path: Path
+):
+    """The Content-Type header is the target's text: the health source kept one line of its media
+    type, capped; the check passed the header on as it came (its reason line held it whole)."""
+    http_server.route("/actuator/health", body="nope", content_type="text/" + "x" * 300 + "\x1b[31m")
+    config = _config(tmp_path, http_server)
+    ex = executor(config, tmp_path)
+    result = await ex.execute(ex.render(_check("sync-worker"), ctx(config)))
+    assert result.status == Status.FAILED
+    assert "\x1b" not in result.message and len(result.message) < 150, result.message

@@ -22,7 +22,6 @@ from console.healthformats import (
     parse,
 )
 from console.model import ErrorKind, HealthSnapshot, SourceError, SourceKey
-from console.sanitize import one_line
 from console.sources.base import (
     BodyTooLarge,
     Stopwatch,
@@ -114,7 +113,7 @@ class HealthSource:
     async def _probe(self, client: httpx.AsyncClient, watch: Stopwatch) -> HealthSnapshot:
         async with client.stream("GET", self.target.url) as response:
             code = response.status_code
-            content_type = one_line(response.headers.get("content-type", "").split(";")[0], 60)
+            content_type = response.headers.get("content-type", "")
             try:
                 # For "status" the code is the whole answer: the body is never read.
                 body = b"" if self.target.format == "status" else await read_capped(response, BODY_LIMIT)

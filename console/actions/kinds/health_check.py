@@ -92,7 +92,7 @@ class HealthCheckKind:
             "GET", probe.url, probe.headers, None, probe.verify, probe.timeout, follow_redirects=True
         )
         try:
-            verdict = parse(probe.format, code, content_type.split(";")[0].strip(), body)
+            verdict = parse(probe.format, code, content_type, body)
         except NotHealth as exc:
             return Outcome(Status.FAILED, f"not a {probe.format} health answer: {exc}", body_lines(body, 3))
         checks, output = checks_of(verdict)
