@@ -81,9 +81,9 @@ class Integration:
         self.errors += 1
         self.last_error = f"{outcome.status} {outcome.error}".strip()
         self.state = {401: "needs_reauth", 429: "rate_limited"}.get(outcome.status, "error")
-        if outcome.status == 422:  # a record failed validation: the connection itself is fine
-            self.state = "connected"
-        if outcome.status in TIMEOUTS:  # a call timed out: the provider still answers its check
+        if outcome.status == 422 or outcome.status in TIMEOUTS:
+            # A record failed validation, or a call timed out: the connection itself is fine (the
+            # provider still answers its check).
             self.state = "connected"
 
     def summary(self) -> dict[str, object]:
