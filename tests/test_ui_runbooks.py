@@ -128,6 +128,12 @@ async def test_an_action_step_shows_its_plan_and_defaults_to_not_running(tmp_pat
         status = screen.session.progress.status("terminate-root-blocker")
         await wait_for(pilot, lambda: bool(status.message), what="dry-run result on screen")
         assert status.state == StepState.TODO
+        # The dry-run says what it would touch: the root blocker its preview found, on the step
+        # and in the journal (a second console following the incident shows the same).
+        await pilot.pause()
+        assert str(chain.holder) in str(screen.query_one("#rb-detail-text").render())
+        dry_run = next(e for e in read_journal(journal_path).events if e.kind == "action.dry_run")
+        assert any(str(chain.holder) in line for line in dry_run.output), dry_run
 
         await goto_step(pilot, screen, "blocked")
         await pilot.press("x")  # a check runs at once, no dialog: it lists the chain

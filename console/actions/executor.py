@@ -276,22 +276,20 @@ class Executor:
         if plan.preview is not None and plan.preview.error:
             problems.append(f"preview failed: {plan.preview.error}")
         message = "; ".join(problems) if problems else "would run as shown"
-        lines = (
-            *plan.lines,
+        found = (
             *(plan.preview.lines() if plan.preview else ()),
             *(f"problem: {p}" for p in problems),
         )
         status = Status.FAILED if problems else Status.DRY_RUN
         events = []
         with contextlib.suppress(JournalError):
-            events.append(
-                await self.journal.aappend(plan.event(ActionDryRun, result=str(status), message=message))
-            )
+            event = plan.event(ActionDryRun, result=str(status), message=message, output=found[:SHOW_LINES])
+            events.append(await self.journal.aappend(event))
         return Result(
             plan=plan,
             status=status,
             message=message,
-            lines=lines,
+            lines=(*plan.lines, *found),
             duration=time.monotonic() - started,
             events=tuple(events),
         )

@@ -210,9 +210,12 @@ class ActionRequested(PlanEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActionDryRun(PlanEvent):
+    """What the action would touch (its preview's rows) and any problem: the step shows it."""
+
     KIND = Kind.ACTION_DRY_RUN
     result: str = ""
     message: str = ""
+    output: tuple[str, ...] = field(default=(), metadata={"omit_empty": True})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

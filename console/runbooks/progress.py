@@ -161,7 +161,8 @@ class Progress:
             case ActionRefused():
                 self._set(event, None, f"refused: {event.message}")
             case ActionDryRun():
-                self._set(event, None, f"dry-run: {event.message}")
+                if status := self._set(event, None, f"dry-run: {event.message}"):
+                    status.lines = event.output  # what it would touch, as its preview found it
             case PostIncidentTick() if event.index >= 0:
                 (self.ticked.add if event.done else self.ticked.discard)(event.index)
 
