@@ -83,6 +83,9 @@ class ConfirmScreen(ModalScreen[bool]):
         self.query_one("#confirm-scroll").styles.max_height = max(event.size.height - fixed, 3)
 
     def on_mount(self) -> None:
+        # Toasts are drawn over every screen: at 80x24 a step's result toasts covered what the
+        # dialog touches and its buttons. Every result they told is on its step already.
+        self.app.clear_notifications()
         target = "#confirm-input" if self.typed is not None else "#cancel"
         self.query_one(target).focus()
 

@@ -250,6 +250,30 @@ async def answer(keys: tuple[str, ...], typed: str | None = None) -> tuple[bool 
     return (results[0] if results else None), value
 
 
+async def test_a_dialog_at_80x24_is_not_covered_by_the_toasts_of_earlier_results():
+    """Toasts are drawn over every screen: two step results covered the lines the dialog
+    touches, the word to type and the Run button."""
+    from textual.app import App
+
+    from tests.test_ui_oncall import screen_text
+
+    class Host(App[None]):
+        def on_mount(self) -> None:
+            self.notify("NOT MET: value 161.217, expected below 5", timeout=30)
+            self.notify("PASS: 1 row from the chain of sessions waiting on a lock", timeout=30)
+
+    plan = "\n".join(f"pid 6353 | checkout | line {i} of what it touches" for i in range(12))
+    async with Host().run_test(size=(80, 24), notifications=True) as pilot:
+        await wait_for(pilot, lambda: "NOT MET" in screen_text(pilot.app), what="the toasts")
+        pilot.app.push_screen(ConfirmScreen("DANGEROUS: cancel 1 session", plan, typed="6353"))
+        await wait_for(pilot, lambda: "Type 6353" in screen_text(pilot.app), what="the dialog")
+        await pilot.pause(0.2)
+        shown = screen_text(pilot.app)
+        assert "NOT MET" not in shown and "PASS: 1 row" not in shown
+        assert "line 11 of what it touches" in shown and "Type 6353 to confirm:" in shown
+        assert "Don't run" in shown and " Run " in shown
+
+
 async def test_y_and_n_answer_a_yes_no_dialog_but_never_a_typed_one():
     """The yes/no dialog asks "Run ...? [y/N]": y runs, n does not; a typed confirmation takes
     only the typed word (y goes into its input)."""
