@@ -919,6 +919,7 @@ class ConsoleApp(App[int]):
         plan: Plan,
         decline: Callable[..., Awaitable[None]] | None = None,
         words: DialogWords | None = None,
+        say_running: bool = True,
     ) -> Confirmation | None:
         """The operator's answer to the plan's dialog, or None when declined (journaled by
         ``decline``, the executor's by default). Read-only, or a preview that found nothing to
@@ -944,7 +945,8 @@ class ConsoleApp(App[int]):
             await decline(plan)
             self.notify(f"not run: {plan.summary}", timeout=4)
             return None
-        self.notify(f"running: {plan.summary}", timeout=3)
+        if say_running:
+            self.notify(f"running: {plan.summary}", timeout=3)
         return answer(dialog, True)
 
     def on_signal_backend(self, message: SignalBackend) -> None:
@@ -1146,7 +1148,8 @@ class ConsoleApp(App[int]):
             task = await session.task(message.command, step)
             confirmation, note, value = None, "", None
             if task.need is Need.CONFIRMATION and task.plan is not None:
-                confirmation = await self.ask(task.plan, decline=session.decline)
+                # The step's row says RUNNING.
+                confirmation = await self.ask(task.plan, decline=session.decline, say_running=False)
                 if confirmation is None:
                     return
             elif task.need is Need.NOTE:
@@ -1162,7 +1165,9 @@ class ConsoleApp(App[int]):
                 if value is None:
                     return
             result = await session.perform(task, confirmation=confirmation, note=note, value=value)
-            if result is not None:
+            # On the runbook screen the step says it (a toast there covered the step's output at
+            # 80x24); an operator who went back to the panels while a wait ran is told here.
+            if result is not None and self.screen is not screen:
                 self.notify(result_line(result), severity=result_severity(result), timeout=8)
         except actions.RenderError as exc:
             # A value the operator has to give (it comes from no breach): say which key sets it.

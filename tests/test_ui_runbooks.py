@@ -143,6 +143,35 @@ async def test_an_action_step_shows_its_plan_and_defaults_to_not_running(tmp_pat
         assert not isinstance(app.screen, ConfirmScreen)
 
 
+async def test_a_step_result_is_told_on_its_step_and_toasted_only_to_an_operator_who_left(
+    tmp_path, pg_server, pg_lock_chain
+):
+    """At 80x24 the result toasts covered the step's output (the rows a check read): on the
+    runbook screen the step row and its detail say it. A wait that ends after the operator
+    went back to the panels is toasted, or nothing would say it ended."""
+    await pg_lock_chain()
+    cluster = {**ui_data.CONFIG["postgres"][0], "dsn": pg_server.dsn()}
+    config = ui_data.config(environment=STAGING, postgres=[cluster], runbooks={"time_scale": 0.02})
+    app = make_app(config=config, journal=Journal(tmp_path / "journal.jsonl"))
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        screen = await open_lock_runbook(pilot, app)
+        await goto_step(pilot, screen, "waiting")
+        await pilot.press("x")
+        waiting = screen.session.progress.status("waiting")
+        await wait_for(pilot, lambda: waiting.state == StepState.NOT_MET, what="the check's result")
+        await pilot.pause(0.3)
+        assert "value" in str(screen.query_one("#rb-detail-text").render())
+        assert not [str(toast.render()) for toast in app.screen.query("Toast")]
+
+        await goto_step(pilot, screen, "recheck")
+        await pilot.press("x")
+        recheck = screen.session.progress.status("recheck")
+        await wait_for(pilot, lambda: recheck.state == StepState.RUNNING, what="the wait started")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: recheck.state != StepState.RUNNING, what="the wait's check", timeout=30)
+        await wait_for(pilot, lambda: app.screen.query("Toast"), what="the wait's result toasted")
+
+
 async def test_a_step_whose_preview_failed_asks_nothing_and_says_why(tmp_path):
     """The cluster is unreachable: the preview cannot list the sessions, so the executor will
     refuse whatever the answer. No dialog asks to type the cluster's name for that."""
