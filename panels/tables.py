@@ -42,7 +42,9 @@ class Fit:
     most its content), cut with ``…``; ``drop``: columns left out, in this order, while
     ``flex`` would get less than its minimum (``flex_min`` cells, or ``flex_share`` of the
     width); ``nominal``: the width a droppable column
-    is reckoned at (its cap), so whether it fits does not depend on rows it does not show."""
+    is reckoned at (its cap), so whether it fits does not depend on rows it does not show.
+    With nothing left to drop, ``flex`` gives way below its minimum (to ``FLEX_FLOOR`` cells)
+    rather than the table overflowing: the panel's edge would cut the last column without …."""
 
     flex: str
     flex_min: int = 20
@@ -54,6 +56,7 @@ class Fit:
         return max(self.flex_min, int(width * self.flex_share))
 
 
+FLEX_FLOOR = 6  # the fewest cells a flexible column is cut to before the table overflows
 PARKED_ROWS = 5000  # rows kept off the table for a filter to bring back, at most
 RENDER_CACHE_LINES = 240  # lines in each of DataTable's render caches: a few screens (was 1000)
 
@@ -167,7 +170,8 @@ class KeyedTable(DataTable):
         flex = self.columns.get(ColumnKey(spec.flex))
         if flex is not None:
             content = flex.content_width
-            size = max(min(left, content), min(spec.minimum(width), content))
+            floor = spec.minimum(width) if left >= spec.minimum(width) else FLEX_FLOOR
+            size = max(min(left, content), min(floor, content))
             if flex.auto_width or flex.width != size:
                 flex.auto_width, flex.width = False, size
                 # DataTable keys a rendered cell without its width: the lines cut (with …) for

@@ -3,6 +3,8 @@ took seconds with DataTable's per-row API) and refreshes only the rows whose cel
 
 from __future__ import annotations
 
+import html
+
 from rich.text import Text
 from textual.app import App
 from textual.geometry import Region
@@ -299,3 +301,38 @@ async def test_a_fitted_table_fits_again_when_its_rows_bring_a_vertical_scrollba
         assert table.max_scroll_x == 0
         screen = app.export_screenshot().replace("&#160;", " ")
         assert "…" in screen
+
+
+async def test_with_nothing_left_to_drop_the_flexible_column_gives_way_rather_than_the_edge_cutting():
+    """The breaches panel at 80x24 with an acked alert ("firing · acked →04:47Z"): with the
+    droppable columns gone the title still kept its minimum, the table overflowed, and the
+    panel's edge cut the last column without … ("36.6% (>= 5.0" for 36.6% (>= 5.0%)). The
+    flexible column now gives way first: the table fits and only the title is cut."""
+    from panels.tables import Fit
+
+    columns = [("sev", "Severity"), ("state", "State"), ("title", "Breach"), ("value", "Value (level)")]
+
+    class Fitted(App):
+        def compose(self):
+            yield KeyedTable(columns=columns, fit=Fit("title", 18, flex_share=0.25))
+
+    cells = (
+        Text("✖ CRIT"),
+        Text("firing · acked →04:47Z"),
+        Text("5xx share of requests to the storefront", no_wrap=True, overflow="ellipsis"),
+        Text("36.6% (>= 5.0%)"),
+    )
+    app = Fitted()
+    async with app.run_test(size=(64, 8)) as pilot:
+        table = app.query_one(KeyedTable)
+        table.sync([("a", cells)])
+        for _ in range(3):
+            await pilot.pause()
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        assert table.max_scroll_x == 0
+        screen = html.unescape(app.export_screenshot()).replace("\xa0", " ")
+        assert "36.6% (>= 5.0%)" in screen and "…" in screen
+        await pilot.resize_terminal(120, 8)  # room again: the title whole
+        for _ in range(3):
+            await pilot.pause()
+        assert "5xx share of requests to the storefront" in html.unescape(app.export_screenshot()).replace("\xa0", " ")
