@@ -335,4 +335,6 @@ async def test_with_nothing_left_to_drop_the_flexible_column_gives_way_rather_th
         await pilot.resize_terminal(120, 8)  # room again: the title whole
         for _ in range(3):
             await pilot.pause()
-        assert "5xx share of requests to the storefront" in html.unescape(app.export_screenshot()).replace("\xa0", " ")
+        assert "5xx share of requests to the storefront" in html.unescape(app.export_screenshot()).replace(
+            "\xa0", " "
+        )
