@@ -37,6 +37,10 @@ COLUMNS = [
     ("eval", "Eval"),
     ("error", "Last error"),
 ]
+#: The last error takes what is left (cut with …); eval, severity and then the for column go
+#: when it would get less than 20 cells. At 80x24 the for column stayed and the table ran past
+#: the box: "every 1.0s" was cut to "every 1.0" and the errors were out of sight.
+RULES_FIT = Fit("error", 20, drop=("eval", "severity", "for"))
 STATE_STYLE = {"firing": "bold red", "pending": "yellow", "inactive": "dim"}
 STATE_WORD = {"firing": "✖ firing", "pending": "◌ pending", "inactive": "· inactive"}
 
@@ -89,9 +93,7 @@ class RulesScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="rules-box"):
             yield Static(id="rules-title")
-            yield KeyedTable(
-                columns=COLUMNS, id="rules-table", fit=Fit("error", 20, drop=("eval", "severity"))
-            )
+            yield KeyedTable(columns=COLUMNS, id="rules-table", fit=RULES_FIT)
             yield Input(placeholder="filter rules: Enter keeps it, Esc clears it", id="rules-filter")
             yield Footer(compact=True)
 

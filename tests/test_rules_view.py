@@ -19,6 +19,7 @@ from panels.detail import DetailScreen
 from panels.rules import RulesScreen
 from tests import ui_data
 from tests.pilot import wait_for, wait_for_screen
+from tests.test_ui_oncall import screen_text
 
 ERROR = "vector contains metrics with the same labelset after applying alert labels"
 
@@ -140,6 +141,28 @@ async def test_p_shows_every_group_and_rule_filters_and_opens_one() -> None:
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(console.screen, RulesScreen), 5, "the view closed")
         assert ("P", "Rules", "everywhere") in list(console.key_rows())
+
+
+async def test_at_80x24_the_rules_fit_the_box_and_a_failing_rule_still_says_so() -> None:
+    """At 80x24 the table ran past the box: "every 30s" was cut short without … and the
+    rules' errors were out of sight. The for column now goes before the error is squeezed."""
+    console = app()
+    async with console.run_test(size=(80, 24)) as pilot:
+        await pilot.press("P")
+        screen = await wait_for_screen(pilot, RulesScreen)
+        table = screen.query_one("#rules-table")
+        await wait_for(pilot, lambda: table.row_count > 0, 5, "the rules")
+        for _ in range(3):
+            await pilot.pause()
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        assert table.shown_columns == ["state", "health", "rule", "error"]
+        shown = rows(screen)
+        broken = next(
+            c for k, c in shown.items() if k.startswith("r:") and "PostgresqlDuplicateLabels" in c[2]
+        )
+        assert broken[1] == "! ERROR" and broken[3].startswith(ERROR[:10])
+        picture = screen_text(console)
+        assert "PostgresqlDuplicateLabels" in picture and ERROR[:6] in picture and "…" in picture
 
 
 @pytest.mark.parametrize("size", [(120, 36)], ids=["120x36"])
