@@ -29,9 +29,16 @@ COLUMNS = [
     ("runbooks", "Runbooks"),
 ]
 #: The title takes what the other columns leave (cut with …); runbooks and subject go first
-#: when it would get less than 18 cells or a quarter of the width.
+#: when it would get less than 18 cells or a quarter of the width, then the value (with its
+#: level) is cut, to 10 cells at least: at 80x24 an acked alert's state ("firing · acked
+#: →04:51Z") and a value like "123 items (>= 100 items)" left the title 6 cells.
 FIT = Fit(
-    "title", 18, drop=("runbooks", "subject"), nominal=(("runbooks", 24), ("subject", 32)), flex_share=0.25
+    "title",
+    18,
+    drop=("runbooks", "subject"),
+    nominal=(("runbooks", 24), ("subject", 32)),
+    flex_share=0.25,
+    squeeze=(("value", 10),),
 )
 COLLAPSED, EXPANDED, CHILD = "▸ ", "▾ ", "  ↳ "
 

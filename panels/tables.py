@@ -43,14 +43,17 @@ class Fit:
     ``flex`` would get less than its minimum (``flex_min`` cells, or ``flex_share`` of the
     width); ``nominal``: the width a droppable column
     is reckoned at (its cap), so whether it fits does not depend on rows it does not show.
-    With nothing left to drop, ``flex`` gives way below its minimum (to ``FLEX_FLOOR`` cells)
-    rather than the table overflowing: the panel's edge would cut the last column without …."""
+    With nothing left to drop, the ``squeeze`` columns are cut (with …) down to their floor,
+    in order, until ``flex`` has its minimum; after that ``flex`` gives way below its minimum
+    (to ``FLEX_FLOOR`` cells) rather than the table overflowing: the panel's edge would cut
+    the last column without …."""
 
     flex: str
     flex_min: int = 20
     drop: tuple[str, ...] = ()
     nominal: tuple[tuple[str, int], ...] = ()
     flex_share: float = 0.0  # the minimum is also this share of the table's width
+    squeeze: tuple[tuple[str, int], ...] = ()  # (column, the fewest cells it is cut to)
 
     def minimum(self, width: int) -> int:
         return max(self.flex_min, int(width * self.flex_share))
@@ -167,6 +170,7 @@ class KeyedTable(DataTable):
             if left >= spec.minimum(width):
                 break
         self._show_columns(shown)
+        left += self._squeeze(spec, shown, spec.minimum(width) - left)
         flex = self.columns.get(ColumnKey(spec.flex))
         if flex is not None:
             content = flex.content_width
@@ -179,6 +183,24 @@ class KeyedTable(DataTable):
                 self._clear_caches()
                 self._require_update_dimensions = True
                 self.refresh(layout=True)
+
+    def _squeeze(self, spec: Fit, shown: list[str], short: int) -> int:
+        """Cut the squeezable columns (to their floor, in order) by up to ``short`` cells in
+        all, and give the others back their content width: the cells they gave."""
+        given = 0
+        for key, floor in spec.squeeze:
+            column = self.columns.get(ColumnKey(key))
+            if column is None or key not in shown:
+                continue
+            take = max(min(column.content_width - floor, short - given), 0)
+            given += take
+            size = column.content_width - take
+            if column.auto_width != (take == 0) or (take and column.width != size):
+                column.auto_width, column.width = take == 0, size
+                self._clear_caches()  # a cell keyed without its width: see fit()
+                self._require_update_dimensions = True
+                self.refresh(layout=True)
+        return given
 
     def _show_columns(self, shown: list[str]) -> None:
         """Put exactly these columns (in spec order) on the table, and the last rows again."""

@@ -11,6 +11,7 @@ from textual.geometry import Region
 from textual.widgets import DataTable
 
 from panels.tables import KeyedTable
+from tests.test_ui_oncall import screen_text
 
 
 class One(App):
@@ -338,3 +339,39 @@ async def test_with_nothing_left_to_drop_the_flexible_column_gives_way_rather_th
         assert "5xx share of requests to the storefront" in html.unescape(app.export_screenshot()).replace(
             "\xa0", " "
         )
+
+
+async def test_squeezed_columns_are_cut_for_the_flexible_column_and_get_their_width_back():
+    """Fit.squeeze: with nothing left to drop, the value (with its level) is cut, to its floor
+    at most, before the title is; with room again it is whole."""
+    from panels.tables import Fit
+
+    columns = [("sev", "Severity"), ("state", "State"), ("title", "Breach"), ("value", "Value (level)")]
+
+    class Fitted(App):
+        def compose(self):
+            yield KeyedTable(columns=columns, fit=Fit("title", 18, squeeze=(("value", 10),)))
+
+    cells = (
+        Text("✖ CRIT"),
+        Text("firing · acked →04:47Z"),
+        Text("work queue depth of the richpanel actions", no_wrap=True, overflow="ellipsis"),
+        Text("123 items (>= 100 items)", no_wrap=True, overflow="ellipsis"),
+    )
+    app = Fitted()
+    async with app.run_test(size=(64, 8)) as pilot:
+        table = app.query_one(KeyedTable)
+        table.sync([("a", cells)])
+        for _ in range(3):
+            await pilot.pause()
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        assert table.columns["value"].width == 10  # its floor: the title still wanted more
+        assert table.columns["title"].width == 64 - 10 - 24 - 12 - 2
+        screen = screen_text(app)
+        assert "123 items…" in screen and "work queue dept…" in screen
+        await pilot.resize_terminal(120, 8)
+        for _ in range(3):
+            await pilot.pause()
+        assert table.columns["value"].auto_width
+        screen = screen_text(app)
+        assert "123 items (>= 100 items)" in screen and "work queue depth of the richpanel actions" in screen
