@@ -29,6 +29,7 @@ from console.model import (
 )
 from console.rules import (
     Breach,
+    State,
     ThresholdEngine,
     endpoint_breach,
     group_related,
@@ -186,6 +187,7 @@ class Poller:
             if snapshot.error is not None
         }
         breaches = one_per_failing_source(breaches, failing)
+        breaches += self._last_known(breaches, failing, proms)
         lock_pids = {
             key: self._lock_pids(snapshot)
             for key, snapshot in self._last_good.items()
@@ -201,6 +203,33 @@ class Poller:
             breaches=tuple(sort_breaches(breaches)),
             intervals=self._intervals,
         )
+
+    def _last_known(
+        self, breaches: list[Breach], failing: Mapping[str, object], proms: list[PrometheusSnapshot]
+    ) -> list[Breach]:
+        """The breaches last shown for what cannot be read now: the thresholds of a failing
+        source that were not ok, and the alerts of a Prometheus whose alerts endpoint fails.
+        They stay as they were (their rows go stale with their source) beside the source's
+        ERROR row: a Prometheus that timed out for 20 s had ended every alert and CRIT in the
+        journal, and started them all again, new, when it answered."""
+        last = getattr(self, "state", None)
+        if last is None or not (failing or proms):
+            return []
+        blind_alerts = {
+            s.source
+            for s in proms
+            if s.error is not None or any(name == "alerts" for name, _ in s.endpoint_errors)
+        }
+        shown = {b.id for b in breaches}
+        return [
+            b
+            for b in last.breaches
+            if b.id not in shown
+            and (
+                (b.kind == "threshold" and b.source in failing and b.state not in (State.ERROR, State.NODATA))
+                or (b.kind == "alert" and b.source in blind_alerts)
+            )
+        ]
 
     def _lock_pids(self, snapshot: PostgresSnapshot) -> frozenset[int]:
         """Every pid of the snapshot's blocking tree, walked once per snapshot."""

@@ -27,6 +27,7 @@ import yaml
 
 from console.app import ConsoleApp
 from console.journal import Journal
+from console.model import Severity
 from panels.breaches import BreachesPanel
 from panels.confirm import ConfirmScreen
 from panels.health import HealthPanel
@@ -277,6 +278,76 @@ def prom_snapshot(app: ConsoleApp):
 def rps(app: ConsoleApp) -> str:
     panel = next(p for p in app.panels if isinstance(p, MetricsPanel))
     return str(panel.table.get_row("rps")[2])
+
+
+FIRING_ALERT = {
+    "labels": {"alertname": "HighErrorRate", "job": "api", "severity": "critical"},
+    "annotations": {"summary": "5xx above 5%"},
+    "state": "firing",
+    "activeAt": "2026-12-07T03:50:00Z",
+    "value": "0.4",
+}
+
+
+def prom_in_trouble(request: Request) -> tuple:
+    """A firing alert, and a query whose value is over its threshold's critical level."""
+    path = request.path.split("?", 1)[0]
+    if path == "/api/v1/alerts":
+        doc = {"status": "success", "data": {"alerts": [FIRING_ALERT]}}
+        return 200, {"Content-Type": "application/json"}, json.dumps(doc).encode()
+    return prom_good("0.4")(request)
+
+
+@pytest.mark.parametrize("broken", ["everything", "alerts endpoint"])
+async def test_what_was_firing_stays_while_prometheus_cannot_say(tmp_path, http_server, broken):
+    """Prometheus stalled for 20 s in the demo: every alert and CRIT it fed left the breaches
+    list (one ERROR row in their place), the journal ended them all and started them again,
+    new, when it answered. What was firing stays, as it was, beside the ERROR row; the journal
+    records no end; when Prometheus answers, nothing starts again."""
+    switch = Switch(http_server, PROM_PATHS, prom_in_trouble)
+    unavailable = lambda r: (503, {"Content-Type": "text/plain"}, b"Service Unavailable")  # noqa: E731
+    switch.faults["everything"] = unavailable
+    switch.faults["alerts endpoint"] = lambda r: (
+        unavailable(r) if r.path.startswith("/api/v1/alerts") else prom_in_trouble(r)
+    )
+    config = console_config(
+        tmp_path,
+        refresh={"prometheus": "0.3s"},
+        prometheus={"url": http_server.url(), "timeout": "1s", "queries": [
+            {"id": "error_rate", "title": "5xx share", "query": "rate", "unit": "ratio",
+             "threshold": {"warning": 0.01, "critical": 0.05}}]},
+    )  # fmt: skip
+    app = ConsoleApp(config)
+
+    def breaches() -> dict[str, tuple[str, str, float]]:
+        return {b.id: (b.state.value, b.severity.value, b.since) for b in app.state.breaches}
+
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: len(breaches()) == 2, 10, "the alert and the threshold")
+        before = breaches()
+        assert sorted(v[:2] for v in before.values()) == [("firing", Severity.CRITICAL.value)] * 2, before
+        await switch_between_polls(pilot, app, switch, broken)
+        failing = "prometheus.source" if broken == "everything" else "prometheus.api"
+        await wait_for(pilot, lambda: failing in breaches(), 10, "the failure")
+        for _ in range(3):  # several failed polls
+            await wait_for(pilot, lambda: app.state.snapshots["prometheus"].taken_at > time.time() - 0.2, 5)
+            await pilot.pause(0.35)
+        during = breaches()
+        for breach_id, shown in before.items():
+            assert during.get(breach_id) == shown, (breach_id, during)
+        assert "HighErrorRate" in str(panel_of(app, BreachesPanel).table.get_row_at(0))
+        switch.set("good")
+        await wait_for(pilot, lambda: failing not in breaches(), 10, "recovery")
+        after = breaches()
+        assert all(after.get(i) == v for i, v in before.items()), after
+    events = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
+    ends = [e for e in events if e["event"] == "breach.end" and e["breach"] in before]
+    starts = [e for e in events if e["event"] == "breach.start" and e["breach"] in before]
+    assert not ends and len(starts) == 2, [(e["event"], e["breach"]) for e in ends + starts]
+
+
+def panel_of(app: ConsoleApp, kind: type):
+    return next(p for p in app.panels if isinstance(p, kind))
 
 
 @pytest.mark.parametrize("fault", list(PROM_FAULTS))
