@@ -213,13 +213,13 @@ class Poller:
         ERROR row: a Prometheus that timed out for 20 s had ended every alert and CRIT in the
         journal, and started them all again, new, when it answered."""
         last = getattr(self, "state", None)
-        if last is None or not (failing or proms):
-            return []
         blind_alerts = {
             s.source
             for s in proms
             if s.error is not None or any(name == "alerts" for name, _ in s.endpoint_errors)
         }
+        if last is None or not (failing or blind_alerts):
+            return []
         shown = {b.id for b in breaches}
         return [
             b
