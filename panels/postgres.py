@@ -69,6 +69,19 @@ def short_state(state: str) -> str:
     return state.replace("idle in transaction", "idle in tx")
 
 
+def wait_words(session: Session) -> str:
+    """What the session waits on, as ``type:event``; nothing for an idle session waiting on its
+    client (Client:ClientRead is what idle means: in every idle row it took the query's room)."""
+    if not session.wait_event_type:
+        return ""
+    if session.state.startswith("idle") and (session.wait_event_type, session.wait_event) == (
+        "Client",
+        "ClientRead",
+    ):
+        return ""
+    return f"{session.wait_event_type}:{session.wait_event}"
+
+
 def attention(session: Session, blockers: frozenset[int]) -> int:
     """What needs attention first: a session in a lock chain (waiting on a lock, or the root
     that blocks others), then an active query, then one idle in transaction, then the rest."""
@@ -270,7 +283,7 @@ class PostgresPanel(Panel):
         return lambda row: (getattr(row[1], field), row[1].pid)
 
     def _cells(self, session: Session, duration: float | None) -> list[Text]:
-        wait = f"{session.wait_event_type}:{session.wait_event}" if session.wait_event_type else ""
+        wait = wait_words(session)
         style = "bold red" if session.waiting_on_lock else ""
         text = self._text
         return [

@@ -178,3 +178,29 @@ async def test_terminating_a_session_that_ended_asks_nothing_and_says_why(pg_ser
             what="the refusal on screen",
         )
     assert "action.confirmed" not in [e.kind for e in read_journal(journal_path).events]
+
+
+async def test_the_wait_column_names_what_a_session_waits_on_not_an_idle_session_waiting_for_its_client(
+    pg_server, pg_sessions, pg_lock_chain
+):
+    """Every idle row read "Client:ClientRead", which is what idle means: at 80 columns it took
+    the query's room. A lock wait still reads as such; the detail view keeps the raw event."""
+    chain = await pg_lock_chain()
+    idle = await pg_sessions.open()
+    app = ConsoleApp(config_for(pg_server))
+    async with app.run_test(size=(200, 60)) as pilot:
+        pg = next(p for p in app.panels if isinstance(p, PostgresPanel))
+        pids = {idle.get_server_pid(), chain.holder, chain.second}
+
+        def waits() -> dict[int, str]:
+            shown = {k: s.pid for k, s in pg._sessions.items() if s.pid in pids}
+            column = pg.sessions.shown_columns.index("wait")
+            return {pid: str(pg.sessions.get_row(key)[column]) for key, pid in shown.items()}
+
+        await wait_for(pilot, lambda: len(waits()) == 3, what="the three sessions")
+        sessions = {s.pid: s for s in pg._sessions.values()}
+        assert (sessions[chain.holder].wait_event_type, sessions[chain.holder].wait_event) == (
+            "Client",
+            "ClientRead",
+        )
+        assert waits() == {idle.get_server_pid(): "", chain.holder: "", chain.second: "Lock:transactionid"}
