@@ -33,7 +33,7 @@ from console.runbooks import (
 from console.sanitize import one_line
 from panels.footer import Footer
 from panels.tables import Fit, KeyedTable
-from panels.text import cell
+from panels.text import age_words, breach_text, cell
 
 STEP_BADGE = {
     StepState.TODO: "○ TODO",
@@ -290,6 +290,7 @@ class RunbookScreen(Screen):
     DEFAULT_CSS = """
     RunbookScreen { layout: vertical; }
     #rb-title { height: auto; text-style: bold; padding: 0 1; }
+    #rb-trigger { height: auto; padding: 0 1; }
     #rb-escalation { height: auto; padding: 0 1; color: $text-muted; }
     #rb-steps { height: auto; max-height: 45%; min-height: 4; }
     #rb-detail { height: 1fr; border-top: solid $primary; padding: 0 1; }
@@ -299,6 +300,8 @@ class RunbookScreen(Screen):
         super().__init__()
         self.session = session
         self.sub_title = session.runbook.id
+        self._seen_breached = False  # the trigger was on the breach list while this was open
+        self._cleared_at: float | None = None
 
     @property
     def runbook(self) -> Runbook:
@@ -306,6 +309,8 @@ class RunbookScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static(self._title(), id="rb-title")
+        if self.session.breach is not None:
+            yield Static(self._trigger(), id="rb-trigger")
         yield Static(id="rb-escalation")
         yield KeyedTable(
             columns=[("n", "#"), ("state", "state"), ("kind", "kind"), ("title", "step")],
@@ -320,12 +325,35 @@ class RunbookScreen(Screen):
         rb = self.runbook
         source = f" — {rb.source.file} § {rb.source.section}" if rb.source and rb.source.seed else ""
         response = f", respond within {rb.response_time}" if rb.response_time else ""
-        for_breach = f"\nfor: {self.session.breach.title}" if self.session.breach else ""
         return Text(
-            f"{SEVERITY_WORD.get(rb.severity, rb.severity)} {self.session.runbook_title}{response}{source}"
-            f"{for_breach}",
+            f"{SEVERITY_WORD.get(rb.severity, rb.severity)} {self.session.runbook_title}{response}{source}",
             overflow="fold",
         )
+
+    def _trigger(self) -> Text:
+        """What the runbook was opened for, and whether it is breached now: after the fix the
+        operator saw the same "for:" line whether the breach had cleared or not."""
+        opened_for = self.session.breach
+        text = Text(f"for: {opened_for.title} · ")
+        state = getattr(self.app, "state", None)
+        clock = getattr(self.app, "clock", time.time)
+        now = clock()
+        current = next((b for b in state.breaches if b.id == opened_for.id), None) if state else None
+        if current is None:
+            self._cleared_at = self._cleared_at or now
+            cleared = now - self._cleared_at
+            text.append("not breached now", style="bold")
+            text.append(f" (cleared {age_words(cleared)} ago)" if self._seen_breached else "")
+            return text
+        self._seen_breached, self._cleared_at = True, None
+        text.append("now ")
+        text.append_text(breach_text(current))
+        text.append(f" {current.state.value}")
+        if current.value_text:
+            text.append(f", {one_line(current.value_text, 40)}")
+        if state.is_stale(current.source, now, 3.0):
+            text.append(" ◌ stale", style="bold yellow")
+        return text
 
     def on_mount(self) -> None:
         self.refresh_steps()
@@ -336,6 +364,8 @@ class RunbookScreen(Screen):
 
     def _tick(self) -> None:
         self.query_one("#rb-escalation", Static).update(self._escalation())
+        if self.session.breach is not None:
+            self.query_one("#rb-trigger", Static).update(self._trigger())
         if any(self.session.time_left(s.step) is not None for s in self.session.steps):
             self.refresh_steps(tick=False)  # a wait counts down
 

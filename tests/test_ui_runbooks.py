@@ -97,6 +97,29 @@ async def test_runbook_steps_manual_note_and_progress_survive_a_restart(tmp_path
     assert events(journal_path).count("runbook.opened") == 1
 
 
+async def test_the_runbook_says_whether_what_it_was_opened_for_is_breached_now():
+    """After the fix the "for:" line read the same whether the breach had cleared or not: the
+    operator had to leave the runbook to find out."""
+    app = make_app(config=ui_data.config(environment=STAGING))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_lock_runbook(pilot, app)
+
+        def trigger() -> str:
+            return str(screen.query_one("#rb-trigger").render())
+
+        assert trigger().startswith(
+            "for: main: sessions waiting on a lock · now ✖ CRIT firing, 2 sessions"
+        ), trigger()
+        calm = dataclasses.replace(
+            ui_data.postgres_snapshot(),
+            sessions=tuple(s for s in ui_data.postgres_snapshot().sessions if not s.waiting_on_lock),
+            lock_tree=(),
+        )
+        app.render_state(app.poller.publish(calm))
+        await wait_for(pilot, lambda: "not breached now" in trigger(), what="the breach cleared")
+        assert "(cleared " in trigger() and "now ✖" not in trigger()
+
+
 async def test_an_action_step_shows_its_plan_and_defaults_to_not_running(tmp_path, pg_server, pg_lock_chain):
     """A real lock chain, so that the preview finds the root blocker (with no session to act
     on, or a preview that failed, nothing is asked: the tests below)."""
@@ -623,4 +646,4 @@ async def test_r_on_failing_syncs_puts_the_cause_firing_beside_them_first(tmp_pa
         await pilot.press("enter")
         screen = await wait_for_screen(pilot, RunbookScreen)
         assert screen.session.breach.title == "UpstreamAuthFailing"
-        assert "for: UpstreamAuthFailing" in str(screen.query_one("#rb-title").render())
+        assert "for: UpstreamAuthFailing" in str(screen.query_one("#rb-trigger").render())
