@@ -170,6 +170,12 @@ class KeyedTable(DataTable):
             if left >= spec.minimum(width):
                 break
         self._show_columns(shown)
+        # A nominal width decides whether a column is shown; shown, it takes its own width.
+        left = width - pad - sum(
+            pad + self.columns[ColumnKey(key)].content_width
+            for key in shown
+            if key != spec.flex and ColumnKey(key) in self.columns
+        )
         left += self._squeeze(spec, shown, spec.minimum(width) - left)
         flex = self.columns.get(ColumnKey(spec.flex))
         if flex is not None:

@@ -375,3 +375,29 @@ async def test_squeezed_columns_are_cut_for_the_flexible_column_and_get_their_wi
         assert table.columns["value"].auto_width
         screen = screen_text(app)
         assert "123 items (>= 100 items)" in screen and "work queue depth of the richpanel actions" in screen
+
+
+async def test_the_flexible_column_takes_what_the_shown_columns_leave_not_their_nominal_width():
+    """The sessions table at 80 columns, users "app" and "postgres": the query was cut with five
+    blank cells after it. A droppable column's nominal width decides whether it is shown; once
+    shown, it takes its own width and the query the rest."""
+    from panels.tables import Fit
+
+    columns = [("pid", "PID"), ("user", "User"), ("query", "Query")]
+
+    class Fitted(App):
+        def compose(self):
+            yield KeyedTable(columns=columns, fit=Fit("query", 20, drop=("user",), nominal=(("user", 14),)))
+
+    query = Text(
+        "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL", no_wrap=True, overflow="ellipsis"
+    )
+    app = Fitted()
+    async with app.run_test(size=(60, 8)) as pilot:
+        table = app.query_one(KeyedTable)
+        table.sync([("a", (Text("2752"), Text("app"), query))])
+        for _ in range(3):
+            await pilot.pause()
+        assert table.shown_columns == ["pid", "user", "query"]
+        used = sum(c.get_render_width(table) for c in table.columns.values())
+        assert used == table.scrollable_content_region.width, (used, table.scrollable_content_region.width)
