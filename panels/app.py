@@ -1196,23 +1196,27 @@ class ConsoleApp(App[int]):
     # --- timeline and demo --------------------------------------------------------------------
 
     def action_timeline(self) -> None:
+        """Open at once and fill when the journal is read: the screen came only after the read,
+        so an Escape pressed meanwhile went to the panels and the timeline opened after it."""
         from panels.timeline import TimelineScreen
 
-        async def show() -> None:
-            key = self._timeline_key()
-            entries, title, problem = await self._read_timeline()
-            screen = TimelineScreen(entries, title, problem, reload=lambda: self._reload_timeline(screen))
-            screen.read_key = key
-            await self.push_screen(screen)
-
-        self.run_worker(show, group="timeline", exit_on_error=False)
+        screen = TimelineScreen(
+            [], self._timeline_title(), "reading the journal…", reload=lambda: self._reload_timeline(screen)
+        )
+        self.push_screen(screen)
+        self._reload_timeline(screen)
 
     def _timeline_key(self) -> object:
         """Changes when there is more to read: this machine's journal file (this console or
         another on the host), or other consoles' events from the shared journal."""
         return self.journal.file_key(), self._shared_events_seen
 
-    async def _read_timeline(self) -> tuple[list[TimelineEntry], str, str]:
+    def _timeline_title(self) -> str:
+        where = str(self.journal.path) + (" + shared" if self.shared is not None else "")
+        return f"{self.journal.environment}, last {TIMELINE_WINDOW // 3600:.0f} h, {where}"
+
+    async def _read_timeline(self) -> tuple[list[TimelineEntry], str]:
+        """The timeline's entries and the problem reading them ("" when none)."""
         from console.journal import merge
         from console.timeline import timeline
 
@@ -1220,13 +1224,10 @@ class ConsoleApp(App[int]):
         read = await asyncio.to_thread(self.journal.read_own, since)
         problem = read.error or (f"{read.skipped} unreadable line(s) skipped" if read.skipped else "")
         events = read.events
-        where = str(self.journal.path)
         if self.shared is not None:  # every console's events, each once
             events = merge(events, (e for e in self.shared.events() if e.ts >= since))
-            where += " + shared"
             problem = problem or self.shared.state.problem
-        window = f"last {TIMELINE_WINDOW // 3600:.0f} h"
-        return timeline(events), f"{self.journal.environment}, {window}, {where}", problem
+        return timeline(events), problem
 
     def _reload_timeline(self, screen: TimelineScreen) -> None:
         """The open timeline, read again when something was written (its RELOAD_SECONDS tick)."""
@@ -1236,9 +1237,8 @@ class ConsoleApp(App[int]):
         screen.read_key = key
 
         async def reload() -> None:
-            entries, _, problem = await self._read_timeline()
-            if screen.is_mounted:
-                screen.show(entries, problem)
+            entries, problem = await self._read_timeline()
+            screen.show(entries, problem)
 
         self.run_worker(reload, group="timeline-reload", exclusive=True, exit_on_error=False)
 

@@ -66,6 +66,7 @@ class TimelineScreen(ModalScreen[None]):
         self.problem = problem
         self.reload = reload
         self.read_key: object = None  # what the reader had read when it read these entries
+        self.loaded = False  # the reader's entries arrived (the screen opens before they do)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="timeline-box"):
@@ -83,6 +84,7 @@ class TimelineScreen(ModalScreen[None]):
         return heading + (f" — {self.problem}" if self.problem else "")
 
     def on_mount(self) -> None:
+        self.query_one("#timeline-title", Static).update(Text(self._heading()))  # read meanwhile
         self._sync()
         table = self.query_one(KeyedTable)
         if self.entries:
@@ -92,7 +94,12 @@ class TimelineScreen(ModalScreen[None]):
             self.set_interval(RELOAD_SECONDS, self.reload)
 
     def show(self, entries: Sequence[TimelineEntry], problem: str) -> None:
-        """Newer entries: a cursor on the last row follows them, one elsewhere stays put."""
+        """Newer entries: a cursor on the last row follows them, one elsewhere stays put. Before
+        the screen is mounted (or after it closed) they are only kept."""
+        self.loaded = True
+        if not self.is_mounted:
+            self.entries, self.problem = list(entries), problem
+            return
         table = self.query_one(KeyedTable)
         following = table.cursor_row >= len(self.entries) - 1
         self.entries, self.problem = list(entries), problem

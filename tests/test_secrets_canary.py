@@ -248,7 +248,8 @@ async def test_no_canary_in_any_artifact(tmp_path, canary_config, fault_pg, pg_s
             pilot, lambda: journal.exists() and b"action.failed" in journal.read_bytes(), 15, "the ack"
         )
         await pilot.press("t")  # the timeline, from the journal
-        await pilot.pause(0.5)
+        await wait_for(pilot, lambda: getattr(app.screen, "loaded", False), 15, "the timeline read")
+        await pilot.pause(0.2)
         artifacts["timeline"] = screen_text(app)
         artifacts["notifications"] = "\n".join(str(n.message) for n in app._notifications)
         assert app.is_running

@@ -212,7 +212,7 @@ async def test_workers_cancelled_before_they_started_leave_no_unawaited_coroutin
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.pause()
             app.action_timeline()
-            app.workers.cancel_group(app, "timeline")  # before it ran
+            app.workers.cancel_group(app, "timeline-reload")  # before it ran
             await pilot.pause()
         gc.collect()
     assert not [str(w.message) for w in caught if "never awaited" in str(w.message)]

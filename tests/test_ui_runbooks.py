@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 
 import pytest
 
@@ -250,7 +251,9 @@ async def test_timeline_shows_the_journal(tmp_path):
             pilot, lambda: "sessions waiting on a lock" in journal_path.read_text(), what="breach journaled"
         )
         await pilot.press("t")
-        await wait_for(pilot, lambda: isinstance(app.screen, TimelineScreen), what="timeline")
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, TimelineScreen) and app.screen.loaded, what="timeline"
+        )
         table = app.screen.query_one("#timeline-table")
         texts = [str(table.get_row_at(i)[3]) for i in range(table.row_count)]
         assert any("[@click=app.quit] first look" in t for t in texts)  # literal, inert
@@ -266,6 +269,36 @@ async def test_timeline_shows_the_journal(tmp_path):
         assert app.is_running
 
 
+async def test_escape_right_after_t_closes_the_timeline_even_while_the_journal_is_read(tmp_path):
+    """The timeline opened only once the journal was read: an Escape pressed meanwhile went to
+    the panels, and the timeline opened after it and stayed (the soak's keys left it open on a
+    loaded machine). It opens at once, says it is reading, and Escape closes it."""
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.append(Note(text="first look"))
+    read_own = journal.read_own
+
+    def slow_read(*args, **kwargs):
+        time.sleep(0.6)  # a big journal, a busy disk
+        return read_own(*args, **kwargs)
+
+    journal.read_own = slow_read
+    app = make_app(config=ui_data.config(environment=STAGING), journal=journal)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, TimelineScreen), what="the timeline, at once")
+        assert "reading the journal" in str(app.screen.query_one("#timeline-title").render())
+        await pilot.press("escape")
+        await pilot.pause(1.2)  # the read ends meanwhile
+        assert not isinstance(app.screen, TimelineScreen)
+        await pilot.press("t")
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, TimelineScreen) and app.screen.loaded, what="read"
+        )
+        await pilot.pause()
+        heading = str(app.screen.query_one("#timeline-title").render())
+        assert "reading" not in heading and any(e.text == "note: first look" for e in app.screen.entries)
+
+
 async def test_the_open_timeline_shows_what_is_written_meanwhile(tmp_path):
     """It was a snapshot: what another console on this host (or this one) wrote while it was open
     did not show until it was closed and opened again. A cursor on the last row follows the new
@@ -276,7 +309,9 @@ async def test_the_open_timeline_shows_what_is_written_meanwhile(tmp_path):
     app = make_app(config=ui_data.config(environment=STAGING), journal=journal)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("t")
-        await wait_for(pilot, lambda: isinstance(app.screen, TimelineScreen), what="timeline")
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, TimelineScreen) and app.screen.loaded, what="timeline"
+        )
         screen = app.screen
         table = screen.query_one("#timeline-table")
 
@@ -316,7 +351,9 @@ async def test_timeline_reads_the_configs_journal_and_shows_its_environment_only
     assert app.journal.path == path and app.journal.environment == "staging"
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("t")
-        await wait_for(pilot, lambda: isinstance(app.screen, TimelineScreen), what="timeline")
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, TimelineScreen) and app.screen.loaded, what="timeline"
+        )
         table = app.screen.query_one("#timeline-table")
         texts = [str(table.get_row_at(i)[3]) for i in range(table.row_count)]
         assert [t for t in texts if "a note in" in t] == ["note: a note in staging"], texts
@@ -409,7 +446,9 @@ async def test_at_80_columns_the_steps_and_the_timeline_fit_without_scrolling_si
         await wait_for(pilot, lambda: not isinstance(app.screen, RunbookScreen), what="back")
         await asyncio.to_thread(app.journal.append, Note(text="a note " + "long " * 40))
         await pilot.press("t")
-        await wait_for(pilot, lambda: isinstance(app.screen, TimelineScreen), what="timeline")
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, TimelineScreen) and app.screen.loaded, what="timeline"
+        )
         await pilot.pause()
         table = app.screen.query_one("#timeline-table")
         assert table.max_scroll_x == 0 and not table.show_horizontal_scrollbar

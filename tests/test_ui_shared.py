@@ -88,7 +88,9 @@ async def test_two_consoles_share_one_incident(tmp_path, store, monkeypatch):
         await pb.press("escape")
         await wait_for(pb, lambda: not isinstance(bob.screen, RunbookScreen), 5, "back")
         await pb.press("t")
-        await wait_for(pb, lambda: isinstance(bob.screen, TimelineScreen), 5, "timeline")
+        await wait_for(
+            pb, lambda: isinstance(bob.screen, TimelineScreen) and bob.screen.loaded, 5, "timeline"
+        )
         texts = [e.text for e in bob.screen.entries]
         assert sum("alice: looking at the locks" in t for t in texts) == 1
         assert sum("step blocked skipped" in t for t in texts) == 1, texts
