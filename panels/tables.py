@@ -171,11 +171,12 @@ class KeyedTable(DataTable):
                 break
         self._show_columns(shown)
         # A nominal width decides whether a column is shown; shown, it takes its own width.
-        left = width - pad - sum(
+        others = sum(
             pad + self.columns[ColumnKey(key)].content_width
             for key in shown
             if key != spec.flex and ColumnKey(key) in self.columns
         )
+        left = width - pad - others
         left += self._squeeze(spec, shown, spec.minimum(width) - left)
         flex = self.columns.get(ColumnKey(spec.flex))
         if flex is not None:
