@@ -3,20 +3,35 @@ took seconds with DataTable's per-row API) and refreshes only the rows whose cel
 
 from __future__ import annotations
 
-import html
-
 from rich.text import Text
 from textual.app import App
 from textual.geometry import Region
 from textual.widgets import DataTable
 
-from panels.tables import KeyedTable
+from panels.tables import Fit, KeyedTable
 from tests.test_ui_oncall import screen_text
 
 
 class One(App):
     def compose(self):
         yield KeyedTable(columns=[("pid", "PID"), ("age", "Age")])
+
+
+class Fitted(App):
+    """One table that fits its width by ``fit``."""
+
+    def __init__(self, columns, fit) -> None:
+        super().__init__()
+        self.table_columns, self.fit = columns, fit
+
+    def compose(self):
+        yield KeyedTable(columns=self.table_columns, fit=self.fit)
+
+
+async def settle(pilot, turns: int = 3) -> None:
+    """A fit lays out again after a refresh or two: let it."""
+    for _ in range(turns):
+        await pilot.pause()
 
 
 def rows(pids, age: str = "1s"):
@@ -207,15 +222,8 @@ async def test_a_fitted_table_shows_its_flexible_column_cut_and_leaves_out_what_
     """Issue 18: at 120x40 the sessions table showed PID through Wait and the query needed ~70
     presses of Right. With a Fit the last column takes what is left (cut with …) and the
     columns named in ``drop`` go first when it would get less than its minimum."""
-    from textual.app import App
-
-    from panels.tables import Fit
-
     columns = [("pid", "PID"), ("client", "Client"), ("app", "Application"), ("query", "Query")]
-
-    class Fitted(App):
-        def compose(self):
-            yield KeyedTable(columns=columns, fit=Fit("query", 20, drop=("client", "app")))
+    fit = Fit("query", 20, drop=("client", "app"))
 
     query = "SELECT * FROM orders WHERE customer_id = 42 AND status = 'paid' ORDER BY created_at DESC"
     cells = (
@@ -224,7 +232,7 @@ async def test_a_fitted_table_shows_its_flexible_column_cut_and_leaves_out_what_
         Text("storefront-checkout"),
         Text(query, no_wrap=True, overflow="ellipsis"),
     )
-    app = Fitted()
+    app = Fitted(columns, fit)
     async with app.run_test(size=(120, 10)) as pilot:
         table = app.query_one(KeyedTable)
         table.sync([("a", cells)])
@@ -276,19 +284,14 @@ async def test_a_fitted_table_fits_again_when_its_rows_bring_a_vertical_scrollba
     brought a vertical scrollbar after the fit had sized the title for the full width, and
     nothing fitted again (the widget's size did not change): the titles were cut by the edge,
     two cells too wide, their … out of sight."""
-    from panels.tables import Fit
-
     columns = [("id", "Runbook"), ("title", "Title")]
-
-    class Fitted(App):
-        def compose(self):
-            yield KeyedTable(columns=columns, fit=Fit("title", 10))
+    fit = Fit("title", 10)
 
     def row(i: int) -> tuple[str, tuple[Text, Text]]:
         title = Text(f"runbook {i} title that is much too long to fit", no_wrap=True, overflow="ellipsis")
         return (f"rb-{i}", (Text(f"rb-{i}"), title))
 
-    app = Fitted()
+    app = Fitted(columns, fit)
     async with app.run_test(size=(40, 10)) as pilot:
         table = app.query_one(KeyedTable)
         table.sync([row(1)])
@@ -309,13 +312,8 @@ async def test_with_nothing_left_to_drop_the_flexible_column_gives_way_rather_th
     droppable columns gone the title still kept its minimum, the table overflowed, and the
     panel's edge cut the last column without … ("36.6% (>= 5.0" for 36.6% (>= 5.0%)). The
     flexible column now gives way first: the table fits and only the title is cut."""
-    from panels.tables import Fit
-
     columns = [("sev", "Severity"), ("state", "State"), ("title", "Breach"), ("value", "Value (level)")]
-
-    class Fitted(App):
-        def compose(self):
-            yield KeyedTable(columns=columns, fit=Fit("title", 18, flex_share=0.25))
+    fit = Fit("title", 18, flex_share=0.25)
 
     cells = (
         Text("✖ CRIT"),
@@ -323,34 +321,25 @@ async def test_with_nothing_left_to_drop_the_flexible_column_gives_way_rather_th
         Text("5xx share of requests to the storefront", no_wrap=True, overflow="ellipsis"),
         Text("36.6% (>= 5.0%)"),
     )
-    app = Fitted()
+    app = Fitted(columns, fit)
     async with app.run_test(size=(64, 8)) as pilot:
         table = app.query_one(KeyedTable)
         table.sync([("a", cells)])
-        for _ in range(3):
-            await pilot.pause()
+        await settle(pilot)
         assert table.virtual_size.width <= table.scrollable_content_region.width
         assert table.max_scroll_x == 0
-        screen = html.unescape(app.export_screenshot()).replace("\xa0", " ")
+        screen = screen_text(app)
         assert "36.6% (>= 5.0%)" in screen and "…" in screen
         await pilot.resize_terminal(120, 8)  # room again: the title whole
-        for _ in range(3):
-            await pilot.pause()
-        assert "5xx share of requests to the storefront" in html.unescape(app.export_screenshot()).replace(
-            "\xa0", " "
-        )
+        await settle(pilot)
+        assert "5xx share of requests to the storefront" in screen_text(app)
 
 
 async def test_squeezed_columns_are_cut_for_the_flexible_column_and_get_their_width_back():
     """Fit.squeeze: with nothing left to drop, the value (with its level) is cut, to its floor
     at most, before the title is; with room again it is whole."""
-    from panels.tables import Fit
-
     columns = [("sev", "Severity"), ("state", "State"), ("title", "Breach"), ("value", "Value (level)")]
-
-    class Fitted(App):
-        def compose(self):
-            yield KeyedTable(columns=columns, fit=Fit("title", 18, squeeze=(("value", 10),)))
+    fit = Fit("title", 18, squeeze=(("value", 10),))
 
     cells = (
         Text("✖ CRIT"),
@@ -358,20 +347,18 @@ async def test_squeezed_columns_are_cut_for_the_flexible_column_and_get_their_wi
         Text("work queue depth of the richpanel actions", no_wrap=True, overflow="ellipsis"),
         Text("123 items (>= 100 items)", no_wrap=True, overflow="ellipsis"),
     )
-    app = Fitted()
+    app = Fitted(columns, fit)
     async with app.run_test(size=(64, 8)) as pilot:
         table = app.query_one(KeyedTable)
         table.sync([("a", cells)])
-        for _ in range(3):
-            await pilot.pause()
+        await settle(pilot)
         assert table.virtual_size.width <= table.scrollable_content_region.width
         assert table.columns["value"].width == 10  # its floor: the title still wanted more
         assert table.columns["title"].width == 64 - 10 - 24 - 12 - 2
         screen = screen_text(app)
         assert "123 items…" in screen and "work queue dept…" in screen
         await pilot.resize_terminal(120, 8)
-        for _ in range(3):
-            await pilot.pause()
+        await settle(pilot)
         assert table.columns["value"].auto_width
         screen = screen_text(app)
         assert "123 items (>= 100 items)" in screen and "work queue depth of the richpanel actions" in screen
@@ -381,23 +368,17 @@ async def test_the_flexible_column_takes_what_the_shown_columns_leave_not_their_
     """The sessions table at 80 columns, users "app" and "postgres": the query was cut with five
     blank cells after it. A droppable column's nominal width decides whether it is shown; once
     shown, it takes its own width and the query the rest."""
-    from panels.tables import Fit
-
     columns = [("pid", "PID"), ("user", "User"), ("query", "Query")]
-
-    class Fitted(App):
-        def compose(self):
-            yield KeyedTable(columns=columns, fit=Fit("query", 20, drop=("user",), nominal=(("user", 14),)))
+    fit = Fit("query", 20, drop=("user",), nominal=(("user", 14),))
 
     query = Text(
         "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL", no_wrap=True, overflow="ellipsis"
     )
-    app = Fitted()
+    app = Fitted(columns, fit)
     async with app.run_test(size=(60, 8)) as pilot:
         table = app.query_one(KeyedTable)
         table.sync([("a", (Text("2752"), Text("app"), query))])
-        for _ in range(3):
-            await pilot.pause()
+        await settle(pilot)
         assert table.shown_columns == ["pid", "user", "query"]
         used = sum(c.get_render_width(table) for c in table.columns.values())
         assert used == table.scrollable_content_region.width, (used, table.scrollable_content_region.width)
