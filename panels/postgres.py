@@ -69,17 +69,14 @@ def short_state(state: str) -> str:
     return state.replace("idle in transaction", "idle in tx")
 
 
+IDLE_WAIT = "Client:ClientRead"
+
+
 def wait_words(session: Session) -> str:
     """What the session waits on, as ``type:event``; nothing for an idle session waiting on its
     client (Client:ClientRead is what idle means: in every idle row it took the query's room)."""
-    if not session.wait_event_type:
-        return ""
-    if session.state.startswith("idle") and (session.wait_event_type, session.wait_event) == (
-        "Client",
-        "ClientRead",
-    ):
-        return ""
-    return f"{session.wait_event_type}:{session.wait_event}"
+    waits = f"{session.wait_event_type}:{session.wait_event}" if session.wait_event_type else ""
+    return "" if waits == IDLE_WAIT and session.state.startswith("idle") else waits
 
 
 def attention(session: Session, blockers: frozenset[int]) -> int:
