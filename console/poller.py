@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from console import estate
@@ -187,7 +187,7 @@ class Poller:
             if snapshot.error is not None
         }
         breaches = one_per_failing_source(breaches, failing)
-        breaches += self._last_known(breaches, failing, proms)
+        breaches = self._with_last_known(breaches, failing, proms)
         lock_pids = {
             key: self._lock_pids(snapshot)
             for key, snapshot in self._last_good.items()
@@ -204,14 +204,15 @@ class Poller:
             intervals=self._intervals,
         )
 
-    def _last_known(
+    def _with_last_known(
         self, breaches: list[Breach], failing: Mapping[str, object], proms: list[PrometheusSnapshot]
     ) -> list[Breach]:
-        """The breaches last shown for what cannot be read now: the thresholds of a failing
-        source that were not ok, and the alerts of a Prometheus whose alerts endpoint fails.
-        They stay as they were (their rows go stale with their source) beside the source's
-        ERROR row: a Prometheus that timed out for 20 s had ended every alert and CRIT in the
-        journal, and started them all again, new, when it answered."""
+        """The breaches, with what was last shown for what cannot be read now: the thresholds
+        of a failing source that were not ok, and the alerts of a Prometheus whose alerts
+        endpoint fails (and their values, where Alertmanager, which has none, still holds
+        them). They stay as they were (their rows go stale with their source) beside the
+        source's ERROR row: a Prometheus that timed out for 20 s had ended every alert and CRIT
+        in the journal, and started them all again, new, when it answered."""
         last = getattr(self, "state", None)
         blind_alerts = {
             s.source
@@ -219,12 +220,19 @@ class Poller:
             if s.error is not None or any(name == "alerts" for name, _ in s.endpoint_errors)
         }
         if last is None or not (failing or blind_alerts):
-            return []
-        shown = {b.id for b in breaches}
-        return [
+            return breaches
+        before = {b.id: b for b in last.breaches}
+        shown = []
+        for b in breaches:
+            was = before.get(b.id)
+            if b.kind == "alert" and b.source in blind_alerts and not b.value_text and was and was.value_text:
+                b = replace(b, value_text=was.value_text)
+            shown.append(b)
+        ids = {b.id for b in shown}
+        return shown + [
             b
             for b in last.breaches
-            if b.id not in shown
+            if b.id not in ids
             and (
                 (b.kind == "threshold" and b.source in failing and b.state not in (State.ERROR, State.NODATA))
                 or (b.kind == "alert" and b.source in blind_alerts)

@@ -289,11 +289,28 @@ FIRING_ALERT = {
 }
 
 
+#: Alertmanager's copy of it: no value (Alertmanager has none; the console takes the server's).
+HELD_ALERT = {
+    "labels": FIRING_ALERT["labels"],
+    "annotations": FIRING_ALERT["annotations"],
+    "startsAt": "2026-12-07T03:50:00Z",
+    "endsAt": "2026-12-07T05:50:00Z",
+    "fingerprint": "a1b2c3d4",
+    "status": {"state": "active", "silencedBy": [], "inhibitedBy": []},
+}
+AM_PATHS = ["/api/v2/alerts", "/api/v2/silences"]
+
+
 def prom_in_trouble(request: Request) -> tuple:
-    """A firing alert, and a query whose value is over its threshold's critical level."""
+    """A firing alert (held by Alertmanager too), and a query whose value is over its
+    threshold's critical level."""
     path = request.path.split("?", 1)[0]
-    if path == "/api/v1/alerts":
-        doc = {"status": "success", "data": {"alerts": [FIRING_ALERT]}}
+    if path in ("/api/v1/alerts", *AM_PATHS):
+        doc: Any = {
+            "/api/v1/alerts": {"status": "success", "data": {"alerts": [FIRING_ALERT]}},
+            "/api/v2/alerts": [HELD_ALERT],
+            "/api/v2/silences": [],
+        }[path]
         return 200, {"Content-Type": "application/json"}, json.dumps(doc).encode()
     return prom_good("0.4")(request)
 
@@ -303,29 +320,33 @@ async def test_what_was_firing_stays_while_prometheus_cannot_say(tmp_path, http_
     """Prometheus stalled for 20 s in the demo: every alert and CRIT it fed left the breaches
     list (one ERROR row in their place), the journal ended them all and started them again,
     new, when it answered. What was firing stays, as it was, beside the ERROR row; the journal
-    records no end; when Prometheus answers, nothing starts again."""
-    switch = Switch(http_server, PROM_PATHS, prom_in_trouble)
+    records no end; when Prometheus answers, nothing starts again. Alertmanager still answers:
+    its copy of the alert keeps the value last read from Prometheus (it was blank)."""
+    switch = Switch(http_server, PROM_PATHS + AM_PATHS, prom_in_trouble)
     unavailable = lambda r: (503, {"Content-Type": "text/plain"}, b"Service Unavailable")  # noqa: E731
-    switch.faults["everything"] = unavailable
+    switch.faults["everything"] = lambda r: (
+        prom_in_trouble(r) if r.path.startswith("/api/v2/") else unavailable(r)
+    )
     switch.faults["alerts endpoint"] = lambda r: (
         unavailable(r) if r.path.startswith("/api/v1/alerts") else prom_in_trouble(r)
     )
     config = console_config(
         tmp_path,
         refresh={"prometheus": "0.3s"},
-        prometheus={"url": http_server.url(), "timeout": "1s", "queries": [
+        prometheus={"url": http_server.url(), "alertmanager_url": http_server.url(), "timeout": "1s", "queries": [
             {"id": "error_rate", "title": "5xx share", "query": "rate", "unit": "ratio",
              "threshold": {"warning": 0.01, "critical": 0.05}}]},
     )  # fmt: skip
     app = ConsoleApp(config)
 
-    def breaches() -> dict[str, tuple[str, str, float]]:
-        return {b.id: (b.state.value, b.severity.value, b.since) for b in app.state.breaches}
+    def breaches() -> dict[str, tuple[str, str, float, str]]:
+        return {b.id: (b.state.value, b.severity.value, b.since, b.value_text) for b in app.state.breaches}
 
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(pilot, lambda: len(breaches()) == 2, 10, "the alert and the threshold")
         before = breaches()
         assert sorted(v[:2] for v in before.values()) == [("firing", Severity.CRITICAL.value)] * 2, before
+        assert sorted(v[3] for v in before.values()) == ["0.4", "40.0%"], before
         await switch_between_polls(pilot, app, switch, broken)
         failing = "prometheus.source" if broken == "everything" else "prometheus.api"
         await wait_for(pilot, lambda: failing in breaches(), 10, "the failure")
