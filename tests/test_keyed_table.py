@@ -34,6 +34,18 @@ async def settle(pilot, turns: int = 3) -> None:
         await pilot.pause()
 
 
+#: The breaches panel's columns, less the ones it drops at 80 columns.
+BREACH_COLUMNS = [("sev", "Severity"), ("state", "State"), ("title", "Breach"), ("value", "Value (level)")]
+
+
+async def one_row(app: App, pilot, cells) -> KeyedTable:
+    """The app's table with one row of ``cells``, fitted."""
+    table = app.query_one(KeyedTable)
+    table.sync([("a", cells)])
+    await settle(pilot)
+    return table
+
+
 def rows(pids, age: str = "1s"):
     return [(str(p), (Text(str(p)), Text(age))) for p in pids]
 
@@ -312,7 +324,6 @@ async def test_with_nothing_left_to_drop_the_flexible_column_gives_way_rather_th
     droppable columns gone the title still kept its minimum, the table overflowed, and the
     panel's edge cut the last column without … ("36.6% (>= 5.0" for 36.6% (>= 5.0%)). The
     flexible column now gives way first: the table fits and only the title is cut."""
-    columns = [("sev", "Severity"), ("state", "State"), ("title", "Breach"), ("value", "Value (level)")]
     fit = Fit("title", 18, flex_share=0.25)
 
     cells = (
@@ -321,11 +332,9 @@ async def test_with_nothing_left_to_drop_the_flexible_column_gives_way_rather_th
         Text("5xx share of requests to the storefront", no_wrap=True, overflow="ellipsis"),
         Text("36.6% (>= 5.0%)"),
     )
-    app = Fitted(columns, fit)
+    app = Fitted(BREACH_COLUMNS, fit)
     async with app.run_test(size=(64, 8)) as pilot:
-        table = app.query_one(KeyedTable)
-        table.sync([("a", cells)])
-        await settle(pilot)
+        table = await one_row(app, pilot, cells)
         assert table.virtual_size.width <= table.scrollable_content_region.width
         assert table.max_scroll_x == 0
         screen = screen_text(app)
@@ -338,7 +347,6 @@ async def test_with_nothing_left_to_drop_the_flexible_column_gives_way_rather_th
 async def test_squeezed_columns_are_cut_for_the_flexible_column_and_get_their_width_back():
     """Fit.squeeze: with nothing left to drop, the value (with its level) is cut, to its floor
     at most, before the title is; with room again it is whole."""
-    columns = [("sev", "Severity"), ("state", "State"), ("title", "Breach"), ("value", "Value (level)")]
     fit = Fit("title", 18, squeeze=(("value", 10),))
 
     cells = (
@@ -347,11 +355,9 @@ async def test_squeezed_columns_are_cut_for_the_flexible_column_and_get_their_wi
         Text("work queue depth of the richpanel actions", no_wrap=True, overflow="ellipsis"),
         Text("123 items (>= 100 items)", no_wrap=True, overflow="ellipsis"),
     )
-    app = Fitted(columns, fit)
+    app = Fitted(BREACH_COLUMNS, fit)
     async with app.run_test(size=(64, 8)) as pilot:
-        table = app.query_one(KeyedTable)
-        table.sync([("a", cells)])
-        await settle(pilot)
+        table = await one_row(app, pilot, cells)
         assert table.virtual_size.width <= table.scrollable_content_region.width
         assert table.columns["value"].width == 10  # its floor: the title still wanted more
         assert table.columns["title"].width == 64 - 10 - 24 - 12 - 2
