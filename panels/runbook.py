@@ -31,6 +31,7 @@ from console.runbooks import (
     StepStatus,
 )
 from console.sanitize import one_line
+from panels.base import STALE_FACTOR
 from panels.footer import Footer
 from panels.tables import Fit, KeyedTable
 from panels.text import age_words, breach_text, cell
@@ -351,7 +352,7 @@ class RunbookScreen(Screen):
         text.append(f" {current.state.value}")
         if current.value_text:
             text.append(f", {one_line(current.value_text, 40)}")
-        if state.is_stale(current.source, now, 3.0):
+        if state.is_stale(current.source, now, STALE_FACTOR):
             text.append(" ◌ stale", style="bold yellow")
         return text
 
