@@ -781,9 +781,14 @@ class ConsoleApp(App[int]):
         self.push_screen(HelpScreen(list(self.key_rows())))
 
     def key_rows(self) -> Iterable[tuple[str, str, str]]:
-        """Every binding of the app and its panels, with the keys the keymap gives it."""
+        """Every binding of the app and its panels, with the keys the keymap gives it; on a
+        screen opened over the panels (a runbook, the rules), that screen's keys first: at 80
+        columns its footer cannot show them all."""
         keymap = self._keymap if hasattr(self, "_keymap") else {}
-        owners: list[tuple[str, type]] = [("everywhere", type(self))]
+        owners: list[tuple[str, type]] = []
+        if len(self.screen_stack) > 1 and not isinstance(self.screen, HelpScreen):
+            owners.append(("this screen", type(self.screen)))
+        owners.append(("everywhere", type(self)))
         owners += [(p.title, type(p)) for p in self.panels]
         seen: set[tuple[str, str]] = set()
         for where, owner in owners:

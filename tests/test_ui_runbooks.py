@@ -121,6 +121,28 @@ async def test_the_runbook_says_whether_what_it_was_opened_for_is_breached_now()
         assert "(cleared " in trigger() and "now ✖" not in trigger()
 
 
+async def test_help_on_the_runbook_screen_lists_its_keys_first():
+    """At 80 columns the runbook screen's footer ends at Skip: Reopen, Note and Set value were in
+    no footer and `?` listed only the panels' keys."""
+    from panels.help import HelpScreen
+
+    app = make_app(config=ui_data.config(environment=STAGING))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_lock_runbook(pilot, app)
+        await pilot.press("question_mark")
+        help_screen = await wait_for_screen(pilot, HelpScreen)
+        rows = help_screen.rows
+        own = [(keys, what) for keys, what, where in rows if where == "this screen"]
+        assert rows[: len(own)] == [(k, w, "this screen") for k, w in own]
+        assert {("u", "Reopen"), ("o", "Note"), ("i", "Set value"), ("x", "Execute")} <= set(own), own
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunbookScreen)
+        await pilot.press("escape")
+        await pilot.press("question_mark")
+        help_screen = await wait_for_screen(pilot, HelpScreen)
+        assert not any(where == "this screen" for _, _, where in help_screen.rows)
+
+
 async def test_an_action_step_shows_its_plan_and_defaults_to_not_running(tmp_path, pg_server, pg_lock_chain):
     """A real lock chain, so that the preview finds the root blocker (with no session to act
     on, or a preview that failed, nothing is asked: the tests below)."""
