@@ -601,6 +601,8 @@ async def test_a_session_that_turned_active_after_the_preview_is_not_terminated(
     assert "re-checked" in " ".join(plan.lines) or "checked again" in " ".join(plan.lines)
     dry = await executor.dry_run(plan)  # the select inside the signalling statement prepares
     assert dry.status == Status.DRY_RUN, dry.message
+    # What it would touch, in words ("would run as shown" said neither what nor how many).
+    assert dry.message == f"would run as shown: terminate 1 session on main (pid {pid})", dry.message
 
     # Between the preview and the confirmation the session starts working: same pid, same
     # backend_start, but no longer idle in transaction.
@@ -623,6 +625,10 @@ async def test_a_session_that_turned_active_after_the_preview_is_not_terminated(
     plan = await executor.preview(executor.render(spec, ctx))
     result = await executor.execute(plan, Confirmation(typed=str(pid)))
     assert (result.status, result.message) == (Status.SUCCEEDED, f"terminated pid {pid}")
+
+    # Gone: a dry-run now says what the execute would say, not "would run as shown".
+    dry = await executor.dry_run(executor.render(spec, ctx))
+    assert (dry.status, dry.message) == (Status.DRY_RUN, "nothing to do: the preview found no sessions")
 
 
 def test_the_demo_stack_walks_runbooks_at_the_scale_of_its_alert_rules(tmp_path: Path) -> None:

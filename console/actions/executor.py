@@ -275,7 +275,9 @@ class Executor:
         problems = await kind.validate(plan, self.kinds)
         if plan.preview is not None and plan.preview.error:
             problems.append(f"preview failed: {plan.preview.error}")
-        message = "; ".join(problems) if problems else "would run as shown"
+        # What the execute would do, in its words: what it touches, or that there is nothing to do.
+        nothing = "" if problems else self._target_problem(plan)
+        message = "; ".join(problems) or nothing or f"would run as shown: {plan.summary}"
         found = (
             *(plan.preview.lines() if plan.preview else ()),
             *(f"problem: {p}" for p in problems),
