@@ -59,6 +59,9 @@ class Case:
     runbook: str  # the runbook that must rank first for it
     fix: str  # the step whose action fixes the fault
     by_hand: dict[str, Hook] = field(default_factory=dict)  # step id -> what the operator does there
+    # step id -> what its first run must find: a check that reads the fault must say NOT MET
+    # (the integration's status check passed on HTTP 200 while it said needs_reauth)
+    finds: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -109,7 +112,8 @@ CASES = [
     Case("upstream-rate-limit", "prometheus.upstream_429_rate", "downstream-rate-limit", "route-only"),
     Case("provider-down", "health.sync-worker", "provider-down", "disable-integration",
          by_hand={"provider-back": _provider_recovers}),
-    Case("oauth-expired", "alert:UpstreamAuthFailing:", "oauth-expired", "force-refresh"),
+    Case("oauth-expired", "alert:UpstreamAuthFailing:", "oauth-expired", "force-refresh",
+         finds={"provider-status": 'state is "needs_reauth", expected "connected"'}),
     Case("partial-sync-failures", "alert:SyncJobFailure:", "partial-sync-failures", "retry-failed"),
     Case("duplicate-events", "alert:DuplicateEventsDetected:", "duplicate-events", "kill-switch"),
     Case("llm-timeouts", "alert:ClassificationTimeouts:", "llm-provider-outage", "route-only"),
@@ -264,6 +268,9 @@ async def test_the_runbook_walked_step_by_step_clears_the_breach(
         )
         cleared_after = time.monotonic() - walked_at
 
+        for step_id, words in case.finds.items():
+            found = walk.results[step_id]
+            assert (found.status, words in found.message) == (Status.NOT_MET, True), found.message
         # No step ends failed or not met: the checks that found the problem were settled by their waits.
         states = {s.step.id: s.state for s in session.steps}
         assert not {StepState.FAILED, StepState.NOT_MET} & set(states.values()), states
