@@ -177,6 +177,23 @@ async def test_a_check_runs_read_only_even_if_its_sql_writes(
     assert await rows(pg_server, table) == ["alpha", "beta"]
 
 
+async def test_a_checks_float_cells_read_as_numbers_do_elsewhere(pg_server: PgServer, tmp_path: Path) -> None:
+    """A float8 column filled 18 cells of an 80-column step with 1279.2821276521738 (found in
+    the demo's slow-queries runbook); the value line beside it said 1279.28."""
+    config = make_config(tmp_path, pg=pg_server)
+    ex = executor(config, tmp_path)
+    statement = (
+        "SELECT 1279.2821276521738::float8 AS mean_ms, 0.9::float8 AS ratio, 1e-7::float8 AS tiny, "
+        "1733552100.25::float8 AS epoch, 23 AS calls, 1.50::numeric AS kept"
+    )
+    result = await ex.execute(
+        ex.render(CheckSpec(sql=SqlQuery(cluster="main", statement=statement)), ctx(config))
+    )
+    assert result.status == Status.PASSED, result.message
+    row = next(line for line in result.lines if "|" in line and "mean_ms" not in line)
+    assert row.split(" | ") == ["1279.28", "0.9", "1e-07", "1733552100.25", "23", "1.50"], row
+
+
 # --- argv: no shell ----------------------------------------------------------------------------
 
 RECORD_ARGV = "import json, sys; open(sys.argv[1], 'w').write(json.dumps(sys.argv[2:]))"

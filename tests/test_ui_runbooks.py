@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
+import threading
 
 import pytest
 
@@ -298,10 +298,16 @@ async def test_escape_right_after_t_closes_the_timeline_even_while_the_journal_i
     journal = Journal(tmp_path / "journal.jsonl")
     journal.append(Note(text="first look"))
     read_own = journal.read_own
+    # The read ends when the test says so: a fixed 0.6 s read ended before a loaded machine got
+    # to look at the heading, which then no longer said "reading".
+    read_may_end = threading.Event()
 
     def slow_read(*args, **kwargs):
-        time.sleep(0.6)  # a big journal, a busy disk
+        read_may_end.wait(30)  # a big journal, a busy disk
         return read_own(*args, **kwargs)
+
+    def reading() -> bool:
+        return any(w.group == "timeline-reload" and not w.is_finished for w in app.workers)
 
     journal.read_own = slow_read
     app = make_app(config=ui_data.config(environment=STAGING), journal=journal)
@@ -310,7 +316,9 @@ async def test_escape_right_after_t_closes_the_timeline_even_while_the_journal_i
         await wait_for(pilot, lambda: isinstance(app.screen, TimelineScreen), what="the timeline, at once")
         assert "reading the journal" in str(app.screen.query_one("#timeline-title").render())
         await pilot.press("escape")
-        await pilot.pause(1.2)  # the read ends meanwhile
+        read_may_end.set()
+        await wait_for(pilot, lambda: not reading(), what="the read to end")
+        await pilot.pause()
         assert not isinstance(app.screen, TimelineScreen)
         await pilot.press("t")
         await wait_for(

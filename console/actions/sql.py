@@ -98,6 +98,8 @@ def _cell(value: Any) -> str:
         return format_duration(value.total_seconds())
     if value is None:
         return "NULL"
+    if isinstance(value, float) and abs(value) < 1e6:  # six digits, as values read elsewhere; not an epoch
+        return f"{value:.6g}"
     return one_line(redact.scrub(str(value)), 120)
 
 
