@@ -35,6 +35,9 @@ POOL = 12
 TIMELINE_LINES = 5
 #: Values drawn with 3x3 digits: numbers with a short unit (7.2%, 613.3 ms, 1m35s).
 BIG_DIGITS = re.compile(r"^[0-9][0-9.,:]*\s?[a-z%]{0,3}(?:[0-9.]+[a-z]{1,2})?$")
+#: Rows of a tile's content besides its value (badge 1, title 2, detail 2) and the rows the
+#: 3x3 digits need: a shorter tile says its value in words (one row of three showed "╶─╮╭─╴").
+TILE_ROWS, DIGIT_ROWS = 5, 3
 SEVERITY_CLASS = {
     Severity.CRITICAL: "-crit",
     Severity.WARNING: "-warn",
@@ -80,28 +83,42 @@ class Tile(Vertical):
         yield Digits(id="tile-digits")
         yield Static(classes="detail")
 
+    data: TileData | None = None
+
     def show(self, data: TileData | None) -> None:
         self.display = data is not None
+        self.data = data
         if data is None:
             return
         for name in set(SEVERITY_CLASS.values()):
             self.set_class(name == SEVERITY_CLASS[data.severity], name)
-        badge, title, big, detail = self.query(Static)
-        digits = self.query_one(Digits)
+        badge, title, _, detail = self.query(Static)
         badge.update(Text(data.badge))
         title.update(cell(data.title, 60))
-        large = bool(BIG_DIGITS.match(data.big)) and len(data.big) <= 12
-        big.display, digits.display = not large, large
-        if large:
-            digits.update(data.big)
-        else:
-            big.update(Text(data.big, justify="center"))
+        self._show_value()
         detail.update(cell(data.detail, 120))
 
+    def _show_value(self) -> None:
+        if self.data is None:
+            return
+        big, digits = self.query_one(".big", Static), self.query_one(Digits)
+        value = self.data.big
+        room = self.size.height >= TILE_ROWS + DIGIT_ROWS
+        large = room and bool(BIG_DIGITS.match(value)) and len(value) <= 12
+        big.display, digits.display = not large, large
+        if large:
+            digits.update(value)
+        else:
+            big.update(Text(value, justify="center"))
 
-def breach_tiles(state: ConsoleState, now: float, limit: int) -> list[TileData]:
+    def on_resize(self) -> None:
+        self._show_value()
+
+
+def breach_tiles(state: ConsoleState, now: float) -> list[TileData]:
+    """Worst first, as the poller orders them; the screen shows as many as it has tiles."""
     # A breach grouped under another is that one's trouble seen from another side: no tile.
-    shown = [b for b in state.breaches if b.state != State.PENDING and not b.parent][:limit]
+    shown = [b for b in state.breaches if b.state != State.PENDING and not b.parent]
     if not shown:
         return [TileData(Severity.OK, "● OK", "no breach, no alert firing", "ALL CLEAR")]
 
@@ -115,7 +132,7 @@ def breach_tiles(state: ConsoleState, now: float, limit: int) -> list[TileData]:
     return [tile(b) for b in shown]
 
 
-def health_tiles(state: ConsoleState, now: float, limit: int) -> list[TileData]:
+def health_tiles(state: ConsoleState, now: float) -> list[TileData]:
     out = []
     for snap in state.snapshots.values():
         if not isinstance(snap, HealthSnapshot):
@@ -131,10 +148,10 @@ def health_tiles(state: ConsoleState, now: float, limit: int) -> list[TileData]:
         failing = ", ".join(c.name for c in snap.checks if c.status.value != "pass")
         out.append(TileData(HEALTH_SEVERITY[snap.status.value], HEALTH_BADGE[snap.status], snap.target,
                             snap.status.value.upper(), " · ".join(x for x in (latency, failing) if x)))  # fmt: skip
-    return sorted(out, key=lambda t: -t.severity)[:limit]
+    return sorted(out, key=lambda t: -t.severity)
 
 
-def metric_tiles(state: ConsoleState, history: dict[str, list[float | None]], limit: int) -> list[TileData]:
+def metric_tiles(state: ConsoleState, history: dict[str, list[float | None]]) -> list[TileData]:
     breaches = {b.id: b for b in state.breaches}
     out = []
     for key, snap in state.last_good.items():  # every Prometheus server (a prometheus: list)
@@ -148,10 +165,10 @@ def metric_tiles(state: ConsoleState, history: dict[str, list[float | None]], li
             value = "no data" if q.value is None else format_number(q.value, q.unit)
             badge = "! ERROR" if down else breach_badge(breach) if breach else "● OK"
             out.append(TileData(severity, badge, q.id, value, sparkline(history.get(q.id, []), 40)))
-    return sorted(out, key=lambda t: -t.severity)[:limit]
+    return sorted(out, key=lambda t: -t.severity)
 
 
-def postgres_tiles(state: ConsoleState, now: float, limit: int) -> list[TileData]:
+def postgres_tiles(state: ConsoleState, now: float) -> list[TileData]:
     out = []
     breaches = [b for b in state.breaches if b.source.kind is SourceKind.POSTGRES]
     for key, snap in state.last_good.items():
@@ -164,7 +181,7 @@ def postgres_tiles(state: ConsoleState, now: float, limit: int) -> list[TileData
         big = f"{snap.connections_used}/{snap.max_connections} conn · {waiting} waiting"
         detail = f"blocked by {blockers}" if blockers else "no lock waits"
         out.append(TileData(severity, severity_badge(severity), f"Postgres {snap.cluster}", big, detail))
-    return out[:limit]
+    return sorted(out, key=lambda t: -t.severity)
 
 
 PAGES = ("Breaches", "Health", "Metrics", "Postgres")
@@ -243,14 +260,17 @@ class WallScreen(Screen):
                 series.append(q.value)
                 del series[:-60]  # bounded: flat memory over days
         name = PAGES[self.page]
-        data = {
-            "Breaches": lambda: breach_tiles(state, now, self.max_tiles),
-            "Health": lambda: health_tiles(state, now, self.max_tiles),
-            "Metrics": lambda: metric_tiles(state, self.history, self.max_tiles),
-            "Postgres": lambda: postgres_tiles(state, now, self.max_tiles),
+        every = {
+            "Breaches": lambda: breach_tiles(state, now),
+            "Health": lambda: health_tiles(state, now),
+            "Metrics": lambda: metric_tiles(state, self.history),
+            "Postgres": lambda: postgres_tiles(state, now),
         }[name]()
+        data = every[: self.max_tiles]
+        # More than the tiles hold: say so (the rest are the less severe ones, never a silent cut).
+        count = f"  ·  {len(data)} of {len(every)}, worst first" if len(every) > len(data) else ""
         self.query_one("#wall-page", Static).update(
-            Text(f"{name}  ·  page {self.page + 1}/{len(PAGES)}  ·  next in {self.rotate:g}s")
+            Text(f"{name}{count}  ·  page {self.page + 1}/{len(PAGES)}  ·  next in {self.rotate:g}s")
         )
         grid = self.query_one(Grid)
         grid.styles.grid_size_columns = 1 if len(data) == 1 else 2 if len(data) <= 4 else 3

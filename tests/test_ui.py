@@ -461,6 +461,35 @@ async def test_wall_mode_tiles_rotate_and_offer_no_actions():
         assert all(len(series) <= 60 for series in app.wall_screen.history.values())
 
 
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+async def test_a_wall_tile_too_short_for_big_digits_says_its_value_in_words(size):
+    """At 80x24 the tiles of two rows had one row for their 3x3 digits: a CRIT's value read
+    "╶─╮╭─╴ ╶─╮" (found on the demo's wall). And the first page held six of the breaches
+    without saying there were more."""
+    from textual.widgets import Digits
+
+    from panels.wall import Tile, breach_tiles
+
+    ui = {**ui_data.CONFIG.get("ui", {}), "wall": {"tiles": 4}}
+    app = make_app(config=ui_data.config(ui=ui), wall=True)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        shown = [t for t in app.screen.query(Tile) if t.display]
+        every = breach_tiles(app.state, NOW)
+        assert len(every) > len(shown) == 4
+        page = str(app.screen.query_one("#wall-page").render())
+        assert page.startswith(f"Breaches  ·  4 of {len(every)}, worst first  ·  page 1/4"), page
+        for tile in shown:
+            value = tile.data.big
+            digits = tile.query_one(Digits)
+            if digits.display:
+                assert size == (200, 60) and digits.region.height >= 3, (value, digits.region)
+                assert digits.value == value
+            else:
+                assert value in str(tile.query_one(".big").render()), value
+        assert any(t.query_one(Digits).display for t in shown) == (size == (200, 60))
+
+
 async def test_the_wall_shows_this_machines_timeline_without_a_shared_journal(tmp_path):
     from console.journal import Note, Operator
 
