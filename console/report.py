@@ -74,7 +74,11 @@ def _breach_lines(b: Breach, now: float, *, grouped_under: bool = False) -> list
     parts = [badge, f"{b.state.value:<10}", one_line(b.title, 120), one_line(value, 120)]
     if b.subject:
         parts.append(f"[{one_line(b.subject, 120)}]")
-    parts.append(f"for {format_duration(b.age(now))}")
+    age = b.age(now)
+    if b.since_known:
+        parts.append(f"for {format_duration(age)}")
+    else:  # on before the first look (a `snapshot` looks once): its start is not known
+        parts.append(f"for at least {format_duration(age)}" if age >= 1 else "start unknown")
     if b.runbooks:
         parts.append(f"runbooks: {', '.join(b.runbooks)}")
     lines = ["  ".join(p for p in parts if p)]

@@ -64,6 +64,9 @@ class Breach:
     state: State
     severity: Severity  # the level reached (for pending: the level it will fire at)
     since: float  # start of this episode (pending start, or first error)
+    #: False: it was so when this console first looked, so ``since`` is that first look and the
+    #: episode is at least this old (a console opened mid-incident said "firing for 3s").
+    since_known: bool = True
     value: float | None = None
     value_text: str = ""
     level_text: str = ""  # e.g. ">= 0.05"
@@ -157,6 +160,7 @@ class _Track:
     held_since: float = 0.0
     held_severity: Severity = Severity.OK
     recovering_since: float = 0.0
+    since_known: bool = False  # becomes True once the threshold is seen ok: the next start is seen
 
 
 def _level_reached(bound: BoundThreshold, value: float) -> Severity:
@@ -232,6 +236,7 @@ class ThresholdEngine:
 
     @staticmethod
     def _reset(track: _Track, now: float) -> None:
+        track.since_known = True
         track.state, track.severity, track.since = State.OK, Severity.OK, now
         track.held_state, track.held_since, track.held_severity = State.OK, now, Severity.OK
 
@@ -251,7 +256,7 @@ class ThresholdEngine:
                 continue
             bound = self.thresholds[threshold_id]
             key = (track.state, track.severity, track.since, track.value, track.reason, track.subject,
-                   track.details, track.labels, track.pid, track.checks)  # fmt: skip
+                   track.details, track.labels, track.pid, track.checks, track.since_known)  # fmt: skip
             cached = built.get(threshold_id)
             if cached is not None and cached[0] is bound and cached[1] == key:
                 out.append(cached[2])
@@ -264,6 +269,7 @@ class ThresholdEngine:
                 state=track.state,
                 severity=track.severity,
                 since=track.since,
+                since_known=track.since_known,
                 value=track.value,
                 value_text=track.reason or format_value(bound, track.value),
                 level_text=level_text(bound, track.severity),

@@ -17,7 +17,7 @@ from console.rules import Breach, State, grouped
 from panels.base import Panel, filter_words
 from panels.messages import AckBreach, ShowBreach, ShowRunbooks
 from panels.tables import Fit, KeyedTable
-from panels.text import age_text, age_words, breach_text, cell
+from panels.text import breach_age_words, breach_text, cell
 
 COLUMNS = [
     ("severity", "Severity"),
@@ -72,7 +72,7 @@ def breach_cells(
     return [
         breach_text(breach),
         state_cell,
-        age_text(breach.age(now)),
+        Text(breach_age_words(breach, now)),
         title,
         cell(value, 40),
         cell(breach.subject, 40),
@@ -148,7 +148,7 @@ class BreachesPanel(Panel):
     def _cells(self, breach: Breach, now: float, **shape) -> list[Text]:
         ack, hint = self.acks.get(breach.id, ""), self.hints.get(breach.id, "")
         stale = breach.source in self._stale
-        shown = (ack, hint, stale, age_words(breach.age(now)), tuple(sorted(shape.items())))
+        shown = (ack, hint, stale, breach_age_words(breach, now), tuple(sorted(shape.items())))
         hit = self._row_cells.get(breach.id)
         if hit is not None and hit[1] == shown and (hit[0] is breach or hit[0] == breach):
             cells = hit[2]
@@ -168,7 +168,9 @@ class BreachesPanel(Panel):
         for breach_id in self.table.keys:
             breach = self._breaches.get(breach_id)
             if breach is not None:
-                self.table.update_cell(breach_id, "age", age_text(breach.age(now)), update_width=True)
+                self.table.update_cell(
+                    breach_id, "age", Text(breach_age_words(breach, now)), update_width=True
+                )
 
     def filter_note(self) -> Text | None:
         if not self.text_filter:

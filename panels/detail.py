@@ -80,7 +80,8 @@ def breach_detail(breach: Breach, now: float, ack: str = "", runbooks: Sequence[
         f"{breach.title}",
         f"id           {breach.id}",
         f"state        {breach.state.value}, severity {breach.severity.word}" + (f", {ack}" if ack else ""),
-        f"since        {_utc(breach.since)} ({format_duration(breach.age(now))})",
+        f"since        {_utc(breach.since)} ({format_duration(breach.age(now))})"
+        + ("" if breach.since_known else ", or earlier: already so when this console started"),
         f"value        {breach.value_text} {breach.level_text}".rstrip(),
         f"subject      {breach.subject or '—'}",
         f"runbooks     {', '.join(runbooks) or '—'}",

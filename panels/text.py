@@ -110,6 +110,14 @@ def age_text(seconds: float | None) -> Text:
     return Text(age_words(seconds))
 
 
+def breach_age_words(breach: Breach, now: float) -> str:
+    """A breach's age; "≥" when it was already so at this console's first look (Breach.since_known)."""
+    age = breach.age(now)
+    if breach.since_known:
+        return age_words(age)
+    return "≥" + (format_duration(age) if age >= 1 else "0s")  # "≥now" read as nothing
+
+
 def sparkline(values: list[float | None], width: int = 16) -> str:
     """Unicode block sparkline of the last ``width`` values (gaps shown as spaces)."""
     window = values[-width:]

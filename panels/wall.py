@@ -28,7 +28,7 @@ from console.present import HEALTH_BADGE, breach_badge, severity_badge
 from console.rules import Breach, State, format_number
 from console.timeline import TimelineEntry
 from panels.header import ConsoleHeader
-from panels.text import age_words, cell, sparkline
+from panels.text import breach_age_words, cell, sparkline
 
 POOL = 12
 #: The newest timeline entries the wall shows under its tiles (every console's, with a shared journal).
@@ -123,7 +123,7 @@ def breach_tiles(state: ConsoleState, now: float) -> list[TileData]:
         return [TileData(Severity.OK, "● OK", "no breach, no alert firing", "ALL CLEAR")]
 
     def tile(b: Breach) -> TileData:
-        detail = f"{b.state.value} for {age_words(b.age(now))}"
+        detail = f"{b.state.value} for {breach_age_words(b, now)}"
         if b.subject:
             detail += f" · {b.subject}"
         big = b.value_text if b.kind == "threshold" else (b.summary or b.value_text)

@@ -91,3 +91,10 @@ def test_a_multi_line_query_says_it_continues_in_the_lock_tree_and_the_active_li
     assert active.endswith(f"UPDATE orders {NEWLINE_MARK} SET status = 'void' {NEWLINE_MARK} WHERE id = 7")
     single = next(line for line in lines if line.startswith("  active pid 4300"))
     assert NEWLINE_MARK not in single
+
+
+def test_a_threshold_breach_seen_once_does_not_claim_it_began_now():
+    """`snapshot` looks once: each threshold breach read "for 0ms"; an alert knows its start."""
+    text = render_text(ui_data.poller(ui_data.config()).publish(ui_data.postgres_snapshot()), NOW)
+    lock = next(line for line in text.splitlines() if "sessions waiting on a lock" in line)
+    assert "start unknown" in lock and "for 0ms" not in lock, lock

@@ -49,6 +49,28 @@ def test_pending_then_firing_after_for():
     assert breach.runbooks == ("rb",)
 
 
+def test_a_breach_already_on_at_the_first_look_says_its_start_is_unknown():
+    """A console opened mid-incident showed "firing for 3s" for a breach ten minutes old: its
+    since is its first look, a lower bound. Seen ok once, the next episode's start is known."""
+    engine, clock = (
+        ThresholdEngine([bound(warning=10), bound("u", warning=10), bound("e", warning=10)]),
+        Clock(),
+    )
+    feed(engine, clock, 12)
+    feed(engine, clock, 5, id="u")
+    feed(engine, clock, None, id="e", error=SourceError(ErrorKind.TIMEOUT, "no answer"))
+    (first,) = [b for b in engine.breaches() if b.id == "t"]
+    assert (first.state, first.since_known, first.since) == (State.FIRING, False, 1001.0)
+    (error,) = [b for b in engine.breaches() if b.id == "e"]
+    assert not error.since_known  # the source was already failing: since when is unknown
+    feed(engine, clock, 12, id="u")
+    assert [b.since_known for b in engine.breaches() if b.id == "u"] == [True]
+    feed(engine, clock, 5)
+    feed(engine, clock, 12)
+    (again,) = [b for b in engine.breaches() if b.id == "t"]
+    assert (again.since_known, again.since) == (True, clock.now)
+
+
 def test_a_dip_during_pending_restarts_the_for_timer():
     engine, clock = ThresholdEngine([bound(warning=10, **{"for": "2s"})]), Clock()
     feed(engine, clock, 11)

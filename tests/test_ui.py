@@ -128,6 +128,28 @@ async def test_breaches_sorted_by_severity_then_age_with_details():
         assert not isinstance(app.screen, DetailScreen)
 
 
+async def test_a_breach_on_before_the_console_looked_reads_as_at_least_its_age():
+    """A console opened mid-incident said "firing for 3s" (breaches panel, wall, detail) for a
+    threshold breach ten minutes old. An alert carries its own start (activeAt) and stays plain."""
+    from panels.wall import breach_tiles
+
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        table = panel(app, BreachesPanel).table
+        ages = {key: str(table.get_cell(key, "age")) for key in table.keys}
+        assert ages["postgres.main.waiting"].startswith("≥"), ages
+        alert = next(b for b in app.state.breaches if b.kind == "alert")
+        assert not ages[alert.id].startswith("≥"), ages
+        tiles = {t.title: t.detail for t in breach_tiles(app.state, NOW)}
+        assert "firing for ≥" in tiles["main: sessions waiting on a lock"], tiles
+        table.focus()
+        table.move_cursor(row=table.get_row_index("postgres.main.waiting"))
+        await pilot.press("enter")
+        text = app.screen.query_one("TextArea").text
+        assert "or earlier: already so when this console started" in text
+
+
 async def test_quick_filters_text_filter_and_sort_keep_selection():
     app = make_app()
     async with app.run_test(size=(160, 48)) as pilot:
