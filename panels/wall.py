@@ -208,7 +208,10 @@ class WallScreen(Screen):
     DEFAULT_CSS = """
     WallScreen #wall-page { height: 1; text-style: bold; padding: 0 1; }
     WallScreen Grid { grid-size: 3; grid-gutter: 1 2; padding: 0 1; height: 1fr; }
-    WallScreen #wall-timeline { height: auto; max-height: 7; padding: 0 1; border-top: heavy $primary; }
+    WallScreen #wall-timeline {
+        height: auto; max-height: 7; padding: 0 1; border-top: heavy $primary;
+        text-wrap: nowrap; text-overflow: ellipsis;  /* one line each: a wrapped entry pushed the newest out */
+    }
     """
 
     def __init__(self, header: ConsoleHeader, rotate: float, tiles: int) -> None:

@@ -527,6 +527,27 @@ async def test_the_wall_shows_this_machines_timeline_without_a_shared_journal(tm
         assert "this machine's journal" in str(timeline.render()) and "carol" in str(timeline.render())
 
 
+async def test_the_walls_timeline_at_80_columns_keeps_its_newest_entry_on_screen(tmp_path):
+    """Entries wrapped at 80 columns and the box (7 lines) cut the newest off at its bottom:
+    the demo's wall showed three entries a minute old while HighErrorRate had just fired."""
+    from console.journal import Note
+
+    journal = Journal(tmp_path / "journal.jsonl")
+    for n in range(1, 7):
+        journal.append(Note(text=f"note {n}: " + "the checkout pool is exhausted again " * 2))
+    app = make_app(wall=True, journal=journal)
+    async with app.run_test(size=(80, 24)) as pilot:
+        timeline = app.wall_screen.query_one("#wall-timeline")
+        await wait_for(pilot, lambda: "note 6" in str(timeline.render()), 5, "the notes")
+        await pilot.pause()
+        from tests.test_ui_oncall import screen_text
+
+        lines = screen_text(app).splitlines()
+        newest = [line for line in lines if "note 6" in line]
+        assert newest, "the newest entry is cut off:\n" + "\n".join(lines[-8:])
+        assert newest[0].rstrip().endswith("…"), newest  # one line, cut, not wrapped
+
+
 async def test_enter_on_a_health_target_shows_every_check():
     app = make_app()
     async with app.run_test(size=(160, 48)) as pilot:
