@@ -122,8 +122,6 @@ class ConsoleHeader(Static):
         if state is not None:
             out.append(SEPARATOR)
             out.append_text(self._sources(state, now, compact=compact))
-        if self.shared is not None:
-            out.append_text(self._shared(self.shared))
         if self.hidden_critical:
             out.append(SEPARATOR)
             out.append(f"✖ {self.hidden_critical} CRIT hidden by a filter", style="reverse bold")
@@ -135,6 +133,10 @@ class ConsoleHeader(Static):
             if on:
                 out.append(SEPARATOR)
                 out.append(flag, style="reverse bold")
+        # Who else is here goes last: a narrow header cuts it first, never PAUSED or READ-ONLY
+        # (at 80 columns a wall's read "+root@vm │ READ-O…").
+        if self.shared is not None:
+            out.append_text(self._shared(self.shared))
         return out
 
     @staticmethod

@@ -548,6 +548,26 @@ async def test_the_walls_timeline_at_80_columns_keeps_its_newest_entry_on_screen
         assert newest[0].rstrip().endswith("…"), newest  # one line, cut, not wrapped
 
 
+async def test_a_narrow_header_cuts_who_else_is_here_before_paused_and_read_only():
+    """The shared journal's presence came before the flags: a wall at 80 columns read
+    "+root@vm │ READ-O…", and three colleagues would have hidden PAUSED altogether."""
+    from console.journal.shared import Presence, SharedState
+
+    for read_only, flag in ((True, "READ-ONLY"), (False, "PAUSED")):
+        app = make_app(read_only=read_only)
+        async with app.run_test(size=(80, 24)) as pilot:
+            if not read_only:
+                await pilot.press("p")
+            header = app.header
+            header.shared = SharedState(configured=True, connected=True)
+            for name in ("alice", "bob", "carol"):
+                header.shared.presence[name] = Presence(
+                    name, f"{name}@{name}-laptop", "runbook x, step 2", NOW
+                )
+            line = str(header.compose_line(NOW, 80))
+            assert len(line) <= 80 and flag in line, line
+
+
 async def test_enter_on_a_health_target_shows_every_check():
     app = make_app()
     async with app.run_test(size=(160, 48)) as pilot:
