@@ -785,14 +785,15 @@ class ConsoleApp(App[int]):
         screen opened over the panels (a runbook, the rules), that screen's keys first: at 80
         columns its footer cannot show them all."""
         keymap = self._keymap if hasattr(self, "_keymap") else {}
-        owners: list[tuple[str, type]] = []
+        owners: list[tuple[str, list]] = []
         if len(self.screen_stack) > 1 and not isinstance(self.screen, HelpScreen):
-            owners.append(("this screen", type(self.screen)))
-        owners.append(("everywhere", type(self)))
-        owners += [(p.title, type(p)) for p in self.panels]
+            # The keys its class declares (not Screen's own tab/shift+tab; the wall has none).
+            owners.append(("this screen", type(self.screen).__dict__.get("BINDINGS", [])))
+        owners.append(("everywhere", type(self).BINDINGS))
+        owners += [(p.title, type(p).BINDINGS) for p in self.panels]
         seen: set[tuple[str, str]] = set()
-        for where, owner in owners:
-            for binding in owner.BINDINGS:
+        for where, bindings in owners:
+            for binding in bindings:
                 if not isinstance(binding, Binding) or (where, binding.action) in seen:
                     continue
                 if where == "everywhere" and not self.check_action(binding.action, ()):
