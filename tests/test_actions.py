@@ -135,9 +135,10 @@ async def test_a_hostile_value_is_a_bound_parameter_and_never_changes_the_sql(
     # The shown parameter is quoted the way SQL would read it, so the dialog is not misleading.
     plan = ex.render(spec, ctx(config, victim="x' OR '1'='1"))
     assert plan.lines[-1] == "  $1 = 'x'' OR ''1''=''1'"
-    # And the plain value does what it says: exactly one row.
+    # And the plain value does what it says: exactly one row, and the result says so (a statement
+    # that returns no rows reads as the server's status, never as "done: 0 rows").
     result = await ex.execute(ex.render(spec, ctx(config, victim="alpha")), YES)
-    assert (result.status, result.message) == (Status.SUCCEEDED, "done: 0 rows")
+    assert (result.status, result.message) == (Status.SUCCEEDED, "done: DELETE 1")
     assert await rows(pg_server, table) == ["beta"]
 
 

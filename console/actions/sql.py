@@ -78,16 +78,25 @@ def _coerce(value: Scalar, type_name: str) -> Any:
         raise RenderError(f"parameter '{one_line(value, 40)}' is not a valid {type_name}") from None
 
 
-async def prepared_fetch(
+async def prepared_run(
     conn: asyncpg.Connection, statement: str, params: Sequence[Scalar], timeout: float
-) -> tuple[list[asyncpg.Record], tuple[str, ...]]:
-    """Rows and column names of ``statement``, its parameters coerced to the types it takes."""
+) -> tuple[list[asyncpg.Record], tuple[str, ...], str]:
+    """Rows, column names and command status ("UPDATE 3", "ALTER SYSTEM") of ``statement``, its
+    parameters coerced to the types it takes."""
     prepared = await conn.prepare(statement)
     types = [t.name for t in prepared.get_parameters()]
     if len(types) != len(params):
         raise RenderError(f"the statement takes {len(types)} parameters, the spec gives {len(params)}")
     rows = await prepared.fetch(*(_coerce(v, t) for v, t in zip(params, types, strict=True)), timeout=timeout)
-    return rows, tuple(a.name for a in prepared.get_attributes())
+    return rows, tuple(a.name for a in prepared.get_attributes()), prepared.get_statusmsg() or ""
+
+
+async def prepared_fetch(
+    conn: asyncpg.Connection, statement: str, params: Sequence[Scalar], timeout: float
+) -> tuple[list[asyncpg.Record], tuple[str, ...]]:
+    """Rows and column names of ``statement`` (see ``prepared_run``)."""
+    rows, columns, _ = await prepared_run(conn, statement, params, timeout)
+    return rows, columns
 
 
 def _cell(value: Any) -> str:

@@ -16,7 +16,7 @@ from console.actions.specs import ActionSpec, Scalar, Spec, SqlText
 from console.actions.sql import (
     bind_params,
     prepare_problems,
-    prepared_fetch,
+    prepared_run,
     read_only_query,
     reason,
     session,
@@ -102,12 +102,12 @@ class SqlStatementKind:
         async with session(job.cluster, plan.timeout, "action") as conn:
             if job.transaction:
                 async with conn.transaction():
-                    rows, columns = await prepared_fetch(conn, job.statement, job.params, plan.timeout)
+                    rows, columns, status = await prepared_run(conn, job.statement, job.params, plan.timeout)
             else:
-                rows, columns = await prepared_fetch(conn, job.statement, job.params, plan.timeout)
+                rows, columns, status = await prepared_run(conn, job.statement, job.params, plan.timeout)
+        if not columns:  # no rows to count: the server's own word ("UPDATE 12", "ALTER SYSTEM")
+            return Outcome(Status.SUCCEEDED, f"done: {one_line(status, 60) or 'no rows'}")
         shown = table(rows, columns, SHOW_LINES)
         return Outcome(
-            Status.SUCCEEDED,
-            f"done: {len(rows)} row{'s' if len(rows) != 1 else ''}",
-            shown.lines() if columns else (),
+            Status.SUCCEEDED, f"done: {len(rows)} row{'s' if len(rows) != 1 else ''}", shown.lines()
         )
