@@ -235,7 +235,7 @@ def _rest_targets(
             (
                 "steady idle CPU per refresh <= pg_activity's (idle server)",
                 f"{_f(o0['cpu_ms'])} ms vs {_f(t0['cpu_ms'])} ms ({_ratio(o0['cpu_ms'], t0['cpu_ms'])}), "
-                f"{o0['refreshes']} refreshes in {o0['window']:.0f} s",
+                f"{o0['refreshes']} refreshes in {o0['window']:.0f} s{_floor_words(result)}",
                 o0["cpu_ms"] <= t0["cpu_ms"],
             )
         )
@@ -270,6 +270,24 @@ def _rest_targets(
             )
         )
     return rows
+
+
+def floors(result: dict) -> dict[str, float]:
+    """Textual's floor on this machine (bench/floor.py): variant -> CPU ms per second of its
+    window (one tick a second, so per refresh too)."""
+    out = {}
+    for run in result.get("floors", []):
+        if "error" not in run and run.get("window_s"):
+            out[run["tool"].removeprefix("textual floor: ")] = run["cpu_s"] * 1000 / run["window_s"]
+    return out
+
+
+def _floor_words(result: dict) -> str:
+    shown = floors(result)
+    if not shown:
+        return ""
+    parts = [f"{name} {_f(ms)} ms" for name, ms in shown.items()]
+    return f"; Textual's floor here: {', '.join(parts)} (bench/floor.py)"
 
 
 def _idle_window(mode: dict) -> float:
@@ -331,7 +349,35 @@ def _side_by_side(result: dict, mode: dict) -> list[str]:
             for error in [r["error"]] if "error" in r else r.get("errors", []):
                 out.append(f"\n{r['tool']}: **{error}**")
         out.append("")
+        if n == 0:
+            out += _floor_table(result)
     return out
+
+
+def _floor_table(result: dict) -> list[str]:
+    """The idle server's client CPU beside Textual's own floor, from the same run."""
+    runs = list(result.get("floors", []))
+    if not runs:
+        return []
+    idle = _runs(result)
+    out = [
+        "Textual's own floor, same window, same machine (`python -m bench.floor`: a reference app "
+        "with the console's idle screen shape and no backend; `one-line` changes only its clock "
+        "each second, `same-changes` what the console's idle screen changes each second: the "
+        "clock, 2 breach ages, 3 session durations, a 3-line lock tree, written with "
+        "`DataTable.update_cell` and `Static.update`):",
+        "",
+        "| client CPU, ms per second | value |",
+        "|---|---:|",
+    ]
+    for tool in (THEIRS, OURS):
+        run = idle.get((0, tool), {})
+        if run.get("window_s") and "error" not in run:
+            out.append(f"| {tool} (polls and draws) | {_f(run['cpu_s'] * 1000 / run['window_s'])} |")
+    for run in runs:
+        value = "**" + run["error"] + "**" if "error" in run else _f(run["cpu_s"] * 1000 / run["window_s"])
+        out.append(f"| {run['tool']} (draws only) | {value} |")
+    return [*out, ""]
 
 
 def _paint_values(result: dict, tool: str, sessions: int | None) -> list[float]:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from bench import report, tools
+from bench import floor, report, tools
 from bench.backends import HealthServer, Load, PrometheusServer, proc_cpu, promql
 from bench.cluster import LOAD_ROLE, TOOL_ROLES, BenchCluster
 from bench.ptyrun import PtyProcess
@@ -107,12 +107,15 @@ def measure(cluster: BenchCluster, tool: tools.Tool, mode: Mode, sessions: int, 
         out["first_data_s"] = ready - process.started
         process.stop_emulating()
         time.sleep(mode.warmup)
-        before = asyncio.run(cluster.statements(tool.role))
+        polls = bool(tool.role)  # Textual's floor polls nothing
+        before = asyncio.run(cluster.statements(tool.role)) if polls else None
         cpu0, t0, load0 = process.cpu_seconds(), time.monotonic(), loadavg()
         time.sleep(mode.idle_duration if sessions == 0 and mode.idle_duration else mode.duration)
-        after = asyncio.run(cluster.statements(tool.role))
+        after = asyncio.run(cluster.statements(tool.role)) if polls else None
         cpu1, t1, load1 = process.cpu_seconds(), time.monotonic(), loadavg()
-        out.update(after.delta(before))
+        if after is not None:
+            out.update(after.delta(before))
+            out["statement_texts"] = [(n, text[:160]) for n, text in after.texts()[:8]]
         out.update(
             cpu_s=cpu1 - cpu0,
             bytes=process.bytes_between(t0, t1),
@@ -124,7 +127,6 @@ def measure(cluster: BenchCluster, tool: tools.Tool, mode: Mode, sessions: int, 
         if rss and mode.rss_at and sessions == KEY_SHAPE:
             time.sleep(max(0.0, process.started + mode.rss_at - time.monotonic()))
             out.update(rss_mb=process.rss_mb(), rss_at_s=time.monotonic() - process.started)
-        out["statement_texts"] = [(n, text[:160]) for n, text in after.texts()[:8]]
         out["alive"] = process.alive()
         return out
     finally:
@@ -328,6 +330,11 @@ def main() -> None:
                         for tool in order if repeat % 2 == 0 else order[::-1]:
                             log(f"  {tool.name}: {mode.duration:g}s window ({repeat + 1}/{repeats})")
                             result["runs"].append(measure(cluster, tool, mode, sessions, rss=repeat == 0))
+                if sessions == 0 and "tools" not in skip:  # Textual's own floor, same window (issue 20)
+                    for variant in floor.VARIANTS:
+                        log(f"  textual floor: {variant}")
+                        run = measure(cluster, tools.floor(variant, workdir), mode, sessions, rss=False)
+                        result.setdefault("floors", []).append(run)
                 if sessions == 0 and "paint" not in skip:  # start-up on the idle server (issue 20)
                     for _ in range(mode.idle_paints):
                         for tool in order:

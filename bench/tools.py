@@ -75,3 +75,16 @@ def pg_activity(cluster: BenchCluster, workdir: Path) -> Tool:
         ready="RUNNING QUERIES",
         keys=((b"2", "WAITING QUERIES"), (b"1", "RUNNING QUERIES")),
     )
+
+
+def floor(variant: str, workdir: Path) -> Tool:
+    """Textual's floor (bench/floor.py): a reference app, no backend, one tick a second."""
+    return Tool(
+        name=f"textual floor: {variant}",
+        role="",  # polls nothing: no statements to count
+        argv=[sys.executable, "-m", "bench.floor", variant],
+        env={**_env(workdir), "PYTHONPATH": str(ROOT)},
+        quit_keys=b"q",
+        ready="floor ready",
+        keys=((b"", ""), (b"", "")),
+    )
