@@ -14,7 +14,7 @@ from textual.binding import Binding
 from console.model import Severity
 from console.poller import ConsoleState
 from console.rules import Breach, State, grouped
-from panels.base import Panel, filter_words
+from panels.base import STALE_FACTOR, Panel, filter_words
 from panels.messages import AckBreach, ShowBreach, ShowRunbooks
 from panels.tables import Fit, KeyedTable
 from panels.text import breach_age_words, breach_text, cell
@@ -171,6 +171,16 @@ class BreachesPanel(Panel):
                 self.table.update_cell(
                     breach_id, "age", Text(breach_age_words(breach, now)), update_width=True
                 )
+
+    def status_text(self, state: ConsoleState, now: float) -> tuple[bool, Text]:
+        """The data's age, and on an empty list whether that means anything: "nothing breached"
+        only when every source this panel shows has fresh data (a blank table alone reads the
+        same as a list that never loaded)."""
+        stale, text = super().status_text(state, now)
+        quiet = not state.breaches and self.sources
+        if quiet and not any(state.is_stale(key, now, STALE_FACTOR) for key in self.sources):
+            text.append("  ✔ nothing breached, no alert firing or pending", style="bold green")
+        return stale, text
 
     def filter_note(self) -> Text | None:
         if not self.text_filter:

@@ -21,11 +21,12 @@ from console.model import (
     PostgresSnapshot,
     PrometheusSnapshot,
     Severity,
+    SourceKey,
     SourceKind,
 )
 from console.poller import ConsoleState
 from console.present import HEALTH_BADGE, breach_badge, severity_badge
-from console.rules import Breach, State, format_number
+from console.rules import Breach, State, format_duration, format_number
 from console.timeline import TimelineEntry
 from panels.header import ConsoleHeader
 from panels.text import breach_age_words, cell, sparkline
@@ -120,7 +121,7 @@ def breach_tiles(state: ConsoleState, now: float) -> list[TileData]:
     # A breach grouped under another is that one's trouble seen from another side: no tile.
     shown = [b for b in state.breaches if b.state != State.PENDING and not b.parent]
     if not shown:
-        return [TileData(Severity.OK, "● OK", "no breach, no alert firing", "ALL CLEAR")]
+        return [_quiet_tile(state, now)]
 
     def tile(b: Breach) -> TileData:
         detail = f"{b.state.value} for {breach_age_words(b, now)}"
@@ -130,6 +131,27 @@ def breach_tiles(state: ConsoleState, now: float) -> list[TileData]:
         return TileData(b.counted_severity, breach_badge(b), b.title, big, detail)
 
     return [tile(b) for b in shown]
+
+
+def _quiet_tile(state: ConsoleState, now: float) -> TileData:
+    """Nothing in breach: ALL CLEAR only if every source's data is fresh. Old data (a paused
+    console, a poll that no longer answers) showed ALL CLEAR across the wall, with the only
+    sign of it a ◌ in the header."""
+    old = [key for key in state.intervals if state.is_stale(key, now)]
+    if not old:
+        return TileData(Severity.OK, "● OK", "no breach, no alert firing", "ALL CLEAR")
+    ages = []
+    for key in old:
+        good = state.last_good.get(key)
+        name = SourceKey.of(key).name or key
+        ages.append(f"{name} {format_duration(now - good.taken_at)}" if good else f"{name} never")
+    return TileData(
+        Severity.UNKNOWN,
+        "◌ STALE",
+        "no breach in the last data read, which is old",
+        "NO FRESH DATA",
+        "last good data: " + ", ".join(ages),
+    )
 
 
 def health_tiles(state: ConsoleState, now: float) -> list[TileData]:

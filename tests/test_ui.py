@@ -150,6 +150,32 @@ async def test_a_breach_on_before_the_console_looked_reads_as_at_least_its_age()
         assert "or earlier: already so when this console started" in text
 
 
+async def test_an_empty_breach_list_says_nothing_is_breached_only_while_its_data_is_fresh():
+    """At 3 a.m. a blank table read the same whether all was well or nothing had loaded; and
+    the wall said ALL CLEAR on data a minute old (a paused console, a poll that hangs)."""
+    from console.poller import Poller
+    from panels.wall import breach_tiles
+
+    healthy = next(s for s in ui_data.health_snapshots() if s.target == "sync-worker")
+    source = ui_data.ReplaySource(healthy.source, [healthy], 5.0)
+    clock = Clock()
+    poller = Poller(ui_data.config(), sources=[source], clock=clock)
+    poller.publish(healthy)
+    app = ConsoleApp(ui_data.config(), poller=poller, clock=clock, autopoll=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        breaches = panel(app, BreachesPanel)
+        await wait_for(pilot, lambda: "nothing breached" in str(breaches.status.render()), what="all clear")
+        assert app.state.breaches == () and breaches.table.row_count == 0
+        assert breach_tiles(app.state, clock.now)[0].big == "ALL CLEAR"
+        clock.now += 60  # no poll for a minute: the list is old, and says so instead
+        await wait_for(pilot, lambda: "stale" in str(breaches.status.render()), what="the next tick")
+        status = str(breaches.status.render())
+        assert "nothing breached" not in status, status
+        (tile,) = breach_tiles(app.state, clock.now)
+        assert (tile.badge, tile.big) == ("◌ STALE", "NO FRESH DATA"), tile
+        assert tile.detail == "last good data: sync-worker 1m00s", tile
+
+
 async def test_quick_filters_text_filter_and_sort_keep_selection():
     app = make_app()
     async with app.run_test(size=(160, 48)) as pilot:
