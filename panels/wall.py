@@ -140,11 +140,13 @@ def _quiet_tile(state: ConsoleState, now: float) -> TileData:
     old = [key for key in state.intervals if state.is_stale(key, now)]
     if not old:
         return TileData(Severity.OK, "● OK", "no breach, no alert firing", "ALL CLEAR")
+    if not any(key in state.snapshots for key in old):  # the first polls have not answered yet
+        return TileData(Severity.UNKNOWN, "… WAITING", "the first polls have not answered yet", "NO DATA YET")
     ages = []
     for key in old:
         good = state.last_good.get(key)
         name = SourceKey.of(key).name or key
-        ages.append(f"{name} {format_duration(now - good.taken_at)}" if good else f"{name} never")
+        ages.append(f"{name} {format_duration(now - good.taken_at)}" if good else f"{name} no data yet")
     return TileData(
         Severity.UNKNOWN,
         "◌ STALE",

@@ -160,6 +160,7 @@ async def test_an_empty_breach_list_says_nothing_is_breached_only_while_its_data
     source = ui_data.ReplaySource(healthy.source, [healthy], 5.0)
     clock = Clock()
     poller = Poller(ui_data.config(), sources=[source], clock=clock)
+    assert breach_tiles(poller.state, clock.now)[0].big == "NO DATA YET"  # before the first poll
     poller.publish(healthy)
     app = ConsoleApp(ui_data.config(), poller=poller, clock=clock, autopoll=False)
     async with app.run_test(size=(120, 40)) as pilot:
