@@ -69,6 +69,11 @@ class ConsoleState:
         interval = self.intervals.get(source, 10.0)
         return good is None or now - good.taken_at > factor * interval
 
+    def old_sources(self, now: float, factor: float = 3.0) -> list[str]:
+        """The sources without fresh data (see ``is_stale``): while any is, an empty breach
+        list does not mean that all is well."""
+        return [key for key in self.intervals if self.is_stale(key, now, factor)]
+
 
 def next_delay(interval: float, elapsed: float) -> float:
     """Seconds to wait before a source's next poll, its last poll having taken ``elapsed``.

@@ -5,8 +5,13 @@ Shared by the headless output and the panels, so a state looks the same everywhe
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from console.model import HealthStatus, Severity
 from console.rules import Breach, State
+
+if TYPE_CHECKING:
+    from console.poller import ConsoleState
 
 SEVERITY_BADGE = {
     Severity.CRITICAL: "✖ CRIT",
@@ -23,6 +28,8 @@ HEALTH_BADGE = {
     HealthStatus.UNKNOWN: "? UNKNOWN",
 }
 ERROR_BADGE = "! ERROR"
+#: With no breach: some source's data is old, or no source has answered yet (never "● OK").
+STALE_BADGE, NO_DATA_BADGE = "◌ STALE", "… NO DATA"
 
 
 def breach_badge(breach: Breach) -> str:
@@ -32,3 +39,16 @@ def breach_badge(breach: Breach) -> str:
 
 def severity_badge(severity: Severity) -> str:
     return SEVERITY_BADGE[severity]
+
+
+def overall_badge(state: ConsoleState | None, now: float) -> str:
+    """One word for everything (the header, the wall): the worst breach's severity, and with
+    none, ``● OK`` only while every source's data is fresh."""
+    if state is None:
+        return NO_DATA_BADGE
+    if state.breaches:
+        return SEVERITY_BADGE[state.worst]
+    old = state.old_sources(now)
+    if not old:
+        return SEVERITY_BADGE[Severity.OK]
+    return STALE_BADGE if any(key in state.snapshots for key in old) else NO_DATA_BADGE

@@ -177,8 +177,7 @@ class BreachesPanel(Panel):
         only when every source this panel shows has fresh data (a blank table alone reads the
         same as a list that never loaded)."""
         stale, text = super().status_text(state, now)
-        quiet = not state.breaches and self.sources
-        if quiet and not any(state.is_stale(key, now, STALE_FACTOR) for key in self.sources):
+        if not state.breaches and self.sources and not state.old_sources(now, STALE_FACTOR):
             text.append("  ✔ nothing breached, no alert firing or pending", style="bold green")
         return stale, text
 

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.widgets import Static
 
-from console.model import HealthSnapshot, HealthStatus, Severity, SourceKey, SourceKind
+from console.model import HealthSnapshot, HealthStatus, SourceKey, SourceKind
 from console.poller import ConsoleState
 from console.present import HEALTH_BADGE
 from console.rules import State
-from panels.text import HEALTH_STYLE, STATE_STYLE, severity_text
+from panels.text import HEALTH_STYLE, STATE_STYLE, overall_text
 
 if TYPE_CHECKING:
     from console.journal.shared import SharedState
@@ -118,7 +118,7 @@ class ConsoleHeader(Static):
             out.append(f" {self.environment} ", style="reverse")
         state = self.state
         out.append(SEPARATOR)
-        out.append_text(severity_text(state.worst if state else Severity.OK))
+        out.append_text(overall_text(state, now))
         if state is not None:
             out.append(SEPARATOR)
             out.append_text(self._sources(state, now, compact=compact))

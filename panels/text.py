@@ -8,12 +8,24 @@ Colour is decoration only: every state also reads as a glyph and a word.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 
 from console.model import HealthStatus, Severity
-from console.present import HEALTH_BADGE, SEVERITY_BADGE, STATE_BADGE
+from console.present import (
+    HEALTH_BADGE,
+    NO_DATA_BADGE,
+    SEVERITY_BADGE,
+    STALE_BADGE,
+    STATE_BADGE,
+    overall_badge,
+)
 from console.rules import Breach, State, format_duration
 from console.sanitize import one_line, query_line
+
+if TYPE_CHECKING:
+    from console.poller import ConsoleState
 
 COLOR_SEVERITY = {
     Severity.CRITICAL: "bold red",
@@ -84,6 +96,17 @@ def plain(value: object) -> Text:
 
 def severity_text(severity: Severity) -> Text:
     return Text(SEVERITY_BADGE[severity], style=SEVERITY_STYLE[severity])
+
+
+def overall_text(state: ConsoleState | None, now: float) -> Text:
+    """The header's one word for everything (console.present.overall_badge): a stale or
+    unanswered quiet is loud as an unknown is, never the green OK."""
+    badge = overall_badge(state, now)
+    if badge == NO_DATA_BADGE:
+        return Text(badge, style="dim")
+    if badge == STALE_BADGE:
+        return Text(badge, style=SEVERITY_STYLE[Severity.UNKNOWN])
+    return severity_text(state.worst if state is not None else Severity.OK)
 
 
 def breach_text(breach: Breach) -> Text:

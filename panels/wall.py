@@ -25,7 +25,14 @@ from console.model import (
     SourceKind,
 )
 from console.poller import ConsoleState
-from console.present import HEALTH_BADGE, breach_badge, severity_badge
+from console.present import (
+    HEALTH_BADGE,
+    NO_DATA_BADGE,
+    STALE_BADGE,
+    breach_badge,
+    overall_badge,
+    severity_badge,
+)
 from console.rules import Breach, State, format_duration, format_number
 from console.timeline import TimelineEntry
 from panels.header import ConsoleHeader
@@ -137,19 +144,19 @@ def _quiet_tile(state: ConsoleState, now: float) -> TileData:
     """Nothing in breach: ALL CLEAR only if every source's data is fresh. Old data (a paused
     console, a poll that no longer answers) showed ALL CLEAR across the wall, with the only
     sign of it a ◌ in the header."""
-    old = [key for key in state.intervals if state.is_stale(key, now)]
-    if not old:
-        return TileData(Severity.OK, "● OK", "no breach, no alert firing", "ALL CLEAR")
-    if not any(key in state.snapshots for key in old):  # the first polls have not answered yet
-        return TileData(Severity.UNKNOWN, "… WAITING", "the first polls have not answered yet", "NO DATA YET")
+    badge = overall_badge(state, now)
+    if badge == NO_DATA_BADGE:
+        return TileData(Severity.UNKNOWN, badge, "the first polls have not answered yet", "NO DATA YET")
+    if badge != STALE_BADGE:
+        return TileData(Severity.OK, badge, "no breach, no alert firing", "ALL CLEAR")
     ages = []
-    for key in old:
+    for key in state.old_sources(now):
         good = state.last_good.get(key)
         name = SourceKey.of(key).name or key
         ages.append(f"{name} {format_duration(now - good.taken_at)}" if good else f"{name} no data yet")
     return TileData(
         Severity.UNKNOWN,
-        "◌ STALE",
+        badge,
         "no breach in the last data read, which is old",
         "NO FRESH DATA",
         "last good data: " + ", ".join(ages),

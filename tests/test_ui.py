@@ -154,6 +154,7 @@ async def test_an_empty_breach_list_says_nothing_is_breached_only_while_its_data
     """At 3 a.m. a blank table read the same whether all was well or nothing had loaded; and
     the wall said ALL CLEAR on data a minute old (a paused console, a poll that hangs)."""
     from console.poller import Poller
+    from console.present import overall_badge
     from panels.wall import breach_tiles
 
     healthy = next(s for s in ui_data.health_snapshots() if s.target == "sync-worker")
@@ -161,6 +162,7 @@ async def test_an_empty_breach_list_says_nothing_is_breached_only_while_its_data
     clock = Clock()
     poller = Poller(ui_data.config(), sources=[source], clock=clock)
     assert breach_tiles(poller.state, clock.now)[0].big == "NO DATA YET"  # before the first poll
+    assert overall_badge(poller.state, clock.now) == "… NO DATA"  # the header's word
     poller.publish(healthy)
     app = ConsoleApp(ui_data.config(), poller=poller, clock=clock, autopoll=False)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -168,6 +170,7 @@ async def test_an_empty_breach_list_says_nothing_is_breached_only_while_its_data
         await wait_for(pilot, lambda: "nothing breached" in str(breaches.status.render()), what="all clear")
         assert app.state.breaches == () and breaches.table.row_count == 0
         assert breach_tiles(app.state, clock.now)[0].big == "ALL CLEAR"
+        assert str(app.header.render()).split(" │ ")[1] == "● OK"
         clock.now += 60  # no poll for a minute: the list is old, and says so instead
         await wait_for(pilot, lambda: "stale" in str(breaches.status.render()), what="the next tick")
         status = str(breaches.status.render())
@@ -175,6 +178,7 @@ async def test_an_empty_breach_list_says_nothing_is_breached_only_while_its_data
         (tile,) = breach_tiles(app.state, clock.now)
         assert (tile.badge, tile.big) == ("◌ STALE", "NO FRESH DATA"), tile
         assert tile.detail == "last good data: sync-worker 1m00s", tile
+        assert str(app.header.render()).split(" │ ")[1] == "◌ STALE"  # it said ● OK
 
 
 async def test_quick_filters_text_filter_and_sort_keep_selection():
@@ -688,7 +692,8 @@ async def test_the_header_keeps_its_clock_at_80_columns(environment):
         await pilot.resize_terminal(80, 24)
         await wait_for(pilot, lambda: app.header._line.cell_len <= 80, 5, "the header at 80 columns")
         narrow = app.header._line.plain
-        assert narrow.endswith(" │ 11:06:40Z") and "PROD" in narrow and "OK" in narrow, narrow
+        # No source has answered (nothing polls here): the header says so, never "● OK".
+        assert narrow.endswith(" │ 11:06:40Z") and "PROD" in narrow and "│ … NO" in narrow, narrow
         if len(environment) < 20:
             assert "prom … pg 0/4 … health 0/2 …" in narrow, narrow
         else:
