@@ -51,6 +51,7 @@ class Mode:
     repeats: int = 1  # measured windows per tool at KEY_SHAPE, the tools taking turns
     idle_duration: float = 0  # seconds of the idle server's window (issue 20: steady idle cost); 0 = duration
     idle_paints: int = 0  # extra start-to-first-paint runs per tool on the idle server (issue 20)
+    floors: bool = False  # Textual's floor (bench/floor.py) beside the tools on the idle server
 
 
 MODES = {
@@ -72,6 +73,7 @@ MODES = {
         3,
         90,
         4,
+        True,
     ),
     "quick": Mode(
         "quick", (0, 1000), 8, 2, 0, 30, 0, 200, 500, 50, (10, 100, 1000), (10, 100), 5, 1200, 1, 0, 1
@@ -330,7 +332,7 @@ def main() -> None:
                         for tool in order if repeat % 2 == 0 else order[::-1]:
                             log(f"  {tool.name}: {mode.duration:g}s window ({repeat + 1}/{repeats})")
                             result["runs"].append(measure(cluster, tool, mode, sessions, rss=repeat == 0))
-                if sessions == 0 and "tools" not in skip:  # Textual's own floor, same window (issue 20)
+                if sessions == 0 and mode.floors and "tools" not in skip:  # Textual's floor, same window
                     for variant in floor.VARIANTS:
                         log(f"  textual floor: {variant}")
                         run = measure(cluster, tools.floor(variant, workdir), mode, sessions, rss=False)
