@@ -610,12 +610,16 @@ class ConsoleApp(App[int]):
             )
 
     def _tick(self) -> None:
-        if not self.grid.is_attached:
+        # The header is on whichever screen shows the data (the panels' or the wall's; a wall has
+        # no panel grid, and a guard on the grid stopped its clock and ages between states).
+        if not self.header.is_attached:
             return  # the console is closing: its screens may be gone
         now = self.clock()
         self._note_where()
         for panel in self.panels:
             panel.tick(now)
+        if self.wall_screen is not None and self.wall_screen.is_mounted:
+            self.wall_screen.show(self.state, now)  # ages, and a quiet wall going stale
         self.header.show(self.state, now)
         self.size_panels()
         self._schedule_tick(TICK_SECONDS)

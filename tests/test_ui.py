@@ -514,6 +514,38 @@ async def test_wall_mode_tiles_rotate_and_offer_no_actions():
         assert all(len(series) <= 60 for series in app.wall_screen.history.values())
 
 
+async def test_a_wall_between_states_keeps_its_clock_and_ages_and_goes_stale():
+    """A serve viewer whose engine stalled (the feed open, no state coming) kept the clock of
+    its last state and every ● and ALL CLEAR for good: the once-a-second tick returned at once
+    on a wall, which has no panel grid. Found by stopping serve (SIGSTOP) in the demo."""
+    import time
+
+    from console.poller import Poller
+    from panels.wall import Tile
+
+    healthy = next(s for s in ui_data.health_snapshots() if s.target == "sync-worker")
+    clock = Clock()
+    poller = Poller(
+        ui_data.config(), sources=[ui_data.ReplaySource(healthy.source, [healthy], 5.0)], clock=clock
+    )
+    poller.publish(healthy)
+    app = ConsoleApp(ui_data.config(), poller=poller, clock=clock, autopoll=False, wall=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+
+        def big() -> str:
+            return next(t for t in app.screen.query(Tile) if t.display).data.big
+
+        assert big() == "ALL CLEAR" and "● OK" in app.header._line.plain
+        clock.now += 60  # no new state for a minute
+        later = time.strftime("%H:%M:%SZ", time.gmtime(clock.now))
+        await wait_for(
+            pilot, lambda: app.header._line.plain.endswith(later), what=lambda: app.header._line.plain
+        )
+        assert "◌ STALE" in app.header._line.plain, app.header._line.plain
+        await wait_for(pilot, lambda: big() == "NO FRESH DATA", what=big)
+
+
 @pytest.mark.parametrize("size", [(80, 24), (200, 60)])
 async def test_a_wall_tile_too_short_for_big_digits_says_its_value_in_words(size):
     """At 80x24 the tiles of two rows had one row for their 3x3 digits: a CRIT's value read
