@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -68,6 +68,22 @@ class TileData:
     title: str
     big: str
     detail: str = ""
+    source: str = ""  # the source the tile is read from: its tile goes stale with it
+
+
+def stale_marked(tile: TileData, state: ConsoleState, now: float) -> TileData:
+    """A tile whose source has no fresh data says so and is never the green OK: the last
+    known state stays (a stale CRIT is still the last CRIT known), with the data's age."""
+    if not tile.source or not state.is_stale(tile.source, now):
+        return tile
+    good = state.last_good.get(tile.source)
+    age = f"data {format_duration(now - good.taken_at)} old" if good else "no data yet"
+    return replace(
+        tile,
+        severity=max(tile.severity, Severity.UNKNOWN),
+        badge=f"{tile.badge} ◌ stale",
+        detail=f"{age} · {tile.detail}" if tile.detail else age,
+    )
 
 
 class Tile(Vertical):
@@ -135,7 +151,8 @@ def breach_tiles(state: ConsoleState, now: float) -> list[TileData]:
         if b.subject:
             detail += f" · {b.subject}"
         big = b.value_text if b.kind == "threshold" else (b.summary or b.value_text)
-        return TileData(b.counted_severity, breach_badge(b), b.title, big, detail)
+        source = "" if b.state is State.ERROR else b.source  # an ERROR says more than stale
+        return TileData(b.counted_severity, breach_badge(b), b.title, big, detail, source)
 
     return [tile(b) for b in shown]
 
@@ -172,13 +189,13 @@ def health_tiles(state: ConsoleState, now: float) -> list[TileData]:
             out.append(
                 TileData(
                     Severity.UNKNOWN, "! ERROR", snap.target, str(snap.error.kind).upper(), snap.error.reason
-                )
+                )  # a failing source: its ERROR says more than stale
             )
             continue
         latency = f"{snap.latency * 1000:.0f} ms" if snap.latency is not None else ""
         failing = ", ".join(c.name for c in snap.checks if c.status.value != "pass")
         out.append(TileData(HEALTH_SEVERITY[snap.status.value], HEALTH_BADGE[snap.status], snap.target,
-                            snap.status.value.upper(), " · ".join(x for x in (latency, failing) if x)))  # fmt: skip
+                            snap.status.value.upper(), " · ".join(x for x in (latency, failing) if x), snap.source))  # fmt: skip
     return sorted(out, key=lambda t: -t.severity)
 
 
@@ -195,7 +212,8 @@ def metric_tiles(state: ConsoleState, history: dict[str, list[float | None]]) ->
             severity = Severity.UNKNOWN if down else breach.counted_severity if breach else Severity.OK
             value = "no data" if q.value is None else format_number(q.value, q.unit)
             badge = "! ERROR" if down else breach_badge(breach) if breach else "● OK"
-            out.append(TileData(severity, badge, q.id, value, sparkline(history.get(q.id, []), 40)))
+            source = "" if down else key
+            out.append(TileData(severity, badge, q.id, value, sparkline(history.get(q.id, []), 40), source))
     return sorted(out, key=lambda t: -t.severity)
 
 
@@ -211,7 +229,7 @@ def postgres_tiles(state: ConsoleState, now: float) -> list[TileData]:
         blockers = ", ".join(f"pid {n.pid}" for n in snap.lock_tree[:3])
         big = f"{snap.connections_used}/{snap.max_connections} conn · {waiting} waiting"
         detail = f"blocked by {blockers}" if blockers else "no lock waits"
-        out.append(TileData(severity, severity_badge(severity), f"Postgres {snap.cluster}", big, detail))
+        out.append(TileData(severity, severity_badge(severity), f"Postgres {snap.cluster}", big, detail, key))
     return sorted(out, key=lambda t: -t.severity)
 
 
@@ -300,7 +318,7 @@ class WallScreen(Screen):
             "Metrics": lambda: metric_tiles(state, self.history),
             "Postgres": lambda: postgres_tiles(state, now),
         }[name]()
-        data = every[: self.max_tiles]
+        data = [stale_marked(tile, state, now) for tile in every[: self.max_tiles]]
         # More than the tiles hold: say so (the rest are the less severe ones, never a silent cut).
         count = f"  ·  {len(data)} of {len(every)}, worst first" if len(every) > len(data) else ""
         self.query_one("#wall-page", Static).update(

@@ -544,6 +544,12 @@ async def test_a_wall_between_states_keeps_its_clock_and_ages_and_goes_stale():
         )
         assert "◌ STALE" in app.header._line.plain, app.header._line.plain
         await wait_for(pilot, lambda: big() == "NO FRESH DATA", what=big)
+        app.screen.next_page()  # Health: the target's last PASS, said to be old (it was green ● PASS)
+        await pilot.pause()
+        tile = next(t for t in app.screen.query(Tile) if t.display)
+        assert "Health" in str(app.screen.query_one("#wall-page").render())
+        assert (tile.data.badge, tile.data.big) == ("● PASS ◌ stale", "PASS"), tile.data
+        assert tile.data.detail.startswith("data 1m00s old · ") and tile.has_class("-unknown"), tile.data
 
 
 @pytest.mark.parametrize("size", [(80, 24), (200, 60)])
