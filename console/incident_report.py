@@ -65,6 +65,7 @@ class BreachEntry:
     last_state: str = ""
     value: str = ""
     subject: str = ""
+    started_known: bool = True  # False: ``started`` is the console's first look (it began then or earlier)
 
     @property
     def duration(self) -> float | None:
@@ -197,7 +198,7 @@ def _breaches(window: list[JournalEvent]) -> list[BreachEntry]:
                 started = parse_ts(e.since)
             except ValueError:
                 started = e.ts
-            entry = BreachEntry(e.breach, e.title, e.severity, started)
+            entry = BreachEntry(e.breach, e.title, e.severity, started, started_known=not e.since_first_look)
             entry.subject = e.subject
             current[e.breach] = entry
             episodes.append(entry)
@@ -408,8 +409,14 @@ def render_markdown(report: IncidentReport) -> str:
         for b in report.breaches:
             ended = _clock(b.ended) if b.ended is not None else f"still {md(b.last_state)}"
             lasted = format_duration(b.duration) if b.duration is not None else "—"
+            started = _clock(b.started)
+            if not b.started_known:  # already on when the console first looked
+                started, lasted = (
+                    f"{started} or earlier",
+                    (f"≥{lasted}" if b.duration is not None else lasted),
+                )
             title = md(b.title) + (f" ({md(b.subject)})" if b.subject else "")
-            out.append(f"| {title} | {md(b.severity)} | {_clock(b.started)} | {ended} | {lasted} |")
+            out.append(f"| {title} | {md(b.severity)} | {started} | {ended} | {lasted} |")
     else:
         out.append("No breach started or ended in this period.")
     out += ["", "## Actions", ""]

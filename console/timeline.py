@@ -71,7 +71,9 @@ def not_met(event: JournalEvent) -> bool:
 _TEXT: dict[type, Callable[[JournalEvent], str]] = {
     BreachStarted: lambda e: f"{e.title} {e.state}: {e.value} {e.subject}".rstrip(),
     BreachChanged: lambda e: f"{e.title} {e.from_state} -> {e.state} ({e.severity})",
-    BreachEnded: lambda e: f"{e.title} cleared (was {e.state} since {e.since})",
+    BreachEnded: lambda e: (
+        f"{e.title} cleared (was {e.state} since {e.since}{' or earlier' if e.since_first_look else ''})"
+    ),
     RunbookOpened: lambda e: (
         f"opened runbook {e.runbook}: {e.title}" + (f" for {e.breach}" if e.breach else "")
     ),

@@ -272,6 +272,35 @@ def test_record_breaches_journals_the_diff_and_the_timeline_reads_it(tmp_path: P
     assert (entries[1].outcome, entries[1].who) == ("ok", "system")
 
 
+def test_a_breach_already_on_at_the_first_look_is_journaled_and_reported_as_begun_then_or_earlier(
+    tmp_path: Path,
+) -> None:
+    """The journal kept the console's first look as the start of a breach already on: the
+    incident report said it began at 13:08 and lasted 4m when it had been on for an hour."""
+    from console.incident_report import build_report, render_markdown
+    from console.runbooks import load_pack
+
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path, operator=OPERATOR)
+    seen = _breach("postgres.demo.waiting", since=1_800_000_000.0, since_known=False)
+    known = _breach("health.storefront", since=1_800_000_010.0)
+    record_breaches(journal, [], [seen, known])
+    record_breaches(journal, [seen, known], [])
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line.get("since_first_look") for line in lines] == [True, None, True, None]
+    texts = [e.text for e in timeline(journal.read().events)]
+    assert (
+        texts[2].endswith("since 2027-01-15T08:00:00.000000Z or earlier)") and "or earlier" not in texts[3]
+    ), texts
+    pack, _ = load_pack(Path(__file__).parent / "data" / "journal_0_1_runbooks", None)
+    events = journal.read().events
+    report = render_markdown(build_report(events, pack, since=0, until=events[-1].ts + 1, journal="j"))
+    (row,) = [line for line in report.splitlines() if line.startswith("| postgres.demo.waiting |")]
+    assert " or earlier |" in row and "| ≥" in row, row
+    (row,) = [line for line in report.splitlines() if line.startswith("| health.storefront |")]
+    assert "or earlier" not in row and "≥" not in row, row
+
+
 def test_a_breach_two_consoles_journaled_is_one_timeline_entry(tmp_path: Path) -> None:
     """Alice's and Bob's consoles each journal the lock breach starting and ending, a refresh
     apart: the shared timeline reads it once. The same transition seen again later (a new

@@ -50,7 +50,8 @@ def test_the_report_of_an_old_journal_is_what_the_previous_release_made() -> Non
     """The golden files are that release's report but for intended changes: a breach in the
     timeline is the system's, read as its severity (was: the operator's, failed; issue 18); the
     JSON counts checks not met apart from failed ones (``not_met``, ``unmet_steps``: none in that
-    journal, whose failed checks are all checks that could not run)."""
+    journal, whose failed checks are all checks that could not run); a breach says whether its
+    start is known (``started_known``: an old journal's are, it never says otherwise)."""
     pack, problems = load_pack(RUNBOOKS, None)
     assert not problems
     report = build_report(read_journal(OLD).events, pack, since=SINCE, until=UNTIL, journal=OLD.name)

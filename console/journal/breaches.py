@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # kept light: a journal writer needs no config or rules machi
     from console.rules import Breach
 
 
-def _fields(breach: Breach) -> dict[str, str]:
+def _fields(breach: Breach) -> dict[str, str | bool]:
     return {
         "breach": breach.id,
         "breach_kind": breach.kind,
@@ -21,6 +21,7 @@ def _fields(breach: Breach) -> dict[str, str]:
         "state": str(breach.state),
         "severity": breach.severity.word,
         "since": utc_iso(breach.since),
+        "since_first_look": not breach.since_known,
         "value": breach.value_text,
         "level": breach.level_text,
         "subject": breach.subject,

@@ -93,6 +93,9 @@ class BreachEvent(JournalEvent):
     state: str = ""
     severity: str = ""  # Severity.word: OK INFO UNKNOWN WARN CRIT
     since: str = ""  # ISO time the episode began
+    # ``since`` is the console's first look at a breach already on then: it began then or earlier
+    # (rules.Breach.since_known). Written only when so; older journals never say it.
+    since_first_look: bool = field(default=False, metadata={"omit_empty": True})
     value: str = ""
     level: str = ""
     subject: str = ""
