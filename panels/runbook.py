@@ -325,7 +325,9 @@ class RunbookScreen(Screen):
     def _title(self) -> Text:
         rb = self.runbook
         source = f" — {rb.source.file} § {rb.source.section}" if rb.source and rb.source.seed else ""
-        response = f", respond within {rb.response_time}" if rb.response_time else ""
+        # As `runbook show` says it: most response times are no duration ("SEV1: routing broken",
+        # "the quota resets at 00:00 UTC; alert the team") and read wrong after "respond within".
+        response = f" · respond: {rb.response_time}" if rb.response_time else ""
         return Text(
             f"{SEVERITY_WORD.get(rb.severity, rb.severity)} {self.session.runbook_title}{response}{source}",
             overflow="fold",

@@ -407,6 +407,26 @@ async def test_a_runbook_title_reads_with_its_values_filled_for_the_breach(tmp_p
         assert "High error rate on storefront (5xx above 5%)" in heading and "{{" not in heading
 
 
+async def test_a_response_time_that_is_no_duration_reads_as_said():
+    """The runbook screen said "respond within the quota resets at 00:00 UTC; alert the team"
+    and "respond within SEV1: routing broken": most of the seeds' response times are no
+    duration. It reads as `runbook show` says it."""
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await select_breach(pilot, app, "prometheus.error_rate")
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunbookPicker), what="picker")
+        await pilot.press("a")  # every runbook
+        table = app.screen.query_one("#picker-table")
+        await wait_for(pilot, lambda: "ga-quota-exhausted" in table.rows, what="all runbooks")
+        table.move_cursor(row=table.get_row_index("ga-quota-exhausted"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunbookScreen), what="runbook screen")
+        heading = str(app.screen.query_one("#rb-title").render())
+        assert "· respond: the quota resets at 00:00 UTC; alert the team" in heading, heading
+        assert "respond within" not in heading
+
+
 async def open_error_spike_runbook(pilot, app) -> None:
     """The error-rate breach's first runbook (error-spike), from the picker."""
     await select_breach(pilot, app, "prometheus.error_rate")
