@@ -295,7 +295,13 @@ class RunbookScreen(Screen):
     #rb-escalation { height: auto; padding: 0 1; color: $text-muted; }
     #rb-steps { height: auto; max-height: 45%; min-height: 4; }
     #rb-detail { height: 1fr; border-top: solid $primary; padding: 0 1; }
+    /* A short terminal (80x24 over SSH): the title and the escalation take a line each, cut
+       with "…", so the selected step's output has the room (it had 4 lines of 24). */
+    RunbookScreen.-short #rb-title, RunbookScreen.-short #rb-escalation {
+        text-wrap: nowrap; text-overflow: ellipsis;
+    }
     """
+    SHORT_ROWS = 32  # below this many rows the title and the escalation are cut to one line
 
     def __init__(self, session: RunbookSession) -> None:
         super().__init__()
@@ -358,7 +364,11 @@ class RunbookScreen(Screen):
             text.append(" ◌ stale", style="bold yellow")
         return text
 
+    def on_resize(self) -> None:
+        self.set_class(self.size.height < self.SHORT_ROWS, "-short")
+
     def on_mount(self) -> None:
+        self.set_class(self.app.size.height < self.SHORT_ROWS, "-short")
         self.refresh_steps()
         table = self.query_one("#rb-steps", KeyedTable)
         table.move_cursor(row=self.session.progress.current, animate=False)

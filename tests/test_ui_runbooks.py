@@ -427,6 +427,30 @@ async def test_a_response_time_that_is_no_duration_reads_as_said():
         assert "respond within" not in heading
 
 
+async def test_at_80x24_the_selected_steps_output_gets_the_room():
+    """At 80x24 the slow-queries runbook's title (4 lines with its source) and escalation (3) left the
+    selected step's output 4 lines: "last: 10 rows", the column names, and not one row."""
+    for size, short in (((80, 24), True), ((120, 40), False)):
+        app = make_app()
+        async with app.run_test(size=size) as pilot:
+            await open_error_spike_runbook(pilot, app)
+            screen = app.screen
+            await wait_for(
+                pilot, lambda screen=screen: screen.query_one("#rb-detail").region.height > 0, what="laid out"
+            )
+            title, escalation = screen.query_one("#rb-title"), screen.query_one("#rb-escalation")
+            heights = (
+                title.region.height,
+                escalation.region.height,
+                screen.query_one("#rb-detail").region.height,
+            )
+            if short:
+                assert heights[:2] == (1, 1) and heights[2] >= 11, heights
+                assert str(title.render()).startswith("✖ CRIT High error rate on storefront"), title.render()
+            else:
+                assert heights[0] >= 1 and not screen.has_class("-short"), heights
+
+
 async def open_error_spike_runbook(pilot, app) -> None:
     """The error-rate breach's first runbook (error-spike), from the picker."""
     await select_breach(pilot, app, "prometheus.error_rate")
