@@ -111,9 +111,10 @@ class Tile(Vertical):
 
     def show(self, data: TileData | None) -> None:
         self.display = data is not None
-        self.data = data
-        if data is None:
+        if data is None or data == self.data:  # the once-a-second tick mostly finds it unchanged
+            self.data = data
             return
+        self.data = data
         for name in set(SEVERITY_CLASS.values()):
             self.set_class(name == SEVERITY_CLASS[data.severity], name)
         badge, title, _, detail = self.query(Static)
