@@ -708,8 +708,8 @@ class ConsoleApp(App[int]):
         self._activate(self.panels[(index + step) % len(self.panels)])
 
     def on_descendant_focus(self, event) -> None:
-        if not self.panels:
-            return
+        if not self.panels or not self.screen_stack:
+            return  # a focus that arrives as the console closes, its screens gone (seen in CI)
         panel = self.focused_panel()
         if not panel.has_class("-active"):
             for other in self.panels:
