@@ -272,14 +272,18 @@ def _rest_targets(
     return rows
 
 
+def _ms_per_s(run: dict) -> float | None:
+    """A run's CPU ms per second of its window; None for a run that failed."""
+    return None if "error" in run or not run.get("window_s") else run["cpu_s"] * 1000 / run["window_s"]
+
+
 def floors(result: dict) -> dict[str, float]:
     """Textual's floor on this machine (bench/floor.py): variant -> CPU ms per second of its
     window (one tick a second, so per refresh too)."""
-    out = {}
-    for run in result.get("floors", []):
-        if "error" not in run and run.get("window_s"):
-            out[run["tool"].removeprefix("textual floor: ")] = run["cpu_s"] * 1000 / run["window_s"]
-    return out
+    measured = {
+        run["tool"].removeprefix("textual floor: "): _ms_per_s(run) for run in result.get("floors", [])
+    }
+    return {name: ms for name, ms in measured.items() if ms is not None}
 
 
 def _floor_words(result: dict) -> str:
@@ -371,11 +375,11 @@ def _floor_table(result: dict) -> list[str]:
         "|---|---:|",
     ]
     for tool in (THEIRS, OURS):
-        run = idle.get((0, tool), {})
-        if run.get("window_s") and "error" not in run:
-            out.append(f"| {tool} (polls and draws) | {_f(run['cpu_s'] * 1000 / run['window_s'])} |")
+        ms = _ms_per_s(idle.get((0, tool), {}))
+        if ms is not None:
+            out.append(f"| {tool} (polls and draws) | {_f(ms)} |")
     for run in runs:
-        value = "**" + run["error"] + "**" if "error" in run else _f(run["cpu_s"] * 1000 / run["window_s"])
+        value = "**" + run["error"] + "**" if "error" in run else _f(_ms_per_s(run))
         out.append(f"| {run['tool']} (draws only) | {value} |")
     return [*out, ""]
 

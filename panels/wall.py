@@ -71,13 +71,19 @@ class TileData:
     source: str = ""  # the source the tile is read from: its tile goes stale with it
 
 
+def _data_age(state: ConsoleState, key: str, now: float) -> str | None:
+    """How old the source's last good data is ("1m00s"), None when it has none."""
+    good = state.last_good.get(key)
+    return None if good is None else format_duration(now - good.taken_at)
+
+
 def stale_marked(tile: TileData, state: ConsoleState, now: float) -> TileData:
     """A tile whose source has no fresh data says so and is never the green OK: the last
     known state stays (a stale CRIT is still the last CRIT known), with the data's age."""
     if not tile.source or not state.is_stale(tile.source, now):
         return tile
-    good = state.last_good.get(tile.source)
-    age = f"data {format_duration(now - good.taken_at)} old" if good else "no data yet"
+    age = _data_age(state, tile.source, now)
+    age = f"data {age} old" if age else "no data yet"
     return replace(
         tile,
         severity=max(tile.severity, Severity.UNKNOWN),
@@ -111,10 +117,11 @@ class Tile(Vertical):
 
     def show(self, data: TileData | None) -> None:
         self.display = data is not None
-        if data is None or data == self.data:  # the once-a-second tick mostly finds it unchanged
-            self.data = data
+        if data == self.data:  # the once-a-second tick mostly finds it unchanged
             return
         self.data = data
+        if data is None:
+            return
         for name in set(SEVERITY_CLASS.values()):
             self.set_class(name == SEVERITY_CLASS[data.severity], name)
         badge, title, _, detail = self.query(Static)
@@ -167,11 +174,10 @@ def _quiet_tile(state: ConsoleState, now: float) -> TileData:
         return TileData(Severity.UNKNOWN, badge, "the first polls have not answered yet", "NO DATA YET")
     if badge != STALE_BADGE:
         return TileData(Severity.OK, badge, "no breach, no alert firing", "ALL CLEAR")
-    ages = []
-    for key in state.old_sources(now):
-        good = state.last_good.get(key)
-        name = SourceKey.of(key).name or key
-        ages.append(f"{name} {format_duration(now - good.taken_at)}" if good else f"{name} no data yet")
+    ages = [
+        f"{SourceKey.of(key).name or key} {_data_age(state, key, now) or 'no data yet'}"
+        for key in state.old_sources(now)
+    ]
     return TileData(
         Severity.UNKNOWN,
         badge,
