@@ -46,6 +46,7 @@ class ConfirmScreen(ModalScreen[bool]):
         title: str,
         plan: Text | str,
         *,
+        reflow: Callable[[int], Text] | None = None,
         typed: str | None = None,
         confirm_label: str = "Run",
         decline_label: str = "Don't run",
@@ -56,6 +57,8 @@ class ConfirmScreen(ModalScreen[bool]):
         self.on_mistyped = on_mistyped
         self.title_text = title
         self.plan = plan if isinstance(plan, Text) else Text(plan)
+        #: The plan laid out for a width (wrapped rows indented); the dialog calls it as it sizes.
+        self.reflow = reflow
         self.typed = typed
         self.confirm_label = confirm_label
         self.decline_label = decline_label
@@ -81,6 +84,8 @@ class ConfirmScreen(ModalScreen[bool]):
         title = len(Text(self.title_text).wrap(self.app.console, max(width, 10)))
         fixed = 1 + 2 + title + (2 if self.typed is not None else 0) + 2  # footer, border, buttons
         self.query_one("#confirm-scroll").styles.max_height = max(event.size.height - fixed, 3)
+        if self.reflow is not None:  # less the plan's scrollbar
+            self.query_one("#confirm-plan", Static).update(self.reflow(max(width - 2, 10)))
 
     def on_mount(self) -> None:
         # Toasts are drawn over every screen: at 80x24 a step's result toasts covered what the

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from console import actions  # its modules load with the first action, not at start-up
 from panels.confirm import ConfirmScreen
+from panels.text import hanging
 
 if TYPE_CHECKING:
     from console.actions import Confirmation, Plan, Result
@@ -31,8 +32,13 @@ RESULT_GLYPH = {
 }
 
 
-def plan_text(plan: Plan) -> Text:
-    """What it touches first (the sessions, the alerts), then exactly what will run."""
+def plan_text(plan: Plan, width: int | None = None) -> Text:
+    """What it touches first (the sessions, the alerts), then exactly what will run. With
+    ``width``, a line that wraps continues indented (:func:`panels.text.hanging`)."""
+
+    def fit(line: str) -> str:
+        return hanging(line, width) if width else line
+
     text = Text()
     if plan.claimed:  # another console's claim first: Execute will be refused while it holds
         held = not plan.claimed.startswith("claims:")
@@ -40,12 +46,12 @@ def plan_text(plan: Plan) -> Text:
     text.append("What it touches\n", style="bold")
     if plan.preview is not None:
         for line in plan.preview.lines():
-            text.append(f"  {line}\n")
+            text.append(f"{fit(f'  {line}')}\n")
     else:
         text.append(f"  {plan.target}\n")
     text.append("What will run\n", style="bold")
     for line in plan.lines:
-        text.append(f"  {line}\n")
+        text.append(f"{fit(f'  {line}')}\n")
     text.append(f"timeout {plan.timeout:g}s", style="dim")
     return text
 
@@ -82,6 +88,7 @@ def confirm_for(
     return ConfirmScreen(
         title,
         plan_text(plan),
+        reflow=lambda width: plan_text(plan, width),
         typed=typed,
         confirm_label=words.confirm,
         decline_label=words.decline,

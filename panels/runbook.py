@@ -34,7 +34,7 @@ from console.sanitize import one_line
 from panels.base import STALE_FACTOR
 from panels.footer import Footer
 from panels.tables import Fit, KeyedTable
-from panels.text import age_words, breach_text, cell
+from panels.text import age_words, breach_text, cell, hanging
 
 STEP_BADGE = {
     StepState.TODO: "○ TODO",
@@ -366,6 +366,7 @@ class RunbookScreen(Screen):
 
     def on_resize(self) -> None:
         self.set_class(self.size.height < self.SHORT_ROWS, "-short")
+        self.show_detail()  # its rows wrap to the new width
 
     def on_mount(self) -> None:
         self.set_class(self.app.size.height < self.SHORT_ROWS, "-short")
@@ -441,12 +442,13 @@ class RunbookScreen(Screen):
         if status.message:
             text.append("last: ", style="bold")
             text.append(f"{one_line(status.message, 400)}\n")
+        width = (self.size.width or self.app.size.width) - 4  # the pane's padding and scrollbar
         for line in status.lines[:40]:
-            text.append(f"  {line}\n")
+            text.append(f"{hanging(f'  {line}', width)}\n")
         if status.message or status.lines:
             text.append("\n")
         for line in self.session.describe(step):
-            text.append(f"{line}\n")
+            text.append(f"{hanging(line, width)}\n")
         for note in status.notes:
             text.append(f"note {note}\n", style="italic")
         if status.index == len(self.session.steps) - 1 and self.runbook.post_incident:

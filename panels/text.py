@@ -89,6 +89,36 @@ def query_cell(query: str, limit: int = CELL_LIMIT) -> Text:
     return Text(query_line(query, limit), no_wrap=True, overflow="ellipsis")
 
 
+HANG = 4  # how much deeper a wrapped line's continuation is indented than the line itself
+
+
+def hanging(line: str, width: int) -> str:
+    """``line`` wrapped to ``width`` with its continuation lines indented ``HANG`` cells deeper
+    than the line itself: a preview row (``pid | backend_start | user | application | idle``)
+    that wraps at 80 columns still reads as one row, where Rich's wrap began the rest of it at
+    the margin, like a row of its own. Counted in characters: a line of wide characters that
+    still overflows is wrapped again by Rich (without the indent)."""
+    if len(line) <= width:
+        return line
+    import textwrap  # not on the first screen's path
+
+    lead = len(line) - len(line.lstrip(" "))
+    if width - lead - HANG < 16:  # too narrow to indent usefully
+        return line
+    return "\n".join(
+        textwrap.wrap(
+            line[lead:],
+            width,
+            initial_indent=" " * lead,
+            subsequent_indent=" " * (lead + HANG),
+            break_on_hyphens=False,  # keep 2026-12-07 and uuids whole
+            expand_tabs=False,
+            replace_whitespace=False,
+            drop_whitespace=True,
+        )
+    )
+
+
 def plain(value: object) -> Text:
     """Untrusted text kept whole (detail views): literal, newlines kept."""
     return Text(str(value))

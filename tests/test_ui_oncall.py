@@ -351,6 +351,45 @@ async def test_the_terminate_dialog_fits_80x24_with_its_buttons_and_its_own_keys
         assert str(dialog.query_one("#cancel").label) == "Keep session"
 
 
+def dialog_plan_lines(app, dialog: ConfirmScreen) -> list[str]:
+    """The plan's lines as the screen shows them, inside the box's border and padding."""
+    box = dialog.query_one("#confirm-scroll").region
+    lines = screen_text(app).splitlines()[box.y : box.bottom]
+    return [line[box.x : box.right - 2].rstrip() for line in lines]  # less the scrollbar
+
+
+async def test_a_plan_line_that_wraps_at_80_columns_continues_indented():
+    """At 80x24 the terminate dialog's lines wrapped back to the box's margin, so the rest of a
+    line read as a line of its own: "orders SET status = 'paid' ..." below "What it touches", and
+    in a runbook's preview of 36 sessions, a lone "59s" under each row."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        dialog = await open_terminate_dialog(pilot, app)
+        lines = dialog_plan_lines(app, dialog)
+        start = next(i for i, line in enumerate(lines) if line.startswith("What it touches"))
+        body = [
+            line for line in lines[start + 1 :] if line and not line.startswith(("What will run", "timeout"))
+        ]
+        items = [line for line in body if line.startswith("  ") and not line.startswith("   ")]
+        continued = [line for line in body if line not in items]
+        assert items and continued, lines  # the pid's line does wrap at 80 columns
+        assert all(line.startswith("      ") and line[6] != " " for line in continued), lines
+        assert any(line.strip().startswith("orders SET status") for line in continued), lines
+
+
+def test_hanging_wraps_a_line_with_its_continuation_indented():
+    from panels.text import hanging
+
+    row = "  8318 | 2026-12-07 14:50:27 UTC | checkout | storefront-pool | 59s"
+    assert hanging(row, 80) == row  # fits: unchanged
+    assert hanging(row, 66).splitlines() == [
+        "  8318 | 2026-12-07 14:50:27 UTC | checkout | storefront-pool |",
+        "      59s",  # 2026-12-07 stays whole: no break at its hyphens
+    ]
+    assert hanging("  " + "x" * 50, 20) == "  " + "x" * 50  # too narrow to indent: Rich wraps it
+    assert all(len(line) <= 40 for line in hanging("  " + "y" * 100, 40).splitlines())
+
+
 async def test_the_empty_typed_confirmation_does_not_read_as_typed_without_colour():
     """Its placeholder was the word to type: on a screen without colour (or a capture) the empty
     field read as already filled in."""
