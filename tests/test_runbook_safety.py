@@ -571,6 +571,50 @@ async def test_a_re_enable_step_is_refused_until_the_check_before_it_passes(
 # --- run time: a signal evaluates its select again where it signals (real Postgres) ---------------------
 
 
+async def test_what_a_signal_skipped_is_told_before_what_it_signalled(
+    pg_server: PgServer, pg_sessions: Sessions, tmp_path: Path
+) -> None:
+    """connection-exhaustion in the demo: 36 "terminated pid N" lines came first, and the one
+    session skipped (it had turned active) was the 37th: off the 80x24 pane, and past the 40
+    output lines the journal keeps."""
+    config_text = CONFIG.replace("postgresql://u@127.0.0.1:1/db", pg_server.dsn())
+    config = load_config(write(tmp_path, {}, config=config_text))
+    path = tmp_path / "journal.jsonl"
+    executor = Executor(config, Journal(path, operator=OPERATOR))
+    app = f"ic-many-{secrets.token_hex(3)}"
+    idle = [await pg_sessions.open(application_name=app) for _ in range(8)]
+    pids = [await conn.fetchval("SELECT pg_backend_pid()") for conn in idle]
+    spec = ActionSpec(
+        signal=SignalAction(
+            cluster="main",
+            signal="terminate",
+            select=(
+                "SELECT pid, backend_start FROM pg_catalog.pg_stat_activity "
+                "WHERE state = 'idle' AND application_name = $1 AND datname = current_database()"
+            ),
+            params=["{{app}}"],
+        ),
+        impact="destructive",
+    )
+    plan = await executor.preview(executor.render(spec, Context({"app": Value(app, trusted=False)})))
+    assert sorted(t.pid for t in plan.targets) == sorted(pids)
+    busy = asyncio.ensure_future(idle[-1].fetchval("SELECT pg_sleep(2)"))  # no longer idle
+    deadline = asyncio.get_running_loop().time() + 5
+    while (await pg_server.fetch("SELECT state FROM pg_stat_activity WHERE pid = $1", pids[-1]))[0][
+        "state"
+    ] != "active":
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    result = await executor.execute(plan, Confirmation(typed=plan.confirm.expected))
+    await busy
+    assert (result.status, result.message) == (Status.SUCCEEDED, "terminated 7 sessions; 1 skipped")
+    assert result.lines[0].startswith(f"skipped pid {pids[-1]}: the select no longer lists it"), result.lines
+    assert len(result.lines) == 2 and result.lines[1].startswith("terminated 7 sessions: pid ")
+    assert sorted(map(int, result.lines[1].split("pid ")[1].split(", "))) == sorted(pids[:-1])
+    ended = read_journal(path).events[-1]
+    assert ended.kind == "action.succeeded" and ended.output[0] == result.lines[0]
+
+
 async def test_a_session_that_turned_active_after_the_preview_is_not_terminated(
     pg_server: PgServer, pg_sessions: Sessions, tmp_path: Path
 ) -> None:

@@ -244,8 +244,9 @@ class SignalKind:
             r["pid"] for r in rows if r["same_session"] and r["pid"] not in moved and not r["signalled"]
         ]
         verb = "terminated" if job.signal == "terminate" else "cancelled the query of"
-        lines = [f"{verb} pid {pid}" for pid in done]
-        lines += [
+        # What did not happen first: at 80x24, and in the journal (which keeps SHOW_LINES of
+        # them), 36 "terminated pid N" lines had pushed the one skipped session out of sight.
+        lines = [
             f"skipped pid {pid}: no longer the session you saw (it ended, or the pid was reused)"
             for pid in stale
         ]
@@ -254,6 +255,10 @@ class SignalKind:
             for pid in moved
         ]
         lines += [f"pid {pid}: the server did not signal it" for pid in unsent]
+        if len(done) > DONE_ONE_PER_LINE:
+            lines.append(f"{verb} {len(done)} sessions: pid {', '.join(map(str, done))}")
+        else:
+            lines += [f"{verb} pid {pid}" for pid in done]
         skipped = stale + moved
         if done:
             count = f"; {len(skipped) + len(unsent)} skipped" if skipped or unsent else ""
@@ -275,6 +280,9 @@ def _epoch(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return None
+
+
+DONE_ONE_PER_LINE = 5  # up to this many signalled pids get a line each; more share one line
 
 
 def _pids(pids: Sequence[int]) -> str:
