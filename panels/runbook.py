@@ -447,8 +447,9 @@ class RunbookScreen(Screen):
             text.append(f"{hanging(f'  {line}', width)}\n")
         if status.message or status.lines:
             text.append("\n")
-        for line in self.session.describe(step):
-            text.append(f"{hanging(line, width)}\n")
+        for i, line in enumerate(self.session.describe(step)):
+            prose = i == 0 and bool(step.text)  # the step's own words wrap as a paragraph
+            text.append(f"{line if prose else hanging(line, width)}\n")
         for note in status.notes:
             text.append(f"note {note}\n", style="italic")
         if status.index == len(self.session.steps) - 1 and self.runbook.post_incident:
