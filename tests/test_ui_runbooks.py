@@ -464,12 +464,20 @@ async def test_at_80_columns_a_steps_long_lines_continue_indented():
         await goto_step(pilot, screen, status.step.id)
         long = next(x for x in screen.session.describe(status.step) if len(x) > width)
         shown = screen._detail(status).plain.splitlines()
-        assert all(len(line) <= width for line in shown), shown
+        words = screen.session.describe(status.step)[0] if status.step.text else None
+        assert all(len(line) <= width for line in shown if line != words), shown
         first = next(i for i, line in enumerate(shown) if long.startswith(line.rstrip()) and line.strip())
         lead = len(long) - len(long.lstrip(" "))
         assert shown[first + 1].startswith(" " * (lead + 4)) and shown[first + 1].strip(), shown[
             first : first + 2
         ]
+        # The step's own words are a paragraph: they wrap as one, without the indent.
+        await pilot.resize_terminal(60, 24)
+        await pilot.pause()
+        prose = next(s for s in screen.session.steps if s.step.text and len(s.step.text) > 60 - 4)
+        await goto_step(pilot, screen, prose.step.id)
+        words = screen.session.describe(prose.step)[0]
+        assert words in screen._detail(prose).plain.splitlines()
 
 
 async def open_error_spike_runbook(pilot, app) -> None:
