@@ -236,6 +236,18 @@ def test_2_idle_sessions_are_terminated_at_the_seeds_5_minutes(pack: Pack, tmp_p
     assert any("$1 = '300'" in line for line in session.plan(terminate).lines)
 
 
+def test_the_long_running_title_says_the_age_its_steps_act_on(pack: Pack, tmp_path: Path) -> None:
+    """The title said "more than 5 minutes" (001's level) while its steps cancelled queries older
+    than the breach's level: 5 s in the demo, whatever a config sets."""
+    config = load_config(CONFIG)
+    runbook = pack.get("long-running-query")
+    for inputs, age in (({}, "300"), ({"older_than": "5"}, "5")):
+        journal = Journal(tmp_path / f"journal-{age}.jsonl", operator=OPERATOR)
+        session = asyncio.run(RunbookSession.open(runbook, Executor(config, journal), inputs=inputs))
+        assert session.runbook_title == f"Long-running query (active for more than {age} s)"
+        assert session.title(runbook.step("long-running")).endswith(f"more than {age} s")
+
+
 def test_3_restarts_and_rollbacks_come_after_the_check_that_says_which_and_why(pack: Pack) -> None:
     error_spike = pack.get("error-spike")
     ids = [s.id for s in error_spike.steps]

@@ -532,6 +532,17 @@ async def test_progress_is_read_back_from_the_journal_after_a_restart(
     assert http_server.hits("/fix") == 1
 
 
+async def test_a_run_opened_with_inputs_renders_its_steps_with_them(tmp_path: Path) -> None:
+    """The inputs given to a new run were journaled with it, but its values were computed before:
+    the run's plans used the defaults (older_than 300, not the 7 it was opened with)."""
+    config = load_config(CONFIG)
+    runbook = pack_for(config).get("long-running-query")
+    journal = Journal(tmp_path / "journal.jsonl", operator=OPERATOR)
+    session = await RunbookSession.open(runbook, Executor(config, journal), inputs={"older_than": "7"})
+    assert session.context.get("older_than").text == "7"
+    assert any("$1 = '7'" in line for line in session.plan(runbook.step("cancel")).lines)
+
+
 async def test_without_a_breach_the_latest_unfinished_run_resumes(tmp_path: Path) -> None:
     config_path = _write_pack(tmp_path, {"restart-me.yaml": PROGRESS_RUNBOOK})
     config = load_config(config_path)

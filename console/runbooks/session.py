@@ -161,6 +161,7 @@ class RunbookSession:
                     inputs=dict(inputs or {}),
                 )
             )
+            session.context = session._context()  # the inputs it opened with are values now
         for name, value in (inputs or {}).items():
             if progress.inputs.get(name) != str(value):
                 await session.set_input(name, str(value))
