@@ -12,7 +12,7 @@ from panels.base import Panel
 from panels.detail import health_detail
 from panels.messages import ShowText
 from panels.tables import Fit, KeyedTable
-from panels.text import age_text, age_words, cell, health_text
+from panels.text import age_text, ago, cell, health_text
 
 COLUMNS = [
     ("status", "Status"),
@@ -77,16 +77,12 @@ class HealthPanel(Panel):
                 # The badge in Status, the reason in Detail: a reason is no status (a 75-cell
                 # Status column, issue 18).
                 status = Text(ERROR_BADGE, style="bold magenta")
-                last = (
-                    f" · last good: {shown.status.value} {age_words(now - shown.taken_at)} ago"
-                    if shown
-                    else ""
-                )
+                last = f" · last good: {shown.status.value} {ago(now - shown.taken_at)}" if shown else ""
                 detail = cell(f"{latest.error}{last}", 120)
             elif key in self._stale and shown is not None:
                 status = Text("◌ STALE", style="bold yellow")
                 detail = cell(
-                    f"last: {shown.status.value} {age_words(now - shown.taken_at)} ago · {_detail(shown)}",
+                    f"last: {shown.status.value} {ago(now - shown.taken_at)} · {_detail(shown)}",
                     120,
                 )
             else:

@@ -159,6 +159,11 @@ def age_words(seconds: float | None) -> str:
     return "now" if seconds < 1 else format_duration(seconds)
 
 
+def ago(seconds: float) -> str:
+    """ "12s ago", or "just now" (not "now ago")."""
+    return "just now" if seconds < 1 else f"{format_duration(seconds)} ago"
+
+
 def age_text(seconds: float | None) -> Text:
     return Text(age_words(seconds))
 

@@ -119,6 +119,14 @@ async def test_the_runbook_says_whether_what_it_was_opened_for_is_breached_now()
         app.render_state(app.poller.publish(calm))
         await wait_for(pilot, lambda: "not breached now" in trigger(), what="the breach cleared")
         assert "(cleared " in trigger() and "now ✖" not in trigger()
+        # Narrower, the breach's title gives way: what it is now stays whole, on one line (it
+        # wrapped, and took a line from the step's output).
+        await pilot.resize_terminal(60, 24)
+        await wait_for(pilot, lambda: trigger().startswith("for: main: sessions…"), what="the title cut")
+        await pilot.pause()
+        assert screen.query_one("#rb-trigger").region.height == 1, trigger()
+        # The test's clock stands still: cleared 0 s ago, which read "(cleared now ago)".
+        assert trigger().endswith("not breached now (cleared just now)"), trigger()
 
 
 async def test_help_on_the_runbook_screen_lists_its_keys_first():
