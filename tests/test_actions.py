@@ -931,3 +931,22 @@ async def test_an_action_is_journaled_confirmed_then_its_result(
     assert done.get("plan")["lines"] == list(plan.lines)
     assert read[1].get("claims") and read[2].get("confirmation") == "yes"
     assert list(result.events) == list(read[2:])
+
+
+# --- the promql check's rows -----------------------------------------------------------------------
+
+
+async def test_a_promql_series_without_labels_reads_as_its_value(prometheus_server, tmp_path: Path):
+    """An aggregate (sum(rate(...)), the runbooks' usual check) has no labels, and its row read
+    ``{} = 0.444444``: Prometheus's own spelling of an empty label set, noise to an operator."""
+    from console.actions.kinds.promql_check import PromQLCheckSpec, PromQuery
+
+    config = make_config(tmp_path, prometheus={"url": prometheus_server.url})
+    ex = executor(config, tmp_path)
+    for query, row in (
+        ("vector(0.25)", "value = 0.25"),
+        ('label_replace(vector(2), "job", "sync-worker", "", "")', "job=sync-worker = 2"),
+    ):
+        plan = ex.render(PromQLCheckSpec(promql=PromQuery(query=query), expect={"below": 5}), ctx(config))
+        result = await ex.execute(plan)
+        assert (result.status, result.lines) == (Status.PASSED, (row,)), (result.message, result.lines)

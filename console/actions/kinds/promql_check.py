@@ -95,8 +95,9 @@ class PromQLCheckKind:
             ]
         else:
             return Outcome(Status.FAILED, f"expected an instant vector or scalar, got {kind}")
+        # An aggregate has no labels: "value = 0.25", not Prometheus's "{} = 0.25".
         lines = tuple(
-            one_line(f"{labels or '{}'} = {value:g}", 200) for labels, value in samples[:SHOW_LINES]
+            one_line(f"{labels or 'value'} = {value:g}", 200) for labels, value in samples[:SHOW_LINES]
         )
         status, why = verdict(job.expect, Observed(rows=len(samples), values=[v for _, v in samples]))
         return Outcome(status, why, lines or ("(no series)",))
