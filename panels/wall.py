@@ -84,10 +84,14 @@ def stale_marked(tile: TileData, state: ConsoleState, now: float) -> TileData:
         return tile
     age = _data_age(state, tile.source, now)
     age = f"data {age} old" if age else "no data yet"
+    # A stale green says STALE first, as the header does ("● PASS ◌ stale" read as a pass);
+    # a stale breach keeps its severity in front: it is still the last one known.
+    last = tile.badge.split(" ", 1)[-1]
+    badge = f"{STALE_BADGE}, last {last}" if tile.severity <= Severity.OK else f"{tile.badge} ◌ stale"
     return replace(
         tile,
         severity=max(tile.severity, Severity.UNKNOWN),
-        badge=f"{tile.badge} ◌ stale",
+        badge=badge,
         detail=f"{age} · {tile.detail}" if tile.detail else age,
     )
 

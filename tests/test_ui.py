@@ -548,7 +548,8 @@ async def test_a_wall_between_states_keeps_its_clock_and_ages_and_goes_stale():
         await pilot.pause()
         tile = next(t for t in app.screen.query(Tile) if t.display)
         assert "Health" in str(app.screen.query_one("#wall-page").render())
-        assert (tile.data.badge, tile.data.big) == ("● PASS ◌ stale", "PASS"), tile.data
+        # STALE first, as the header says it: "● PASS ◌ stale" read as a pass at a glance.
+        assert (tile.data.badge, tile.data.big) == ("◌ STALE, last PASS", "PASS"), tile.data
         assert tile.data.detail.startswith("data 1m00s old · ") and tile.has_class("-unknown"), tile.data
 
 
@@ -736,3 +737,19 @@ async def test_the_header_keeps_its_clock_at_80_columns(environment):
             assert "prom … pg 0/4 … health 0/2 …" in narrow, narrow
         else:
             assert "…" in narrow.split(" │ 11:06")[0], narrow
+
+
+def test_a_stale_tile_says_stale_first_unless_it_holds_a_breach():
+    """A green tile on old data read "● OK ◌ stale", a pass at a glance; a breach's tile keeps
+    its severity first (it is still the last one known)."""
+    from types import SimpleNamespace
+
+    from console.model import Severity
+    from panels.wall import TileData, stale_marked
+
+    state = SimpleNamespace(is_stale=lambda source, now: True, last_good={})
+    ok = TileData(Severity.OK, "● OK", "error_rate", "0.4%", source="prometheus")
+    crit = TileData(Severity.CRITICAL, "✖ CRIT", "error_rate", "40%", source="prometheus")
+    assert stale_marked(ok, state, 0.0).badge == "◌ STALE, last OK"
+    assert stale_marked(crit, state, 0.0).badge == "✖ CRIT ◌ stale"
+    assert stale_marked(ok, state, 0.0).severity == Severity.UNKNOWN  # never drawn green
