@@ -571,6 +571,16 @@ async def test_a_re_enable_step_is_refused_until_the_check_before_it_passes(
 # --- run time: a signal evaluates its select again where it signals (real Postgres) ---------------------
 
 
+async def _until_active(pg_server: PgServer, pid: int, timeout: float = 5.0) -> None:
+    """Wait (at most ``timeout`` s) until the session ``pid`` is running a query."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (await pg_server.fetch("SELECT state FROM pg_stat_activity WHERE pid = $1", pid))[0][
+        "state"
+    ] != "active":
+        assert asyncio.get_running_loop().time() < deadline, f"pid {pid} never became active"
+        await asyncio.sleep(0.05)
+
+
 async def test_what_a_signal_skipped_is_told_before_what_it_signalled(
     pg_server: PgServer, pg_sessions: Sessions, tmp_path: Path
 ) -> None:
@@ -599,12 +609,7 @@ async def test_what_a_signal_skipped_is_told_before_what_it_signalled(
     plan = await executor.preview(executor.render(spec, Context({"app": Value(app, trusted=False)})))
     assert sorted(t.pid for t in plan.targets) == sorted(pids)
     busy = asyncio.ensure_future(idle[-1].fetchval("SELECT pg_sleep(2)"))  # no longer idle
-    deadline = asyncio.get_running_loop().time() + 5
-    while (await pg_server.fetch("SELECT state FROM pg_stat_activity WHERE pid = $1", pids[-1]))[0][
-        "state"
-    ] != "active":
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.05)
+    await _until_active(pg_server, pids[-1])
     result = await executor.execute(plan, Confirmation(typed=plan.confirm.expected))
     await busy
     assert (result.status, result.message) == (Status.SUCCEEDED, "terminated 7 sessions; 1 skipped")
@@ -651,12 +656,7 @@ async def test_a_session_that_turned_active_after_the_preview_is_not_terminated(
     # Between the preview and the confirmation the session starts working: same pid, same
     # backend_start, but no longer idle in transaction.
     busy = asyncio.ensure_future(victim.fetchval("SELECT pg_sleep(2)"))
-    deadline = asyncio.get_running_loop().time() + 5
-    while (await pg_server.fetch("SELECT state FROM pg_stat_activity WHERE pid = $1", pid))[0][
-        "state"
-    ] != "active":
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.05)
+    await _until_active(pg_server, pid)
     result = await executor.execute(plan, Confirmation(typed=str(pid)))
     assert result.status == Status.REFUSED, result.message
     assert result.message == f"nothing signalled: pid {pid} no longer listed by the select"
