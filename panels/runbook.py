@@ -367,10 +367,10 @@ class RunbookScreen(Screen):
         # line from the step's output.
         width = (self.size.width or self.app.size.width) - 2  # padding
         room = width - len("for:  · ") - tail.cell_len
-        title = opened_for.title
-        if len(title) > room >= 12:
-            title = title[: room - 1].rstrip() + "…"
-        return Text.assemble(f"for: {title} · ", tail)
+        title = Text(opened_for.title)
+        if room >= 12:
+            title.truncate(room, overflow="ellipsis")
+        return Text.assemble("for: ", title, " · ", tail)
 
     def on_resize(self) -> None:
         self.set_class(self.size.height < self.SHORT_ROWS, "-short")

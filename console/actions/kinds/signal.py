@@ -255,7 +255,7 @@ class SignalKind:
             for pid in moved
         ]
         lines += [f"pid {pid}: the server did not signal it" for pid in unsent]
-        if len(done) > DONE_ONE_PER_LINE:
+        if len(done) > PIDS_LISTED:
             lines.append(f"{verb} {len(done)} sessions: pid {', '.join(map(str, done))}")
         else:
             lines += [f"{verb} pid {pid}" for pid in done]
@@ -282,8 +282,8 @@ def _epoch(value: Any) -> float | None:
     return None
 
 
-DONE_ONE_PER_LINE = 5  # up to this many signalled pids get a line each; more share one line
+PIDS_LISTED = 5  # up to this many pids are named in a message and get a result line each
 
 
 def _pids(pids: Sequence[int]) -> str:
-    return "pid " + ", ".join(map(str, pids)) if len(pids) <= 5 else f"{len(pids)} sessions"
+    return "pid " + ", ".join(map(str, pids)) if len(pids) <= PIDS_LISTED else f"{len(pids)} sessions"
