@@ -950,3 +950,22 @@ async def test_a_promql_series_without_labels_reads_as_its_value(prometheus_serv
         plan = ex.render(PromQLCheckSpec(promql=PromQuery(query=query), expect={"below": 5}), ctx(config))
         result = await ex.execute(plan)
         assert (result.status, result.lines) == (Status.PASSED, (row,)), (result.message, result.lines)
+
+
+async def test_a_promql_value_without_an_expectation_is_said_by_its_value(prometheus_server, tmp_path: Path):
+    """A check that only reads a number (a rate, a p95) said ``last: 1 row`` with the value on the
+    next line, and ``1 row; value 0`` when it had an expectation: a count of one is noise when the
+    answer is one value. A labelled series keeps its count; the lines name it."""
+    from console.actions.kinds.promql_check import PromQLCheckSpec, PromQuery
+
+    config = make_config(tmp_path, prometheus={"url": prometheus_server.url})
+    ex = executor(config, tmp_path)
+    for query, expect, message in (
+        ("vector(0.25)", {}, "value 0.25"),
+        ("scalar(vector(3))", {}, "value 3"),
+        ("vector(0)", {"equals": 0}, "value 0"),
+        ('label_replace(vector(2), "job", "sync-worker", "", "")', {}, "1 row"),
+    ):
+        plan = ex.render(PromQLCheckSpec(promql=PromQuery(query=query), expect=expect), ctx(config))
+        result = await ex.execute(plan)
+        assert (result.status, result.message) == (Status.PASSED, message), (query, result.lines)

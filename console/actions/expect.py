@@ -23,6 +23,8 @@ class Observed:
 
     rows: int | None = None
     values: list[Any] | None = None
+    #: the answer is one value (a scalar, a series without labels): its count is noise
+    one_value: bool = False
     status: int | None = None
     body: bytes = b""
     content_type: str = ""
@@ -103,7 +105,7 @@ def _expect_rows(expect: Expect, seen: Observed) -> tuple[bool, str]:
         return False, f"found {_count(seen.rows, expect)} ({wanted})"
     if expect.min_rows is not None and seen.rows < expect.min_rows:
         return False, f"found {_count(seen.rows, expect)} (at least {expect.min_rows} expected)"
-    return True, _count(seen.rows, expect)
+    return True, "" if seen.one_value else _count(seen.rows, expect)
 
 
 class Unjudgeable(Exception):
@@ -112,7 +114,8 @@ class Unjudgeable(Exception):
 
 def _expect_values(expect: Expect, seen: Observed) -> tuple[bool, str]:
     if expect.below is None and expect.above is None and expect.equals is None:
-        return True, ""
+        number = _number(seen.values[0]) if seen.one_value and seen.values else None
+        return True, "" if number is None else f"value {number:g}"
     if expect.references:  # a kind resolves them when it renders (KindContext.resolve_expect)
         raise Unjudgeable("a threshold reference was not resolved")
     values = seen.values or []

@@ -99,5 +99,10 @@ class PromQLCheckKind:
         lines = tuple(
             one_line(f"{labels or 'value'} = {value:g}", 200) for labels, value in samples[:SHOW_LINES]
         )
-        status, why = verdict(job.expect, Observed(rows=len(samples), values=[v for _, v in samples]))
+        seen = Observed(
+            rows=len(samples),
+            values=[v for _, v in samples],
+            one_value=len(samples) == 1 and not samples[0][0],
+        )
+        status, why = verdict(job.expect, seen)
         return Outcome(status, why, lines or ("(no series)",))
