@@ -424,3 +424,37 @@ def test_with_nothing_arriving_the_ingress_recheck_is_not_met(tmp_path: Path, pa
     for during in ([float("nan")], []):
         assert verdict(check.check.expect, Observed(values=during))[0] == Status.NOT_MET, during
     assert verdict(check.check.expect, Observed(values=[1.0]))[0] == Status.SUCCEEDED
+
+
+def test_the_quota_recheck_passes_once_polling_less_makes_the_quota_last(tmp_path: Path, pack: Pack):
+    """A quota's used share only grows until the daily reset (00:00 UTC): polling less slows it,
+    never lowers it. ga-quota-exhausted's wait re-read the share (below 0.8) five minutes after
+    the polling change, which could not pass before midnight: the right fix read NOT MET. The
+    wait's check now projects the share at the reset from the last 5 minutes' rate: not met
+    while the quota runs out before midnight, met once the slower polling makes it last, never
+    met once it is used up."""
+    runbook = pack.get("ga-quota-exhausted")
+    (wait,) = [s for s in runbook.steps if isinstance(s, WaitStep)]
+    check = runbook.step(wait.wait.check)
+    assert isinstance(check, CheckStep) and isinstance(check.check.expect.below, int | float)
+    query = _query(check, {"service": "storefront", "provider": "google-analytics"})
+    lasts = f"({query}) < bool {check.check.expect.below:g}"
+    name = 'api_quota_used_ratio{job="storefront",provider="google-analytics"}'
+    series = [
+        # 1.4 % of the quota a minute for an hour (84 % used), then 0.005 % a minute: polled less
+        {"series": name, "values": "0+0.014x60 0.84+0.00005x60"},
+        # another day's: used up (the share stays at 1 however slowly it is polled)
+        {"series": name.replace("storefront", "used-up"), "values": "0.5+0.1x5 1+0x115"},
+    ]
+    used_up = lasts.replace('job="storefront"', 'job="used-up"')
+    tests = [
+        {"expr": lasts, "eval_time": "60m", "exp_samples": [{"labels": "{}", "value": 0}]},
+        {
+            "expr": lasts,
+            "eval_time": f"{60 + int(wait.wait.seconds) // 60 + 1}m",
+            "exp_samples": [{"labels": "{}", "value": 1}],
+        },
+        {"expr": used_up, "eval_time": "60m", "exp_samples": [{"labels": "{}", "value": 0}]},
+    ]
+    done = _promtool_test(tmp_path, [{"name": "quota", "input_series": series, "promql_expr_test": tests}])
+    assert done.returncode == 0, done.stdout + done.stderr
