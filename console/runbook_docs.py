@@ -55,7 +55,7 @@ def step_line(runbook: Runbook, step: Step) -> str:
             what = f"action ({step.action.kind}{impact})"
         case WaitStep():
             check = runbook.waited_check(step)
-            what = f"wait {format_duration(step.wait.seconds)}, then `{check.id}` again"
+            what = step.again(step.wait.seconds, format_duration(step.wait.seconds), f"`{check.id}`")
         case ManualStep():
             what = "manual"
         case EscalateStep():

@@ -20,6 +20,7 @@ from console.actions.templates import Context, Value
 from console.journal import ActionRefused, Journal, Operator, read_journal
 from console.loader import load, load_config
 from console.promql import scale_expr, windows
+from console.runbook_docs import render
 from console.runbooks import Need, RunbookSession, StepCommand, StepState, load_for, pack_for
 from console.yamlfile import ConfigError
 from tests.fixtures.http_servers import StubServer
@@ -462,6 +463,18 @@ def test_the_time_scale_shortens_waits_and_promql_windows(tmp_path: Path) -> Non
     session = _session(plain)
     assert session.plan(session.runbook.step("error-rate")).spec.query.endswith("[1m]))")
     assert session.describe(session.runbook.step("verify"))[0].startswith("wait 1m00s, then")
+
+
+def test_a_wait_of_no_time_says_it_runs_its_check_again_now(tmp_path: Path) -> None:
+    """oauth-expired's second re-check waits 0 s (the first wait was the time): it read
+    "wait 0ms, then run ... again"."""
+    runbook = GOOD.replace("seconds: 60", "seconds: 0")
+    session = _session(tmp_path, runbook=runbook)
+    assert session.describe(session.runbook.step("verify"))[0] == "run 'Error rate of storefront' again now"
+    docs = render(pack_for(session.executor.config))
+    assert [line for line in docs.splitlines() if "again now" in line] == [
+        "  3. `error-rate` again now: Wait, then measure again"
+    ]
 
 
 def test_promql_windows_are_scaled_outside_string_literals() -> None:

@@ -178,6 +178,12 @@ class WaitStep(Step):
     kind: ClassVar[StepKind] = StepKind.WAIT
     wait: Wait
 
+    @staticmethod
+    def again(seconds: float, waited: str, what: str) -> str:
+        """'wait 1m00s, then <what> again' (``waited``: the duration as shown); a wait of no
+        time (a second re-check right after the first) runs it 'again now'."""
+        return f"wait {waited}, then {what} again" if seconds else f"{what} again now"
+
 
 class EscalateStep(Step):
     kind: ClassVar[StepKind] = StepKind.ESCALATE

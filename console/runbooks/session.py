@@ -453,10 +453,8 @@ def _describe(session: RunbookSession, step: Step, now: float | None) -> list[st
                 if seconds != step.wait.seconds
                 else ""
             )
-            return [
-                f"wait {format_duration(seconds)}{scaled}, then run '{session.title(check)}' again",
-                *session.plan(step).lines,
-            ]
+            waited = f"{format_duration(seconds)}{scaled}"
+            return [step.again(seconds, waited, f"run '{session.title(check)}'"), *session.plan(step).lines]
         case EscalateStep():
             note = [step.escalate.note] if step.escalate.note else []
             return [*note, *session.escalation(now).lines()]
