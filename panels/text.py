@@ -8,6 +8,7 @@ Colour is decoration only: every state also reads as a glyph and a word.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -105,18 +106,32 @@ def hanging(line: str, width: int) -> str:
     lead = len(line) - len(line.lstrip(" "))
     if width - lead - HANG < 16:  # too narrow to indent usefully
         return line
-    return "\n".join(
-        textwrap.wrap(
-            line[lead:],
-            width,
-            initial_indent=" " * lead,
-            subsequent_indent=" " * (lead + HANG),
-            break_on_hyphens=False,  # keep 2026-12-07 and uuids whole
-            expand_tabs=False,
-            replace_whitespace=False,
-            drop_whitespace=True,
-        )
+
+    class Wrapper(textwrap.TextWrapper):
+        def _split(self, text: str) -> list[str]:
+            # textwrap breaks only between its chunks, and cuts a chunk longer than a line
+            # anywhere: a URL or a label set too long for a line breaks after a '/' or a ','
+            room = self.width - len(self.subsequent_indent)
+            return [
+                piece
+                for chunk in super()._split(text)
+                for piece in (_BREAK_AFTER.split(chunk) if len(chunk) > room else (chunk,))
+                if piece
+            ]
+
+    wrapper = Wrapper(
+        width,
+        initial_indent=" " * lead,
+        subsequent_indent=" " * (lead + HANG),
+        break_on_hyphens=False,  # keep 2026-12-07 and uuids whole
+        expand_tabs=False,
+        replace_whitespace=False,
+        drop_whitespace=True,
     )
+    return "\n".join(wrapper.wrap(line[lead:]))
+
+
+_BREAK_AFTER = re.compile(r"(?<=[/,])(?=[^/,\s])")  # after a path's '/' or a list's ',' ('//' whole)
 
 
 def plain(value: object) -> Text:

@@ -390,6 +390,30 @@ def test_hanging_wraps_a_line_with_its_continuation_indented():
     assert all(len(line) <= 40 for line in hanging("  " + "y" * 100, 40).splitlines())
 
 
+def test_hanging_breaks_a_long_url_after_a_slash_and_a_selector_after_a_comma():
+    """In a confirmation at 80x24, a URL that did not fit left its method alone on a line and
+    was cut inside a name ('.../hubspot/retry-fai' / 'led'); a PromQL selector was cut inside a
+    label ('...provider="hubspot"' / ',status="401"}'). They break after a '/' or a ','."""
+    from panels.text import hanging
+
+    url = "  POST http://127.0.0.1:25431/api/v1/integrations/hubspot/retry-failed"
+    assert hanging(url, 68).splitlines() == [
+        "  POST http://127.0.0.1:25431/api/v1/integrations/hubspot/",
+        "      retry-failed",
+    ]
+    query = (
+        ' query: sum(rate(upstream_requests_total{job="sync-worker",provider="hubspot",status="401"}[10s]))'
+    )
+    assert hanging(query, 78).splitlines() == [
+        ' query: sum(rate(upstream_requests_total{job="sync-worker",provider="hubspot",',
+        '     status="401"}[10s]))',
+    ]
+    assert hanging("  see https://status.example.com now", 30).splitlines() == [
+        "  see https://",  # the scheme's '//' stays whole
+        "      status.example.com now",
+    ]
+
+
 async def test_the_empty_typed_confirmation_does_not_read_as_typed_without_colour():
     """Its placeholder was the word to type: on a screen without colour (or a capture) the empty
     field read as already filled in."""
