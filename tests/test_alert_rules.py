@@ -458,3 +458,83 @@ def test_the_quota_recheck_passes_once_polling_less_makes_the_quota_last(tmp_pat
     ]
     done = _promtool_test(tmp_path, [{"name": "quota", "input_series": series, "promql_expr_test": tests}])
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@dataclass(frozen=True)
+class Restarted:
+    runbook: str
+    step: str
+    fill: dict[str, str]
+    errors: str  # the error series the fault creates; the restarted process does not export it
+    traffic: str  # its other answers, which go on
+
+
+RESTARTED = [
+    Restarted(
+        "error-spike",
+        "error-rate",
+        {"service": "storefront"},
+        'http_requests_total{job="storefront",status="500"}',
+        'http_requests_total{job="storefront",status="200"}',
+    ),
+    Restarted(
+        "internal-errors",
+        "error-rate",
+        {"service": "storefront"},
+        'http_requests_total{job="storefront",status="500"}',
+        'http_requests_total{job="storefront",status="200"}',
+    ),
+    Restarted(
+        "automation-back-to-normal",
+        "error-rate",
+        {"service": "sync-worker"},
+        'http_requests_total{job="sync-worker",status="502"}',
+        'http_requests_total{job="sync-worker",status="200"}',
+    ),
+    Restarted(
+        "secret-rotation-failure",
+        "auth-errors",
+        {"service": "sync-worker"},
+        'upstream_requests_total{job="sync-worker",provider="hubspot",status="401"}',
+        'upstream_requests_total{job="sync-worker",provider="hubspot",status="200"}',
+    ),
+    Restarted(
+        "shopify-api-errors",
+        "auth-401",
+        {"service": "storefront", "provider": "shopify"},
+        'upstream_requests_total{job="storefront",provider="shopify",status="401"}',
+        'upstream_requests_total{job="storefront",provider="shopify",status="200"}',
+    ),
+]
+
+
+@pytest.mark.parametrize("case", RESTARTED, ids=[f"{c.runbook}:{c.step}" for c in RESTARTED])
+def test_a_recheck_passes_when_the_fixed_process_has_no_error_series(
+    tmp_path: Path, pack: Pack, case: Restarted
+) -> None:
+    """A client library makes a labelled series at its first increment: the process a rollback,
+    a deploy or new secrets restart exports no 5xx (or 401) series until its first one. These
+    re-checks read ``sum(rate(<errors>[5m]))``, empty once the old process's samples leave the
+    window, and an empty answer is NOT MET: the good fix read as a failed one. With no traffic
+    at all they still find nothing to judge (not a pass)."""
+    runbook = pack.get(case.runbook)
+    check = runbook.step(case.step)
+    assert isinstance(check, CheckStep)
+    (wait,) = [s for s in runbook.steps if isinstance(s, WaitStep) and s.wait.check == case.step]
+    query = _query(check, case.fill)
+    after = f"{30 + int(wait.wait.seconds) // 60 + 1}m"
+    series = [
+        {"series": case.errors, "values": "0+10x30 _x60"},  # the fault; the restart at 30m
+        {"series": case.traffic, "values": "0+100x90"},
+        {"series": case.traffic.replace('job="', 'job="idle-'), "values": "0+0x90"},
+    ]
+    idle = query.replace(f'job="{case.fill["service"]}"', f'job="idle-{case.fill["service"]}"')
+    tests = [
+        {"expr": f"count({query})", "eval_time": "20m", "exp_samples": [{"labels": "{}", "value": 1}]},
+        {"expr": query, "eval_time": after, "exp_samples": [{"labels": "{}", "value": 0}]},
+        {"expr": f"({idle}) >= 0", "eval_time": after, "exp_samples": []},  # nothing, or 0/0
+    ]
+    done = _promtool_test(
+        tmp_path, [{"name": case.runbook, "input_series": series, "promql_expr_test": tests}]
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
