@@ -437,7 +437,8 @@ def test_the_quota_recheck_passes_once_polling_less_makes_the_quota_last(tmp_pat
     (wait,) = [s for s in runbook.steps if isinstance(s, WaitStep)]
     check = runbook.step(wait.wait.check)
     assert isinstance(check, CheckStep) and isinstance(check.check.expect.below, int | float)
-    query = _query(check, {"service": "storefront", "provider": "google-analytics"})
+    hour = str(runbook.inputs["reset_hour_utc"].default)
+    query = _query(check, {"service": "storefront", "provider": "google-analytics", "reset_hour_utc": hour})
     lasts = f"({query}) < bool {check.check.expect.below:g}"
     name = 'api_quota_used_ratio{job="storefront",provider="google-analytics"}'
     series = [
