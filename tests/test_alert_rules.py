@@ -270,24 +270,6 @@ RECHECKS = [
     ),
     Recheck(
         "llm-provider-outage",
-        "provider-errors",
-        "UpstreamServerErrors",
-        {"service": "sync-worker", "provider": "openai"},
-        [
-            {
-                "series": 'upstream_requests_total{job="sync-worker",provider="openai",status="200"}',
-                "values": "0+54x10 540+60x10",
-            },
-            {
-                "series": 'upstream_requests_total{job="sync-worker",provider="openai",status="503"}',
-                "values": _on_then_off(6),
-            },
-            {"series": 'integration_up{job="sync-worker",provider="openai"}', "values": "1x20"},
-        ],
-        (0.1, 0.0),
-    ),
-    Recheck(
-        "llm-provider-outage",
         "timeouts",
         "ClassificationTimeouts",
         {"service": "sync-worker", "provider": "openai"},
@@ -537,5 +519,43 @@ def test_a_recheck_passes_when_the_fixed_process_has_no_error_series(
     ]
     done = _promtool_test(
         tmp_path, [{"name": case.runbook, "input_series": series, "promql_expr_test": tests}]
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_llm_outage_rechecks_can_pass_once_route_only_stops_the_model_calls(tmp_path: Path, pack: Pack):
+    """llm-provider-outage's fix is route-only mode: no call to the model at all. Its re-check of
+    failing calls read the share of failing calls, 0 of 0 under route-only (NaN: never met), so
+    the fix that worked read NOT MET for as long as it stayed on. Every wait now re-runs a check
+    that can pass with no model call: a PromQL one reads a number and meets its expectation;
+    the failing calls are re-checked by the probe, which calls the provider whatever the mode."""
+    runbook = pack.get("llm-provider-outage")
+    fill = {"service": "sync-worker", "provider": "openai"}
+    world = [  # errors, then route-only at 10m: the counters stop
+        {
+            "series": 'upstream_requests_total{job="sync-worker",provider="openai",status="200"}',
+            "values": "0+50x10 500+0x20",
+        },
+        {
+            "series": 'upstream_requests_total{job="sync-worker",provider="openai",status="503"}',
+            "values": "0+20x10 200+0x20",
+        },
+        {"series": 'classification_timeouts_total{job="sync-worker"}', "values": "0+5x10 50+0x20"},
+        {"series": 'integration_up{job="sync-worker",provider="openai"}', "values": "1x30"},
+    ]
+    tests, probes = [], []
+    for wait in (s for s in runbook.steps if isinstance(s, WaitStep)):
+        check = runbook.waited_check(wait)
+        if check.check.kind == "http":
+            probes.append(check.check.http.url)
+            continue
+        expect = check.check.expect
+        assert expect.equals is not None, check.id
+        at = f"{10 + int(wait.wait.seconds) // 60 + 1}m"
+        passes = f"({_query(check, fill)}) == bool {expect.equals}"
+        tests.append({"expr": passes, "eval_time": at, "exp_samples": [{"labels": "{}", "value": 1}]})
+    assert probes == ["{{service_url}}/api/v1/integrations/{{provider}}/probe"]
+    done = _promtool_test(
+        tmp_path, [{"name": "route-only", "input_series": world, "promql_expr_test": tests}]
     )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -62,8 +62,9 @@ class Case:
     # step id -> what its first run must find: a check that reads the fault must say NOT MET
     # (the integration's status check passed on HTTP 200 while it said needs_reauth)
     finds: dict[str, str] = field(default_factory=dict)
-    # checks no wait re-runs, which may end NOT MET: what they read is still true after the fix
-    # (a quota's used share falls only at the daily reset; the wait re-checks that it lasts)
+    # checks no wait re-runs, which may end NOT MET: what they read is still true after the fix, or
+    # has nothing to read (a quota's used share falls only at the daily reset; the wait re-checks
+    # that it lasts)
     unsettled: frozenset[str] = frozenset()
 
 
@@ -119,7 +120,8 @@ CASES = [
          finds={"provider-status": 'state is "needs_reauth", expected "connected"'}),
     Case("partial-sync-failures", "alert:SyncJobFailure:", "partial-sync-failures", "retry-failed"),
     Case("duplicate-events", "alert:DuplicateEventsDetected:", "duplicate-events", "kill-switch"),
-    Case("llm-timeouts", "alert:ClassificationTimeouts:", "llm-provider-outage", "route-only"),
+    # route-only stops the model calls: their share of failures has nothing to count (the probe re-checks)
+    Case("llm-timeouts", "alert:ClassificationTimeouts:", "llm-provider-outage", "route-only", unsettled=frozenset({"provider-errors"})),
     Case("webhook-signature-failures", "alert:WebhookSignatureFailures:", "webhook-signature-failure", "rotate-secret"),
     Case("quota-exhausted", "health.storefront", "ga-quota-exhausted", "reduce-polling", unsettled=frozenset({"quota"})),
 ]  # fmt: skip
