@@ -559,3 +559,40 @@ def test_the_llm_outage_rechecks_can_pass_once_route_only_stops_the_model_calls(
         tmp_path, [{"name": "route-only", "input_series": world, "promql_expr_test": tests}]
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _every_five_minutes(calls: int, then_flat: int, start: int = 0) -> str:
+    """A counter sampled each minute that one call every 5 minutes moves, for ``calls`` calls,
+    then stays flat for ``then_flat`` minutes (promtool's expanded notation)."""
+    values = [start + minute // 5 for minute in range(calls * 5)]
+    last = values[-1] if values else start
+    return " ".join(str(v) for v in values) + f" {last}+0x{then_flat}"
+
+
+def test_the_rate_limit_window_recheck_reads_the_share_of_calls_refused(tmp_path: Path, pack: Pack):
+    """rate-limit-exhaustion slows polling to one call every 300 s, waits for the provider's
+    window to reset (an hour) and then may restore the normal rate (a re-enable the session
+    allows only after a passing wait). That wait read the 429s per second, which one call every
+    300 s keeps under the threshold (0.1/s) even when every call is refused: it passed, and full
+    polling went back into a limit still exhausted. It now reads the share of calls refused."""
+    runbook = pack.get("rate-limit-exhaustion")
+    wait = runbook.step("window-reset")
+    assert isinstance(wait, WaitStep)
+    check = runbook.waited_check(wait)
+    below = check.check.expect.below
+    if not isinstance(below, int | float):  # a threshold reference: the config's level
+        below = load_config(CONFIG).threshold(below.threshold).threshold.first_level
+    fill = {"service": "sync-worker", "provider": "hubspot"}
+    passes = f"({_query(check, fill)}) < bool {below:g}"
+    refused = 'upstream_requests_total{job="sync-worker",provider="hubspot",status="429"}'
+    answered = refused.replace('"429"', '"200"')
+    series = [  # an hour of every call refused, then an hour of every call answered
+        {"series": refused, "values": _every_five_minutes(12, 60)},
+        {"series": answered, "values": "0+0x59 " + _every_five_minutes(12, 0, start=0)},
+    ]
+    tests = [
+        {"expr": passes, "eval_time": "55m", "exp_samples": [{"labels": "{}", "value": 0}]},
+        {"expr": passes, "eval_time": "115m", "exp_samples": [{"labels": "{}", "value": 1}]},
+    ]
+    done = _promtool_test(tmp_path, [{"name": "window", "input_series": series, "promql_expr_test": tests}])
+    assert done.returncode == 0, done.stdout + done.stderr

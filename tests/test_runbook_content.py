@@ -318,7 +318,7 @@ def test_a_rate_limit_slowdown_is_temporary_and_undone_to_the_rate_read_before(
 ) -> None:
     """002 §3 reduces the request rate "temporarily": the runbook slowed polling to 300 s and never
     brought it back. It reads the interval first, and after the window's reset (an hour) and a
-    passing 429 check sets that interval again, then checks the 429s once more."""
+    passing check of the calls refused sets that interval again, then checks the 429s once more."""
     runbook = pack.get("rate-limit-exhaustion")
     ids = [step.id for step in runbook.steps]
     read, reduce, reset, restore = (
@@ -331,7 +331,7 @@ def test_a_rate_limit_slowdown_is_temporary_and_undone_to_the_rate_read_before(
         < ids.index("restore-rate")
     )
     assert isinstance(read, CheckStep) and read.check.http.url.endswith("/integrations/{{provider}}/status")
-    assert isinstance(reset, WaitStep) and reset.wait.seconds >= 3600 and reset.wait.check == "rate-429"
+    assert isinstance(reset, WaitStep) and reset.wait.seconds >= 3600 and reset.wait.check == "share-429"
     assert restore.action.impact == "re-enable" and ids[ids.index("restore-rate") - 1] == "window-reset"
     assert restore.action.http.url == reduce.action.http.url
     after = runbook.steps[ids.index("restore-rate") + 1]
