@@ -488,6 +488,14 @@ RESTARTED = [
         'upstream_requests_total{job="storefront",provider="shopify",status="401"}',
         'upstream_requests_total{job="storefront",provider="shopify",status="200"}',
     ),
+    # not a restart: its 'or vector(0)' read no call at all (the worker down) as none failing
+    Restarted(
+        "platform-api-errors",
+        "server-errors",
+        {"service": "sync-worker", "provider": "shopee"},
+        'upstream_requests_total{job="sync-worker",provider="shopee",status="503"}',
+        'upstream_requests_total{job="sync-worker",provider="shopee",status="200"}',
+    ),
 ]
 
 
