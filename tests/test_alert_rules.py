@@ -314,7 +314,11 @@ RECHECKS = [
             {
                 "series": 'upstream_requests_total{job="sync-worker",provider="shopee",status="502"}',
                 "values": _on_then_off(6),
-            }
+            },
+            {  # the calls that succeed once it is back (no call at all is nothing to judge)
+                "series": 'upstream_requests_total{job="sync-worker",provider="shopee",status="200"}',
+                "values": "0+6x20",
+            },
         ],
         (0.1, 0.0),
     ),
