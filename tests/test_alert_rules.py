@@ -561,16 +561,24 @@ def test_the_llm_outage_rechecks_can_pass_once_route_only_stops_the_model_calls(
         if check.check.kind == "http":
             probes.append(check.check.http.url)
             continue
-        expect = check.check.expect
-        assert expect.equals is not None, check.id
         at = f"{10 + int(wait.wait.seconds) // 60 + 1}m"
-        passes = f"({_query(check, fill)}) == bool {expect.equals}"
+        passes = _passes(_query(check, fill), check)
         tests.append({"expr": passes, "eval_time": at, "exp_samples": [{"labels": "{}", "value": 1}]})
     assert probes == ["{{service_url}}/api/v1/integrations/{{provider}}/probe"]
     done = _promtool_test(
         tmp_path, [{"name": "route-only", "input_series": world, "promql_expr_test": tests}]
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _passes(query: str, check: CheckStep) -> str:
+    """PromQL that reads 1 where the check's (numeric) expectation holds, 0 where it does not
+    (NaN included), nothing where the query finds nothing."""
+    expect = check.check.expect
+    if expect.equals is not None:
+        return f"({query}) == bool {expect.equals}"
+    assert isinstance(expect.below, int | float), (check.id, expect)
+    return f"({query}) < bool {expect.below:g}"
 
 
 def _every_five_minutes(calls: int, then_flat: int, start: int = 0) -> str:
@@ -607,4 +615,28 @@ def test_the_rate_limit_window_recheck_reads_the_share_of_calls_refused(tmp_path
         {"expr": passes, "eval_time": "115m", "exp_samples": [{"labels": "{}", "value": 1}]},
     ]
     done = _promtool_test(tmp_path, [{"name": "window", "input_series": series, "promql_expr_test": tests}])
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_breaker_recheck_fails_while_the_breaker_makes_no_calls(tmp_path: Path, pack: Pack):
+    """circuit-breaker-recovery re-checked ``min(integration_up) == 1`` after the reset: the
+    health probe does not go through the breaker, so it read 1 before the reset and still 1 with
+    the breaker open again. The recheck reads the share of the calls that fail: not met with no
+    call (the breaker open) or with calls failing, met once they go through and succeed."""
+    runbook = pack.get("circuit-breaker-recovery")
+    (wait,) = [s for s in runbook.steps if isinstance(s, WaitStep)]
+    check = runbook.waited_check(wait)
+    passes = _passes(_query(check, {"service": "sync-worker", "provider": "shopee"}), check)
+    calls = 'upstream_requests_total{job="sync-worker",provider="shopee",status="200"}'
+    series = [
+        {"series": 'integration_up{job="sync-worker",provider="shopee"}', "values": "1x40"},
+        # open for 20 minutes (no call), then closed: calls go through and succeed
+        {"series": calls, "values": "0+0x20 0+10x20"},
+        {"series": calls.replace('"200"', '"503"'), "values": "0+0x40"},
+    ]
+    tests = [
+        {"expr": passes, "eval_time": "15m", "exp_samples": [{"labels": "{}", "value": 0}]},  # 0 of 0
+        {"expr": passes, "eval_time": "35m", "exp_samples": [{"labels": "{}", "value": 1}]},
+    ]
+    done = _promtool_test(tmp_path, [{"name": "breaker", "input_series": series, "promql_expr_test": tests}])
     assert done.returncode == 0, done.stdout + done.stderr
