@@ -969,3 +969,19 @@ async def test_a_promql_value_without_an_expectation_is_said_by_its_value(promet
         plan = ex.render(PromQLCheckSpec(promql=PromQuery(query=query), expect=expect), ctx(config))
         result = await ex.execute(plan)
         assert (result.status, result.message) == (Status.PASSED, message), (query, result.lines)
+
+
+async def test_equals_holds_for_every_series_not_only_the_first(prometheus_server, tmp_path: Path):
+    """``equals`` compared the first value only: validate-api-credentials' 401s by provider
+    (``sum by (provider)``, equals 0) passed while a provider after the first was refused."""
+    from console.actions.kinds.promql_check import PromQLCheckSpec, PromQuery
+
+    config = make_config(tmp_path, prometheus={"url": prometheus_server.url})
+    ex = executor(config, tmp_path)
+    two = 'label_replace(vector(0), "provider", "a", "", "") or label_replace(vector(3), "provider", "b", "", "")'
+    plan = ex.render(PromQLCheckSpec(promql=PromQuery(query=two), expect={"equals": 0}), ctx(config))
+    result = await ex.execute(plan)
+    assert (result.status, result.message) == (Status.NOT_MET, "value 3, expected 0"), result.lines
+    same = two.replace("vector(3)", "vector(0)")
+    plan = ex.render(PromQLCheckSpec(promql=PromQuery(query=same), expect={"equals": 0}), ctx(config))
+    assert (await ex.execute(plan)).status == Status.PASSED

@@ -126,16 +126,13 @@ def _expect_values(expect: Expect, seen: Observed) -> tuple[bool, str]:
         return f"found {n:g} {expect.found}" if expect.found else f"value {n:g}"
 
     if expect.equals is not None:
-        got = values[0]
-        same = (
-            _number(got) == _number(expect.equals)
-            if _number(expect.equals) is not None
-            else str(got) == str(expect.equals)
-        )
-        if not same:  # a number as the other expectations say it (2.88889, not 2.8888888888888893)
-            number = _number(got)
-            seen = what(number) if number is not None else f"value {one_line(str(got), 40)}"
-            return False, f"{seen}, expected {expect.equals}"
+        wanted = _number(expect.equals)
+        for got in values:  # every series (or row), not the first: one provider of several refused
+            same = _number(got) == wanted if wanted is not None else str(got) == str(expect.equals)
+            if not same:  # a number as the other expectations say it (2.88889, not 2.8888888888888893)
+                number = _number(got)
+                seen = what(number) if number is not None else f"value {one_line(str(got), 40)}"
+                return False, f"{seen}, expected {expect.equals}"
     numbers = [_number(v) for v in values]
     if (expect.below is not None or expect.above is not None) and None in numbers:
         raise Unjudgeable("a value is not a number")
