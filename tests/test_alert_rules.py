@@ -675,3 +675,23 @@ def test_a_recheck_tolerates_the_trickle_its_alert_tolerates(
         break
     else:
         pytest.fail(f"no wait of {runbook} re-runs a check of {counter}")
+
+
+def test_the_restart_recheck_is_not_met_by_a_crash_loop(tmp_path: Path, pack: Pack):
+    """memory-cpu-pressure re-checked ``min(up) == 1`` two minutes after the restart: a process
+    that crashes every minute answers the scrape between crashes, and one instant read 1."""
+    runbook = pack.get("memory-cpu-pressure")
+    (wait,) = [s for s in runbook.steps if isinstance(s, WaitStep)]
+    check = runbook.waited_check(wait)
+    passes = _passes(_query(check, {"service": "storefront"}), check)
+    # 15 s scrapes: crashing (down one scrape in four), then up for good from minute 10
+    series = [{"series": 'up{job="storefront"}', "values": "1 1 1 0 " * 10 + "1x40"}]
+    tests = [
+        {"expr": passes, "eval_time": "8m", "exp_samples": [{"labels": "{}", "value": 0}]},
+        {"expr": passes, "eval_time": "14m", "exp_samples": [{"labels": "{}", "value": 1}]},
+    ]
+    done = _promtool_test(
+        tmp_path,
+        [{"name": "crash loop", "interval": "15s", "input_series": series, "promql_expr_test": tests}],
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
