@@ -431,7 +431,7 @@ async def test_a_response_time_that_is_no_duration_reads_as_said():
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, RunbookScreen), what="runbook screen")
         heading = str(app.screen.query_one("#rb-title").render())
-        assert "· respond: the quota resets at 00:00 UTC; alert the team" in heading, heading
+        assert "· respond: the quota resets daily (000: 00:00 UTC); alert the team" in heading, heading
         assert "respond within" not in heading
 
 
