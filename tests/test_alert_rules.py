@@ -158,19 +158,21 @@ GROUPS = [
         "name": "no Richpanel event accepted for 15 minutes, after an hour with some, fires; none ever does not",
         "input_series": [
             # events for an hour, then nothing (the gateway died: no delivery reaches the service)
+            # for 140 minutes, then events again (it is back). It resolved 75 minutes into the
+            # outage, once the hour before the last 15 minutes had no event either.
             {
                 "series": 'queue_receives_total{job="sync-worker",source="richpanel",instance="w1"}',
-                "values": "0+10x60 600+0x40",
+                "values": "0+10x60 600+0x140 600+10x40",
             },
             {
                 "series": 'queue_receives_total{job="storefront",source="richpanel",instance="s1"}',
-                "values": "0+0x100",
+                "values": "0+0x240",
             },
         ],
         "alert_rule_test": _alerts(
             "WebhookEventsStopped",
-            quiet_at=["50m", "70m", "78m"],
-            firing_at=["81m", "95m"],
+            quiet_at=["50m", "70m", "78m", "205m", "230m"],
+            firing_at=["81m", "95m", "140m", "199m"],
             alerts=[
                 {
                     "labels": {"severity": "critical", "job": "sync-worker"},
