@@ -31,6 +31,7 @@ from console.model import (
     SourceKey,
     SourceKind,
 )
+from console.sanitize import one_line
 
 
 class State(StrEnum):
@@ -271,7 +272,7 @@ class ThresholdEngine:
                 since=track.since,
                 since_known=track.since_known,
                 value=track.value,
-                value_text=track.reason or format_value(bound, track.value),
+                value_text=track.reason or format_value(bound, track.value, track.checks),
                 level_text=level_text(bound, track.severity),
                 unit=bound.unit,
                 subject=track.subject,
@@ -331,11 +332,21 @@ def alert_value(raw: str) -> str:
     return format_number(value) if value == value else raw  # NaN stays as sent
 
 
-def format_value(bound: BoundThreshold, value: float | None) -> str:
+CHECKS_NAMED = 2  # a health breach's value names this many failing checks, then "+N"
+
+
+def format_value(bound: BoundThreshold, value: float | None, checks: tuple[HealthCheck, ...] = ()) -> str:
+    """The value as a person reads it; a health status names its failing checks after the word
+    (``WARN: google-analytics:api``): the level beside it already says WARN."""
     if value is None:
         return "no data"
     if bound.metric == "status":
-        return _STATUS_WORDS.get(value, f"{value:g}")
+        word = _STATUS_WORDS.get(value, f"{value:g}")
+        if not checks:
+            return word
+        names = ", ".join(one_line(c.name, 24) for c in checks[:CHECKS_NAMED])  # a name is the body's
+        more = f" +{len(checks) - CHECKS_NAMED}" if len(checks) > CHECKS_NAMED else ""
+        return f"{word}: {names}{more}"
     return format_number(value, bound.unit)
 
 

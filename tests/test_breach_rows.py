@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from console.model import ErrorKind, SourceError
+from console.model import ErrorKind, HealthCheck, HealthStatus, SourceError
 from console.poller import Poller
 from console.report import render_text
 from console.rules import State
+from panels.breaches import breach_cells
 from tests import ui_data
 from tests.ui_data import NOW
 
@@ -158,3 +159,22 @@ def test_one_clusters_publish_rebuilds_only_its_own_breaches():
         else:
             assert breach is before[breach_id], breach_id  # not rebuilt
     assert after["postgres.west.idle_in_transaction"].parent == "postgres.west.waiting"
+
+
+def test_a_health_breach_says_which_checks_fail_in_its_value():
+    """A health target's row read ``WARN (>= WARN)`` or ``FAIL (>= FAIL)``: the level twice, and
+    the check that failed (``google-analytics:api: warn``) only in its detail view. The value
+    names the failing checks after the word (two at most, then how many more)."""
+    p, _ = poller()
+    (row,) = [b for b in p.state.breaches if b.id == "health.storefront"]
+    assert row.value_text == "FAIL: chatwoot"
+    assert breach_cells(row, NOW)[4].plain == "FAIL: chatwoot (>= FAIL)"
+    many = tuple(HealthCheck(name, HealthStatus.WARN) for name in ("a:api", "b:api", "c:api", "d:api"))
+    (storefront, _) = ui_data.health_snapshots()
+    p.publish(
+        dataclasses.replace(
+            storefront, status=HealthStatus.WARN, http_status=200, checks=many, taken_at=NOW + 1
+        )
+    )
+    (row,) = [b for b in p.state.breaches if b.id == "health.storefront"]
+    assert row.value_text == "WARN: a:api, b:api +2"
