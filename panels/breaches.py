@@ -55,7 +55,9 @@ def breach_cells(
     stale: bool = False,
 ) -> list[Text]:
     value = breach.value_text
-    if breach.level_text and breach.kind == "threshold":
+    # a status's level (>= WARN) says again what its severity and word say: the row keeps the
+    # room for the failing checks and the title
+    if breach.level_text and breach.kind == "threshold" and breach.metric != "status":
         value = f"{value} ({breach.level_text})"
     runbooks = ", ".join(breach.runbooks) or hint or ("url" if breach.runbook_url else "")
     state = breach.state.value + (f" · {ack}" if ack else "")
