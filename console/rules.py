@@ -337,7 +337,7 @@ CHECKS_NAMED = 2  # a health breach's value names this many failing checks, then
 
 def format_value(bound: BoundThreshold, value: float | None, checks: tuple[HealthCheck, ...] = ()) -> str:
     """The value as a person reads it; a health status names its failing checks after the word
-    (``WARN: google-analytics:api``): the level beside it already says WARN."""
+    (``WARN: google-analytics:api``), which the row, the detail and the runbook screen show."""
     if value is None:
         return "no data"
     if bound.metric == "status":

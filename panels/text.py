@@ -8,6 +8,7 @@ Colour is decoration only: every state also reads as a glyph and a word.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING
 
@@ -101,25 +102,11 @@ def hanging(line: str, width: int) -> str:
     still overflows is wrapped again by Rich (without the indent)."""
     if len(line) <= width:
         return line
-    import textwrap  # not on the first screen's path
-
     lead = len(line) - len(line.lstrip(" "))
     if width - lead - HANG < 16:  # too narrow to indent usefully
         return line
 
-    class Wrapper(textwrap.TextWrapper):
-        def _split(self, text: str) -> list[str]:
-            # textwrap breaks only between its chunks, and cuts a chunk longer than a line
-            # anywhere: a URL or a label set too long for a line breaks after a '/' or a ','
-            room = self.width - len(self.subsequent_indent)
-            return [
-                piece
-                for chunk in super()._split(text)
-                for piece in (_BREAK_AFTER.split(chunk) if len(chunk) > room else (chunk,))
-                if piece
-            ]
-
-    wrapper = Wrapper(
+    wrapper = _separator_wrapper()(
         width,
         initial_indent=" " * lead,
         subsequent_indent=" " * (lead + HANG),
@@ -132,6 +119,27 @@ def hanging(line: str, width: int) -> str:
 
 
 _BREAK_AFTER = re.compile(r"(?<=[/,])(?=[^/,\s])")  # after a path's '/' or a list's ',' ('//' whole)
+
+
+@functools.cache
+def _separator_wrapper() -> type:
+    """textwrap's wrapper (imported here: not on the first screen's path), made once, that may
+    also break a chunk too long for a line after a '/' or a ','."""
+    import textwrap
+
+    class SeparatorWrapper(textwrap.TextWrapper):
+        def _split(self, text: str) -> list[str]:
+            # textwrap breaks only between its chunks, and cuts a chunk longer than a line
+            # anywhere: a URL or a label set too long for a line breaks after a '/' or a ','
+            room = self.width - len(self.subsequent_indent)
+            return [
+                piece
+                for chunk in super()._split(text)
+                for piece in (_BREAK_AFTER.split(chunk) if len(chunk) > room else (chunk,))
+                if piece
+            ]
+
+    return SeparatorWrapper
 
 
 def plain(value: object) -> Text:
