@@ -1,0 +1,109 @@
+"""The Postgres runbooks' re-checks count every session of the cluster, while their cancel and
+terminate signal only this database's sessions of roles that are not superusers. A session out of
+that reach kept the wait at NOT MET with nothing on the screen to say why: the lists before the
+action showed it as if the action would end it. The step after the waits lists what the actions
+left, and why, on a real server with a monitoring role like the console's."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from console.actions import Confirmation, Executor, Status
+from console.journal import Journal, Operator
+from console.loader import load_config
+from console.runbooks import RunbookSession, pack_for
+from tests.fixtures.postgres import PgServer, Roles, Sessions
+
+CONFIG = Path(__file__).resolve().parent.parent / "config" / "console.yaml"
+OPERATOR = Operator("alice", "10.0.0.5", "console-host")
+OLDER_THAN = 1.0  # seconds: the runbooks' older_than input, so that the sessions qualify at once
+
+
+async def _open(sessions: Sessions, server: PgServer, app: str, **kwargs) -> tuple[asyncpg.Connection, int]:
+    conn = await sessions.open(server, application_name=app, **kwargs)
+    return conn, await conn.fetchval("SELECT pg_backend_pid()")
+
+
+async def _runbook_session(runbook_id: str, dsn: str, tmp_path: Path, monkeypatch) -> RunbookSession:
+    monkeypatch.setenv("PG_DSN", dsn)  # the shipped config's cluster "main"
+    config = load_config(CONFIG)
+    journal = Journal(tmp_path / "journal.jsonl", operator=OPERATOR)
+    runbook = pack_for(config).get(runbook_id)
+    assert runbook is not None
+    return await RunbookSession.open(
+        runbook, Executor(config, journal), inputs={"older_than": f"{OLDER_THAN:g}"}
+    )
+
+
+async def _gone(server: PgServer, pid: int) -> bool:
+    for _ in range(50):
+        if not await server.fetch("SELECT 1 FROM pg_stat_activity WHERE pid = $1", pid):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize(
+    ("runbook_id", "action_id"),
+    [("idle-in-transaction", "terminate-idle"), ("long-running-query", "cancel")],
+)
+async def test_the_step_after_the_wait_lists_the_sessions_the_action_could_not_reach(
+    runbook_id: str,
+    action_id: str,
+    pg_server: PgServer,
+    pg_sessions: Sessions,
+    pg_roles: Roles,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    role = await pg_roles.create(monitor=True, signal=True)
+    other_db = await pg_server.create_database()
+    tag = secrets.token_hex(3)
+    apps = {name: f"ic-reach-{name}-{tag}" for name in ("mine", "elsewhere", "superuser")}
+    conns = {
+        "mine": await _open(pg_sessions, pg_server, apps["mine"], user=role),
+        "elsewhere": await _open(pg_sessions, pg_server, apps["elsewhere"], user=role, database=other_db),
+        "superuser": await _open(pg_sessions, pg_server, apps["superuser"]),  # the fixture's superuser
+    }
+    # Each session in the state its runbook acts on: idle in a transaction, or running long.
+    running: dict[str, asyncio.Task] = {}
+    try:
+        for name, (conn, _) in conns.items():
+            if runbook_id == "idle-in-transaction":
+                await conn.execute("BEGIN; SELECT 1")
+            else:
+                running[name] = asyncio.create_task(conn.execute("SELECT pg_sleep(60)"))
+        await asyncio.sleep(OLDER_THAN + 0.5)
+
+        session = await _runbook_session(runbook_id, pg_server.dsn(user=role), tmp_path, monkeypatch)
+        action, reach = session.runbook.step(action_id), session.runbook.step("out-of-reach")
+        plan = await session.prepare(action)
+        targets = {t.pid for t in plan.targets}
+        assert conns["mine"][1] in targets
+        assert not {conns["elsewhere"][1], conns["superuser"][1]} & targets
+        answer = (
+            Confirmation(typed=plan.confirm.expected) if plan.confirm.expected else Confirmation(yes=True)
+        )
+        assert (await session.execute(action, answer, plan)).status == Status.SUCCEEDED
+        if runbook_id == "idle-in-transaction":
+            assert await _gone(pg_server, conns["mine"][1])
+        else:
+            with pytest.raises(asyncpg.QueryCanceledError):
+                await asyncio.wait_for(running["mine"], 10)
+
+        left = await session.execute(reach)
+        shown = "\n".join(left.lines)
+        assert left.status == Status.NOT_MET, (left.message, shown)
+        by_app = {app: line for line in left.lines for app in apps.values() if app in line}
+        assert set(by_app) == {apps["elsewhere"], apps["superuser"]}, shown
+        assert "another database" in by_app[apps["elsewhere"]] and other_db in by_app[apps["elsewhere"]]
+        assert "a superuser" in by_app[apps["superuser"]]
+    finally:
+        for name, task in running.items():
+            conns[name][0].terminate()
+            await asyncio.gather(task, return_exceptions=True)
