@@ -182,6 +182,43 @@ GROUPS = [
         ),
     },
     {
+        # A dead-letter queue (or a webhooks-failed one) holds work that failed, not work waiting:
+        # it never drains by itself, so it kept QueueBacklog firing after the incident and sent
+        # the operator to the rate-limit runbook. Failures have their own alerts.
+        "name": "a work queue above 100 for 5 minutes fires; a queue of failed items does not",
+        "input_series": [
+            {
+                "series": 'queue_depth{job="sync-worker",queue="richpanel-actions",instance="w1"}',
+                "values": "150x10",
+            },
+            {
+                "series": 'queue_depth{job="sync-worker",queue="dead-letter",instance="w1"}',
+                "values": "400x10",
+            },
+            {
+                "series": 'queue_depth{job="sync-worker",queue="webhooks-failed",instance="w1"}',
+                "values": "400x10",
+            },
+            {"series": 'queue_depth{job="storefront",queue="orders",instance="s1"}', "values": "20x10"},
+        ],
+        "alert_rule_test": _alerts(
+            "QueueBacklog",
+            quiet_at=["4m"],
+            firing_at=["6m"],
+            alerts=[
+                {
+                    "labels": {
+                        "severity": "warning",
+                        "job": "sync-worker",
+                        "queue": "richpanel-actions",
+                        "instance": "w1",
+                    },
+                    "summary": "sync-worker queue richpanel-actions holds 150 items",
+                }
+            ],
+        ),
+    },
+    {
         "name": "classification timeouts for 5 minutes fire; none does not",
         "input_series": [
             {"series": 'classification_timeouts_total{job="sync-worker",instance="w1"}', "values": "0+2x20"},
