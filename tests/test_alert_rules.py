@@ -697,8 +697,7 @@ def test_a_recheck_tolerates_the_trickle_its_alert_tolerates(
     the breach cleared while the runbook's wait read NOT MET. A trickle (1 a minute) passes;
     the fault does not."""
     book = pack.get(runbook)
-    for wait in (s for s in book.steps if isinstance(s, WaitStep)):
-        check = book.waited_check(wait)
+    for check in (s for s in book.steps if isinstance(s, CheckStep) and s.check.symptom):
         if counter not in (check.check.promql.query if check.check.kind == "promql" else ""):
             continue
         passes = _passes(_query(check, {"service": "sync-worker"}), check)
@@ -710,10 +709,39 @@ def test_a_recheck_tolerates_the_trickle_its_alert_tolerates(
         done = _promtool_test(
             tmp_path, [{"name": runbook, "input_series": series, "promql_expr_test": tests}]
         )
-        assert done.returncode == 0, (wait.id, done.stdout + done.stderr)
+        assert done.returncode == 0, (check.id, done.stdout + done.stderr)
         break
     else:
-        pytest.fail(f"no wait of {runbook} re-runs a check of {counter}")
+        pytest.fail(f"no check of {runbook} with a symptom reads {counter}")
+
+
+def test_the_kill_switch_is_re_checked_by_the_replies_it_stops_not_by_a_senders_re_deliveries(
+    tmp_path: Path, pack: Pack
+):
+    """duplicate-events re-checked the duplicates its idempotency layer detects after the kill
+    switch. A sender that re-delivers (at-least-once) goes on whatever the switch, so the wait read
+    NOT MET while the switch had stopped every reply. The wait reads the auto-replies sent: met
+    once they stop, not met while they go on."""
+    runbook = pack.get("duplicate-events")
+    (wait,) = [s for s in runbook.steps if isinstance(s, WaitStep)]
+    check = runbook.waited_check(wait)
+    passes = _passes(_query(check, {"service": "sync-worker"}), check)
+    series = [
+        # replies at 1/s, then the kill switch at minute 10: none
+        {"series": 'auto_reply_sent_total{job="sync-worker"}', "values": "0+60x10 600+0x20"},
+        # a sender re-delivers 12 a minute (0.2/s) throughout, caught and dropped
+        {"series": 'idempotency_duplicates_detected_total{job="sync-worker"}', "values": "0+12x30"},
+        {"series": 'queue_receives_total{job="sync-worker"}', "values": "0+60x30"},
+    ]
+    at_wait_end = f"{10 + int(wait.wait.seconds // 60)}m"
+    tests = [
+        {"expr": passes, "eval_time": "8m", "exp_samples": [{"labels": "{}", "value": 0}]},
+        {"expr": passes, "eval_time": at_wait_end, "exp_samples": [{"labels": "{}", "value": 1}]},
+    ]
+    done = _promtool_test(
+        tmp_path, [{"name": "kill switch", "input_series": series, "promql_expr_test": tests}]
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_the_restart_recheck_is_not_met_by_a_crash_loop(tmp_path: Path, pack: Pack):
