@@ -122,6 +122,8 @@ ALERT_ROWS = [
     AlertRow("IntegrationDown", _series(job=SF, provider="shopify"), "shopify-server-errors"),
     AlertRow("IntegrationDown", _series(job=SW, provider="richpanel"), "provider-down"),
     AlertRow("IntegrationDown", _series(job=SW), "integration-health-check"),
+    AlertRow("SyncSuccessRatioLow", _series(job=SW, provider="hubspot"), "partial-sync-failures"),
+    AlertRow("SyncSuccessRatioLow", _series(job=SW, provider="shopee"), "product-sync-failure"),
     AlertRow("SyncSuccessRatioLow", _series(job=SW), "partial-sync-failures"),
     AlertRow("WebhookSignatureFailures", _series(job=SF), "webhook-signature-failure"),
     AlertRow("WebhookSignatureFailures", _series(job=SW), "webhook-signature-failure"),
@@ -194,7 +196,9 @@ THRESHOLD_ROWS = [
     # Prometheus queries: the worst series' labels
     ThresholdRow("prometheus.error_rate", "error-spike", labels={"job": SF}),
     ThresholdRow("prometheus.p95_latency", "slow-responses", labels={"job": SF}),
-    ThresholdRow("prometheus.sync_success_ratio", "partial-sync-failures", labels={"job": SW, "instance": INSTANCE}),
+    ThresholdRow("prometheus.sync_success_ratio", "partial-sync-failures", labels={"job": SW, "provider": "hubspot"}),
+    ThresholdRow("prometheus.sync_success_ratio", "product-sync-failure", labels={"job": SW, "provider": "shopee"}),
+    ThresholdRow("prometheus.sync_success_ratio", "partial-sync-failures", labels={"job": SW}),
     ThresholdRow("prometheus.upstream_429_rate", "downstream-rate-limit", labels={"job": SW, "provider": "richpanel"}),
     ThresholdRow("prometheus.upstream_429_rate", "rate-limit-exhaustion", labels={"job": SW, "provider": "hubspot"}),
     ThresholdRow("prometheus.upstream_429_rate", "shopee-rate-limiting", labels={"job": SW, "provider": "shopee"}),
@@ -330,8 +334,6 @@ def _demo_breach(config: Config, expected_id: str, shape: dict[str, dict[str, st
     assert bound is not None, expected_id
     kind = bound.source.kind.value
     labels = dict(shape.get("labels", {}))
-    if bound.id == "prometheus.sync_success_ratio":
-        labels = _series(job=SW)  # the gauge has no provider
     row = ThresholdRow(
         expected_id, "", labels=labels if kind == "prometheus" else {}, checks=shape.get("checks", {}) if kind == "health" else {}
     )  # fmt: skip
@@ -421,12 +423,12 @@ def test_target_down_checks_which_job_is_down_before_restarting_it(pack: Pack, c
 # --- a cause firing beside the breach -----------------------------------------------------------------
 
 RATIO = ThresholdRow(
-    "prometheus.sync_success_ratio", "partial-sync-failures", labels={"job": SW, "instance": INSTANCE}
+    "prometheus.sync_success_ratio", "partial-sync-failures", labels={"job": SW, "provider": "hubspot"}
 )
 SYMPTOMS = {  # the sync failures' breaches, and the runbook written for them alone
     "ratio": lambda config: threshold_breach(config, RATIO),
     "SyncJobFailure": lambda config: alert_breach("SyncJobFailure", _series(job=SW, provider="hubspot")),
-    "SyncSuccessRatioLow": lambda config: alert_breach("SyncSuccessRatioLow", _series(job=SW)),
+    "SyncSuccessRatioLow": lambda config: alert_breach("SyncSuccessRatioLow", _series(job=SW, provider="hubspot")),
 }  # fmt: skip
 CAUSES = [  # the demo's oauth-expired and provider-down make the syncs fail too
     (lambda: alert_breach("UpstreamAuthFailing", {"job": SW, "provider": "hubspot"}), "oauth-expired"),

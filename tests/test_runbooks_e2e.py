@@ -300,6 +300,39 @@ async def test_the_runbook_walked_step_by_step_clears_the_breach(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(150)
+async def test_the_sync_ratio_breach_names_the_integration_whose_syncs_fail(
+    demo_stack: DemoStack, console: Console
+) -> None:
+    """The sync success ratio was one gauge for every integration: its breach (the CRIT at the
+    top of the screen) named none, and the runbook opened from it checked its default integration's
+    syncs, whichever was failing. The ratio is per provider now; the breach names HubSpot's, and
+    the runbook's check reads HubSpot's syncs and finds them failing."""
+    scenario = "partial-sync-failures"
+    await console.wait_for(lambda b: not _ours(b, scenario), SHOW_TIMEOUT, "a clean slate")
+    demo_stack.control.inject(scenario)
+    try:
+
+        def firing(breaches: tuple[Breach, ...]) -> bool:
+            return any(b.id == "prometheus.sync_success_ratio" and b.state == State.FIRING for b in breaches)
+
+        breaches = await console.wait_for(firing, SHOW_TIMEOUT, "the sync ratio breach")
+        breach = next(b for b in breaches if b.id == "prometheus.sync_success_ratio")
+        assert breach.label("provider") == "hubspot", breach
+        ranked = console.pack.rank(breach, console.config)
+        assert ranked[0].runbook.id == "partial-sync-failures", [m.runbook.id for m in ranked[:3]]
+        session = await RunbookSession.open(ranked[0].runbook, console.executor, breach=breach)
+        assert session.context.get("provider").text == "hubspot"
+        check = session.runbook.step("success-ratio")
+        assert 'provider="hubspot"' in "\n".join(session.plan(check).lines)
+        result = await session.execute(check)
+        assert result.status == Status.NOT_MET, result.message
+    finally:
+        demo_stack.control.reset()
+        await console.wait_for(lambda b: not _ours(b, scenario), CLEAR_TIMEOUT, f"{scenario} to clear")
+
+
+@pytest.mark.slow
 async def test_the_journal_of_the_walks_exports_as_an_incident_report(
     demo_stack: DemoStack, demo_config: Config, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -164,7 +164,7 @@ class ServiceState:
             self.shared_secret = secrets.token_hex(16)
         self.verify_secret = self.shared_secret  # the partners keep theirs: no failures after a reset
         self.limiters: dict[str, TokenBucket] = {}
-        self.recent_syncs: deque[bool] = deque(maxlen=40)
+        self.recent_syncs: dict[str, deque[bool]] = {}  # provider -> its last sync outcomes
 
     # --- faults -------------------------------------------------------------------------
 

@@ -27,7 +27,10 @@ class ServiceMetrics:
             "sync_jobs_failed_total", "Sync jobs that failed", ["provider"], registry=r
         )
         self.sync_ratio = Gauge(
-            "sync_success_ratio", "Share of the last sync jobs that succeeded", registry=r
+            "sync_success_ratio",
+            "Share of the provider's last sync jobs that succeeded",
+            ["provider"],
+            registry=r,
         )
         self.queue_depth = Gauge("queue_depth", "Items waiting in a work queue", ["queue"], registry=r)
         self.upstream = Counter(
@@ -87,7 +90,6 @@ class ServiceMetrics:
         self.quota = Gauge(
             "api_quota_used_ratio", "Share of the provider's API quota used", ["provider"], registry=r
         )
-        self.sync_ratio.set(1.0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -41,6 +41,8 @@ UNMETERED = ("/metrics", "/health", "/actuator/", "/demo/")
 DEMO_TENANT = "demo"  # the one tenant of the demo (the tenant-scoped admin routes of 002)
 WEBHOOK_SOURCES = {"storefront": "chatwoot", "sync-worker": "richpanel"}
 SIGNATURE_HEADER = "x-webhook-signature"
+SYNCED = ("hubspot", "shopee")  # the integrations whose records the sync worker syncs
+RECENT_SYNCS = 40  # sync_success_ratio: the share of a provider's last this-many syncs that succeeded
 CLASSIFICATION_TIMEOUT = 5.0  # seconds a timed-out classification call waited (its latency)
 DSN_ENV = "INCIDENT_CONSOLE_DEMO_DSN"  # the DSN holds a password: not on the command line
 
@@ -83,6 +85,7 @@ class Service:
                 self.metrics.actions_success.labels(action=kind)
             self.metrics.classification_timeouts.inc(0)
             self.metrics.queue_depth.labels(queue="dead-letter").set(0)
+            self.update_sync_ratio()
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -175,20 +178,17 @@ class Service:
     # --- sync-worker: sync jobs and the action queue --------------------------------------
 
     async def sync_jobs(self) -> float:
-        for provider in ("hubspot", "shopee"):
+        for provider in SYNCED:
             integration = self.state.integrations[provider]
             if not integration.enabled:
                 continue
             record = f"{provider}-{next(self.record_ids)}"
-            outcome = self.call(provider, "sync")
-            self.metrics.sync_jobs.labels(provider=provider).inc()
+            outcome = self.sync_one(provider)
             if not outcome.ok:
-                self.metrics.sync_failed.labels(provider=provider).inc()
                 integration.failed.append(
                     FailedSync(record, f"{outcome.status} {outcome.error}".strip(), time.time())
                 )
                 del integration.failed[:-500]
-            self.state.recent_syncs.append(outcome.ok)
             await self.db(
                 "execute",
                 shopdb.SYNC_LOG,
@@ -200,9 +200,24 @@ class Service:
         self.update_sync_ratio()
         return 0.5
 
+    def sync_one(self, provider: str) -> Outcome:
+        """One record synced to ``provider``: the call, its counters, its place in the ratio."""
+        outcome = self.call(provider, "sync")
+        self.metrics.sync_jobs.labels(provider=provider).inc()
+        if not outcome.ok:
+            self.metrics.sync_failed.labels(provider=provider).inc()
+        recent = self.state.recent_syncs.setdefault(provider, deque(maxlen=RECENT_SYNCS))
+        recent.append(outcome.ok)
+        return outcome
+
     def update_sync_ratio(self) -> None:
-        recent = self.state.recent_syncs
-        self.metrics.sync_ratio.set(sum(recent) / len(recent) if recent else 1.0)
+        if self.name != "sync-worker":
+            return
+        for provider in SYNCED:
+            recent = self.state.recent_syncs.get(provider)
+            self.metrics.sync_ratio.labels(provider=provider).set(
+                sum(recent) / len(recent) if recent else 1.0
+            )
 
     async def action_worker(self) -> float:
         """Send queued actions to Richpanel, honouring Retry-After; re-deliveries when looping."""
@@ -475,11 +490,8 @@ class Service:
         integration.failed = [f for f in integration.failed if f.at < since]
         still = []
         for failed in again:
-            outcome = self.call(integration.provider, "sync")
-            self.metrics.sync_jobs.labels(provider=integration.provider).inc()
-            self.state.recent_syncs.append(outcome.ok)
+            outcome = self.sync_one(integration.provider)
             if not outcome.ok:
-                self.metrics.sync_failed.labels(provider=integration.provider).inc()
                 still.append(
                     FailedSync(failed.record, f"{outcome.status} {outcome.error}".strip(), time.time())
                 )
@@ -551,11 +563,8 @@ class Service:
         integration.mapping_version += 1  # the retry runs with the corrected mapping
         retried, still = len(integration.failed), []
         for failed in integration.failed:
-            outcome = self.call(integration.provider, "sync")
-            self.metrics.sync_jobs.labels(provider=integration.provider).inc()
-            self.state.recent_syncs.append(outcome.ok)
+            outcome = self.sync_one(integration.provider)
             if not outcome.ok:
-                self.metrics.sync_failed.labels(provider=integration.provider).inc()
                 still.append(
                     FailedSync(failed.record, f"{outcome.status} {outcome.error}".strip(), time.time())
                 )
