@@ -48,6 +48,7 @@ async def _gone(server: PgServer, pid: int) -> bool:
     return False
 
 
+@pytest.mark.parametrize("console_role", ["monitoring", "superuser"])
 @pytest.mark.parametrize(
     ("runbook_id", "action_id"),
     [("idle-in-transaction", "terminate-idle"), ("long-running-query", "cancel")],
@@ -55,6 +56,7 @@ async def _gone(server: PgServer, pid: int) -> bool:
 async def test_the_step_after_the_wait_lists_the_sessions_the_action_could_not_reach(
     runbook_id: str,
     action_id: str,
+    console_role: str,
     pg_server: PgServer,
     pg_sessions: Sessions,
     pg_roles: Roles,
@@ -80,30 +82,62 @@ async def test_the_step_after_the_wait_lists_the_sessions_the_action_could_not_r
                 running[name] = asyncio.create_task(conn.execute("SELECT pg_sleep(60)"))
         await asyncio.sleep(OLDER_THAN + 0.5)
 
-        session = await _runbook_session(runbook_id, pg_server.dsn(user=role), tmp_path, monkeypatch)
+        # A monitoring role cannot signal a superuser's session; a superuser console can, and did
+        # not: the selects left every superuser's session out, the application's too where it
+        # connects as one.
+        superuser = console_role == "superuser"
+        reached = ["mine", "superuser"] if superuser else ["mine"]
+        left = ["elsewhere"] if superuser else ["elsewhere", "superuser"]
+        dsn = pg_server.dsn() if superuser else pg_server.dsn(user=role)
+        session = await _runbook_session(runbook_id, dsn, tmp_path, monkeypatch)
         action, reach = session.runbook.step(action_id), session.runbook.step("out-of-reach")
         plan = await session.prepare(action)
         targets = {t.pid for t in plan.targets}
-        assert conns["mine"][1] in targets
-        assert not {conns["elsewhere"][1], conns["superuser"][1]} & targets
+        assert {conns[name][1] for name in reached} <= targets
+        assert not {conns[name][1] for name in left} & targets
         answer = (
             Confirmation(typed=plan.confirm.expected) if plan.confirm.expected else Confirmation(yes=True)
         )
         assert (await session.execute(action, answer, plan)).status == Status.SUCCEEDED
-        if runbook_id == "idle-in-transaction":
-            assert await _gone(pg_server, conns["mine"][1])
-        else:
-            with pytest.raises(asyncpg.QueryCanceledError):
-                await asyncio.wait_for(running["mine"], 10)
+        for name in reached:
+            if runbook_id == "idle-in-transaction":
+                assert await _gone(pg_server, conns[name][1])
+            else:
+                with pytest.raises(asyncpg.QueryCanceledError):
+                    await asyncio.wait_for(running[name], 10)
 
-        left = await session.execute(reach)
-        shown = "\n".join(left.lines)
-        assert left.status == Status.NOT_MET, (left.message, shown)
-        by_app = {app: line for line in left.lines for app in apps.values() if app in line}
-        assert set(by_app) == {apps["elsewhere"], apps["superuser"]}, shown
+        result = await session.execute(reach)
+        shown = "\n".join(result.lines)
+        assert result.status == Status.NOT_MET, (result.message, shown)
+        by_app = {app: line for line in result.lines for app in apps.values() if app in line}
+        assert set(by_app) == {apps[name] for name in left}, shown
         assert "another database" in by_app[apps["elsewhere"]] and other_db in by_app[apps["elsewhere"]]
-        assert "a superuser" in by_app[apps["superuser"]]
+        if not superuser:
+            assert "a superuser" in by_app[apps["superuser"]]
     finally:
         for name, task in running.items():
             conns[name][0].terminate()
             await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.parametrize("console_role", ["monitoring", "superuser"])
+async def test_the_idle_connections_terminate_reaches_superusers_only_as_a_superuser(
+    console_role: str,
+    pg_server: PgServer,
+    pg_sessions: Sessions,
+    pg_roles: Roles,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """connection-exhaustion's preview: an application connected as a superuser, idle. A console
+    that is a superuser itself can end the session; its preview left it out all the same."""
+    role = await pg_roles.create(monitor=True, signal=True)
+    tag = secrets.token_hex(3)
+    _, idle_pid = await _open(pg_sessions, pg_server, f"ic-reach-idle-{tag}")  # the fixture's superuser
+    await asyncio.sleep(OLDER_THAN + 0.5)
+    superuser = console_role == "superuser"
+    dsn = pg_server.dsn() if superuser else pg_server.dsn(user=role)
+    session = await _runbook_session("connection-exhaustion", dsn, tmp_path, monkeypatch)
+    plan = await session.prepare(session.runbook.step("terminate-idle"))
+    assert plan.preview is not None and not plan.preview.error, plan.preview
+    assert (idle_pid in {t.pid for t in plan.targets}) is superuser
