@@ -17,7 +17,7 @@ from console.actions import Confirmation, Executor, Status
 from console.journal import Journal, Operator
 from console.loader import load_config
 from console.runbooks import RunbookSession, pack_for
-from tests.fixtures.postgres import PgServer, Roles, Sessions
+from tests.fixtures.postgres import PgServer, Roles, Sessions, wait_until_waiting
 
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "console.yaml"
 OPERATOR = Operator("alice", "10.0.0.5", "console-host")
@@ -141,3 +141,83 @@ async def test_the_idle_connections_terminate_reaches_superusers_only_as_a_super
     plan = await session.prepare(session.runbook.step("terminate-idle"))
     assert plan.preview is not None and not plan.preview.error, plan.preview
     assert (idle_pid in {t.pid for t in plan.targets}) is superuser
+
+
+async def _lock_chain(
+    server: PgServer, sessions: Sessions, role: str, holder_user: str | None, database: str | None
+) -> tuple[int, asyncio.Task]:
+    """A holder in a transaction that updated a row, and one session waiting for that row; the
+    holder's pid and the waiter's statement."""
+    table = f"reach_{secrets.token_hex(4)}"
+    await server.execute(
+        f"CREATE TABLE {table} (id int PRIMARY KEY, v int); INSERT INTO {table} VALUES (1, 0);"
+        f"GRANT ALL ON {table} TO {role}",
+        database=database,
+    )
+    holder, _ = await _open(sessions, server, f"ic-reach-holder-{table}", user=holder_user, database=database)
+    waiter, waiter_pid = await _open(
+        sessions, server, f"ic-reach-waiter-{table}", user=role, database=database
+    )
+    await holder.execute(f"BEGIN; UPDATE {table} SET v = v + 1 WHERE id = 1")
+    waiting = asyncio.create_task(waiter.execute(f"UPDATE {table} SET v = v + 1 WHERE id = 1"))
+    await wait_until_waiting(server, waiter_pid)
+    return holder.get_server_pid(), waiting
+
+
+@pytest.mark.parametrize("console_role", ["monitoring", "superuser"])
+async def test_lock_contention_lists_the_root_blockers_its_terminate_leaves(
+    console_role: str,
+    pg_server: PgServer,
+    pg_sessions: Sessions,
+    pg_roles: Roles,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three lock chains: one held by the application's role here, one in another database, one
+    held by a superuser here. The waiting count reads all three; the terminate reached the first
+    only (and tried the superuser's, which a monitoring role cannot signal)."""
+    role = await pg_roles.create(monitor=True, signal=True)
+    other_db = await pg_server.create_database()
+    waits: list[asyncio.Task] = []
+    try:
+        holders = {}
+        for name, user, database in (
+            ("mine", role, None),
+            ("elsewhere", role, other_db),
+            ("superuser", None, None),
+        ):
+            holders[name], waiting = await _lock_chain(pg_server, pg_sessions, role, user, database)
+            waits.append(waiting)
+        superuser = console_role == "superuser"
+        reached = ["mine", "superuser"] if superuser else ["mine"]
+        left = ["elsewhere"] if superuser else ["elsewhere", "superuser"]
+        dsn = pg_server.dsn() if superuser else pg_server.dsn(user=role)
+        session = await _runbook_session("lock-contention", dsn, tmp_path, monkeypatch)
+        action = session.runbook.step("terminate-root-blocker")
+        plan = await session.prepare(action)
+        targets = {t.pid for t in plan.targets}
+        assert {holders[name] for name in reached} <= targets
+        assert not {holders[name] for name in left} & targets
+        answer = (
+            Confirmation(typed=plan.confirm.expected) if plan.confirm.expected else Confirmation(yes=True)
+        )
+        result = await session.execute(action, answer, plan)
+        assert result.status == Status.SUCCEEDED, (result.message, result.lines)
+        for name in reached:
+            assert await _gone(pg_server, holders[name])
+
+        found = await session.execute(session.runbook.step("out-of-reach"))
+        rows = {
+            pid: line
+            for line in found.lines
+            for pid in holders.values()
+            if line.lstrip().startswith(f"{pid} ")
+        }
+        assert found.status == Status.NOT_MET, found.message
+        assert set(rows) == {holders[name] for name in left}, found.lines
+        assert "another database" in rows[holders["elsewhere"]]
+        if not superuser:
+            assert "a superuser" in rows[holders["superuser"]]
+    finally:
+        pg_sessions.close_all()
+        await asyncio.gather(*waits, return_exceptions=True)
