@@ -130,7 +130,8 @@ async def test_the_idle_connections_terminate_reaches_superusers_only_as_a_super
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """connection-exhaustion's preview: an application connected as a superuser, idle. A console
-    that is a superuser itself can end the session; its preview left it out all the same."""
+    that is a superuser itself can end the session; its preview left it out all the same. A
+    console that cannot reach it says so after the wait."""
     role = await pg_roles.create(monitor=True, signal=True)
     tag = secrets.token_hex(3)
     _, idle_pid = await _open(pg_sessions, pg_server, f"ic-reach-idle-{tag}")  # the fixture's superuser
@@ -141,6 +142,13 @@ async def test_the_idle_connections_terminate_reaches_superusers_only_as_a_super
     plan = await session.prepare(session.runbook.step("terminate-idle"))
     assert plan.preview is not None and not plan.preview.error, plan.preview
     assert (idle_pid in {t.pid for t in plan.targets}) is superuser
+    # The list after the wait names it when the terminate cannot reach it; a list, not a failure
+    # (a pool keeps idle connections by design).
+    listed = await session.execute(session.runbook.step("out-of-reach"))
+    assert listed.status == Status.PASSED, listed.message
+    mentions = [line for line in listed.lines if line.lstrip().startswith(f"{idle_pid} ")]
+    assert bool(mentions) is not superuser, listed.lines
+    assert all("a superuser" in line for line in mentions)
 
 
 async def _lock_chain(
