@@ -618,3 +618,30 @@ async def test_a_wait_step_that_passes_settles_the_check_it_re_ran(
     )
     assert [s.state for s in again_read.steps] == [StepState.DONE, StepState.DONE]
     assert again_read.progress.complete
+
+
+async def test_a_wait_step_that_passes_settles_a_check_never_run_before(
+    tmp_path: Path, http_server: StubServer
+) -> None:
+    """The operator opened the run after the fix (or went straight to the wait): the check the
+    wait runs had never run. It passed in the wait and stayed TODO: the run never read complete."""
+    config_path = _write_pack(tmp_path, {"wait-me.yaml": WAIT_RUNBOOK})
+    config_path.write_text(GOOD_CONFIG.replace("http://127.0.0.1:1", http_server.url("").rstrip("/")))
+    config = load_config(config_path)
+    runbook = pack_for(config).get("wait-me")
+    session = await RunbookSession.open(
+        runbook, Executor(config, Journal(tmp_path / "journal.jsonl", operator=OPERATOR))
+    )
+    again = runbook.steps[1]
+    http_server.route("/health", json={"status": "pass"})
+    assert (await session.execute(again)).status == Status.PASSED
+    assert [s.state for s in session.steps] == [StepState.DONE, StepState.DONE]
+    assert session.steps[0].message == "HTTP 200: as expected (checked by 'again')"
+    assert session.progress.complete
+    # A wait that does not pass leaves the check as it was: never run is not a failure.
+    http_server.route("/health", status=503, json={"status": "fail"})
+    fresh = await RunbookSession.open(
+        runbook, Executor(config, Journal(tmp_path / "other.jsonl", operator=OPERATOR))
+    )
+    assert (await fresh.execute(again)).status == Status.NOT_MET
+    assert [s.state for s in fresh.steps] == [StepState.TODO, StepState.NOT_MET]

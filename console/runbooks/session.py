@@ -356,7 +356,7 @@ class RunbookSession:
     async def wait(self, step: WaitStep) -> Result:
         """A wait step: wait its seconds, then run its check again; the step follows the check,
         and a check that passes now settles the check step too (its earlier failure was the
-        problem the runbook just fixed)."""
+        problem the runbook just fixed; never run, it has run now)."""
         seconds = self.wait_seconds(step)
         await self._record(
             StepStateSet(step=step.id, state=StepState.RUNNING, message=f"waiting {seconds:g}s")
@@ -373,8 +373,12 @@ class RunbookSession:
         if result.status == Status.NOT_MET:
             state = StepState.NOT_MET
         await self._record(StepStateSet(step=step.id, state=state, message=result.message))
-        if result.ok and self.progress.status(step.wait.check).state in (StepState.FAILED, StepState.NOT_MET):
-            message = f"{result.message} (re-checked by '{step.id}')"
+        checked = self.progress.status(step.wait.check).state
+        if result.ok and checked in (StepState.FAILED, StepState.NOT_MET, StepState.TODO):
+            # A check never run before (the run opened late, the operator went straight to the
+            # wait) has now run and passed: left TODO, the run never read complete.
+            verb = "checked" if checked == StepState.TODO else "re-checked"
+            message = f"{result.message} ({verb} by '{step.id}')"
             await self._record(StepStateSet(step=step.wait.check, state=StepState.DONE, message=message))
         return result
 
