@@ -70,10 +70,11 @@ async def test_runbook_steps_manual_note_and_progress_survive_a_restart(tmp_path
             "blocked",
             "terminate-root-blocker",
             "recheck",
+            "out-of-reach",
             "owner",
             "escalate",
         ]
-        await pilot.press("n", "n", "n", "n")  # next four times: the manual step
+        await pilot.press("n", "n", "n", "n", "n")  # next five times: the manual step
         assert screen.selected.step.id == "owner"
         await pilot.press("m")
         owner = screen.session.progress.status("owner")
