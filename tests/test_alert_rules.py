@@ -762,3 +762,25 @@ def test_the_restart_recheck_is_not_met_by_a_crash_loop(tmp_path: Path, pack: Pa
         [{"name": "crash loop", "interval": "15s", "input_series": series, "promql_expr_test": tests}],
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_auto_replies_come_back_only_once_the_model_answers_in_normal_mode(tmp_path: Path, pack: Pack):
+    """automation-back-to-normal turned auto-replies back on after the worker's error rate alone:
+    after an LLM outage the model's timeouts fall back to routing and never show as worker 5xx,
+    so replies came back while the model still timed out. The check before the kill switch
+    reads the timeouts of the 5 minutes in normal mode."""
+    runbook = pack.get("automation-back-to-normal")
+    check = runbook.step("model-timeouts")
+    ids = [s.id for s in runbook.steps]
+    assert ids.index("wait-normal") < ids.index("model-timeouts") == ids.index("kill-switch-off") - 1
+    passes = _passes(_query(check, {"service": "sync-worker"}), check)
+    counter = 'classification_timeouts_total{job="sync-worker",instance="w1"}'
+    # route-only for 20 minutes (no model call, no timeout), then normal mode from minute 20
+    slow = [{"series": counter, "values": "0+0x20 0+3x20"}]
+    fast = [{"series": counter, "values": "0+0x40"}]
+    tests = [{"expr": passes, "eval_time": "26m", "exp_samples": [{"labels": "{}", "value": 0}]}]
+    done = _promtool_test(tmp_path, [{"name": "slow", "input_series": slow, "promql_expr_test": tests}])
+    assert done.returncode == 0, done.stdout + done.stderr
+    tests = [{"expr": passes, "eval_time": "26m", "exp_samples": [{"labels": "{}", "value": 1}]}]
+    done = _promtool_test(tmp_path, [{"name": "fast", "input_series": fast, "promql_expr_test": tests}])
+    assert done.returncode == 0, done.stdout + done.stderr

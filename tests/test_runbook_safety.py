@@ -581,6 +581,57 @@ async def test_a_re_enable_step_is_refused_until_the_check_before_it_passes(
     assert again.steps[0].state == StepState.TODO
 
 
+GATED = """\
+id: gated
+title: Back on after two checks
+steps:
+  - id: errors
+    title: Errors low?
+    check:
+      http: {url: "{{base_url}}/errors"}
+      expect: {json: {low: true}}
+  - {id: again, title: Again later, wait: {seconds: 0, check: errors}}
+  - id: model
+    title: Model fast?
+    check:
+      http: {url: "{{base_url}}/model"}
+      expect: {json: {fast: true}}
+  - id: back-on
+    title: Turn replies back on
+    action:
+      http: {method: POST, url: "{{base_url}}/on"}
+      impact: re-enable
+"""
+
+
+async def test_a_re_enable_step_waits_for_every_check_and_wait_right_before_it(
+    tmp_path: Path, http_server: StubServer
+) -> None:
+    """automation-back-to-normal turns auto-replies back on after the worker's error rate (a wait)
+    and the model's timeouts (a check). Only the step right before it gated it: with the model
+    fast, the wait that read the errors still high let it through."""
+    text = CONFIG.replace("base_url: http://127.0.0.1:1", f"base_url: {http_server.url('').rstrip('/')}")
+    config = load_config(write(tmp_path, {"rb.yaml": GATED}, config=text))
+    session = await RunbookSession.open(
+        pack_for(config).get("gated"), Executor(config, Journal(tmp_path / "j.jsonl", operator=OPERATOR))
+    )
+    errors, again, model, back_on = session.runbook.steps
+    http_server.route("/on", json={"ok": True})
+    http_server.route("/errors", json={"low": False})
+    http_server.route("/model", json={"fast": True})
+    assert (await session.execute(errors)).status == Status.NOT_MET
+    assert (await session.execute(again)).status == Status.NOT_MET
+    assert (await session.execute(model)).status == Status.PASSED
+    refusal = session.refusal(back_on)
+    assert "it runs only after 'Errors low?' passes (its last result: HTTP 200: low is false" in refusal
+    assert (await session.execute(back_on, Confirmation(typed="x"))).status == Status.REFUSED
+    assert http_server.hits("/on") == 0
+    # The errors fall: the wait that re-runs the check passes and settles it; the gate opens.
+    http_server.route("/errors", json={"low": True})
+    assert (await session.execute(again)).status == Status.PASSED
+    assert session.refusal(back_on) == ""
+
+
 # --- run time: a signal evaluates its select again where it signals (real Postgres) ---------------------
 
 

@@ -264,24 +264,35 @@ class RunbookSession:
         return StepTask(command, step)  # a refused step asks nothing: perform journals the refusal
 
     def refusal(self, step: Step) -> str:
-        """Why this run will not execute ``step`` now, or "": a re-enable action runs only right
-        after a check or wait step whose last result passed (docs/ARCHITECTURE.md, Runbooks)."""
+        """Why this run will not execute ``step`` now, or "": a re-enable action runs only after
+        the check and wait steps right before it (back to the previous action or manual step)
+        each passed last time, a check settled by a wait that re-ran it passing counting as
+        passed (docs/ARCHITECTURE.md, Runbooks)."""
         if not isinstance(step, ActionStep) or step.action.impact != "re-enable":
             return ""
-        index = self.runbook.steps.index(step)
-        before = self.runbook.steps[index - 1] if index else None
-        if not isinstance(before, CheckStep | WaitStep):
+        gate: list[CheckStep | WaitStep] = []
+        for before in reversed(self.runbook.steps[: self.runbook.steps.index(step)]):
+            if not isinstance(before, CheckStep | WaitStep):
+                break
+            gate.insert(0, before)
+        if not gate:
             return (
                 f"a re-enable step runs only right after a check or wait step; '{step.id}' has none before it"
             )
-        status = self.progress.status(before.id)
-        if status.passed:
-            return ""
-        last = "it has not run" if status.passed is None else f"its last result: {status.message}"
-        return (
-            f"'{self.title(step)}' turns something back on: it runs only after '{self.title(before)}' "
-            f"passes ({last})"
-        )
+        for before in gate:
+            status = self.progress.status(before.id)
+            settled = any(
+                isinstance(w, WaitStep) and w.wait.check == before.id and self.progress.status(w.id).passed
+                for w in gate
+            )
+            if status.passed or settled:
+                continue
+            last = "it has not run" if status.passed is None else f"its last result: {status.message}"
+            return (
+                f"'{self.title(step)}' turns something back on: it runs only after '{self.title(before)}' "
+                f"passes ({last})"
+            )
+        return ""
 
     async def perform(
         self,
