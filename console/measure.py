@@ -15,6 +15,7 @@ from console.model import (
     PrometheusSnapshot,
     Session,
     Snapshot,
+    label_subject,
 )
 from console.rules import format_duration
 from console.sanitize import first_line
@@ -64,7 +65,7 @@ def _prometheus(snapshot: PrometheusSnapshot, bound: BoundThreshold) -> Measurem
     if result.samples and result.value is not None:
         worst = next((s for s in result.samples if s.value == result.value), result.samples[0])
         labels = tuple((k, v) for k, v in worst.labels if k != "__name__")
-    subject = ", ".join(f"{k}={v}" for k, v in labels)
+    subject = label_subject(labels)
     return Measurement(
         bound.id, result.value, result.error, subject=subject, at=snapshot.taken_at, labels=labels
     )

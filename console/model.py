@@ -191,6 +191,19 @@ class HealthSnapshot(Snapshot):
 
 Labels = tuple[tuple[str, str], ...]
 
+#: Labels every series of a scrape target carries: said after the series' own, so that a cut
+#: subject keeps what tells one alert from another (provider=hubspot, not instance=...).
+TARGET_LABELS = ("job", "instance")
+
+
+def label_subject(labels: Labels, leave_out: tuple[str, ...] = ()) -> str:
+    """``k=v, ...`` of ``labels`` without ``leave_out``: the series' own labels in their order,
+    then job, then instance."""
+    kept = [(k, v) for k, v in labels if k not in leave_out]
+    order = {name: i + 1 for i, name in enumerate(TARGET_LABELS)}
+    kept.sort(key=lambda kv: order.get(kv[0], 0))  # stable: the own labels keep their order
+    return ", ".join(f"{k}={v}" for k, v in kept)
+
 
 @dataclass(frozen=True, slots=True)
 class Sample:

@@ -30,6 +30,7 @@ from console.model import (
     Snapshot,
     SourceKey,
     SourceKind,
+    label_subject,
 )
 from console.sanitize import one_line
 
@@ -413,7 +414,7 @@ def alert_breach(
         since=alert.active_at or snapshot.taken_at,
         value_text=alert_value(alert.value),
         summary=summary,
-        subject=", ".join(f"{k}={v}" for k, v in alert.labels if k not in ("alertname", "severity")),
+        subject=label_subject(alert.labels, leave_out=("alertname", "severity")),
         runbooks=runbooks_for_alert.get(alert.name, ()),
         runbook_url=alert.annotation("runbook_url"),
         labels=alert.labels,

@@ -206,6 +206,20 @@ def test_prometheus_alerts_map_into_breaches():
     assert first.id != second.id
 
 
+def test_an_alerts_subject_says_its_own_labels_before_the_scrape_targets():
+    """Labels come sorted, so a subject read "instance=127.0.0.1:22962, job=sync-work…" in the
+    Subject column and the provider whose syncs fail was cut off. The series' own labels come
+    first, then job, then instance."""
+    labels = (("alertname", "SyncSuccessRatioLow"), ("instance", "127.0.0.1:22962"), ("job", "sync-worker"),
+              ("provider", "hubspot"), ("queue", "q1"), ("severity", "warning"))  # fmt: skip
+    alert = PromAlert(name="SyncSuccessRatioLow", state="firing", severity=Severity.WARNING, labels=labels,
+                      annotations=(), active_at=900.0)  # fmt: skip
+    snapshot = PrometheusSnapshot(source="prometheus", taken_at=1000.0, url="http://p", alerts=(alert,))
+    (breach,) = alert_breaches(snapshot, {})
+    assert breach.subject == "provider=hubspot, queue=q1, job=sync-worker, instance=127.0.0.1:22962"
+    assert breach.labels == labels  # the labels themselves keep Prometheus's order
+
+
 def test_alert_values_read_as_numbers():
     from console.rules import alert_value
 
