@@ -198,10 +198,16 @@ TARGET_LABELS = ("job", "instance")
 
 def label_subject(labels: Labels, leave_out: tuple[str, ...] = ()) -> str:
     """``k=v, ...`` of ``labels`` without ``leave_out``: the series' own labels in their order,
-    then job, then instance."""
+    then job, then instance. A probe's instance is the URL it probes (blackbox_exporter): what
+    the series is about, so it counts as its own."""
     kept = [(k, v) for k, v in labels if k not in leave_out]
     order = {name: i + 1 for i, name in enumerate(TARGET_LABELS)}
-    kept.sort(key=lambda kv: order.get(kv[0], 0))  # stable: the own labels keep their order
+
+    def rank(label: tuple[str, str]) -> int:
+        name, value = label
+        return 0 if name == "instance" and "://" in value else order.get(name, 0)
+
+    kept.sort(key=rank)  # stable: the own labels keep their order
     return ", ".join(f"{k}={v}" for k, v in kept)
 
 

@@ -12,6 +12,7 @@ from console.model import (
     PrometheusSnapshot,
     Severity,
     SourceError,
+    label_subject,
 )
 from console.rules import State, ThresholdEngine, alert_breaches, exit_code, sort_breaches, worst
 
@@ -218,6 +219,9 @@ def test_an_alerts_subject_says_its_own_labels_before_the_scrape_targets():
     (breach,) = alert_breaches(snapshot, {})
     assert breach.subject == "provider=hubspot, queue=q1, job=sync-worker, instance=127.0.0.1:22962"
     assert breach.labels == labels  # the labels themselves keep Prometheus's order
+    # A probe's instance is the URL it probes: the series' own subject, not the scrape target.
+    probe = (("instance", "https://shop.example/health"), ("job", "blackbox"))
+    assert label_subject(probe) == "instance=https://shop.example/health, job=blackbox"
 
 
 def test_alert_values_read_as_numbers():
