@@ -29,17 +29,6 @@ async def _open(sessions: Sessions, server: PgServer, app: str, **kwargs) -> tup
     return conn, await conn.fetchval("SELECT pg_backend_pid()")
 
 
-async def _runbook_session(runbook_id: str, dsn: str, tmp_path: Path, monkeypatch) -> RunbookSession:
-    monkeypatch.setenv("PG_DSN", dsn)  # the shipped config's cluster "main"
-    config = load_config(CONFIG)
-    journal = Journal(tmp_path / "journal.jsonl", operator=OPERATOR)
-    runbook = pack_for(config).get(runbook_id)
-    assert runbook is not None
-    return await RunbookSession.open(
-        runbook, Executor(config, journal), inputs={"older_than": f"{OLDER_THAN:g}"}
-    )
-
-
 async def _gone(server: PgServer, pid: int) -> bool:
     for _ in range(50):
         if not await server.fetch("SELECT 1 FROM pg_stat_activity WHERE pid = $1", pid):
@@ -48,7 +37,38 @@ async def _gone(server: PgServer, pid: int) -> bool:
     return False
 
 
-@pytest.mark.parametrize("console_role", ["monitoring", "superuser"])
+@pytest.fixture(params=["monitoring", "superuser"])
+def console_role(request: pytest.FixtureRequest) -> str:
+    """The console's own role: a monitoring role (pg_monitor, pg_signal_backend) or a superuser."""
+    return request.param
+
+
+@pytest.fixture
+async def role(pg_roles: Roles) -> str:
+    """The application's role (a monitoring one too: it is the console's when not a superuser)."""
+    return await pg_roles.create(monitor=True, signal=True)
+
+
+@pytest.fixture
+def open_runbook(
+    console_role: str, role: str, pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """``await open_runbook(id)``: a run of the shipped runbook, the console connected as ``console_role``."""
+
+    async def open_(runbook_id: str) -> RunbookSession:
+        dsn = pg_server.dsn() if console_role == "superuser" else pg_server.dsn(user=role)
+        monkeypatch.setenv("PG_DSN", dsn)  # the shipped config's cluster "main"
+        config = load_config(CONFIG)
+        journal = Journal(tmp_path / "journal.jsonl", operator=OPERATOR)
+        runbook = pack_for(config).get(runbook_id)
+        assert runbook is not None
+        return await RunbookSession.open(
+            runbook, Executor(config, journal), inputs={"older_than": f"{OLDER_THAN:g}"}
+        )
+
+    return open_
+
+
 @pytest.mark.parametrize(
     ("runbook_id", "action_id"),
     [("idle-in-transaction", "terminate-idle"), ("long-running-query", "cancel")],
@@ -57,13 +77,11 @@ async def test_the_step_after_the_wait_lists_the_sessions_the_action_could_not_r
     runbook_id: str,
     action_id: str,
     console_role: str,
+    role: str,
+    open_runbook,
     pg_server: PgServer,
     pg_sessions: Sessions,
-    pg_roles: Roles,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    role = await pg_roles.create(monitor=True, signal=True)
     other_db = await pg_server.create_database()
     tag = secrets.token_hex(3)
     apps = {name: f"ic-reach-{name}-{tag}" for name in ("mine", "elsewhere", "superuser")}
@@ -88,8 +106,7 @@ async def test_the_step_after_the_wait_lists_the_sessions_the_action_could_not_r
         superuser = console_role == "superuser"
         reached = ["mine", "superuser"] if superuser else ["mine"]
         left = ["elsewhere"] if superuser else ["elsewhere", "superuser"]
-        dsn = pg_server.dsn() if superuser else pg_server.dsn(user=role)
-        session = await _runbook_session(runbook_id, dsn, tmp_path, monkeypatch)
+        session = await open_runbook(runbook_id)
         action, reach = session.runbook.step(action_id), session.runbook.step("out-of-reach")
         plan = await session.prepare(action)
         targets = {t.pid for t in plan.targets}
@@ -120,25 +137,21 @@ async def test_the_step_after_the_wait_lists_the_sessions_the_action_could_not_r
             await asyncio.gather(task, return_exceptions=True)
 
 
-@pytest.mark.parametrize("console_role", ["monitoring", "superuser"])
 async def test_the_idle_connections_terminate_reaches_superusers_only_as_a_superuser(
     console_role: str,
+    role: str,
+    open_runbook,
     pg_server: PgServer,
     pg_sessions: Sessions,
-    pg_roles: Roles,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """connection-exhaustion's preview: an application connected as a superuser, idle. A console
     that is a superuser itself can end the session; its preview left it out all the same. A
     console that cannot reach it says so after the wait."""
-    role = await pg_roles.create(monitor=True, signal=True)
     tag = secrets.token_hex(3)
     _, idle_pid = await _open(pg_sessions, pg_server, f"ic-reach-idle-{tag}")  # the fixture's superuser
     await asyncio.sleep(OLDER_THAN + 0.5)
     superuser = console_role == "superuser"
-    dsn = pg_server.dsn() if superuser else pg_server.dsn(user=role)
-    session = await _runbook_session("connection-exhaustion", dsn, tmp_path, monkeypatch)
+    session = await open_runbook("connection-exhaustion")
     plan = await session.prepare(session.runbook.step("terminate-idle"))
     assert plan.preview is not None and not plan.preview.error, plan.preview
     assert (idle_pid in {t.pid for t in plan.targets}) is superuser
@@ -172,19 +185,16 @@ async def _lock_chain(
     return holder.get_server_pid(), waiting
 
 
-@pytest.mark.parametrize("console_role", ["monitoring", "superuser"])
 async def test_lock_contention_lists_the_root_blockers_its_terminate_leaves(
     console_role: str,
+    role: str,
+    open_runbook,
     pg_server: PgServer,
     pg_sessions: Sessions,
-    pg_roles: Roles,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Three lock chains: one held by the application's role here, one in another database, one
     held by a superuser here. The waiting count reads all three; the terminate reached the first
     only (and tried the superuser's, which a monitoring role cannot signal)."""
-    role = await pg_roles.create(monitor=True, signal=True)
     other_db = await pg_server.create_database()
     waits: list[asyncio.Task] = []
     try:
@@ -199,8 +209,7 @@ async def test_lock_contention_lists_the_root_blockers_its_terminate_leaves(
         superuser = console_role == "superuser"
         reached = ["mine", "superuser"] if superuser else ["mine"]
         left = ["elsewhere"] if superuser else ["elsewhere", "superuser"]
-        dsn = pg_server.dsn() if superuser else pg_server.dsn(user=role)
-        session = await _runbook_session("lock-contention", dsn, tmp_path, monkeypatch)
+        session = await open_runbook("lock-contention")
         action = session.runbook.step("terminate-root-blocker")
         plan = await session.prepare(action)
         targets = {t.pid for t in plan.targets}
