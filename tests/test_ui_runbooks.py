@@ -46,7 +46,16 @@ async def open_lock_runbook(pilot, app: ConsoleApp) -> RunbookScreen:
     assert picker.matches[0].runbook.id == "lock-contention"  # ranked first for a lock breach
     await pilot.press("enter")
     await wait_for(pilot, lambda: isinstance(app.screen, RunbookScreen), what="runbook screen")
-    return app.screen
+    screen = app.screen
+    # Pushed is not mounted: under load a test looked a step's row up before on_mount had put
+    # the rows in the table (RowDoesNotExist).
+    await wait_for(pilot, lambda: _steps_shown(screen), what="the runbook's steps in the table")
+    return screen
+
+
+def _steps_shown(screen: RunbookScreen) -> bool:
+    tables = screen.query("#rb-steps")
+    return bool(tables) and tables.first().row_count == len(screen.session.steps)
 
 
 def step_row(screen: RunbookScreen, step_id: str) -> int:
