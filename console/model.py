@@ -196,18 +196,25 @@ Labels = tuple[tuple[str, str], ...]
 TARGET_LABELS = ("job", "instance")
 
 
+def _target_rank(label: tuple[str, str]) -> int:
+    """0 for a series' own label; 1 + its place in TARGET_LABELS for a scrape target's. A
+    probe's instance is the URL it probes (blackbox_exporter): what the series is about, so it
+    counts as its own."""
+    name, value = label
+    if (name == "instance" and "://" in value) or name not in TARGET_LABELS:
+        return 0
+    return 1 + TARGET_LABELS.index(name)
+
+
+def own_labels(labels: Labels, leave_out: tuple[str, ...] = ()) -> Labels:
+    """The labels of ``labels`` that are the series' own (not ``leave_out``), in their order."""
+    return tuple(kv for kv in labels if kv[0] not in leave_out and _target_rank(kv) == 0)
+
+
 def label_subject(labels: Labels, leave_out: tuple[str, ...] = ()) -> str:
     """``k=v, ...`` of ``labels`` without ``leave_out``: the series' own labels in their order,
-    then job, then instance. A probe's instance is the URL it probes (blackbox_exporter): what
-    the series is about, so it counts as its own."""
-    kept = [(k, v) for k, v in labels if k not in leave_out]
-    order = {name: i + 1 for i, name in enumerate(TARGET_LABELS)}
-
-    def rank(label: tuple[str, str]) -> int:
-        name, value = label
-        return 0 if name == "instance" and "://" in value else order.get(name, 0)
-
-    kept.sort(key=rank)  # stable: the own labels keep their order
+    then job, then instance."""
+    kept = sorted((kv for kv in labels if kv[0] not in leave_out), key=_target_rank)  # stable
     return ", ".join(f"{k}={v}" for k, v in kept)
 
 

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 
-from console.model import Severity
+from console.model import Severity, own_labels
 from console.poller import ConsoleState
 from console.rules import Breach, State, grouped
 from panels.base import STALE_FACTOR, Panel, filter_words
@@ -64,7 +64,10 @@ def breach_cells(
     state_cell = cell(state, 40)
     if stale:  # its source has had no new data for a while: what the row says is old
         state_cell.append(" ◌ stale", style="bold yellow")
-    title = cell(breach.title, 60)
+    # An alert's row names what it is about: at 80 columns the Subject column is left out, and
+    # IntegrationDown for hubspot and for shopee were two rows alike.
+    about = own_labels(breach.labels, ("alertname", "severity")) if breach.kind == "alert" else ()
+    title = cell(f"{breach.title} · {about[0][1]}" if about else breach.title, 60)
     if child:
         title = Text(CHILD) + title
     elif related:  # the count up front: a cut title still says there is more

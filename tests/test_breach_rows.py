@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 
-from console.model import ErrorKind, HealthCheck, HealthStatus, SourceError
+from console.model import (
+    ErrorKind,
+    HealthCheck,
+    HealthStatus,
+    PromAlert,
+    PrometheusSnapshot,
+    Severity,
+    SourceError,
+)
 from console.poller import Poller
 from console.report import render_text
-from console.rules import State
+from console.rules import State, alert_breaches
 from panels.breaches import breach_cells
 from tests import ui_data
 from tests.ui_data import NOW
@@ -179,3 +187,23 @@ def test_a_health_breach_says_which_checks_fail_in_its_value():
     )
     (row,) = [b for b in p.state.breaches if b.id == "health.storefront"]
     assert row.value_text == "WARN: a:api, b:api +2"
+
+
+def test_an_alerts_row_names_what_it_is_about_where_the_subject_column_is_left_out():
+    """At 80 columns the Subject column is left out: IntegrationDown for HubSpot and for Shopee
+    were two rows alike ("IntegrationDown  0"). The title cell names the alert's own label; a
+    scrape target's job and instance are no alert's own (every series has them)."""
+
+    def alert(**labels: str) -> PromAlert:
+        pairs = (("alertname", "IntegrationDown"), *sorted(labels.items()), ("severity", "critical"))
+        return PromAlert(name="IntegrationDown", state="firing", severity=Severity.CRITICAL, labels=pairs,
+                         annotations=(), active_at=NOW - 60, value="0")  # fmt: skip
+
+    alerts = (
+        alert(instance="127.0.0.1:9101", job="sync-worker", provider="hubspot"),
+        alert(instance="127.0.0.1:9101", job="sync-worker", provider="shopee"),
+        alert(instance="127.0.0.1:9101", job="storefront"),
+    )
+    snapshot = PrometheusSnapshot(source="prometheus", taken_at=NOW, url="http://p", alerts=alerts)
+    titles = [breach_cells(b, NOW)[3].plain for b in alert_breaches(snapshot, {})]
+    assert sorted(titles) == ["IntegrationDown", "IntegrationDown · hubspot", "IntegrationDown · shopee"]
