@@ -44,6 +44,17 @@ def console_role(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def reach(console_role: str) -> tuple[list[str], list[str]]:
+    """Of the sessions "mine" (the application's role, this database), "elsewhere" (another
+    database) and "superuser" (a superuser's, this database): those the console's actions reach,
+    and those they leave. A monitoring role cannot signal a superuser's session; a superuser
+    console can, and did not: the selects left every superuser's session out."""
+    if console_role == "superuser":
+        return ["mine", "superuser"], ["elsewhere"]
+    return ["mine"], ["elsewhere", "superuser"]
+
+
+@pytest.fixture
 async def role(pg_roles: Roles) -> str:
     """The application's role (a monitoring one too: it is the console's when not a superuser)."""
     return await pg_roles.create(monitor=True, signal=True)
@@ -76,7 +87,7 @@ def open_runbook(
 async def test_the_step_after_the_wait_lists_the_sessions_the_action_could_not_reach(
     runbook_id: str,
     action_id: str,
-    console_role: str,
+    reach: tuple[list[str], list[str]],
     role: str,
     open_runbook,
     pg_server: PgServer,
@@ -100,21 +111,14 @@ async def test_the_step_after_the_wait_lists_the_sessions_the_action_could_not_r
                 running[name] = asyncio.create_task(conn.execute("SELECT pg_sleep(60)"))
         await asyncio.sleep(OLDER_THAN + 0.5)
 
-        # A monitoring role cannot signal a superuser's session; a superuser console can, and did
-        # not: the selects left every superuser's session out, the application's too where it
-        # connects as one.
-        superuser = console_role == "superuser"
-        reached = ["mine", "superuser"] if superuser else ["mine"]
-        left = ["elsewhere"] if superuser else ["elsewhere", "superuser"]
+        reached, left = reach
         session = await open_runbook(runbook_id)
         action, reach = session.runbook.step(action_id), session.runbook.step("out-of-reach")
         plan = await session.prepare(action)
         targets = {t.pid for t in plan.targets}
         assert {conns[name][1] for name in reached} <= targets
         assert not {conns[name][1] for name in left} & targets
-        answer = (
-            Confirmation(typed=plan.confirm.expected) if plan.confirm.expected else Confirmation(yes=True)
-        )
+        answer = Confirmation(typed=plan.confirm.expected)  # a signal is dangerous: the typed word
         assert (await session.execute(action, answer, plan)).status == Status.SUCCEEDED
         for name in reached:
             if runbook_id == "idle-in-transaction":
@@ -129,7 +133,7 @@ async def test_the_step_after_the_wait_lists_the_sessions_the_action_could_not_r
         by_app = {app: line for line in result.lines for app in apps.values() if app in line}
         assert set(by_app) == {apps[name] for name in left}, shown
         assert "another database" in by_app[apps["elsewhere"]] and other_db in by_app[apps["elsewhere"]]
-        if not superuser:
+        if "superuser" in left:
             assert "a superuser" in by_app[apps["superuser"]]
     finally:
         for name, task in running.items():
@@ -186,7 +190,7 @@ async def _lock_chain(
 
 
 async def test_lock_contention_lists_the_root_blockers_its_terminate_leaves(
-    console_role: str,
+    reach: tuple[list[str], list[str]],
     role: str,
     open_runbook,
     pg_server: PgServer,
@@ -206,18 +210,14 @@ async def test_lock_contention_lists_the_root_blockers_its_terminate_leaves(
         ):
             holders[name], waiting = await _lock_chain(pg_server, pg_sessions, role, user, database)
             waits.append(waiting)
-        superuser = console_role == "superuser"
-        reached = ["mine", "superuser"] if superuser else ["mine"]
-        left = ["elsewhere"] if superuser else ["elsewhere", "superuser"]
+        reached, left = reach
         session = await open_runbook("lock-contention")
         action = session.runbook.step("terminate-root-blocker")
         plan = await session.prepare(action)
         targets = {t.pid for t in plan.targets}
         assert {holders[name] for name in reached} <= targets
         assert not {holders[name] for name in left} & targets
-        answer = (
-            Confirmation(typed=plan.confirm.expected) if plan.confirm.expected else Confirmation(yes=True)
-        )
+        answer = Confirmation(typed=plan.confirm.expected)  # a signal is dangerous: the typed word
         result = await session.execute(action, answer, plan)
         assert result.status == Status.SUCCEEDED, (result.message, result.lines)
         for name in reached:
@@ -233,7 +233,7 @@ async def test_lock_contention_lists_the_root_blockers_its_terminate_leaves(
         assert found.status == Status.NOT_MET, found.message
         assert set(rows) == {holders[name] for name in left}, found.lines
         assert "another database" in rows[holders["elsewhere"]]
-        if not superuser:
+        if "superuser" in left:
             assert "a superuser" in rows[holders["superuser"]]
     finally:
         pg_sessions.close_all()
