@@ -1,15 +1,14 @@
 """The embedded demo stack (issue 4): real Postgres, Prometheus, Alertmanager and services.
 
-The scenario test shares one stack: it injects every scenario in turn, waits (through
-``incident-console snapshot --format json``) for the expected breaches at the expected
-severity, applies the runbook's fix and checks that the stack says the fault is gone, then
-resets and waits for the breaches to clear. Lifecycle tests start stacks of their own and list
-processes to prove that nothing outlives a stop, whatever stopped it.
+The tests that need a running stack share one (``incident-console snapshot --format json``
+reads what its console shows). That every scenario shows its breaches at their severity and is
+cleared by its runbook's own actions is tests/test_runbooks_e2e.py's walk. Lifecycle tests
+start stacks of their own and list processes to prove that nothing outlives a stop, whatever
+stopped it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shutil
@@ -20,21 +19,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import yaml
 
-from console.demo import configwriter, rules, shopdb
+from console.demo import configwriter, rules
 from console.demo.control import DemoControl, DemoError
 from console.demo.dbfaults import DB_FAULTS
 from console.demo.faults import FAULTS
-from console.demo.scenarios import SCENARIOS, Expected, Scenario
+from console.demo.scenarios import SCENARIOS
 from console.demo.stack import _scraping
 from console.demo.state import load_state_file, proc_start
 from console.journal import read_journal
 from console.loader import load_config
-from console.model import Severity
 from tests.fixtures.demo import (
     CLI,
     DemoStack,
@@ -47,7 +44,6 @@ from tests.fixtures.demo import (
 )
 from tests.fixtures.prometheus import PROMTOOL_BIN, require_binary
 
-SEVERITY = {"critical": Severity.CRITICAL, "warning": Severity.WARNING, "info": Severity.INFO}
 #: The community rule sets' names that config/prometheus/exporters.yml must use (issue 19).
 COMMUNITY_ALERTS = {
     "PostgresqlDown", "PostgresqlTooManyConnections", "PostgresqlDeadLocks", "PostgresqlHighRollbackRate",
@@ -127,10 +123,6 @@ def test_every_scenario_has_a_fault_and_known_breach_ids(tmp_path: Path) -> None
 # --- one shared stack -------------------------------------------------------------------------
 
 
-def _matching(doc: dict[str, Any], expected: Expected) -> list[dict[str, Any]]:
-    return [b for b in doc["breaches"] if expected.matches(b["id"])]
-
-
 def _poll(
     stack: DemoStack, done: Callable[[dict[str, Any]], bool], timeout: float, what: str
 ) -> dict[str, Any]:
@@ -143,129 +135,6 @@ def _poll(
         time.sleep(0.3)
     seen = [(b["id"], b["severity"], b["state"]) for b in doc.get("breaches", [])]
     pytest.fail(f"timed out after {timeout:g}s waiting for {what}; breaches: {seen}")
-
-
-class Fixer:
-    """The runbook actions, done the way the runbook pack does them: through the generated
-    config's variables (HTTP with the admin token, argv of the flyctl shim) and SQL with the
-    console's own role."""
-
-    def __init__(self, stack: DemoStack):
-        self.config = load_config(stack.config_path)
-        v = {name: var.value for name, var in self.config.variables.items()}
-        self.v = v
-        self.http = httpx.Client(timeout=10, headers={"Authorization": f"Bearer {v['admin_token']}"})
-        self.dsn = self.config.postgres[0].dsn
-
-    def sql(self, statement: str) -> Any:
-        async def run() -> Any:
-            conn = await asyncpg.connect(self.dsn, server_settings={"application_name": "incident-console"})
-            try:
-                return await conn.fetch(statement)
-            finally:
-                await conn.close()
-
-        return asyncio.run(run())
-
-    def send(self, method: str, url: str, body: dict[str, Any] | None = None) -> None:
-        response = self.http.request(method, url, json=body)
-        assert response.status_code < 300, (url, response.status_code, response.text)
-
-    def fix(self, name: str) -> None:
-        sf, sw = self.v["storefront_url"], self.v["sync_worker_url"]
-        others = "pid <> pg_backend_pid() AND backend_type = 'client backend'"
-        actions: dict[str, Callable[[], Any]] = {
-            "lock-contention": lambda: self.sql(
-                "SELECT pg_terminate_backend(b.pid) FROM pg_stat_activity b WHERE b.pid IN "
-                "(SELECT unnest(pg_blocking_pids(w.pid)) FROM pg_stat_activity w WHERE w.wait_event_type = 'Lock')"
-                " AND b.wait_event_type IS DISTINCT FROM 'Lock'"
-            ),
-            "long-running-query": lambda: self.sql(
-                f"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE {others} AND state = 'active' "
-                "AND now() - query_start > interval '3 seconds'"
-            ),
-            "idle-in-transaction": lambda: self.sql(
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {others} "
-                "AND state LIKE 'idle in transaction%' AND now() - state_change > interval '3 seconds'"
-            ),
-            "connection-exhaustion": lambda: self.sql(
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {others} AND state = 'idle' "
-                "AND application_name = 'storefront-pool'"
-            ),
-            "slow-queries": lambda: self.sql(shopdb.CREATE_INDEX_SQL),
-            "error-spike": lambda: subprocess.run(
-                [self.v["flyctl"], "restart", self.v["storefront_app"]],
-                check=True,
-                capture_output=True,
-                timeout=30,
-            ),
-            "upstream-rate-limit": lambda: self.send("POST", f"{sw}/admin/mode", {"mode": "route-only"}),
-            "provider-down": lambda: self.send(
-                "PATCH", f"{sw}/api/v1/admin/integrations/hubspot", {"enabled": False}
-            ),
-            "oauth-expired": lambda: self.send("POST", f"{sw}/api/v1/integrations/hubspot/refresh"),
-            "partial-sync-failures": lambda: self.send(
-                "POST", f"{sw}/api/v1/integrations/hubspot/retry-failed"
-            ),
-            "duplicate-events": lambda: self.send("POST", f"{sw}/admin/kill-switch", {"enabled": True}),
-            "llm-timeouts": lambda: self.send("POST", f"{sw}/admin/mode", {"mode": "route-only"}),
-            "webhook-signature-failures": lambda: self.send("POST", f"{sf}/admin/webhooks/rotate-secret"),
-            "quota-exhausted": lambda: self.send(
-                "POST", f"{sf}/admin/integrations/google-analytics/polling", {"interval_seconds": 300}
-            ),
-        }
-        actions[name]()
-
-
-def _fault_active(control: DemoControl, name: str) -> bool | None:
-    return next((f.active for f in control.status().faults if f.name == name), None)
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(420)
-def test_every_scenario_shows_is_fixed_by_its_runbook_action_and_clears(demo_stack: DemoStack) -> None:
-    fixer = Fixer(demo_stack)
-    control = demo_stack.control
-    report = []
-    # DB scenarios first: they clear fastest, and the HTTP ones leave rate windows behind.
-    for scenario in sorted(SCENARIOS, key=lambda s: s.where != "db"):
-        expected = scenario.expected
-        _poll(
-            demo_stack,
-            lambda doc, e=expected: not any(_matching(doc, x) for x in e),
-            45,
-            f"a clean slate before {scenario.name}",
-        )
-        started = time.monotonic()
-        control.inject(scenario.name)
-
-        def shown(doc: dict[str, Any], s: Scenario = scenario) -> bool:
-            return all(
-                any(SEVERITY.get(b["severity"]) == e.severity for b in _matching(doc, e)) for e in s.expected
-            )
-
-        _poll(demo_stack, shown, 30, f"{scenario.name}: {', '.join(map(str, expected))}")
-        seen = time.monotonic() - started
-        assert _fault_active(control, scenario.name) is True
-
-        fixer.fix(scenario.name)
-        deadline = time.monotonic() + 10
-        while _fault_active(control, scenario.name) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert _fault_active(control, scenario.name) is False, (
-            f"{scenario.name}: the runbook fix did not take"
-        )
-
-        control.reset()
-        cleared_at = time.monotonic()
-        _poll(
-            demo_stack,
-            lambda doc, e=expected: not any(_matching(doc, x) for x in e),
-            45,
-            f"{scenario.name} to clear after reset",
-        )
-        report.append(f"{scenario.name}: shown {seen:.1f}s, cleared {time.monotonic() - cleared_at:.1f}s")
-    print("\n".join(report))
 
 
 def test_control_lists_scenarios_and_refuses_unknown_ones(demo_stack: DemoStack) -> None:
