@@ -11,9 +11,7 @@ demo: $(STAMP) sysdeps
 
 test: $(STAMP) sysdeps
 	$(BIN)/ruff check console panels tests bench scripts
-	# three workers on two cores: the suite mostly waits on real backends (alerts' for:, waits),
-	# 1.3 cores busy with two; 16:18 with two workers and 11:14 with three on the same machine
-	$(BIN)/pytest -n 3 --dist loadfile -m "not serial" --durations=25
+	$(BIN)/pytest -n 2 --dist loadfile -m "not serial" --durations=25
 	$(BIN)/pytest -m serial --durations=10
 
 venv: $(STAMP)
