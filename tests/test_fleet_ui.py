@@ -147,7 +147,14 @@ async def test_a_stopped_cluster_turns_to_error_with_its_own_age_while_the_other
             cells = [str(c) for c in fleet.table.get_row("c2")]
             assert cells[0] == ERROR_BADGE and "unreachable" in cells[6], cells
             await wait_for(pilot, lambda: "c2 unreachable" in str(fleet.status.render()))
-            assert str(fleet.table.get_row("c1")[0]) == "● OK"
+            # c1 is fine: its row says OK. Stale is 3 polls of 0.3 s without new data, which a loaded
+            # machine can honestly show for a moment (a CI run with three workers read STALE here).
+            await wait_for(
+                pilot,
+                lambda: str(fleet.table.get_row("c1")[0]) == "● OK",
+                5,
+                lambda: [str(c) for c in fleet.table.get_row("c1")],
+            )
         finally:
             # Back for the module's other tests (on a new port: their configs read it afresh).
             await asyncio.to_thread(clusters["c2"].start)
