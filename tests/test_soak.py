@@ -363,6 +363,25 @@ async def test_a_timed_out_prometheus_request_closes_the_client_after_the_poll(h
     await source.aclose()
 
 
+async def test_closing_a_source_right_after_a_timed_out_poll_closes_the_discarded_client(http_server):
+    """A poll that timed out hands its client to a background close; a source closed right
+    after (the console quitting, a test ending) returned before that close ran, and the loop
+    ended with the client's socket open (a ResourceWarning collected later, in whatever ran
+    next: the fresh-clone soak with three workers counted 4 of them as its own)."""
+    from console.config import HealthTarget, Prometheus
+    from console.sources.health import HealthSource
+    from console.sources.prometheus import PrometheusSource
+
+    http_server.route("/api/v1/alerts", json={"status": "success", "data": {"alerts": []}}, delay=1.0)
+    http_server.route("/slow", json={"status": "pass"}, delay=1.0)
+    prometheus = PrometheusSource(Prometheus(url=http_server.url(), timeout=0.3), 0.1)
+    health = HealthSource(HealthTarget(name="x", url=http_server.url("/slow"), timeout=0.3), 0.1)
+    for source, client in ((prometheus, prometheus._http()), (health, health._ensure_client())):
+        await source.poll()  # times out
+        await source.aclose()  # at once
+        assert client.is_closed, type(source).__name__
+
+
 # --- the condensed soak -------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "BodyTooLarge",
     "Source",
     "Stopwatch",
+    "close_discarded",
     "discard_client",
     "http_error",
     "http_status_error",
@@ -64,6 +65,20 @@ def discard_client(client: httpx.AsyncClient | None) -> None:
     task = asyncio.get_running_loop().create_task(client.aclose())
     _closing.add(task)
     task.add_done_callback(_closing.discard)
+
+
+#: How long a source's aclose waits for the clients it discarded to close.
+CLOSE_WAIT = 2.0
+
+
+async def close_discarded() -> None:
+    """Wait (bounded) for the clients discard_client is closing on this loop: a source closed
+    right after a timed-out poll returned before that close ran, and the loop ended with the
+    client's sockets open."""
+    loop = asyncio.get_running_loop()
+    pending = [task for task in _closing if task.get_loop() is loop]
+    if pending:
+        await asyncio.wait(pending, timeout=CLOSE_WAIT)
 
 
 class Stopwatch:

@@ -25,6 +25,7 @@ from console.model import ErrorKind, HealthSnapshot, SourceError, SourceKey
 from console.sources.base import (
     BodyTooLarge,
     Stopwatch,
+    close_discarded,
     discard_client,
     http_error,
     http_status_error,
@@ -73,6 +74,7 @@ class HealthSource:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+        await close_discarded()
 
     async def _poll(self, watch: Stopwatch) -> HealthSnapshot:
         try:

@@ -70,6 +70,7 @@ from console.sanitize import one_line as _one_line
 from console.sources.base import (
     BodyTooLarge,
     Stopwatch,
+    close_discarded,
     discard_client,
     http_error,
     http_status_error,
@@ -614,6 +615,7 @@ class PrometheusSource:
         client, self._client = self._client, None
         if client is not None and self._client_loop is asyncio.get_running_loop():
             await client.aclose()
+        await close_discarded()
         self._prom.close()
 
     # -- one poll --
