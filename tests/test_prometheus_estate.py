@@ -26,7 +26,7 @@ import yaml
 
 from console.config import Config
 from console.estate import MAX_RULE_BREACHES
-from console.model import ErrorKind, Severity
+from console.model import ErrorKind, PrometheusSnapshot, Severity
 from console.poller import ConsoleState, Poller
 from console.report import render_text, to_json
 from console.rules import Breach, State, exit_code
@@ -247,9 +247,15 @@ LOGIN_PAGE = (
 )
 
 
-def source(url: str, **options: Any) -> PrometheusSource:
+async def poll_once(url: str, **options: Any) -> PrometheusSnapshot:
+    """One poll of a new source, closed after: left open, its client's sockets were collected
+    as unclosed in whatever test ran next (the soak counted them as its own)."""
     options.setdefault("timeout", 2)
-    return PrometheusSource(prometheus_config(url, {"id": "q", "query": "up"}, **options), interval=1.0)
+    source = PrometheusSource(prometheus_config(url, {"id": "q", "query": "up"}, **options), interval=1.0)
+    try:
+        return await source.poll()
+    finally:
+        await source.aclose()
 
 
 def state_of(*snapshots) -> ConsoleState:
@@ -283,7 +289,7 @@ async def test_a_bad_alertmanager_is_an_error_and_prometheus_alerts_stand_in(
     stub_prometheus(http_server, alerts=[FIRING])
     http_server.route("/am/api/v2/silences", json=[])
     http_server.route("/am/api/v2/alerts", **route)
-    snap = await source(http_server.url(), alertmanager_url=http_server.url("/am")).poll()
+    snap = await poll_once(http_server.url(), alertmanager_url=http_server.url("/am"))
     assert snap.ok and snap.queries[0].value == 3 and snap.alertmanager_alerts is None
     assert snap.alertmanager_error is not None and snap.alertmanager_error.kind is kind
     assert words in snap.alertmanager_error.reason, snap.alertmanager_error
@@ -302,7 +308,7 @@ async def test_a_prometheus_behind_a_login_says_so(http_server: StubServer) -> N
         "/api/v1/rules", status=301, headers={"Location": "http://elsewhere.example/api/v1/rules"}
     )
     http_server.route("/api/v1/targets", json=ok({"activeTargets": []}))
-    snap = await source(http_server.url()).poll()
+    snap = await poll_once(http_server.url())
     query_error = snap.queries[0].error
     assert query_error is not None and query_error.kind is ErrorKind.AUTH_FAILED
     assert "redirected to a login page (https://sso.example/login?next=%2F)" in query_error.reason
@@ -332,7 +338,7 @@ async def test_ten_thousand_rules_are_capped_with_a_count_and_a_slow_group_warns
         {"name": "slow", "file": "slow.yml", "interval": 1, "evaluationTime": 2.5, "rules": []},
     ]
     stub_prometheus(http_server, groups=groups)
-    snap = await source(http_server.url()).poll()
+    snap = await poll_once(http_server.url())
     assert snap.rules_total == 10_000 and snap.rules_kept == MAX_ITEMS
     assert snap.rule_groups[0].rules_total == 10_000 and snap.rule_groups[1].slow
     state = state_of(snap)

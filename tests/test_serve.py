@@ -116,8 +116,12 @@ def serving(config_path: Path, *args: str, env: dict[str, str] | None = None) ->
     )
     served = Served(process)
     started: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_pump, args=(process.stdout, served.out, started), daemon=True).start()
-    threading.Thread(target=_pump, args=(process.stderr, served.err, None), daemon=True).start()
+    pumps = [
+        threading.Thread(target=_pump, args=(process.stdout, served.out, started), daemon=True),
+        threading.Thread(target=_pump, args=(process.stderr, served.err, None), daemon=True),
+    ]
+    for pump in pumps:
+        pump.start()
     try:
         try:
             line = started.get(timeout=START_TIMEOUT)
@@ -138,6 +142,11 @@ def serving(config_path: Path, *args: str, env: dict[str, str] | None = None) ->
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
+        for pump in pumps:  # at the pipes' end once serve is gone; then they are closed
+            pump.join(timeout=10)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def write_config(path: Path, pg_server, http_server, journal: Path) -> Path:
