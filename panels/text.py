@@ -86,6 +86,30 @@ def cell(value: object, limit: int = CELL_LIMIT, style: str = "") -> Text:
     return Text(one_line(value, limit), style=style, no_wrap=True, overflow="ellipsis")
 
 
+#: Where a long name may be broken: before a capital that follows a lower-case letter or a
+#: digit (BlackboxProbe|HttpFailure), and after _ - . / : (pg_stat_|activity).
+NAME_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[_\-./:])(?=.)")
+
+
+def break_long_words(text: str, width: int) -> str:
+    """``text`` with every word longer than ``width`` broken by a newline where its name parts
+    (see NAME_BREAK), at the last such place that fits, else at ``width``; the rest is left
+    for the widget to wrap at spaces. A wall tile folded "BlackboxProbeHttpFailure" at its
+    width: "BlackboxProbeHttpFai" over "lure"."""
+    if width < 4:
+        return text
+    words = []
+    for word in text.split(" "):
+        pieces = []
+        while len(word) > width:
+            cuts = [m.start() for m in NAME_BREAK.finditer(word, 1, width + 1)]
+            at = cuts[-1] if cuts else width
+            pieces.append(word[:at])
+            word = word[at:]
+        words.append("\n".join([*pieces, word]))
+    return " ".join(words)
+
+
 def query_cell(query: str, limit: int = CELL_LIMIT) -> Text:
     """A query in a cell: its lines joined by ⏎ (a multi-line query shows that it goes on)."""
     return Text(query_line(query, limit), no_wrap=True, overflow="ellipsis")

@@ -34,9 +34,10 @@ from console.present import (
     severity_badge,
 )
 from console.rules import Breach, State, format_duration, format_number
+from console.sanitize import one_line
 from console.timeline import TimelineEntry
 from panels.header import ConsoleHeader
-from panels.text import breach_age_words, cell, sparkline
+from panels.text import breach_age_words, break_long_words, cell, sparkline
 
 POOL = 12
 #: The newest timeline entries the wall shows under its tiles (every console's, with a shared journal).
@@ -128,11 +129,19 @@ class Tile(Vertical):
             return
         for name in set(SEVERITY_CLASS.values()):
             self.set_class(name == SEVERITY_CLASS[data.severity], name)
-        badge, title, _, detail = self.query(Static)
+        badge, _, _, detail = self.query(Static)
         badge.update(Text(data.badge))
-        title.update(cell(data.title, 60))
+        self._show_title()
         self._show_value()
         detail.update(cell(data.detail, 120))
+
+    def _show_title(self) -> None:
+        if self.data is None:
+            return
+        # Broken where the name parts, at the tile's width (none before the first layout: the
+        # resize that follows breaks it); the title is as wide as the tile's content.
+        width = self.content_size.width
+        self.query_one(".title", Static).update(Text(break_long_words(one_line(self.data.title, 60), width)))
 
     def _show_value(self) -> None:
         if self.data is None:
@@ -148,6 +157,7 @@ class Tile(Vertical):
             big.update(Text(value, justify="center"))
 
     def on_resize(self) -> None:
+        self._show_title()
         self._show_value()
 
 

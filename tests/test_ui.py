@@ -591,6 +591,47 @@ async def test_a_wall_tile_too_short_for_big_digits_says_its_value_in_words(size
         assert any(t.query_one(Digits).display for t in shown) == big_digits
 
 
+async def test_a_wall_tile_breaks_a_long_alert_name_where_its_words_part():
+    """At 80x24 a tile folded BlackboxProbeHttpFailure at its width: "BlackboxProbeHttpFai"
+    over "lure" (the demo's wall); on a wide tile the name stays on one line."""
+    from textual.app import App
+
+    from console.model import Severity
+    from panels.wall import Tile, TileData
+
+    class OneTile(App):
+        CSS = "Tile { width: 24; height: 12; }"
+
+        def compose(self):
+            yield Tile()
+
+    app = OneTile()
+    async with app.run_test(size=(80, 24)) as pilot:
+        tile = app.query_one(Tile)
+        tile.show(TileData(Severity.CRITICAL, "✖ CRIT", "BlackboxProbeHttpFailure", "503"))
+        await pilot.pause()
+        title = tile.query_one(".title")
+
+        def lines() -> list[str]:
+            return [title.render_line(y).text.strip() for y in range(2)]
+
+        await wait_for(pilot, lambda: lines()[1] == "Failure", 5, lines)
+        assert title.render_line(0).text.strip() == "BlackboxProbeHttp"
+        tile.styles.width = 60
+        await wait_for(pilot, lambda: lines()[1] == "", 5, lines)
+        assert title.render_line(0).text.strip() == "BlackboxProbeHttpFailure"
+
+
+def test_long_words_break_where_a_name_parts_and_short_ones_are_left_to_wrap():
+    from panels.text import break_long_words
+
+    assert break_long_words("BlackboxProbeHttpFailure", 20) == "BlackboxProbeHttp\nFailure"
+    assert break_long_words("pg_stat_activity_count", 12) == "pg_stat_\nactivity_\ncount"
+    assert break_long_words("x" * 25, 10) == "xxxxxxxxxx\nxxxxxxxxxx\nxxxxx"  # no place to part: at the width
+    assert break_long_words("sync success ratio", 10) == "sync success ratio"
+    assert break_long_words("BlackboxProbeHttpFailure", 0) == "BlackboxProbeHttpFailure"  # not laid out yet
+
+
 async def test_the_wall_shows_this_machines_timeline_without_a_shared_journal(tmp_path):
     from console.journal import Note, Operator
 
