@@ -7,6 +7,8 @@ Breaches that are one trouble seen from several sides (rules.group_related: the 
 
 from __future__ import annotations
 
+import re
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -41,6 +43,7 @@ FIT = Fit(
     squeeze=(("value", 10),),
 )
 COLLAPSED, EXPANDED, CHILD = "▸ ", "▾ ", "  ↳ "
+URL_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
 def breach_cells(
@@ -66,8 +69,9 @@ def breach_cells(
         state_cell.append(" ◌ stale", style="bold yellow")
     # An alert's row names what it is about: at 80 columns the Subject column is left out, and
     # IntegrationDown for hubspot and for shopee were two rows alike.
+    # A URL (a blackbox probe's target) by its host first: "· http:/…" was all 80 columns kept.
     about = own_labels(breach.labels, ("alertname", "severity")) if breach.kind == "alert" else ()
-    title = cell(f"{breach.title} · {about[0][1]}" if about else breach.title, 60)
+    title = cell(f"{breach.title} · {URL_SCHEME.sub('', about[0][1])}" if about else breach.title, 60)
     if child:
         title = Text(CHILD) + title
     elif related:  # the count up front: a cut title still says there is more

@@ -207,3 +207,18 @@ def test_an_alerts_row_names_what_it_is_about_where_the_subject_column_is_left_o
     snapshot = PrometheusSnapshot(source="prometheus", taken_at=NOW, url="http://p", alerts=alerts)
     titles = [breach_cells(b, NOW)[3].plain for b in alert_breaches(snapshot, {})]
     assert sorted(titles) == ["IntegrationDown", "IntegrationDown · hubspot", "IntegrationDown · shopee"]
+
+
+def test_an_alerts_row_names_a_url_label_by_its_host_first():
+    """A blackbox alert's own label is the probed URL: at 80 columns its row read
+    "BlackboxProbeHttpFailure · http:/…", the scheme in the few cells left (the demo's console).
+    The scheme goes; the whole URL is in the details."""
+    probe = PromAlert(
+        name="BlackboxProbeHttpFailure", state="firing", severity=Severity.CRITICAL,
+        labels=(("alertname", "BlackboxProbeHttpFailure"), ("instance", "https://api.hubspot.com/health"),
+                ("job", "blackbox"), ("target", "https://api.hubspot.com/health")),
+        annotations=(), active_at=NOW - 60, value="503",
+    )  # fmt: skip
+    snapshot = PrometheusSnapshot(source="prometheus", taken_at=NOW, url="http://p", alerts=(probe,))
+    [breach] = alert_breaches(snapshot, {})
+    assert breach_cells(breach, NOW)[3].plain == "BlackboxProbeHttpFailure · api.hubspot.com/health"
