@@ -31,6 +31,22 @@ async def wait_for_screen(pilot: Any, kind: type, timeout: float = 20.0) -> Any:
     return app.screen
 
 
+async def detail_text(pilot: Any, timeout: float = 5.0, what: str = "a detail view") -> str:
+    """The text of the detail view a key opened, once its TextArea is mounted: the screen is
+    pushed a turn before its children are (a slow machine read NoMatches for the TextArea of a
+    DetailScreen already on top)."""
+    from panels.detail import DetailScreen
+
+    app = pilot.app
+    await wait_for(
+        pilot,
+        lambda: isinstance(app.screen, DetailScreen) and bool(app.screen.query("TextArea")),
+        timeout,
+        what,
+    )
+    return app.screen.query_one("TextArea").text
+
+
 async def poll_until(
     poll: Callable[[], Awaitable[T]],
     check: Callable[[T], Any],

@@ -57,6 +57,7 @@ from tests.fixtures.prometheus import (
     require_binary,
     wait_until,
 )
+from tests.pilot import detail_text
 from tests.test_ui_terminal import read_until, wait_exit
 
 
@@ -117,8 +118,7 @@ async def _detail_of(pilot, app: ConsoleApp, pg: PostgresPanel, pid: int) -> str
     pg.sessions.move_cursor(row=pg.sessions.get_row_index(key))
     await pilot.pause()
     await pilot.press("enter")
-    await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 5, "the detail view")
-    text = app.screen.query_one("TextArea").text
+    text = await detail_text(pilot, what="the detail view")
     _assert_inert(app)
     await pilot.press("escape")
     await wait_for(pilot, lambda: not isinstance(app.screen, DetailScreen), 5, "the detail view to close")
@@ -319,8 +319,7 @@ async def test_prometheus_corpus_in_labels_and_annotations_renders_literally(tmp
             breaches.table.move_cursor(row=row)
             await pilot.pause()
             await pilot.press("enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 5, "the alert's detail view")
-            detail = app.screen.query_one("TextArea").text
+            detail = await detail_text(pilot, what="the alert's detail view")
             _assert_inert(app)
             check_shown(detail)  # the static annotation: every entry
             assert "hostile=[@click=app.quit]click me[/]" in detail  # the rule's hostile label
@@ -378,8 +377,7 @@ async def test_health_corpus_in_messages_and_check_names_renders_literally(tmp_p
             health.table.move_cursor(row=row)
             await pilot.pause()
             await pilot.press("enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 5, "the target's detail view")
-            details[name] = app.screen.query_one("TextArea").text
+            details[name] = await detail_text(pilot, what="the target's detail view")
             _assert_inert(app)
             await pilot.press("escape")
             await wait_for(pilot, lambda: app.screen is app.screen_stack[0], 5, "the detail view to close")

@@ -31,10 +31,10 @@ from console.config import SharedJournal as SharedSettings
 from console.journal.shared import init_store
 from console.loader import load_config
 from panels.breaches import BreachesPanel
-from panels.detail import DetailScreen
 from panels.health import HealthPanel
 from tests.fixtures.faults import ROOT, read_for, screen_text, start_console, wait_for
 from tests.fixtures.http_servers import Request, StubServer
+from tests.pilot import detail_text
 from tests.test_ui_terminal import wait_exit
 
 MARK = "CNRY"
@@ -220,8 +220,7 @@ async def test_no_canary_in_any_artifact(tmp_path, canary_config, fault_pg, pg_s
                 table.move_cursor(row=row)
                 await pilot.pause()
                 await pilot.press("enter")
-                await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 5, "a detail view")
-                artifacts[f"{kind.__name__} detail {row}"] = app.screen.query_one("TextArea").text
+                artifacts[f"{kind.__name__} detail {row}"] = await detail_text(pilot)
                 artifacts[f"{kind.__name__} detail {row} svg"] = app.export_screenshot()
                 await pilot.press("escape")
         pg = next(p for p in app.panels if getattr(p, "cluster", "") == "good")
@@ -230,8 +229,7 @@ async def test_no_canary_in_any_artifact(tmp_path, canary_config, fault_pg, pg_s
         pg.sessions.move_cursor(row=pg.sessions.get_row_index(key))
         await pilot.pause()
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), 5, "the session's detail")
-        artifacts["session detail"] = app.screen.query_one("TextArea").text
+        artifacts["session detail"] = await detail_text(pilot, what="the session's detail")
         await pilot.press("escape")
         # An action through the executor: an ack, which fails at the echoing Alertmanager.
         breaches = next(p for p in app.panels if isinstance(p, BreachesPanel))
