@@ -154,6 +154,11 @@ class Tile(Vertical):
         if large:
             digits.update(value)
         else:
+            # One row: a wrapped "Probe of http://… fails" showed "Probe of", the rest cut unsaid.
+            one_row = self.size.height - TILE_ROWS <= 1
+            big.styles.text_wrap, big.styles.text_overflow = (
+                ("nowrap", "ellipsis") if one_row else ("wrap", "fold")
+            )
             big.update(Text(value, justify="center"))
 
     def on_resize(self) -> None:

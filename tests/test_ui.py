@@ -622,6 +622,39 @@ async def test_a_wall_tile_breaks_a_long_alert_name_where_its_words_part():
         assert title.render_line(0).text.strip() == "BlackboxProbeHttpFailure"
 
 
+async def test_a_wall_tile_with_one_row_for_its_value_in_words_says_that_it_goes_on():
+    """At 80x24 a tile has one row for its value: BlackboxProbeFailed's summary "Probe of
+    http://127.0.0.1:1426/health fails" was wrapped and showed "Probe of", the rest cut unsaid
+    (the demo's wall). One row now ends with an ellipsis; a taller tile still wraps it whole."""
+    from textual.app import App
+
+    from console.model import Severity
+    from panels.wall import Tile, TileData
+
+    class OneTile(App):
+        CSS = "Tile { width: 30; height: 8; }"
+
+        def compose(self):
+            yield Tile()
+
+    summary = "Probe of http://127.0.0.1:1426/health fails"
+    app = OneTile()
+    async with app.run_test(size=(80, 24)) as pilot:
+        tile = app.query_one(Tile)
+        tile.show(TileData(Severity.CRITICAL, "✖ CRIT", "BlackboxProbeFailed", summary))
+        big = tile.query_one(".big")
+
+        def shown() -> list[str]:
+            return [
+                line.text.strip() for line in big.render_lines(big.region.reset_offset) if line.text.strip()
+            ]
+
+        await wait_for(pilot, lambda: shown() and shown()[0].endswith("…"), 5, shown)
+        assert shown()[0].startswith("Probe of http://") and len(shown()) == 1, shown()
+        tile.styles.height = 14
+        await wait_for(pilot, lambda: "".join(shown()).replace(" ", "") == summary.replace(" ", ""), 5, shown)
+
+
 def test_long_words_break_where_a_name_parts_and_short_ones_are_left_to_wrap():
     from panels.text import break_long_words
 
