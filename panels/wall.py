@@ -140,8 +140,8 @@ class Tile(Vertical):
             return
         # Broken where the name parts, at the tile's width (none before the first layout: the
         # resize that follows breaks it); the title is as wide as the tile's content.
-        width = self.content_size.width
-        self.query_one(".title", Static).update(Text(break_long_words(one_line(self.data.title, 60), width)))
+        title = break_long_words(one_line(self.data.title, 60), self.size.width)
+        self.query_one(".title", Static).update(Text(title))
 
     def _show_value(self) -> None:
         if self.data is None:
