@@ -105,6 +105,33 @@ async def test_two_consoles_see_each_others_events_within_a_second_with_an_inser
         await alice.stop(), await bob.stop()
 
 
+async def test_a_local_journal_that_cannot_be_read_is_named_and_the_link_keeps_running(tmp_path, store):
+    """The local journal's directory replaced by a file: the link said the store was
+    "unreachable" (it was not), and counting the queued events raised out of its loop, so it
+    stopped for good and said so until the console was restarted. Now it names the local
+    file, still shows the others' events, and copies once the file can be read again."""
+    _, limited, _ = store
+    alice, bob = Console(tmp_path / "a", "alice", limited), Console(tmp_path / "b", "bob", limited)
+    early = alice.write("before the directory went")
+    (tmp_path / "a").rename(tmp_path / "a-away")
+    (tmp_path / "a").write_text("a file where the journal's directory was")
+    alice.start(), bob.start()
+    try:
+        await wait_until(lambda: "cannot copy" in alice.shared.state.problem, 10, "the problem said")
+        assert alice.shared.state.line() == (
+            f"shared journal cannot copy from {alice.journal.path}: Not a directory — 0 events queued"
+        )
+        written = bob.write("bob here")
+        await wait_until(lambda: written.id in {e.id for e in alice.seen}, 5, "alice still sees bob")
+        (tmp_path / "a").unlink()
+        (tmp_path / "a-away").rename(tmp_path / "a")
+        alice.shared.wake()
+        await wait_until(lambda: early.id in {e.id for e in bob.seen}, 10, "the early event copied")
+        assert alice.shared.state.problem == ""
+    finally:
+        await alice.stop(), await bob.stop()
+
+
 async def test_presence_is_seen_and_expires(tmp_path, store, monkeypatch):
     from console.journal import shared
 

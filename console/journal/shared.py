@@ -216,13 +216,12 @@ class SharedJournal:
                 # A bound on the whole round as well (LISTEN at connect has none of its own).
                 async with asyncio.timeout(self.settings.connect_timeout + 4 * self._bound):
                     conn = await self._connection()
-                    if self.copy:
-                        await self._copy(conn)
+                    local = await self._copy(conn) if self.copy else ""
                     await self._read(conn)
                     if self.announce and self.clock() - last_presence >= PRESENCE_EVERY:
                         last_presence = self.clock()
                         await self._announce(conn)
-                self.state.connected, self.state.problem = True, ""
+                self.state.connected, self.state.problem = True, local
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -286,12 +285,17 @@ class SharedJournal:
             with open(self.local, "rb") as handle:
                 handle.seek(min(self._cursor(), os.fstat(handle.fileno()).st_size))
                 return handle.read().count(b"\n")
-        except FileNotFoundError:
+        except OSError:  # none yet, or unreadable (the copy says why)
             return 0
 
-    async def _copy(self, conn: asyncpg.Connection) -> None:
+    async def _copy(self, conn: asyncpg.Connection) -> str:
+        """This machine's new lines into the table; why they could not be read, or "". A local
+        file that cannot be read stops neither reading the others' events nor the loop."""
         while True:
-            records, offset = self._new_lines()
+            try:
+                records, offset = self._new_lines()
+            except OSError as exc:
+                return f"cannot copy from {self.local}: {exc.strerror or exc}"
             if records:
                 rows = []
                 for record in records:
@@ -309,10 +313,10 @@ class SharedJournal:
                     timeout=self._bound,
                 )
             if offset == self._cursor():
-                return
+                return ""
             self._save_cursor(offset)
             if not records:
-                return
+                return ""
 
     # -- reading the others' events ---------------------------------------------------------
 
