@@ -152,6 +152,10 @@ def cmd_check_config(args: argparse.Namespace, out=None, err=None) -> int:
         f"{len(loaded.pack.runbooks)} runbooks",
         file=out,
     )
+    from console.journal import Journal
+
+    if problem := Journal.of(config).probe():  # a warning: the config may be checked elsewhere
+        print(f"{config.path}: warning: {problem} (every action would be refused)", file=err)
     return EXIT_OK
 
 

@@ -87,6 +87,7 @@ HEAP_SETTLE_LIMIT = 15.0
 STARTUP_BELL_WAIT = 5.0  # at start-up the bell waits this long at most for every source's first poll
 EXIT_GRACE_SECONDS = 2.0  # a stop request or a lost terminal ends the process within this (issue 15)
 TIMELINE_WINDOW = 24 * 3600
+JOURNAL_REPROBE = 30.0  # seconds between probes of a journal that could not be written
 
 install_strip_fix()  # Textual's Strip.divide keeps every drawn line in a reference cycle
 install_partial_update_fix()  # Textual draws every line of a widget a partial update touches
@@ -183,7 +184,8 @@ class ConsoleApp(App[int]):
         self._hints: dict[str, str] = {}  # breach id -> best-ranked runbook id
         self._hints_firing: frozenset[str] = frozenset()  # the firing breaches they were ranked with
         self.demo = demo
-        self.journal_problem = ""
+        self._journal_shown = ""  # the journal problem the operator was last told of
+        self._journal_probed: float | None = None  # monotonic time of the last probe
         self._journaled: tuple[Breach, ...] = ()  # the breach list the journal has seen
         self.paused = False
         self.state: ConsoleState = self.poller.state
@@ -473,6 +475,7 @@ class ConsoleApp(App[int]):
             if self.wall_screen is not None and self.wall_screen.is_mounted:
                 self.wall_screen.show(state, now)
             self.header.hidden_critical = self._hidden_critical()
+            self._flag_journal_problem()
             self.header.show(state, now)
             self.size_panels()
         self._note_where()
@@ -505,24 +508,59 @@ class ConsoleApp(App[int]):
     async def _journal_breaches(self) -> None:
         """Breach start/change/end into the journal; a wall or web viewer only watches."""
         before, after = self._journaled, self.state.breaches
-        if self.wall or before == after:
+        if self.wall:
+            return
+        if self._probe_due():
+            await self._probe_journal()
+        if before == after:
             return
         self._journaled = after
-        if "console.journal" not in sys.modules:  # the first time: once the first data is drawn
-            await self._after_refresh()
-            await asyncio.to_thread(importlib.import_module, "console.journal")
+        await self._load_journal()
         from console.journal import JournalError, breach_events, record_breaches
 
         if not breach_events(before, after):  # values and ages moved: nothing to journal, no thread
             return
-        try:
+        with contextlib.suppress(JournalError):  # the journal keeps why: told below
             await asyncio.to_thread(record_breaches, self.journal, before, after)
-        except JournalError as exc:
-            if not self.journal_problem:
-                self.notify(f"journal: {exc}", severity="error", timeout=10)
-            self.journal_problem = str(exc)
-        else:
-            self.journal_problem = ""
+        self._show_journal_problem()
+
+    async def _load_journal(self) -> None:
+        if "console.journal" not in sys.modules:  # the first time: once the first data is drawn
+            await self._after_refresh()
+            await asyncio.to_thread(importlib.import_module, "console.journal")
+
+    def _probe_due(self) -> bool:
+        if self._journal_probed is None:
+            return bool(self.state.snapshots)
+        problem = self._journal is not None and self._journal.problem
+        return bool(problem) and time.monotonic() - self._journal_probed >= JOURNAL_REPROBE
+
+    async def _probe_journal(self) -> None:
+        """Whether the journal can be written, checked without writing it: once the first data
+        is drawn, then every JOURNAL_REPROBE seconds while it cannot. Every action is refused
+        without it, and the operator should know before asking for the first one."""
+        self._journal_probed = time.monotonic()
+        await self._load_journal()
+        await asyncio.to_thread(self.journal.probe)
+        self._show_journal_problem()
+
+    def _show_journal_problem(self) -> None:
+        """The journal's problem, told once (a toast) and kept in the header ("NO JOURNAL")
+        until a write or a probe succeeds."""
+        problem = "" if self._journal is None else self._journal.problem
+        if problem and problem != self._journal_shown:
+            self.notify(f"journal: {problem}", severity="error", timeout=10)
+        if self._flag_journal_problem():
+            self.header.show(self.state, self.clock())
+
+    def _flag_journal_problem(self) -> bool:
+        """The header's NO JOURNAL in step with the journal, whichever path wrote last (an
+        action or a note that met the problem told the operator itself). True if it changed."""
+        problem = "" if self._journal is None else self._journal.problem
+        self._journal_shown = problem
+        changed = self.header.journal_problem != bool(problem)
+        self.header.journal_problem = bool(problem)
+        return changed
 
     async def _after_refresh(self, bound: float = 1.0) -> None:
         """Wait until the screen has been refreshed (``bound`` seconds at most)."""
@@ -616,6 +654,7 @@ class ConsoleApp(App[int]):
             return  # the console is closing: its screens may be gone
         now = self.clock()
         self._note_where()
+        self._flag_journal_problem()
         for panel in self.panels:
             panel.tick(now)
         if self.wall_screen is not None and self.wall_screen.is_mounted:

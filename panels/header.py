@@ -82,6 +82,7 @@ class ConsoleHeader(Static):
         self.mode = ""  # e.g. "WALL", "DEMO"
         self.monochrome = False
         self.hidden_critical = 0  # critical breaches a panel's filter hides (set by the app)
+        self.journal_problem = False  # the journal cannot be written: every action is refused
         self.shared: SharedState | None = None  # the shared journal: its problem, who else is here
 
     def show(self, state: ConsoleState | None, now: float) -> None:
@@ -126,6 +127,7 @@ class ConsoleHeader(Static):
             out.append(SEPARATOR)
             out.append(f"✖ {self.hidden_critical} CRIT hidden by a filter", style="reverse bold")
         for flag, on in (
+            ("NO JOURNAL", self.journal_problem),
             ("READ-ONLY", self.read_only),
             ("PAUSED", self.paused),
             (self.mode, bool(self.mode)),

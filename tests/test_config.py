@@ -366,3 +366,21 @@ def test_the_shipped_config_and_runbooks_parse_alike_with_both_parsers(monkeypat
             docs.append((doc.data, doc.values, doc.problems))
         assert docs[0] == docs[1], file
     assert yamlfile._COMPOSER is yaml.CSafeLoader  # what the console uses (PyYAML's wheels have it)
+
+
+def test_check_config_warns_of_a_journal_that_cannot_be_written(tmp_path):
+    """A journal path that cannot be written is a warning, not an error (a config may be
+    checked on another host than the console's); said in one line, before the first action
+    would be refused."""
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where a directory should be")
+    path = write(tmp_path, VALID + f"journal: {blocker / 'journal.jsonl'}\n")
+    code, out, err = check(path)
+    assert code == 0 and "OK" in out
+    assert err.splitlines() == [
+        f"{path}: warning: cannot write the journal {blocker / 'journal.jsonl'}: {blocker} is not a "
+        "directory (every action would be refused)"
+    ]
+    blocker.unlink()
+    assert check(path) == (0, out, "")
+    assert not blocker.exists(), "check-config made the journal's directory"

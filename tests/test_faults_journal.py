@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from console.app import ConsoleApp
+from console.journal import JournalError
 from panels.confirm import ConfirmScreen
 from panels.postgres import PostgresPanel
 from tests.fixtures.faults import console_config, quiet_cluster, wait_for
@@ -80,6 +81,9 @@ async def test_an_action_with_an_unwritable_journal_does_not_run_and_says_why(
                     pilot, lambda: any("not run" in m for m in told()), 10, "the refusal on screen"
                 )
                 assert any(reason in m and journal in m for m in told()), told()
+                # A full disk shows only at a write: from then on the header says so too.
+                await wait_for(pilot, lambda: "NO JOURNAL" in app.header.compose_line(app.clock()).plain,
+                               5, "NO JOURNAL in the header")  # fmt: skip
                 await asyncio.sleep(1.0)
                 assert not running.done(), "the query was cancelled although nothing could record it"
                 assert app.is_running
@@ -96,3 +100,78 @@ def test_a_journal_configured_as_a_device_is_not_read_without_end():
     for device in ("/dev/full", "/dev/zero"):
         read = read_journal(device)
         assert read.events == () and read.error == f"cannot read {device}: not a regular file"
+
+
+def test_the_probe_names_what_stops_the_journal_and_writes_nothing(tmp_path):
+    """Before the first event, what would stop the journal is found without writing it: an
+    action asked for at 3 a.m. should not be the first to learn that nothing can be recorded."""
+    from console.journal import Journal, Note
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    (tmp_path / "a-directory").mkdir()
+    cases = {
+        blocker / "sub" / "journal.jsonl": f"{blocker} is not a directory",
+        tmp_path / "a-directory": "Is a directory",
+    }
+    with read_only_dir(tmp_path) as mount:
+        cases[mount / "state" / "journal.jsonl"] = f"{mount} is on a read-only file system"
+        for path, reason in cases.items():
+            journal = Journal(path)
+            assert journal.probe() == f"cannot write the journal {path}: {reason}"
+            assert journal.problem == journal.probe()
+
+    fresh = tmp_path / "new" / "deeper" / "journal.jsonl"
+    assert Journal(fresh).probe() == ""
+    assert not (tmp_path / "new").exists(), "the probe made a directory"
+    existing = tmp_path / "journal.jsonl"
+    existing.write_bytes(b'{"ts": "x"}\n')
+    before = existing.stat()
+    assert Journal(existing).probe() == ""
+    after = existing.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+    # The problem stands until a write succeeds (or a probe finds nothing in the way).
+    journal = Journal(blocker / "journal.jsonl")
+    assert journal.probe()
+    blocker.unlink()
+    journal.append(Note(text="the directory is back"))
+    assert journal.problem == ""
+    blocker.mkdir(exist_ok=True)
+    (blocker / "journal.jsonl").unlink()
+    (blocker / "journal.jsonl").mkdir()
+    with pytest.raises(JournalError):
+        journal.append(Note(text="not written"))
+    assert journal.problem == f"cannot write the journal {blocker / 'journal.jsonl'}: Is a directory"
+
+
+async def test_a_journal_that_cannot_be_written_shows_in_the_header_until_it_can(tmp_path, monkeypatch):
+    """Once the first data is drawn the console probes its journal: one that cannot be written
+    is told at once (a toast) and stays in the header as NO JOURNAL, because every action will
+    be refused; it goes once a probe finds the way clear again."""
+    import panels.app
+    from panels.header import ConsoleHeader
+    from tests import ui_data
+    from tests.pilot import wait_for
+    from tests.test_ui import Clock, make_app
+
+    monkeypatch.setattr(panels.app, "JOURNAL_REPROBE", 0.2)
+    blocker = tmp_path / "state"
+    blocker.write_text("not a directory")
+    clock = Clock()
+    app = make_app(config=ui_data.config(journal=str(blocker / "journal.jsonl")), clock=clock)
+    async with app.run_test(size=(120, 30)) as pilot:
+        header = app.query_one(ConsoleHeader)
+        app.render_state(app.poller.publish(ui_data.postgres_snapshot(taken_at=clock.now)))
+        await app._journal_breaches()
+        await wait_for(pilot, lambda: "NO JOURNAL" in header.compose_line(clock.now).plain, 10, "the flag")
+        told = [str(n.message) for n in app._notifications]
+        assert any(f"{blocker} is not a directory" in m for m in told), told
+        blocker.unlink()
+        for _ in range(100):  # polls come and go; a probe is due again after JOURNAL_REPROBE
+            await app._journal_breaches()
+            if "NO JOURNAL" not in header.compose_line(clock.now).plain:
+                break
+            await pilot.pause(0.1)
+        assert "NO JOURNAL" not in header.compose_line(clock.now).plain
+        assert app._journal is not None and app._journal.problem == ""

@@ -105,6 +105,19 @@ def _ends_with_newline(fd: int) -> bool:
     return size == 0 or os.pread(fd, 1, size - 1) in (b"\n", b"")
 
 
+def _creatable(path: Path) -> None:
+    """Raises the OSError that creating ``path`` (and the directories above it) would meet."""
+    parent = path.parent
+    while not os.path.lexists(parent):
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{parent} is not a directory")
+    if os.statvfs(parent).f_flag & os.ST_RDONLY:
+        raise OSError(errno.EROFS, f"{parent} is on a read-only file system")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, f"{parent} is not writable by this user")
+
+
 class Journal:
     """Appends events for one console process; see the module docstring for the guarantees."""
 
@@ -127,6 +140,8 @@ class Journal:
         #: wakes up at once instead of at its next poll.
         self.after_append: list[Callable[[], None]] = []
         self._lock = threading.Lock()  # threads of this process; flock covers other processes
+        #: Why the last write, or the last :meth:`probe`, failed; "" once one succeeds.
+        self.problem = ""
 
     def file_key(self) -> object:
         """What changes when the file is written, by this process or another (a reader re-reads
@@ -171,14 +186,34 @@ class Journal:
             try:
                 self._append(data)
             except OSError as exc:
-                reason = exc.strerror or str(exc)
-                raise JournalError(f"cannot write the journal {self.path}: {reason}") from None
+                self.problem = self._cannot_write(exc)
+                raise JournalError(self.problem) from None
+            self.problem = ""
         written = from_json(record)
         assert isinstance(written, type(event))
         for hook in self.after_append:
             with contextlib.suppress(Exception):
                 hook()
         return written
+
+    def _cannot_write(self, exc: OSError) -> str:
+        return f"cannot write the journal {self.path}: {exc.strerror or exc}"
+
+    def probe(self) -> str:
+        """Why the journal could not be written now, found without writing it ("" when nothing
+        is in the way): the file opened for append and closed, or, before the first event, the
+        nearest directory that exists. Without a journal every action is refused, and the
+        operator should know before the first one. A full disk shows only at a write."""
+        try:
+            if os.path.lexists(self.path):
+                os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC))
+            else:
+                _creatable(self.path)
+        except OSError as exc:
+            self.problem = self._cannot_write(exc)
+        else:
+            self.problem = ""
+        return self.problem
 
     async def aappend(self, event: E) -> E:
         """:meth:`append` off the event loop (an fsync may take milliseconds, or far longer)."""
