@@ -358,7 +358,13 @@ def format_number(value: float, unit: str = "") -> str:
         return f"{value * 100:.1f}%"
     if unit == "ms":
         return f"{value:.1f} ms"
-    text = f"{value:.4g}" if abs(value) < 1e6 else f"{value:.3e}"
+    magnitude = abs(value)
+    if magnitude >= 1e6:
+        text = f"{value:.3e}"
+    elif magnitude >= 1e3:  # whole: ".4g" turns 10440 into "1.044e+04"
+        text = f"{value:.0f}"
+    else:
+        text = f"{value:.4g}"
     return f"{text} {unit}".strip()
 
 

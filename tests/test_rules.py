@@ -234,6 +234,22 @@ def test_alert_values_read_as_numbers():
     assert alert_value("") == ""
 
 
+def test_numbers_in_the_thousands_read_whole_not_in_exponents():
+    """A queue of 10440 items read "1.044e+04 items (>= 100 items)" in the demo's breach row:
+    four significant digits turned exponent from 10 000 on, though exponents were meant for
+    values of a million and up."""
+    from console.rules import alert_value, format_number
+
+    assert format_number(10440, "items") == "10440 items"
+    assert format_number(1234.4) == "1234"
+    assert format_number(-98765.4) == "-98765"
+    assert format_number(999_999.4) == "999999"
+    assert format_number(2_500_000) == "2.500e+06"
+    assert format_number(0.5556, "/s") == "0.5556 /s"
+    assert format_number(12.34567) == "12.35"
+    assert alert_value("1.044e+04") == "10440"
+
+
 def test_silence_for_matches_an_alert_like_alertmanager():
     from console.model import Silence
     from console.rules import Breach, silence_for
