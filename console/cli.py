@@ -184,7 +184,7 @@ def cmd_snapshot(args: argparse.Namespace, out=None, err=None) -> int:
         out.write("\n")
     else:
         out.write(render_text(state, strict_pending=strict))
-    return exit_code(state.breaches, strict_pending=strict)
+    return exit_code(state.breaches, strict_pending=strict) if state.intervals else EXIT_UNKNOWN
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -199,6 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader left (`| head`): no traceback, and none again when Python flushes stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as the shell counts a command that SIGPIPE ended
 
 
 if __name__ == "__main__":

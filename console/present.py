@@ -30,6 +30,11 @@ HEALTH_BADGE = {
 ERROR_BADGE = "! ERROR"
 #: With no breach: some source's data is old, or no source has answered yet (never "● OK").
 STALE_BADGE, NO_DATA_BADGE = "◌ STALE", "… NO DATA"
+#: The config names no source at all: nothing is watched, so nothing is known to be well.
+NOTHING_BADGE = "○ NOTHING WATCHED"
+
+
+NOTHING_WATCHED = "the config names no health target, Prometheus server or Postgres cluster"
 
 
 def breach_badge(breach: Breach) -> str:
@@ -46,6 +51,8 @@ def overall_badge(state: ConsoleState | None, now: float) -> str:
     none, ``● OK`` only while every source's data is fresh."""
     if state is None:
         return NO_DATA_BADGE
+    if not state.intervals:
+        return NOTHING_BADGE
     if state.breaches:
         return SEVERITY_BADGE[state.worst]
     old = state.old_sources(now)

@@ -18,7 +18,7 @@ from console.model import (
     Snapshot,
 )
 from console.poller import ConsoleState
-from console.present import ERROR_BADGE, HEALTH_BADGE, breach_badge, severity_badge
+from console.present import ERROR_BADGE, HEALTH_BADGE, NOTHING_WATCHED, breach_badge, severity_badge
 from console.rules import Breach, exit_code, exit_severity, format_duration, grouped
 from console.sanitize import one_line, query_line
 
@@ -32,7 +32,10 @@ def _utc(epoch: float) -> str:
 
 
 def _worst(state: ConsoleState, strict_pending: bool) -> Severity:
-    """The worst severity as the exit code weighs it (a pending alert at most a warning)."""
+    """The worst severity as the exit code weighs it (a pending alert at most a warning); unknown
+    when nothing is watched."""
+    if not state.intervals:
+        return Severity.UNKNOWN
     return max((exit_severity(b, strict_pending=strict_pending) for b in state.breaches), default=Severity.OK)
 
 
@@ -52,7 +55,7 @@ def render_text(state: ConsoleState, now: float | None = None, *, strict_pending
         for child in children:  # the same trouble seen from another side
             lines += _breach_lines(child, now, grouped_under=True)
     if not state.breaches:
-        lines.append("  none")
+        lines.append("  none" if state.intervals else f"  none: nothing watched ({NOTHING_WATCHED})")
     snapshots = sorted(state.snapshots.values(), key=lambda s: s.source)
     health = [s for s in snapshots if isinstance(s, HealthSnapshot)]
     if health:

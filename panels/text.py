@@ -18,6 +18,7 @@ from console.model import HealthStatus, Severity
 from console.present import (
     HEALTH_BADGE,
     NO_DATA_BADGE,
+    NOTHING_BADGE,
     SEVERITY_BADGE,
     STALE_BADGE,
     STATE_BADGE,
@@ -179,7 +180,7 @@ def overall_text(state: ConsoleState | None, now: float) -> Text:
     """The header's one word for everything (console.present.overall_badge): a stale or
     unanswered quiet is loud as an unknown is, never the green OK."""
     badge = overall_badge(state, now)
-    if badge == NO_DATA_BADGE:
+    if badge in (NO_DATA_BADGE, NOTHING_BADGE):
         return Text(badge, style="dim")
     if badge == STALE_BADGE:
         return Text(badge, style=SEVERITY_STYLE[Severity.UNKNOWN])

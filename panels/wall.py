@@ -28,6 +28,8 @@ from console.poller import ConsoleState
 from console.present import (
     HEALTH_BADGE,
     NO_DATA_BADGE,
+    NOTHING_BADGE,
+    NOTHING_WATCHED,
     STALE_BADGE,
     breach_badge,
     overall_badge,
@@ -189,6 +191,8 @@ def _quiet_tile(state: ConsoleState, now: float) -> TileData:
     console, a poll that no longer answers) showed ALL CLEAR across the wall, with the only
     sign of it a ◌ in the header."""
     badge = overall_badge(state, now)
+    if badge == NOTHING_BADGE:
+        return TileData(Severity.UNKNOWN, badge, NOTHING_WATCHED, "NOTHING WATCHED")
     if badge == NO_DATA_BADGE:
         return TileData(Severity.UNKNOWN, badge, "the first polls have not answered yet", "NO DATA YET")
     if badge != STALE_BADGE:

@@ -111,3 +111,35 @@ async def test_bad_config_is_unknown_with_positioned_lines(tmp_path):
     code, out, err = await run_cli("snapshot", "--config", str(path))
     assert code == 3 and out == ""
     assert err.strip() == f"{path}:3:10: health[0].url: bad URL 'nope': expected http(s)://host[:port]/path"
+
+
+async def test_a_config_that_watches_nothing_is_unknown_not_ok(tmp_path):
+    """No health target, Prometheus server or Postgres cluster: the snapshot said "worst: ● OK"
+    and exited 0, the header said ● OK and the wall ALL CLEAR, about nothing at all."""
+    from console.poller import Poller
+    from console.present import overall_badge
+    from panels.wall import breach_tiles
+    from tests.ui_data import config
+
+    code, out, _ = await run_cli("snapshot", "--config", str(write_config(tmp_path)))
+    assert code == 3, out
+    assert "worst: ? UNKNOWN" in out and "none: nothing watched (the config names no health target" in out
+    state = Poller(config(health=[], prometheus=None, postgres=[])).state
+    assert overall_badge(state, 0.0) == "○ NOTHING WATCHED"
+    assert breach_tiles(state, 0.0)[0].big == "NOTHING WATCHED"
+
+
+async def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
+    """`incident-console snapshot --format json | head -1`: the reader closed the pipe and the
+    command printed a BrokenPipeError traceback (twice: again when Python flushed stdout)."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "console.cli", "snapshot", "--format", "json", "--config",
+        str(write_config(tmp_path)), cwd=ROOT, stdout=write, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    os.close(write)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 141 and err.decode() == ""
