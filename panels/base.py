@@ -8,6 +8,7 @@ from textual.widgets import Static
 
 from console.model import Snapshot, SourceKey
 from console.poller import ConsoleState
+from console.present import NOTHING_WATCHED
 from console.rules import format_duration
 from panels.text import cell
 
@@ -66,6 +67,9 @@ class Panel(Vertical, can_focus=False):
     def tick(self, now: float) -> None:
         """Once a second: refresh the data age and staleness (no re-render of the data)."""
         state = self.state
+        if state is not None and not state.intervals:
+            self.status.update(Text(f"nothing watched: {NOTHING_WATCHED}", style="italic"))
+            return
         if state is None or not self.sources:
             self.status.update(Text("waiting for the first poll…", style="italic"))
             return

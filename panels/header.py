@@ -120,7 +120,7 @@ class ConsoleHeader(Static):
         state = self.state
         out.append(SEPARATOR)
         out.append_text(overall_text(state, now))
-        if state is not None:
+        if state is not None and state.intervals:
             out.append(SEPARATOR)
             out.append_text(self._sources(state, now, compact=compact))
         if self.hidden_critical:

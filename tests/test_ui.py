@@ -181,6 +181,18 @@ async def test_an_empty_breach_list_says_nothing_is_breached_only_while_its_data
         assert str(app.header.render()).split(" │ ")[1] == "◌ STALE"  # it said ● OK
 
 
+async def test_a_console_that_watches_nothing_says_so_where_it_would_say_ok():
+    """A config with no source (a console for walking runbooks): the header said ● OK with an
+    empty sources segment ("│  │") and the breaches panel "waiting for the first poll…" for good."""
+    app = ConsoleApp(ui_data.config(health=[], prometheus=None, postgres=[]), autopoll=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        breaches = panel(app, BreachesPanel)
+        await wait_for(pilot, lambda: "nothing watched" in str(breaches.status.render()), what="the status")
+        assert str(breaches.status.render()).startswith("nothing watched: the config names no health target")
+        line = app.header.compose_line(app.clock(), 80).plain
+        assert line.split(" │ ")[1:-1] == ["○ NOTHING WATCHED"], line
+
+
 async def test_quick_filters_text_filter_and_sort_keep_selection():
     app = make_app()
     async with app.run_test(size=(160, 48)) as pilot:
