@@ -550,14 +550,17 @@ class ConsoleApp(App[int]):
         problem = "" if self._journal is None else self._journal.problem
         if problem and problem != self._journal_shown:
             self.notify(f"journal: {problem}", severity="error", timeout=10)
+        self._journal_shown = problem
         if self._flag_journal_problem():
             self.header.show(self.state, self.clock())
 
     def _flag_journal_problem(self) -> bool:
         """The header's NO JOURNAL in step with the journal, whichever path wrote last (an
-        action or a note that met the problem told the operator itself). True if it changed."""
+        action or a note that met the problem tells the operator itself; a tick that sees it
+        first must not swallow the toast of the breach write that met it). True if it changed."""
         problem = "" if self._journal is None else self._journal.problem
-        self._journal_shown = problem
+        if not problem:
+            self._journal_shown = ""  # the same problem again later is told again
         changed = self.header.journal_problem != bool(problem)
         self.header.journal_problem = bool(problem)
         return changed

@@ -175,3 +175,11 @@ async def test_a_journal_that_cannot_be_written_shows_in_the_header_until_it_can
             await pilot.pause(0.1)
         assert "NO JOURNAL" not in header.compose_line(clock.now).plain
         assert app._journal is not None and app._journal.problem == ""
+        # A breach write fails in its thread and a tick sees the problem before the write's
+        # caller does: the tick flags it, and the toast is still the caller's to give.
+        app._journal.problem = "cannot write the journal: No space left on device"
+        app._tick()
+        assert "NO JOURNAL" in header.compose_line(clock.now).plain
+        app._show_journal_problem()
+        await pilot.pause()
+        assert any("No space left on device" in str(n.message) for n in app._notifications)
