@@ -32,8 +32,6 @@ ERROR_BADGE = "! ERROR"
 STALE_BADGE, NO_DATA_BADGE = "◌ STALE", "… NO DATA"
 #: The config names no source at all: nothing is watched, so nothing is known to be well.
 NOTHING_BADGE = "○ NOTHING WATCHED"
-
-
 NOTHING_WATCHED = "the config names no health target, Prometheus server or Postgres cluster"
 
 
