@@ -171,8 +171,7 @@ async def _snapshot(config: Config):
 
 def cmd_snapshot(args: argparse.Namespace, out=None, err=None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
-    from console.report import render_text, to_json
-    from console.rules import exit_code
+    from console.report import render_text, snapshot_exit_code, to_json
 
     loaded = load_or_report(args.config, err)
     if loaded is None:
@@ -184,7 +183,7 @@ def cmd_snapshot(args: argparse.Namespace, out=None, err=None) -> int:
         out.write("\n")
     else:
         out.write(render_text(state, strict_pending=strict))
-    return exit_code(state.breaches, strict_pending=strict) if state.intervals else EXIT_UNKNOWN
+    return snapshot_exit_code(state, strict_pending=strict)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

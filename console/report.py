@@ -39,6 +39,11 @@ def _worst(state: ConsoleState, strict_pending: bool) -> Severity:
     return max((exit_severity(b, strict_pending=strict_pending) for b in state.breaches), default=Severity.OK)
 
 
+def snapshot_exit_code(state: ConsoleState, *, strict_pending: bool = False) -> int:
+    """The snapshot's exit code (console.rules.exit_code); 3, unknown, when nothing is watched."""
+    return exit_code(state.breaches, strict_pending=strict_pending) if state.intervals else 3
+
+
 def render_text(state: ConsoleState, now: float | None = None, *, strict_pending: bool = False) -> str:
     now = state.taken_at if now is None else now
     env = state.environment
@@ -284,7 +289,7 @@ def to_json(state: ConsoleState, *, strict_pending: bool = False) -> dict[str, A
         "taken_at": state.taken_at,
         "environment": _jsonable(state.environment.model_dump()),
         "worst": _worst(state, strict_pending).name.lower(),
-        "exit_code": exit_code(state.breaches, strict_pending=strict_pending),
+        "exit_code": snapshot_exit_code(state, strict_pending=strict_pending),
         "breaches": _jsonable(state.breaches),
         "sources": {
             key: _jsonable(s) | {"kind": type(s).__name__} for key, s in sorted(state.snapshots.items())

@@ -124,6 +124,8 @@ async def test_a_config_that_watches_nothing_is_unknown_not_ok(tmp_path):
     code, out, _ = await run_cli("snapshot", "--config", str(write_config(tmp_path)))
     assert code == 3, out
     assert "worst: ? UNKNOWN" in out and "none: nothing watched (the config names no health target" in out
+    code, out, _ = await run_cli("snapshot", "--format", "json", "--config", str(write_config(tmp_path)))
+    assert code == 3 and json.loads(out)["exit_code"] == 3 and json.loads(out)["worst"] == "unknown", out
     state = Poller(config(health=[], prometheus=None, postgres=[])).state
     assert overall_badge(state, 0.0) == "○ NOTHING WATCHED"
     assert breach_tiles(state, 0.0)[0].big == "NOTHING WATCHED"
